@@ -1,0 +1,77 @@
+//! Recorder throughput: ingest of 1 M samples, and outage detection over them.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use failprobe::record::outage::find_windows;
+use failprobe::record::recorder::Budget;
+use failprobe::record::sample::Outcome;
+use failprobe::record::{ErrorClass, Record, Recorder, RunMeta, Sample, Stream};
+
+const N: u64 = 1_000_000;
+
+/// 1 M write samples at 100 µs with an outage every 10 000 probes lasting 300 probes.
+fn samples() -> Vec<Sample> {
+    (0..N)
+        .map(|i| {
+            let ok = i % 10_000 >= 300;
+            Sample {
+                trial: 0,
+                stream: Stream::Write,
+                seq: i + 1,
+                scheduled_us: i * 100,
+                start_us: i * 100 + 5,
+                end_us: i * 100 + 400,
+                latency_us: 400,
+                outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+                error_class: (!ok).then_some(ErrorClass::Refused),
+                error: None,
+                server: Some("127.0.0.1:6379".into()),
+                value: None,
+            }
+        })
+        .collect()
+}
+
+fn meta() -> RunMeta {
+    RunMeta {
+        version: "bench".into(),
+        scenario: "bench".into(),
+        run_id: "bench".into(),
+        target: "redis://127.0.0.1:6379".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        interval_us: 100,
+        timeout_us: 250_000,
+        triggers: vec![],
+        budget: Budget::default(),
+        lab: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let data = samples();
+    let mut g = c.benchmark_group("recorder");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("ingest 1M samples", |b| {
+        b.iter_batched(
+            || data.clone(),
+            |d| {
+                let mut r = Recorder::new(meta());
+                for s in d {
+                    r.ingest(Record::Sample(s));
+                }
+                r
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("outage windows over 1M samples", |b| b.iter(|| find_windows(&data).len()));
+    let mut full = Recorder::new(meta());
+    for s in data.iter().cloned() {
+        full.ingest(Record::Sample(s));
+    }
+    g.bench_function("summary of 1M samples", |b| b.iter(|| full.summary().trials.len()));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,123 @@
+//! Command line (clap derive). Thin: it parses and hands over to `run`, `report` and `lab`.
+
+use crate::duration::parse_duration;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "failprobe",
+    version,
+    about = "Measure how long Redis is down during a failover, and whether it loses writes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log detail (error, warn, info, debug) on stderr.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Probe a target, fire a trigger, measure outage and integrity, write a report.
+    Run(Box<RunArgs>),
+    /// Rebuild summary.json, report.md and timeline.svg from a run's samples and events.
+    Report {
+        /// The run's output directory.
+        dir: PathBuf,
+    },
+    /// Start, inspect or stop a local Redis lab on loopback.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+    /// Local lab, 3 × SENTINEL FAILOVER and 1 × kill -9, report, lab down (about a minute).
+    Demo {
+        /// Where to write the report (default failprobe-demo-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Scenario file (TOML); flags override it.
+    pub scenario: Option<PathBuf>,
+    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// none | sentinel | promote | kill | pause=<D> | command=<shell command>
+    #[arg(long)]
+    pub trigger: Option<String>,
+    /// Time between probes of each stream [default: 10ms]
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Deadline of each probe [default: 250ms]
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Probing before the trigger fires [default: 5s]
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// How long both streams must be up before a trial ends [default: 2s]
+    #[arg(long, value_parser = parse_duration)]
+    pub settle: Option<Duration>,
+    /// Length of an observe-only trial (--trigger none) [default: 10s]
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Longest a trial may wait for recovery after its trigger [default: 60s]
+    #[arg(long, value_parser = parse_duration)]
+    pub max_trial: Option<Duration>,
+    /// TTL of every key failprobe writes [default: 1h]
+    #[arg(long, value_parser = parse_duration)]
+    pub key_ttl: Option<Duration>,
+    /// Number of trials [default: 1]
+    #[arg(long)]
+    pub repeat: Option<u32>,
+    /// Output directory [default: failprobe-<time>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Budget: exit 1 when any outage window is longer.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_outage: Option<Duration>,
+    /// Budget: exit 1 when more acknowledged writes are lost in a trial.
+    #[arg(long)]
+    pub max_lost_writes: Option<u64>,
+    /// Use the running lab in DIR (target and node processes from its lab.json).
+    #[arg(long)]
+    pub lab: Option<PathBuf>,
+    /// Start a lab of this topology (replica | sentinel) for this run, stop it afterwards.
+    #[arg(long)]
+    pub lab_topology: Option<String>,
+    /// The primary's process, for kill/pause outside a lab.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Do not ask before a trigger against a target that is not on loopback.
+    #[arg(long)]
+    pub yes: bool,
+    /// No live status line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabAction {
+    /// Start a lab and print its URLs; it keeps running until `lab down`.
+    Up {
+        #[arg(long, default_value = "sentinel")]
+        topology: String,
+        #[arg(long, default_value = "failprobe-lab")]
+        dir: PathBuf,
+    },
+    /// Show the lab's processes and whether it is ready for a trial.
+    Status {
+        #[arg(long, default_value = "failprobe-lab")]
+        dir: PathBuf,
+    },
+    /// Stop exactly the processes the lab started.
+    Down {
+        #[arg(long, default_value = "failprobe-lab")]
+        dir: PathBuf,
+    },
+}

@@ -1,0 +1,24 @@
+//! Errors that decide the exit code. Everything else travels as `anyhow::Error` with context.
+
+use thiserror::Error;
+
+/// Exit codes are part of the CI contract (see README).
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_BUDGET: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+/// An error the user can fix before any failover is started: bad flags, a malformed scenario,
+/// an unreachable target, a refused confirmation.
+#[derive(Debug, Error)]
+pub enum UsageError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("target not reachable: {0} (no failover was started)")]
+    Unreachable(String),
+    #[error("not confirmed: {0}")]
+    NotConfirmed(String),
+}
+
+pub fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    UsageError::Invalid(msg.into()).into()
+}

@@ -1,0 +1,172 @@
+//! When is the lab ready for a trial? The lab notes' rule: the replica is linked with lag 0,
+//! every sentinel sees the same primary, the other two sentinels and the replica, and all of
+//! that has held for one second.
+
+use super::{Lab, NodeKind, Topology, MASTER_NAME};
+use crate::target::info_field;
+use anyhow::{bail, Result};
+use redis::aio::MultiplexedConnection;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::{sleep, timeout, Instant};
+
+const STABLE_FOR: Duration = Duration::from_secs(1);
+const LIMIT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    Ready { primary: u16 },
+    NotReady(String),
+}
+
+impl Lab {
+    pub async fn wait_ready(&self, limit: Duration) -> Result<u16> {
+        let until = Instant::now() + limit;
+        let mut stable_since: Option<(Instant, u16)> = None;
+        let mut last = String::new();
+        while Instant::now() < until {
+            self.reap();
+            match self.readiness().await {
+                Readiness::Ready { primary } => match stable_since {
+                    Some((since, p)) if p == primary => {
+                        if since.elapsed() >= STABLE_FOR {
+                            return Ok(primary);
+                        }
+                    }
+                    _ => stable_since = Some((Instant::now(), primary)),
+                },
+                Readiness::NotReady(why) => {
+                    stable_since = None;
+                    last = why;
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        bail!("lab in {} not ready after {limit:?}: {last} (see the *.log files there)", self.dir.display())
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        match self.check().await {
+            Ok(primary) => Readiness::Ready { primary },
+            Err(e) => Readiness::NotReady(format!("{e:#}")),
+        }
+    }
+
+    async fn check(&self) -> Result<u16> {
+        let primary = self.agreed_primary().await?;
+        let replicas: Vec<u16> = self.redis_ports().into_iter().filter(|p| *p != primary).collect();
+        let primary_info = info(primary, "replication").await?;
+        if info_field(&primary_info, "role").as_deref() != Some("master") {
+            bail!("127.0.0.1:{primary} is not a primary yet");
+        }
+        for port in &replicas {
+            let r = info(*port, "replication").await?;
+            let linked = info_field(&r, "role").as_deref() == Some("slave")
+                && info_field(&r, "master_port").as_deref() == Some(&port_str(primary))
+                && info_field(&r, "master_link_status").as_deref() == Some("up");
+            if !linked {
+                bail!("replica 127.0.0.1:{port} is not linked to 127.0.0.1:{primary}");
+            }
+            let synced = (0..16).filter_map(|i| info_field(&primary_info, &format!("slave{i}"))).any(|line| {
+                line.contains(&format!("port={port},")) && line.contains("state=online") && lag(&line) <= 1
+            });
+            if !synced {
+                bail!("replica 127.0.0.1:{port} is not in sync");
+            }
+        }
+        for s in self.sentinel_ports() {
+            let m = sentinel_master(s).await?;
+            let ok = m.get("num-other-sentinels").map(String::as_str) == Some("2")
+                && m.get("num-slaves").and_then(|n| n.parse::<usize>().ok()) >= Some(replicas.len())
+                && m.get("flags").map(String::as_str) == Some("master");
+            if !ok {
+                bail!("sentinel 127.0.0.1:{s} does not see the whole lab yet");
+            }
+        }
+        Ok(primary)
+    }
+
+    /// The primary every sentinel announces (they must agree), or the one redis node that says
+    /// it is a primary when there are no sentinels.
+    async fn agreed_primary(&self) -> Result<u16> {
+        let sentinels = self.sentinel_ports();
+        if sentinels.is_empty() {
+            let mut primaries = Vec::new();
+            for p in self.redis_ports() {
+                if info_field(&info(p, "replication").await?, "role").as_deref() == Some("master") {
+                    primaries.push(p);
+                }
+            }
+            return match primaries.as_slice() {
+                [p] => Ok(*p),
+                _ => bail!("expected one primary, found {primaries:?}"),
+            };
+        }
+        let mut seen = Vec::new();
+        for s in sentinels {
+            let mut conn = connect(s).await?;
+            let (_, port): (String, u16) = timeout(
+                LIMIT,
+                redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER_NAME).query_async(&mut conn),
+            )
+            .await??;
+            seen.push(port);
+        }
+        seen.dedup();
+        match seen.as_slice() {
+            [p] => Ok(*p),
+            _ => bail!("sentinels disagree about the primary: {seen:?}"),
+        }
+    }
+
+    /// The current primary, best effort (for restarting a killed node as its replica).
+    pub async fn current_primary(&self) -> Option<u16> {
+        self.agreed_primary().await.ok()
+    }
+
+    /// Runtime-only test knobs (lab notes): a demoted primary rejoins as a replica in ~5 s
+    /// instead of ~13 s, so repeated trials do not wait for it.
+    pub(super) async fn tune_sentinels(&self) {
+        for s in self.sentinel_ports() {
+            if let Ok(mut conn) = connect(s).await {
+                let _: Result<(), _> = redis::cmd("SENTINEL")
+                    .arg("DEBUG")
+                    .arg("info-period")
+                    .arg(1000)
+                    .arg("publish-period")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await;
+            }
+        }
+    }
+
+    pub fn is_sentinel(&self) -> bool {
+        self.topology == Topology::Sentinel && self.nodes().iter().any(|n| n.kind == NodeKind::Sentinel)
+    }
+}
+
+fn port_str(p: u16) -> String {
+    p.to_string()
+}
+
+fn lag(line: &str) -> u64 {
+    line.split(',').find_map(|kv| kv.strip_prefix("lag=")?.parse().ok()).unwrap_or(u64::MAX)
+}
+
+async fn connect(port: u16) -> Result<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    Ok(timeout(LIMIT, client.get_multiplexed_async_connection()).await??)
+}
+
+pub async fn info(port: u16, section: &str) -> Result<String> {
+    let mut conn = connect(port).await?;
+    Ok(timeout(LIMIT, redis::cmd("INFO").arg(section).query_async(&mut conn)).await??)
+}
+
+async fn sentinel_master(port: u16) -> Result<HashMap<String, String>> {
+    let mut conn = connect(port).await?;
+    let flat: Vec<String> =
+        timeout(LIMIT, redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME).query_async(&mut conn)).await??;
+    Ok(flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
+}

@@ -1,0 +1,258 @@
+//! A local lab: a Redis primary + replica (and three sentinels) on loopback, started from
+//! `redis-server` / `redis-sentinel` on PATH, on ports the OS picks. `lab.json` in its directory
+//! describes it for `--lab DIR`, `lab status` and `lab down`.
+
+mod health;
+mod node;
+
+pub use health::Readiness;
+use node::{free_port, Node, NodeKind};
+
+use crate::error::invalid;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const MASTER_NAME: &str = "failprobe";
+pub const LAB_FILE: &str = "lab.json";
+/// Sentinel settings from the lab notes: kill -9 → ~2.2 s outage, tests stay fast.
+pub const DOWN_AFTER_MS: u64 = 1000;
+pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
+const INSTALL_HINT: &str =
+    "install them with: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools";
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Primary + one replica, no automatic failover.
+    Replica,
+    /// Primary + one replica + three sentinels.
+    Sentinel,
+}
+
+impl Topology {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "replica" => Ok(Self::Replica),
+            "sentinel" => Ok(Self::Sentinel),
+            other => Err(invalid(format!("unknown lab topology `{other}`: use replica or sentinel"))),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LabFile {
+    pub topology: Topology,
+    pub master_name: String,
+    pub target: String,
+    pub primary_url: String,
+    pub nodes: Vec<Node>,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    pub topology: Topology,
+    nodes: Mutex<Vec<Node>>,
+    children: Mutex<Vec<std::process::Child>>,
+    /// Stop the processes when this value is dropped (tests, `run` with its own lab).
+    owned: bool,
+}
+
+impl Lab {
+    /// Starts a lab in `dir` and waits until it is ready.
+    pub async fn up(topology: Topology, dir: &Path, owned: bool) -> Result<Lab> {
+        for bin in ["redis-server", "redis-sentinel"] {
+            if topology == Topology::Replica && bin == "redis-sentinel" {
+                continue;
+            }
+            which(bin).with_context(|| format!("`{bin}` is not on PATH; {INSTALL_HINT}"))?;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        if dir.join(LAB_FILE).exists() && Lab::load(&dir).is_ok_and(|l| l.any_alive()) {
+            bail!(
+                "a lab is already running in {} (stop it with `failprobe lab down --dir {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let lab =
+            Lab { dir: dir.clone(), topology, nodes: Mutex::new(Vec::new()), children: Mutex::new(Vec::new()), owned };
+        let primary = free_port()?;
+        let replica = free_port()?;
+        lab.spawn(Node::redis("redis-1", primary, &dir, None)?)?;
+        lab.spawn(Node::redis("redis-2", replica, &dir, Some(primary))?)?;
+        if topology == Topology::Sentinel {
+            for i in 1..=3 {
+                lab.spawn(Node::sentinel(&format!("sentinel-{i}"), free_port()?, &dir, primary)?)?;
+            }
+        }
+        lab.save()?;
+        lab.wait_ready(Duration::from_secs(30)).await?;
+        if topology == Topology::Sentinel {
+            lab.tune_sentinels().await;
+        }
+        Ok(lab)
+    }
+
+    /// Attaches to a lab started earlier (by `failprobe lab up`); its processes are not ours to
+    /// stop when this value is dropped.
+    pub fn load(dir: &Path) -> Result<Lab> {
+        let path = dir.join(LAB_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
+        })?;
+        let file: LabFile = serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Lab {
+            dir: dir.to_path_buf(),
+            topology: file.topology,
+            nodes: Mutex::new(file.nodes),
+            children: Mutex::new(Vec::new()),
+            owned: false,
+        })
+    }
+
+    /// Leaves the processes running when this value is dropped (`lab up`).
+    pub fn detach(mut self) {
+        self.owned = false;
+        for mut c in self.children.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default() {
+            // Reaping is init's job once we exit; nothing to do.
+            let _ = c.try_wait();
+        }
+    }
+
+    pub fn nodes(&self) -> Vec<Node> {
+        self.nodes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    fn redis_nodes(&self) -> Vec<Node> {
+        self.nodes().into_iter().filter(|n| n.kind == NodeKind::Redis).collect()
+    }
+
+    fn sentinel_ports(&self) -> Vec<u16> {
+        self.nodes().into_iter().filter(|n| n.kind == NodeKind::Sentinel).map(|n| n.port).collect()
+    }
+
+    /// The URL failprobe probes: through the sentinels when there are some.
+    pub fn target_url(&self) -> String {
+        let sentinels = self.sentinel_ports();
+        if sentinels.is_empty() {
+            self.primary_url()
+        } else {
+            let hosts: Vec<String> = sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        }
+    }
+
+    /// The first node: the primary when the lab started.
+    pub fn primary_url(&self) -> String {
+        let port = self.redis_nodes().first().map(|n| n.port).unwrap_or(0);
+        format!("redis://127.0.0.1:{port}")
+    }
+
+    pub fn redis_ports(&self) -> Vec<u16> {
+        self.redis_nodes().iter().map(|n| n.port).collect()
+    }
+
+    pub fn pid_of_port(&self, port: u16) -> Option<u32> {
+        self.nodes().into_iter().find(|n| n.port == port).map(|n| n.pid)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let file = LabFile {
+            topology: self.topology,
+            master_name: MASTER_NAME.to_string(),
+            target: self.target_url(),
+            primary_url: self.primary_url(),
+            nodes: self.nodes(),
+        };
+        crate::record::store::write_file(&self.dir.join(LAB_FILE), &serde_json::to_vec_pretty(&file)?)
+    }
+
+    fn spawn(&self, mut node: Node) -> Result<()> {
+        let child = node.start(&self.dir)?;
+        node.pid = child.id();
+        self.children.lock().map_err(|_| anyhow::anyhow!("lab lock"))?.push(child);
+        let mut nodes = self.nodes.lock().map_err(|_| anyhow::anyhow!("lab lock"))?;
+        match nodes.iter_mut().find(|n| n.name == node.name) {
+            Some(existing) => *existing = node,
+            None => nodes.push(node),
+        }
+        Ok(())
+    }
+
+    pub fn any_alive(&self) -> bool {
+        self.nodes().iter().any(|n| n.is_alive())
+    }
+
+    /// Restarts every node that is no longer running (after a kill trigger), as a replica of the
+    /// current primary, so the next trial starts from a healthy lab.
+    pub async fn heal(&self) -> Result<()> {
+        self.reap();
+        let dead: Vec<Node> = self.nodes().into_iter().filter(|n| !n.is_alive()).collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let primary = self.current_primary().await;
+        for mut node in dead {
+            node::wait_port_closed(node.port, Duration::from_secs(5)).await;
+            if node.kind == NodeKind::Redis {
+                node.replica_of = primary.filter(|p| *p != node.port);
+            }
+            self.spawn(node)?;
+        }
+        self.save()
+    }
+
+    /// Reaps exited children so they do not linger as zombies.
+    fn reap(&self) {
+        if let Ok(mut children) = self.children.lock() {
+            children.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
+        }
+    }
+
+    /// Stops exactly the processes this lab started (checked by their command line).
+    pub fn down(&self) -> Result<usize> {
+        let mut stopped = 0;
+        for node in self.nodes() {
+            if node.is_alive() {
+                let _ = crate::control::send_signal(node.pid, libc::SIGTERM);
+                stopped += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.nodes().iter().any(|n| n.is_alive()) && std::time::Instant::now() < deadline {
+            self.reap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for node in self.nodes() {
+            if node.is_alive() {
+                let _ = crate::control::send_signal(node.pid, libc::SIGKILL);
+            }
+        }
+        self.reap();
+        Ok(stopped)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            // Make sure no paused node survives us.
+            for n in self.nodes() {
+                let _ = crate::control::send_signal(n.pid, libc::SIGCONT);
+            }
+            let _ = self.down();
+        }
+    }
+}
+
+fn which(bin: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow::anyhow!("{bin} not found"))
+}

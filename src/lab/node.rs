@@ -1,0 +1,143 @@
+//! One server process of the lab: its config file, how to start it, whether it still runs.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    Redis,
+    Sentinel,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    pub port: u16,
+    pub pid: u32,
+    pub url: String,
+    /// For a redis node: the primary it replicates from when (re)started.
+    pub replica_of: Option<u16>,
+    /// For a sentinel: the primary it monitors at first.
+    pub monitors: Option<u16>,
+}
+
+impl Node {
+    pub fn redis(name: &str, port: u16, _dir: &Path, replica_of: Option<u16>) -> Result<Self> {
+        Ok(Self {
+            name: name.into(),
+            kind: NodeKind::Redis,
+            port,
+            pid: 0,
+            url: format!("redis://127.0.0.1:{port}"),
+            replica_of,
+            monitors: None,
+        })
+    }
+
+    pub fn sentinel(name: &str, port: u16, _dir: &Path, monitors: u16) -> Result<Self> {
+        Ok(Self {
+            name: name.into(),
+            kind: NodeKind::Sentinel,
+            port,
+            pid: 0,
+            url: format!("redis://127.0.0.1:{port}"),
+            replica_of: None,
+            monitors: Some(monitors),
+        })
+    }
+
+    fn config(&self, dir: &Path) -> String {
+        let d = dir.display();
+        let port = self.port;
+        match self.kind {
+            NodeKind::Redis => {
+                let mut c = format!(
+                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\n\
+                     dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {d}/{name}.log\n\
+                     repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n",
+                    name = self.name
+                );
+                if let Some(p) = self.replica_of {
+                    c.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
+                }
+                c
+            }
+            NodeKind::Sentinel => format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {d}/{name}.log\n\
+                 sentinel monitor {m} 127.0.0.1 {p} 2\n\
+                 sentinel down-after-milliseconds {m} {down}\n\
+                 sentinel failover-timeout {m} {fo}\n\
+                 sentinel parallel-syncs {m} 1\n",
+                name = self.name,
+                m = super::MASTER_NAME,
+                p = self.monitors.unwrap_or(0),
+                down = super::DOWN_AFTER_MS,
+                fo = super::FAILOVER_TIMEOUT_MS,
+            ),
+        }
+    }
+
+    /// Writes a config file (redis rewrites it on REPLICAOF/failover, so it must be a file) and
+    /// starts the process in its own process group, so a Ctrl-C meant for failprobe does not
+    /// kill the servers it is measuring.
+    pub fn start(&self, dir: &Path) -> Result<Child> {
+        use std::os::unix::process::CommandExt;
+        let conf = dir.join(format!("{}.conf", self.name));
+        // A sentinel's rewritten config knows the current primary; keep it on restart.
+        if !(self.kind == NodeKind::Sentinel && conf.exists()) {
+            std::fs::write(&conf, self.config(dir)).with_context(|| format!("writing {}", conf.display()))?;
+        }
+        let bin = match self.kind {
+            NodeKind::Redis => "redis-server",
+            NodeKind::Sentinel => "redis-sentinel",
+        };
+        Command::new(bin)
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {bin} for {}", self.name))
+    }
+
+    /// Alive and still the process we started (a recycled pid is not ours).
+    pub fn is_alive(&self) -> bool {
+        if self.pid == 0 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return false };
+        // A zombie ("Z") is dead for our purposes.
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if state == Some("Z") {
+            return false;
+        }
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        // redis rewrites its process title to `redis-server 127.0.0.1:<port>`.
+        cmdline.contains("redis") && cmdline.contains(&format!(":{}", self.port))
+    }
+}
+
+/// A port the OS considers free right now. The OS hands out ephemeral ports in sequence, so a
+/// port just released is not given to another test straight away.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.
+pub async fn wait_port_closed(port: u16, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,146 @@
+use anyhow::Result;
+use clap::Parser;
+use failprobe::cli::{Cli, Command, LabAction, RunArgs};
+use failprobe::error::{UsageError, EXIT_USAGE};
+use failprobe::lab::{Lab, Readiness, Topology};
+use failprobe::record::{recorder, store};
+use failprobe::report::{exit_code, terminal, write_reports};
+use failprobe::scenario::{self, Overrides};
+use std::path::PathBuf;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    let code = match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Usage errors and failures of the run itself both mean "no verdict": exit 2.
+            EXIT_USAGE
+        }
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+async fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Run(args) => run(*args).await,
+        Command::Report { dir } => report(dir),
+        Command::Lab { action } => lab(action).await,
+        Command::Demo { out } => demo(out).await,
+    }
+}
+
+async fn run(args: RunArgs) -> Result<i32> {
+    let path = args.scenario.clone();
+    let file = match &path {
+        Some(p) => Some((p.as_path(), scenario::load(p)?)),
+        None => None,
+    };
+    let plan = scenario::plan(file, overrides(args))?;
+    let result = failprobe::run::run(plan).await?;
+    print!("{}", terminal::final_summary(&result.summary));
+    println!("report: {}", result.dir.join("report.md").display());
+    Ok(exit_code(&result.summary))
+}
+
+fn overrides(a: RunArgs) -> Overrides {
+    Overrides {
+        target: a.target,
+        trigger: a.trigger,
+        interval: a.interval,
+        timeout: a.timeout,
+        warmup: a.warmup,
+        settle: a.settle,
+        duration: a.duration,
+        max_trial: a.max_trial,
+        key_ttl: a.key_ttl,
+        repeat: a.repeat,
+        out: a.out,
+        max_outage: a.max_outage,
+        max_lost_writes: a.max_lost_writes,
+        lab: a.lab,
+        lab_topology: a.lab_topology,
+        pid: a.pid,
+        yes: a.yes,
+        quiet: a.quiet,
+    }
+}
+
+fn report(dir: PathBuf) -> Result<i32> {
+    let run = store::read_run(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+    let recorder = recorder::replay(run);
+    let (summary, files) = write_reports(&dir, &recorder)?;
+    print!("{}", terminal::final_summary(&summary));
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(exit_code(&summary))
+}
+
+async fn lab(action: LabAction) -> Result<i32> {
+    match action {
+        LabAction::Up { topology, dir } => {
+            let lab = Lab::up(Topology::parse(&topology)?, &dir, false)
+                .await
+                .map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            println!("lab ready in {}", lab.dir.display());
+            println!("target:  {}", lab.target_url());
+            println!("primary: {}", lab.primary_url());
+            println!(
+                "measure: failprobe run --lab {} --trigger {}",
+                lab.dir.display(),
+                if lab.is_sentinel() { "sentinel" } else { "kill" }
+            );
+            lab.detach();
+        }
+        LabAction::Status { dir } => {
+            let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            for n in lab.nodes() {
+                println!(
+                    "{:<11} {:<21} pid {:<7} {}",
+                    n.name,
+                    format!("127.0.0.1:{}", n.port),
+                    n.pid,
+                    if n.is_alive() { "running" } else { "stopped" }
+                );
+            }
+            match lab.readiness().await {
+                Readiness::Ready { primary } => println!("ready: primary 127.0.0.1:{primary}"),
+                Readiness::NotReady(why) => {
+                    println!("not ready: {why}");
+                    return Ok(1);
+                }
+            }
+        }
+        LabAction::Down { dir } => {
+            let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            println!("stopped {} process(es)", lab.down()?);
+        }
+    }
+    Ok(0)
+}
+
+async fn demo(out: Option<PathBuf>) -> Result<i32> {
+    let out = out
+        .unwrap_or_else(|| PathBuf::from(format!("failprobe-demo-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    let plan = failprobe::run::demo_plan(out);
+    println!("demo: local primary + replica + 3 sentinels; 3 × SENTINEL FAILOVER, then 1 × kill -9 of the primary");
+    let result = failprobe::run::run(plan).await?;
+    print!("{}", terminal::final_summary(&result.summary));
+    println!("report:  {}", result.dir.join("report.md").display());
+    println!("plot:    {}", result.dir.join("timeline.svg").display());
+    println!("samples: {}", result.dir.join("samples.csv").display());
+    Ok(0)
+}

@@ -1,0 +1,114 @@
+//! What went wrong with a probe, in the words a client would use.
+
+use crate::record::ErrorClass;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeError {
+    pub class: ErrorClass,
+    pub text: String,
+}
+
+impl ProbeError {
+    pub fn new(class: ErrorClass, text: impl Into<String>) -> Self {
+        Self { class, text: text.into() }
+    }
+
+    pub fn timeout(what: &str) -> Self {
+        Self::new(ErrorClass::Timeout, format!("{what}: deadline passed"))
+    }
+
+    /// Whether the connection that produced this error must be dropped and reopened: it is
+    /// broken, hung, or talks to a server that is no longer (or not yet) a usable primary.
+    pub fn needs_reconnect(&self) -> bool {
+        !matches!(self.class, ErrorClass::Other | ErrorClass::Moved)
+    }
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.text)
+    }
+}
+
+pub fn classify(e: &RedisError) -> ProbeError {
+    let text = e.to_string();
+    ProbeError { class: class_of(e, &text), text }
+}
+
+fn class_of(e: &RedisError, text: &str) -> ErrorClass {
+    if e.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    if e.is_connection_refusal() {
+        return ErrorClass::Refused;
+    }
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => return ErrorClass::Auth,
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => return ErrorClass::Readonly,
+        ErrorKind::Server(ServerErrorKind::BusyLoading) => return ErrorClass::Loading,
+        ErrorKind::Server(ServerErrorKind::MasterDown) => return ErrorClass::Masterdown,
+        ErrorKind::Server(ServerErrorKind::ClusterDown) => return ErrorClass::Clusterdown,
+        ErrorKind::Server(ServerErrorKind::Moved) | ErrorKind::Server(ServerErrorKind::Ask) => {
+            return ErrorClass::Moved
+        }
+        _ => {}
+    }
+    class_from_text(text).unwrap_or(if e.is_connection_dropped() { ErrorClass::Reset } else { ErrorClass::Other })
+}
+
+/// Server replies inside a MULTI/EXEC abort, and I/O errors, arrive as text.
+pub fn class_from_text(text: &str) -> Option<ErrorClass> {
+    let upper = text.to_uppercase();
+    let has = |s: &str| upper.contains(s);
+    Some(if has("READONLY") {
+        ErrorClass::Readonly
+    } else if has("LOADING") {
+        ErrorClass::Loading
+    } else if has("MASTERDOWN") {
+        ErrorClass::Masterdown
+    } else if has("CLUSTERDOWN") {
+        ErrorClass::Clusterdown
+    } else if has("MOVED") || has("ASK ") {
+        ErrorClass::Moved
+    } else if has("NOAUTH") || has("WRONGPASS") || has("AUTHENTICATION") {
+        ErrorClass::Auth
+    } else if has("CERTIFICATE") || has("TLS") || has("HANDSHAKE") {
+        ErrorClass::Tls
+    } else if has("REFUSED") {
+        ErrorClass::Refused
+    } else if has("RESET") || has("BROKEN PIPE") || has("EOF") || has("CONNECTION ABORTED") || has("CLOSED") {
+        ErrorClass::Reset
+    } else if has("TIMED OUT") || has("TIMEOUT") {
+        ErrorClass::Timeout
+    } else if has("LOOKUP") || has("NAME OR SERVICE") || has("NO SUCH HOST") || has("RESOLVE") {
+        ErrorClass::Dns
+    } else {
+        return None;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_server_texts() {
+        let cases = [
+            (
+                "EXECABORT Transaction discarded: READONLY You can't write against a read only replica.",
+                ErrorClass::Readonly,
+            ),
+            ("LOADING Redis is loading the dataset in memory", ErrorClass::Loading),
+            ("MASTERDOWN Link with MASTER is down", ErrorClass::Masterdown),
+            ("Connection refused (os error 111)", ErrorClass::Refused),
+            ("Connection reset by peer (os error 104)", ErrorClass::Reset),
+            ("failed to lookup address information: Name or service not known", ErrorClass::Dns),
+            ("WRONGPASS invalid username-password pair", ErrorClass::Auth),
+        ];
+        for (text, class) in cases {
+            assert_eq!(class_from_text(text), Some(class), "{text}");
+        }
+        assert_eq!(class_from_text("WRONGTYPE Operation against a key"), None);
+    }
+}

@@ -1,0 +1,51 @@
+//! Every key failprobe writes lives under `failprobe:{<run-id>}:` and carries a TTL. The hash
+//! tag keeps a run's keys in one cluster slot.
+
+use std::time::Duration;
+
+pub const NAMESPACE: &str = "failprobe:";
+
+#[derive(Clone, Debug)]
+pub struct TrialKeys {
+    /// A list of every write's sequence number, in the order the primary applied them.
+    pub log: String,
+    /// The value reads check for staleness: the latest write's sequence number.
+    pub sentinel: String,
+    pub ttl_ms: u64,
+}
+
+impl TrialKeys {
+    pub fn new(run_id: &str, trial: u32, ttl: Duration) -> Self {
+        let prefix = format!("{NAMESPACE}{{{run_id}}}:t{trial}");
+        Self {
+            log: format!("{prefix}:log"),
+            sentinel: format!("{prefix}:sentinel"),
+            ttl_ms: ttl.as_millis().max(1) as u64,
+        }
+    }
+
+    pub fn all(&self) -> [&str; 2] {
+        [&self.log, &self.sentinel]
+    }
+}
+
+/// A short random run id: unique enough that two runs never share keys.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{:012x}", n & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_namespaced_and_hash_tagged() {
+        let k = TrialKeys::new("abc", 2, Duration::from_secs(3600));
+        assert_eq!(k.log, "failprobe:{abc}:t2:log");
+        assert_eq!(k.sentinel, "failprobe:{abc}:t2:sentinel");
+        assert_eq!(k.ttl_ms, 3_600_000);
+        assert!(k.all().iter().all(|k| k.starts_with(NAMESPACE)));
+    }
+}

@@ -1,0 +1,35 @@
+//! Probes: a write stream and a read stream, each on its own fixed clock (`schedule`), against an
+//! engine behind the `Prober` trait (`redis` for standalone and Sentinel targets).
+
+pub mod error;
+pub mod keys;
+pub mod redis;
+pub mod schedule;
+pub mod slot;
+
+use error::ProbeError;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub use keys::TrialKeys;
+
+/// The result of one probe as the engine saw it; timing is added by the scheduler.
+#[derive(Debug)]
+pub struct Attempt {
+    /// For reads: the sequence number found (0 when the key was absent).
+    pub result: Result<Option<u64>, ProbeError>,
+    pub server: Option<String>,
+}
+
+/// One engine's way of writing and reading the sentinel key. Each call must return by
+/// `deadline`; the scheduler enforces it too, as a safety net.
+pub trait Prober: Send + Sync + 'static {
+    fn write(
+        self: Arc<Self>,
+        keys: Arc<TrialKeys>,
+        seq: u64,
+        deadline: Instant,
+    ) -> impl Future<Output = Attempt> + Send;
+    fn read(self: Arc<Self>, keys: Arc<TrialKeys>, deadline: Instant) -> impl Future<Output = Attempt> + Send;
+}

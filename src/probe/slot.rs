@@ -1,0 +1,191 @@
+//! One connection per stream, owned by failprobe rather than by the client library: a connection
+//! that errors, times out or reaches a non-primary is dropped and a fresh one is made, with a
+//! fresh primary lookup, under a connect deadline and a bounded reconnect rate.
+
+use super::error::ProbeError;
+use crate::clock::Clock;
+use crate::record::{Event, EventKind, Record, Stream};
+use crate::target::{connect_primary, ServerInfo, Target};
+use redis::aio::MultiplexedConnection;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::{sleep_until, timeout_at, Instant};
+
+/// First retry after 25 ms, doubling to at most 200 ms: an outage never becomes a reconnect
+/// storm (≤ 5 attempts/s per stream once it lasts), yet recovery is seen within 200 ms.
+const BACKOFF_MIN: Duration = Duration::from_millis(25);
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
+
+pub struct Live {
+    pub conn: MultiplexedConnection,
+    pub server: ServerInfo,
+    pub generation: u64,
+}
+
+#[derive(Clone)]
+pub enum SlotState {
+    Connecting,
+    Up(Arc<Live>),
+    Down(ProbeError),
+}
+
+pub struct ConnSlot {
+    pub stream: Stream,
+    state: watch::Sender<SlotState>,
+    wake: Notify,
+    skip_backoff: AtomicBool,
+    generation: AtomicU64,
+}
+
+/// What a connector needs to report what it does.
+#[derive(Clone)]
+pub struct Reporter {
+    pub clock: Clock,
+    pub tx: mpsc::UnboundedSender<Record>,
+    pub trial: Arc<AtomicU32>,
+}
+
+impl Reporter {
+    pub fn event(&self, kind: EventKind) {
+        let e = Event { at_us: self.clock.now_us(), trial: self.trial.load(Ordering::Relaxed), kind };
+        let _ = self.tx.send(Record::Event(e));
+    }
+}
+
+impl ConnSlot {
+    pub fn new(stream: Stream) -> Arc<Self> {
+        Arc::new(Self {
+            stream,
+            state: watch::channel(SlotState::Connecting).0,
+            wake: Notify::new(),
+            skip_backoff: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The live connection, waiting for one being made until `deadline`. When the last attempt
+    /// failed and the next is not due yet, fails at once with that attempt's error, as a client
+    /// library would.
+    pub async fn get(&self, deadline: Instant) -> Result<Arc<Live>, ProbeError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                SlotState::Up(live) => return Ok(live.clone()),
+                SlotState::Down(e) => return Err(e.clone()),
+                SlotState::Connecting => {}
+            }
+            match timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(ProbeError::timeout("waiting for a connection")),
+            }
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Live>> {
+        match &*self.state.borrow() {
+            SlotState::Up(l) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    /// Drops connection `generation` (if it is still the live one) and asks for a new one.
+    pub fn invalidate(&self, generation: u64) {
+        let changed = self.state.send_if_modified(|s| match s {
+            SlotState::Up(l) if l.generation == generation => {
+                *s = SlotState::Connecting;
+                true
+            }
+            _ => false,
+        });
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The primary moved (Sentinel said so): reconnect now, whatever the state.
+    pub fn follow_new_primary(&self) {
+        self.skip_backoff.store(true, Ordering::SeqCst);
+        self.state.send_replace(SlotState::Connecting);
+        self.wake.notify_one();
+    }
+
+    /// Keeps this slot connected until `stop` turns true.
+    pub async fn run_connector(
+        self: Arc<Self>,
+        target: Arc<Target>,
+        limit: Duration,
+        report: Reporter,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut backoff = BACKOFF_MIN;
+        let mut last_attempt: Option<Instant> = None;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if matches!(*self.state.borrow(), SlotState::Up(_)) {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            if !self.skip_backoff.swap(false, Ordering::SeqCst) {
+                if let Some(at) = last_attempt {
+                    tokio::select! {
+                        _ = sleep_until(at + backoff) => {}
+                        _ = self.wake.notified() => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            } else {
+                backoff = BACKOFF_MIN;
+            }
+            last_attempt = Some(Instant::now());
+            self.state.send_if_modified(|s| {
+                let was_down = matches!(s, SlotState::Down(_));
+                if was_down {
+                    *s = SlotState::Connecting;
+                }
+                was_down
+            });
+            match connect_primary(&target, limit).await {
+                Ok((conn, server)) => {
+                    backoff = BACKOFF_MIN;
+                    let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    report.event(EventKind::Reconnect {
+                        stream: self.stream,
+                        server: Some(server.addr.clone()),
+                        error: None,
+                    });
+                    report.event(EventKind::Topology {
+                        source: format!("{} connection", self.stream.name()),
+                        server: Some(server.addr.clone()),
+                        role: Some(server.role.clone()),
+                        run_id: server.run_id.clone(),
+                        primary: (!target.is_sentinel()).then(|| server.addr.clone()),
+                    });
+                    self.state.send_replace(SlotState::Up(Arc::new(Live { conn, server, generation })));
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    report.event(EventKind::Reconnect {
+                        stream: self.stream,
+                        server: None,
+                        error: Some(e.to_string()),
+                    });
+                    // A follow_new_primary() that arrived during the attempt wins over this result.
+                    self.state.send_if_modified(|s| match s {
+                        SlotState::Connecting => {
+                            *s = SlotState::Down(e.clone());
+                            true
+                        }
+                        _ => false,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Outage windows: a maximal run of consecutive failed probes of one stream, ordered by
+//! scheduled time. A window starts at the scheduled time of its first failed probe and ends at the
+//! completion of the first successful probe after it; its uncertainty is one probe interval
+//! (the outage may have begun up to one interval before the first failed probe was scheduled).
+
+use super::{ErrorClass, Sample};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub start_us: u64,
+    /// Completion of the first successful probe after the window, or the last failed probe's
+    /// completion when the window never closed.
+    pub end_us: u64,
+    pub recovered: bool,
+    pub failed_probes: u64,
+    pub errors: BTreeMap<ErrorClass, u64>,
+}
+
+impl Window {
+    pub fn duration_us(&self) -> u64 {
+        self.end_us.saturating_sub(self.start_us)
+    }
+}
+
+/// `samples` must be one stream of one trial, sorted by `scheduled_us`.
+pub fn find_windows(samples: &[Sample]) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut open: Option<Window> = None;
+    for s in samples {
+        match (&mut open, s.ok()) {
+            (None, true) => {}
+            (None, false) => {
+                let mut w = Window {
+                    start_us: s.scheduled_us,
+                    end_us: s.end_us,
+                    recovered: false,
+                    failed_probes: 0,
+                    errors: BTreeMap::new(),
+                };
+                count_failure(&mut w, s);
+                open = Some(w);
+            }
+            (Some(w), false) => count_failure(w, s),
+            (Some(w), true) => {
+                w.end_us = s.end_us.max(w.start_us);
+                w.recovered = true;
+                windows.extend(open.take());
+            }
+        }
+    }
+    windows.extend(open);
+    windows
+}
+
+fn count_failure(w: &mut Window, s: &Sample) {
+    w.failed_probes += 1;
+    w.end_us = w.end_us.max(s.end_us);
+    *w.errors.entry(s.error_class.unwrap_or(ErrorClass::Other)).or_default() += 1;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::record::sample::{Outcome, Stream};
+
+    pub fn sample(seq: u64, scheduled_ms: u64, latency_ms: u64, ok: bool) -> Sample {
+        let scheduled_us = scheduled_ms * 1000;
+        Sample {
+            trial: 0,
+            stream: Stream::Write,
+            seq,
+            scheduled_us,
+            start_us: scheduled_us,
+            end_us: scheduled_us + latency_ms * 1000,
+            latency_us: latency_ms * 1000,
+            outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+            error_class: (!ok).then_some(ErrorClass::Timeout),
+            error: None,
+            server: None,
+            value: None,
+        }
+    }
+
+    #[test]
+    fn one_window_from_first_failure_to_first_success_completion() {
+        let s: Vec<_> = (0..10).map(|i| sample(i, i * 10, 1, !(3..6).contains(&i))).collect();
+        let w = find_windows(&s);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].start_us, 30_000);
+        assert_eq!(w[0].end_us, 61_000);
+        assert!(w[0].recovered);
+        assert_eq!(w[0].failed_probes, 3);
+        assert_eq!(w[0].errors[&ErrorClass::Timeout], 3);
+    }
+
+    #[test]
+    fn a_slow_success_ends_the_window_at_its_completion() {
+        // The probe at 40 ms succeeded but only answered at 300 ms: the outage lasted until then.
+        let s = vec![sample(0, 0, 1, true), sample(1, 30, 250, false), sample(2, 40, 260, true)];
+        let w = find_windows(&s);
+        assert_eq!(w[0].end_us, 300_000);
+    }
+
+    #[test]
+    fn unrecovered_window_is_reported_open() {
+        let s: Vec<_> = (0..5).map(|i| sample(i, i * 10, 1, i < 2)).collect();
+        let w = find_windows(&s);
+        assert_eq!(w.len(), 1);
+        assert!(!w[0].recovered);
+        assert_eq!(w[0].end_us, 41_000);
+    }
+
+    #[test]
+    fn separate_failures_are_separate_windows() {
+        let s: Vec<_> = (0..7).map(|i| sample(i, i * 10, 1, i % 3 != 1)).collect();
+        assert_eq!(find_windows(&s).len(), 2);
+    }
+}

@@ -1,0 +1,366 @@
+//! Turns samples and events into a `Summary`. The live run and `failprobe report` feed the very
+//! same `Recorder`, so a rebuilt report cannot drift from the live one.
+
+use super::histogram::{new_histogram, percentiles_ms, record};
+use super::integrity;
+use super::outage::{find_windows, Window};
+use super::sample::KeyspacePhase;
+use super::{Event, EventKind, Record, RunMeta, Sample, Stream};
+use crate::duration::format_ms;
+use crate::report::summary::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Budget {
+    pub max_outage_ms: Option<f64>,
+    pub max_lost_writes: Option<u64>,
+}
+
+#[derive(Default)]
+struct TrialData {
+    samples: [Vec<Sample>; 2],
+    events: Vec<Event>,
+}
+
+pub struct Recorder {
+    meta: RunMeta,
+    trials: BTreeMap<u32, TrialData>,
+}
+
+impl Recorder {
+    pub fn new(meta: RunMeta) -> Self {
+        Self { meta, trials: BTreeMap::new() }
+    }
+
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    pub fn ingest(&mut self, record: Record) {
+        match record {
+            Record::Sample(s) => {
+                let t = self.trials.entry(s.trial).or_default();
+                t.samples[s.stream.index()].push(s);
+            }
+            Record::Event(e) => self.trials.entry(e.trial).or_default().events.push(e),
+        }
+    }
+
+    /// Samples of one trial and stream, by scheduled time (for plots).
+    pub fn samples(&self, trial: u32, stream: Stream) -> Vec<Sample> {
+        let mut v = self.trials.get(&trial).map(|t| t.samples[stream.index()].clone()).unwrap_or_default();
+        v.sort_by_key(|s| (s.scheduled_us, s.seq));
+        v
+    }
+
+    pub fn events(&self, trial: u32) -> &[Event] {
+        self.trials.get(&trial).map(|t| t.events.as_slice()).unwrap_or_default()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let trials: Vec<TrialSummary> = self.trials.iter().map(|(i, t)| self.trial_summary(*i, t)).collect();
+        let interrupted = self.trials.values().any(|t| t.events.iter().any(|e| e.kind == EventKind::Interrupted));
+        let outage_histogram_ms = outage_histogram(&trials);
+        let budget = evaluate_budget(&self.meta.budget, &trials, interrupted);
+        Summary {
+            version: self.meta.version.clone(),
+            scenario: self.meta.scenario.clone(),
+            run_id: self.meta.run_id.clone(),
+            target: self.meta.target.clone(),
+            started_at: self.meta.started_at.clone(),
+            probe: ProbeInfo {
+                interval_ms: us_to_ms(self.meta.interval_us),
+                timeout_ms: us_to_ms(self.meta.timeout_us),
+            },
+            resolution: Resolution {
+                timestamp_us: 1.0,
+                schedule_ms: 1.0,
+                outage_uncertainty_ms: us_to_ms(self.meta.interval_us),
+                histogram_significant_digits: 3,
+                late_threshold_ms: us_to_ms(self.late_threshold_us()),
+            },
+            interrupted,
+            trials,
+            outage_histogram_ms,
+            budget,
+        }
+    }
+
+    /// Tokio's timer wakes with 1 ms granularity, so lateness under 2 ms is the clock, not load.
+    fn late_threshold_us(&self) -> u64 {
+        self.meta.interval_us.max(2_000)
+    }
+
+    fn trial_summary(&self, index: u32, t: &TrialData) -> TrialSummary {
+        let trigger = trigger_info(&t.events);
+        let mut sorted = t.samples.clone();
+        for s in &mut sorted {
+            s.sort_by_key(|s| (s.scheduled_us, s.seq));
+        }
+        let windows = [find_windows(&sorted[0]), find_windows(&sorted[1])];
+        let phases = phase_bounds(&trigger, &windows, self.meta.timeout_us);
+        let log = t.events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::WriteLog { server, present } => Some((server.as_str(), present.as_slice())),
+            _ => None,
+        });
+        let mut integrity = integrity::check(&sorted[0], &sorted[1], log);
+        if integrity.checked {
+            integrity.acked_writes = integrity.surviving_acked_writes + integrity.lost_acked_writes;
+        }
+        let stream =
+            |s: Stream| self.stream_summary(&sorted[s.index()], &windows[s.index()], phases, reconnects(&t.events, s));
+        let (started, ended) = trial_span(&t.events, &sorted);
+        TrialSummary {
+            index,
+            started_at_ms: us_to_ms(started),
+            ended_at_ms: us_to_ms(ended),
+            end_reason: end_reason(&t.events),
+            writes: stream(Stream::Write),
+            reads: stream(Stream::Read),
+            integrity,
+            keyspace: keyspace(&t.events),
+            topology: topology_changes(&t.events),
+            timeline: timeline(&t.events, &windows),
+            trigger,
+        }
+    }
+
+    fn stream_summary(
+        &self,
+        samples: &[Sample],
+        windows: &[Window],
+        phases: Option<(u64, u64)>,
+        reconnects: u64,
+    ) -> StreamSummary {
+        let late_threshold = self.late_threshold_us();
+        let mut all = new_histogram();
+        let mut by_phase = [new_histogram(), new_histogram(), new_histogram()];
+        let mut errors = BTreeMap::new();
+        let mut out = StreamSummary { probes: samples.len() as u64, reconnects, ..Default::default() };
+        for s in samples {
+            if s.start_us.saturating_sub(s.scheduled_us) > late_threshold {
+                out.late += 1;
+            }
+            if !s.ok() {
+                out.failed += 1;
+                let class = s.error_class.map(|c| c.as_str()).unwrap_or("other");
+                *errors.entry(class.to_string()).or_default() += 1;
+                continue;
+            }
+            out.ok += 1;
+            record(&mut all, s.latency_us);
+            if let Some((during_from, after_from)) = phases {
+                let phase = match s.scheduled_us {
+                    x if x < during_from => 0,
+                    x if x < after_from => 1,
+                    _ => 2,
+                };
+                record(&mut by_phase[phase], s.latency_us);
+            }
+        }
+        out.errors = errors;
+        out.latency_ms = percentiles_ms(&all);
+        out.latency_by_phase_ms = phases.map(|_| PhaseLatency {
+            before: percentiles_ms(&by_phase[0]),
+            during: percentiles_ms(&by_phase[1]),
+            after: percentiles_ms(&by_phase[2]),
+        });
+        out.outages = windows.iter().map(|w| self.outage(w)).collect();
+        out.longest_outage_ms = out.outages.iter().map(|o| o.duration_ms).fold(0.0, f64::max);
+        out.total_outage_ms = out.outages.iter().map(|o| o.duration_ms).sum();
+        out.recovered = windows.last().is_none_or(|w| w.recovered);
+        out
+    }
+
+    fn outage(&self, w: &Window) -> Outage {
+        Outage {
+            start_ms: us_to_ms(w.start_us),
+            end_ms: us_to_ms(w.end_us),
+            duration_ms: us_to_ms(w.duration_us()),
+            uncertainty_ms: us_to_ms(self.meta.interval_us),
+            recovered: w.recovered,
+            failed_probes: w.failed_probes,
+            errors: w.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
+        }
+    }
+}
+
+pub fn us_to_ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn trigger_info(events: &[Event]) -> TriggerInfo {
+    let mut info = TriggerInfo { kind: "none".into(), started_at_ms: None, finished_at_ms: None, error: None };
+    for e in events {
+        match &e.kind {
+            EventKind::TriggerStart { kind, .. } => {
+                info.kind = kind.clone();
+                info.started_at_ms = Some(us_to_ms(e.at_us));
+            }
+            EventKind::TriggerFinish { .. } => info.finished_at_ms = Some(us_to_ms(e.at_us)),
+            EventKind::TriggerError { message } => {
+                info.finished_at_ms = Some(us_to_ms(e.at_us));
+                info.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+/// "During" runs from the trigger until it finished and the last outage it caused had closed.
+fn phase_bounds(trigger: &TriggerInfo, windows: &[Vec<Window>; 2], timeout_us: u64) -> Option<(u64, u64)> {
+    let start = (trigger.started_at_ms? * 1000.0) as u64;
+    let finish = trigger.finished_at_ms.map(|ms| (ms * 1000.0) as u64).unwrap_or(start);
+    let last_outage_end =
+        windows.iter().flatten().filter(|w| w.end_us + timeout_us >= start).map(|w| w.end_us).max().unwrap_or(0);
+    Some((start, finish.max(last_outage_end)))
+}
+
+fn reconnects(events: &[Event], stream: Stream) -> u64 {
+    events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Reconnect { stream: s, server: Some(_), .. } if *s == stream))
+        .count() as u64
+}
+
+fn trial_span(events: &[Event], samples: &[Vec<Sample>; 2]) -> (u64, u64) {
+    let times = events.iter().map(|e| e.at_us).chain(samples.iter().flatten().flat_map(|s| [s.scheduled_us, s.end_us]));
+    let (mut lo, mut hi) = (u64::MAX, 0);
+    for t in times {
+        lo = lo.min(t);
+        hi = hi.max(t);
+    }
+    (if lo == u64::MAX { 0 } else { lo }, hi)
+}
+
+fn end_reason(events: &[Event]) -> String {
+    let ended = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::TrialEnd { reason } => Some(reason.clone()),
+        EventKind::Interrupted => Some("interrupted".to_string()),
+        _ => None,
+    });
+    ended.unwrap_or_else(|| "incomplete (no end recorded: the run stopped abruptly)".to_string())
+}
+
+fn keyspace(events: &[Event]) -> Keyspace {
+    let mut k = Keyspace::default();
+    for e in events {
+        if let EventKind::Keyspace { phase, keys } = e.kind {
+            match phase {
+                KeyspacePhase::Before => k.before = Some(keys),
+                KeyspacePhase::After => k.after = Some(keys),
+            }
+        }
+    }
+    k
+}
+
+fn topology_changes(events: &[Event]) -> Vec<TopologyChange> {
+    let mut out: Vec<TopologyChange> = Vec::new();
+    for e in events {
+        if let EventKind::Topology { source, primary: Some(primary), .. } = &e.kind {
+            if out.last().is_none_or(|last| &last.primary != primary) {
+                out.push(TopologyChange { at_ms: us_to_ms(e.at_us), primary: primary.clone(), source: source.clone() });
+            }
+        }
+    }
+    out
+}
+
+fn timeline(events: &[Event], windows: &[Vec<Window>; 2]) -> Vec<TimelineEntry> {
+    let mut out = Vec::new();
+    let mut push = |at_us: u64, what: String| out.push(TimelineEntry { at_ms: us_to_ms(at_us), what });
+    for e in events {
+        match &e.kind {
+            EventKind::TriggerStart { kind, detail } => push(e.at_us, format!("trigger {kind} started: {detail}")),
+            EventKind::TriggerFinish { detail } => push(e.at_us, format!("trigger finished: {detail}")),
+            EventKind::TriggerError { message } => push(e.at_us, format!("trigger failed: {message}")),
+            EventKind::IntegrityError { message } => push(e.at_us, format!("integrity check failed: {message}")),
+            EventKind::Lateness { stream, late } => {
+                push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
+            }
+            EventKind::TrialEnd { reason } => push(e.at_us, format!("trial ended: {reason}")),
+            EventKind::Interrupted => push(e.at_us, "interrupted (Ctrl-C)".to_string()),
+            _ => {}
+        }
+    }
+    for change in topology_changes(events) {
+        out.push(TimelineEntry {
+            at_ms: change.at_ms,
+            what: format!("primary is {} (seen by {})", change.primary, change.source),
+        });
+    }
+    for (stream, ws) in Stream::ALL.iter().zip(windows) {
+        for w in ws {
+            out.push(TimelineEntry { at_ms: us_to_ms(w.start_us), what: format!("{} down", stream.name()) });
+            if w.recovered {
+                out.push(TimelineEntry {
+                    at_ms: us_to_ms(w.end_us),
+                    what: format!("{} up again after {}", stream.name(), format_ms(us_to_ms(w.duration_us()))),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    out
+}
+
+fn outage_histogram(trials: &[TrialSummary]) -> OutageHistogram {
+    let mut h = new_histogram();
+    for o in trials.iter().flat_map(|t| t.writes.outages.iter().chain(&t.reads.outages)) {
+        record(&mut h, (o.duration_ms * 1000.0) as u64);
+    }
+    let p = percentiles_ms(&h);
+    OutageHistogram { count: p.count, p50: p.p50, p90: p.p90, p99: p.p99, max: p.max }
+}
+
+fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) -> BudgetResult {
+    let mut violations = Vec::new();
+    for t in trials {
+        for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
+            if !s.recovered {
+                violations.push(format!("trial {}: {name} did not recover before the trial ended", t.index));
+            }
+            if let Some(max) = budget.max_outage_ms {
+                if s.longest_outage_ms > max {
+                    violations.push(format!(
+                        "trial {}: {name} outage {} exceeds --max-outage {}",
+                        t.index,
+                        format_ms(s.longest_outage_ms),
+                        format_ms(max)
+                    ));
+                }
+            }
+        }
+        if let Some(max) = budget.max_lost_writes {
+            if !t.integrity.checked && !interrupted {
+                violations.push(format!("trial {}: write log could not be read, loss unknown", t.index));
+            } else if t.integrity.lost_acked_writes > max {
+                violations.push(format!(
+                    "trial {}: {} acknowledged writes lost, exceeds --max-lost-writes {max}",
+                    t.index, t.integrity.lost_acked_writes
+                ));
+            }
+        }
+    }
+    BudgetResult {
+        passed: violations.is_empty(),
+        max_outage_ms: budget.max_outage_ms,
+        max_lost_writes: budget.max_lost_writes,
+        violations,
+    }
+}
+
+/// Rebuilds the recorder from a stored run (the `failprobe report` path).
+pub fn replay(run: crate::record::store::StoredRun) -> Recorder {
+    let mut r = Recorder::new(run.meta);
+    for e in run.events {
+        r.ingest(Record::Event(e));
+    }
+    for s in run.samples {
+        r.ingest(Record::Sample(s));
+    }
+    r
+}

@@ -1,0 +1,226 @@
+//! The persisted stream: one `Sample` per probe, `Event`s for everything else that happened.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Write,
+    Read,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 2] = [Stream::Write, Stream::Read];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Write => "writes",
+            Stream::Read => "reads",
+        }
+    }
+}
+
+/// What a client would have seen when a probe failed.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    Refused,
+    Reset,
+    Timeout,
+    Dns,
+    Tls,
+    Auth,
+    Readonly,
+    Loading,
+    Masterdown,
+    Clusterdown,
+    Moved,
+    Other,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Refused => "refused",
+            ErrorClass::Reset => "reset",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Dns => "dns",
+            ErrorClass::Tls => "tls",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Readonly => "readonly",
+            ErrorClass::Loading => "loading",
+            ErrorClass::Masterdown => "masterdown",
+            ErrorClass::Clusterdown => "clusterdown",
+            ErrorClass::Moved => "moved",
+            ErrorClass::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Failed,
+}
+
+/// One probe. Times are microseconds since the run start on the run's monotonic clock; latency is
+/// measured from `scheduled_us`, never from when the probe happened to be sent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub trial: u32,
+    pub stream: Stream,
+    pub seq: u64,
+    pub scheduled_us: u64,
+    pub start_us: u64,
+    pub end_us: u64,
+    pub latency_us: u64,
+    pub outcome: Outcome,
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+    pub server: Option<String>,
+    /// For reads: the sequence number found in the sentinel key (0 when the key was absent).
+    pub value: Option<u64>,
+}
+
+impl Sample {
+    pub fn ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyspacePhase {
+    Before,
+    After,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Event {
+    pub at_us: u64,
+    pub trial: u32,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    TrialStart,
+    TriggerStart {
+        kind: String,
+        detail: String,
+    },
+    TriggerFinish {
+        detail: String,
+    },
+    TriggerError {
+        message: String,
+    },
+    /// Which server answered and what it said it is. `primary` is the primary as announced by
+    /// `source` (Sentinel, or the answering server itself when it is a primary).
+    Topology {
+        source: String,
+        server: Option<String>,
+        role: Option<String>,
+        run_id: Option<String>,
+        primary: Option<String>,
+    },
+    Reconnect {
+        stream: Stream,
+        server: Option<String>,
+        error: Option<String>,
+    },
+    Keyspace {
+        phase: KeyspacePhase,
+        keys: u64,
+    },
+    /// Sequence numbers of the write log found on the primary after recovery, as inclusive ranges.
+    WriteLog {
+        server: String,
+        present: Vec<(u64, u64)>,
+    },
+    IntegrityError {
+        message: String,
+    },
+    /// The scheduler could not keep up; probes were sent late (never skipped).
+    Lateness {
+        stream: Stream,
+        late: u64,
+    },
+    TrialEnd {
+        reason: String,
+    },
+    Interrupted,
+}
+
+/// Everything about the run that the report needs and the samples do not carry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunMeta {
+    pub version: String,
+    pub scenario: String,
+    /// Every key of this run is under `failprobe:{<run_id>}:`.
+    pub run_id: String,
+    pub target: String,
+    pub started_at: String,
+    pub interval_us: u64,
+    pub timeout_us: u64,
+    pub triggers: Vec<String>,
+    pub budget: crate::record::recorder::Budget,
+    pub lab: Option<String>,
+}
+
+/// What travels from probes and controllers to the recorder.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Sample(Sample),
+    Event(Event),
+}
+
+/// Compresses sorted sequence numbers into inclusive ranges (a write log of a million entries
+/// stays a short line in events.jsonl).
+pub fn to_ranges(sorted: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &n in sorted {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == n => *hi = n,
+            Some((_, hi)) if *hi == n => {}
+            _ => out.push((n, n)),
+        }
+    }
+    out
+}
+
+pub fn ranges_contain(ranges: &[(u64, u64)], n: u64) -> bool {
+    let idx = ranges.partition_point(|(lo, _)| *lo <= n);
+    idx > 0 && ranges[idx - 1].1 >= n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_round_trip() {
+        let r = to_ranges(&[1, 2, 3, 5, 7, 8]);
+        assert_eq!(r, vec![(1, 3), (5, 5), (7, 8)]);
+        for n in [1, 2, 3, 5, 7, 8] {
+            assert!(ranges_contain(&r, n));
+        }
+        for n in [0, 4, 6, 9] {
+            assert!(!ranges_contain(&r, n));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! report.md: the page a team pastes into a maintenance ticket.
+
+use super::summary::{StreamSummary, Summary, TrialSummary};
+use super::Exporter;
+use crate::duration::format_ms;
+use crate::record::Recorder;
+use std::fmt::Write;
+
+pub struct Markdown;
+
+impl Exporter for Markdown {
+    fn file_name(&self) -> &'static str {
+        "report.md"
+    }
+
+    fn render(&self, s: &Summary, _: &Recorder) -> anyhow::Result<Vec<u8>> {
+        let mut md = String::new();
+        write_header(&mut md, s)?;
+        for t in &s.trials {
+            write_trial(&mut md, t)?;
+        }
+        write_definitions(&mut md, s)?;
+        Ok(md.into_bytes())
+    }
+}
+
+fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {
+    writeln!(md, "# failprobe report: {}\n", s.scenario)?;
+    let verdict = match (s.budget.passed, s.budget.max_outage_ms.is_some() || s.budget.max_lost_writes.is_some()) {
+        (true, true) => "**PASS**",
+        (true, false) => "**PASS** (no budget set; service recovered)",
+        (false, _) => "**FAIL**",
+    };
+    writeln!(
+        md,
+        "{verdict} — longest outage {}, {} acknowledged writes lost over {} trial(s){}.\n",
+        format_ms(s.longest_outage_ms()),
+        s.lost_acked_writes(),
+        s.trials.len(),
+        if s.interrupted { " (run interrupted: partial report)" } else { "" }
+    )?;
+    for v in &s.budget.violations {
+        writeln!(md, "- {v}")?;
+    }
+    if !s.budget.violations.is_empty() {
+        writeln!(md)?;
+    }
+    writeln!(md, "| | |\n|---|---|")?;
+    writeln!(md, "| target | `{}` |", s.target)?;
+    writeln!(md, "| started | {} |", s.started_at)?;
+    writeln!(md, "| keys | `failprobe:{{{}}}:*` (TTL set on every key) |", s.run_id)?;
+    writeln!(
+        md,
+        "| probe | every {} per stream, deadline {} |",
+        format_ms(s.probe.interval_ms),
+        format_ms(s.probe.timeout_ms)
+    )?;
+    let budget = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+    writeln!(
+        md,
+        "| budget | max outage {}, max lost writes {} |",
+        budget(s.budget.max_outage_ms.map(format_ms)),
+        budget(s.budget.max_lost_writes.map(|n| n.to_string()))
+    )?;
+    let h = &s.outage_histogram_ms;
+    if h.count > 0 {
+        writeln!(
+            md,
+            "| outage windows | {} across all trials: p50 {}, p90 {}, p99 {}, max {} |",
+            h.count,
+            format_ms(h.p50),
+            format_ms(h.p90),
+            format_ms(h.p99),
+            format_ms(h.max)
+        )?;
+    }
+    writeln!(md)
+}
+
+fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
+    writeln!(md, "## Trial {} — trigger `{}`\n", t.index, t.trigger.kind)?;
+    if let Some(e) = &t.trigger.error {
+        writeln!(md, "Trigger failed: {e}\n")?;
+    }
+    writeln!(md, "Ended: {}.\n", t.end_reason)?;
+    writeln!(
+        md,
+        "| stream | probes | failed | late | outages | longest | recovered | errors seen | p50 | p99 | p99.9 | max |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for (name, st) in [("writes", &t.writes), ("reads", &t.reads)] {
+        stream_row(md, name, st)?;
+    }
+    writeln!(md)?;
+    let outages: Vec<_> = [("writes", &t.writes), ("reads", &t.reads)]
+        .into_iter()
+        .flat_map(|(n, st)| st.outages.iter().map(move |o| (n, o)))
+        .collect();
+    if !outages.is_empty() {
+        writeln!(md, "Outage windows (± one interval):\n\n| stream | from | to | duration | probes failed | errors |\n|---|---|---|---|---|---|")?;
+        for (n, o) in outages {
+            let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            writeln!(
+                md,
+                "| {n} | {:.1} ms | {:.1} ms{} | {} | {} | {} |",
+                o.start_ms,
+                o.end_ms,
+                if o.recovered { "" } else { " (not recovered)" },
+                format_ms(o.duration_ms),
+                o.failed_probes,
+                errors.join(", ")
+            )?;
+        }
+        writeln!(md)?;
+    }
+    let i = &t.integrity;
+    if i.checked {
+        writeln!(md, "Integrity (write log read from {}): {} acknowledged, **{} lost**, {} ghost (unacknowledged yet applied), {} stale reads.\n",
+            i.log_server.as_deref().unwrap_or("?"), i.acked_writes, i.lost_acked_writes, i.ghost_writes, i.stale_reads)?;
+    } else {
+        writeln!(md, "Integrity: the write log could not be read; loss unknown. {} stale reads.\n", i.stale_reads)?;
+    }
+    if t.keyspace.before.is_some() || t.keyspace.after.is_some() {
+        let k = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        writeln!(
+            md,
+            "Keys (DBSIZE without failprobe's own): before {}, after {}.\n",
+            k(t.keyspace.before),
+            k(t.keyspace.after)
+        )?;
+    }
+    if !t.timeline.is_empty() {
+        writeln!(md, "Timeline (ms from run start):\n")?;
+        for e in &t.timeline {
+            writeln!(md, "- `{:>10.1}` {}", e.at_ms, e.what)?;
+        }
+        writeln!(md)?;
+    }
+    Ok(())
+}
+
+fn stream_row(md: &mut String, name: &str, st: &StreamSummary) -> std::fmt::Result {
+    let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+    let l = &st.latency_ms;
+    writeln!(
+        md,
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        st.probes,
+        st.failed,
+        st.late,
+        st.outages.len(),
+        format_ms(st.longest_outage_ms),
+        if st.recovered { "yes" } else { "**no**" },
+        if errors.is_empty() { "—".into() } else { errors.join(", ") },
+        format_ms(l.p50),
+        format_ms(l.p99),
+        format_ms(l.p999),
+        format_ms(l.max)
+    )
+}
+
+fn write_definitions(md: &mut String, s: &Summary) -> std::fmt::Result {
+    let r = &s.resolution;
+    writeln!(md, "## How to read this\n")?;
+    writeln!(md, "- An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms))?;
+    writeln!(md, "- **Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; the scheduler's timer has {} granularity.", r.histogram_significant_digits, format_ms(r.schedule_ms))?;
+    writeln!(
+        md,
+        "- A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).",
+        format_ms(r.late_threshold_ms)
+    )?;
+    writeln!(md, "- **Lost** writes were acknowledged to the client but are missing from the primary's write log after recovery; **ghost** writes failed or timed out for the client yet were applied; a **stale read** returned a value older than a write acknowledged before the read was sent.")
+}

@@ -1,0 +1,148 @@
+//! summary.json: the contract CI users read. Extend freely; never rename a field.
+
+use crate::record::histogram::Percentiles;
+use crate::record::integrity::Integrity;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub version: String,
+    pub scenario: String,
+    pub run_id: String,
+    pub target: String,
+    pub started_at: String,
+    pub probe: ProbeInfo,
+    pub resolution: Resolution,
+    pub interrupted: bool,
+    pub trials: Vec<TrialSummary>,
+    pub outage_histogram_ms: OutageHistogram,
+    pub budget: BudgetResult,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ProbeInfo {
+    pub interval_ms: f64,
+    pub timeout_ms: f64,
+}
+
+/// How precise each figure is, so nobody reads more into a number than it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Resolution {
+    /// Sample timestamps: microseconds on a monotonic clock.
+    pub timestamp_us: f64,
+    /// Probes are scheduled on tokio's timer, which fires with 1 ms granularity.
+    pub schedule_ms: f64,
+    /// An outage may have started up to one interval before its first failed probe.
+    pub outage_uncertainty_ms: f64,
+    /// Latency percentiles come from HDR histograms with this many significant digits.
+    pub histogram_significant_digits: u8,
+    /// A probe is counted late when it was sent more than this after its scheduled time.
+    pub late_threshold_ms: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TrialSummary {
+    pub index: u32,
+    pub started_at_ms: f64,
+    pub ended_at_ms: f64,
+    pub end_reason: String,
+    pub trigger: TriggerInfo,
+    pub writes: StreamSummary,
+    pub reads: StreamSummary,
+    pub integrity: Integrity,
+    pub keyspace: Keyspace,
+    pub topology: Vec<TopologyChange>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TriggerInfo {
+    pub kind: String,
+    pub started_at_ms: Option<f64>,
+    pub finished_at_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct StreamSummary {
+    pub probes: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub late: u64,
+    pub reconnects: u64,
+    pub outages: Vec<Outage>,
+    pub longest_outage_ms: f64,
+    pub total_outage_ms: f64,
+    pub recovered: bool,
+    pub errors: BTreeMap<String, u64>,
+    /// Latency of successful probes, from the scheduled send time.
+    pub latency_ms: Percentiles,
+    pub latency_by_phase_ms: Option<PhaseLatency>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PhaseLatency {
+    pub before: Percentiles,
+    pub during: Percentiles,
+    pub after: Percentiles,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Outage {
+    pub start_ms: f64,
+    pub end_ms: f64,
+    pub duration_ms: f64,
+    pub uncertainty_ms: f64,
+    pub recovered: bool,
+    pub failed_probes: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Keyspace {
+    /// DBSIZE minus failprobe's own keys, just before the trigger.
+    pub before: Option<u64>,
+    /// The same after recovery.
+    pub after: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TopologyChange {
+    pub at_ms: f64,
+    pub primary: String,
+    pub source: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TimelineEntry {
+    pub at_ms: f64,
+    pub what: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct OutageHistogram {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BudgetResult {
+    pub passed: bool,
+    pub max_outage_ms: Option<f64>,
+    pub max_lost_writes: Option<u64>,
+    pub violations: Vec<String>,
+}
+
+impl Summary {
+    pub fn longest_outage_ms(&self) -> f64 {
+        self.trials.iter().flat_map(|t| [t.writes.longest_outage_ms, t.reads.longest_outage_ms]).fold(0.0, f64::max)
+    }
+
+    pub fn lost_acked_writes(&self) -> u64 {
+        self.trials.iter().map(|t| t.integrity.lost_acked_writes).sum()
+    }
+}

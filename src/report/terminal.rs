@@ -1,0 +1,104 @@
+//! The terminal: one live status line while running (only on a terminal), a summary at the end.
+
+use super::summary::Summary;
+use crate::duration::format_ms;
+use crate::probe::schedule::HealthState;
+use std::io::{IsTerminal, Write};
+
+pub fn is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}
+
+/// `trial 2/3 · writes UP · reads DOWN 1.24 s (timeout) · 198 probes/s · 12 errors`
+pub fn status_line(
+    trial: u32,
+    trials: usize,
+    phase: &str,
+    streams: &[(&str, HealthState)],
+    now_us: u64,
+    rate: f64,
+) -> String {
+    let mut parts = vec![format!("trial {}/{trials} {phase}", trial + 1)];
+    let mut errors = 0;
+    for (name, h) in streams {
+        errors += h.failed;
+        parts.push(if !h.seen_any {
+            format!("{name} …")
+        } else if h.up {
+            format!("{name} UP")
+        } else {
+            let down_for = now_us.saturating_sub(h.since_us) as f64 / 1000.0;
+            let class = h.last_error.map(|c| c.to_string()).unwrap_or_default();
+            format!("{name} DOWN {} ({class})", format_ms(down_for))
+        });
+    }
+    parts.push(format!("{rate:.0} probes/s"));
+    parts.push(format!("{errors} errors"));
+    parts.join(" · ")
+}
+
+pub fn print_status(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\r\x1b[2K{line}");
+    let _ = out.flush();
+}
+
+pub fn clear_status() {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\r\x1b[2K");
+    let _ = out.flush();
+}
+
+pub fn final_summary(s: &Summary) -> String {
+    let mut out = String::new();
+    let verdict = if s.budget.passed { "PASS" } else { "FAIL" };
+    out.push_str(&format!(
+        "{verdict}: {} trial(s) against {}{}\n",
+        s.trials.len(),
+        s.target,
+        if s.interrupted { " (interrupted)" } else { "" }
+    ));
+    for t in &s.trials {
+        out.push_str(&format!("  trial {} [{}]", t.index, t.trigger.kind));
+        if let Some(e) = &t.trigger.error {
+            out.push_str(&format!(" trigger failed: {e};"));
+        }
+        for (name, st) in [("writes", &t.writes), ("reads", &t.reads)] {
+            let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            out.push_str(&format!(
+                "  {name}: longest outage {}{} ({} failed of {}{}{})",
+                format_ms(st.longest_outage_ms),
+                if st.recovered { "" } else { " NOT RECOVERED" },
+                st.failed,
+                st.probes,
+                if errors.is_empty() { String::new() } else { format!(": {}", errors.join(" ")) },
+                if st.late > 0 { format!(", {} late", st.late) } else { String::new() },
+            ));
+        }
+        let i = &t.integrity;
+        if i.checked {
+            out.push_str(&format!(
+                "\n    integrity: {} acked, {} lost, {} ghost, {} stale reads",
+                i.acked_writes, i.lost_acked_writes, i.ghost_writes, i.stale_reads
+            ));
+        } else {
+            out.push_str("\n    integrity: not checked (write log unreadable)");
+        }
+        out.push('\n');
+    }
+    let h = &s.outage_histogram_ms;
+    if h.count > 0 {
+        out.push_str(&format!(
+            "  outage windows: {} · p50 {} · p99 {} · max {} (±{})\n",
+            h.count,
+            format_ms(h.p50),
+            format_ms(h.p99),
+            format_ms(h.max),
+            format_ms(s.resolution.outage_uncertainty_ms)
+        ));
+    }
+    for v in &s.budget.violations {
+        out.push_str(&format!("  budget: {v}\n"));
+    }
+    out
+}

@@ -1,0 +1,435 @@
+//! A live measurement: for each trial, wait for a healthy target, probe, fire the trigger, wait
+//! for recovery and settle, check integrity. Samples and events go over one channel to a single
+//! recorder task that persists first; probe tasks never block on disk.
+
+use crate::clock::Clock;
+use crate::control::{TriggerContext, TriggerSpec};
+use crate::error::UsageError;
+use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
+use crate::probe::redis::RedisProber;
+use crate::probe::schedule::{run_stream, Health, StreamConfig};
+use crate::probe::slot::Reporter;
+use crate::probe::{keys, Prober, TrialKeys};
+use crate::record::sample::{to_ranges, KeyspacePhase};
+use crate::record::store::RunWriter;
+use crate::record::{EventKind, Record, Recorder, RunMeta, Stream};
+use crate::report::summary::Summary;
+use crate::report::{terminal, write_reports};
+use crate::scenario::Plan;
+use crate::target::{connect_primary, Target};
+use anyhow::{anyhow, Context, Result};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, Instant};
+
+/// Control connections (preflight, triggers, integrity) get this long to connect and answer.
+const CONTROL_LIMIT: Duration = Duration::from_secs(2);
+
+pub struct RunResult {
+    pub summary: Summary,
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+struct RunContext {
+    plan: Plan,
+    target: Arc<Target>,
+    lab: Option<Arc<Lab>>,
+    prober: Arc<RedisProber>,
+    report: Reporter,
+    health: [Arc<Health>; 2],
+    cancel: watch::Receiver<bool>,
+    run_id: String,
+    own_keys: std::sync::Mutex<Vec<String>>,
+}
+
+pub async fn run(plan: Plan) -> Result<RunResult> {
+    if plan.out.join(crate::record::store::META_FILE).exists() {
+        return Err(UsageError::Invalid(format!(
+            "{} already holds a run; choose another --out (measurements are never overwritten)",
+            plan.out.display()
+        ))
+        .into());
+    }
+    let lab = open_lab(&plan).await?;
+    let target_url = plan
+        .target
+        .clone()
+        .or_else(|| lab.as_ref().map(|l| l.target_url()))
+        .ok_or_else(|| anyhow!(UsageError::Invalid("no target".into())))?;
+    let target = Arc::new(Target::parse(&target_url)?);
+    check_plan(&plan, &target, lab.as_deref())?;
+    confirm(&plan, &target)?;
+    if let Some(lab) = &lab {
+        lab.wait_ready(Duration::from_secs(60)).await?;
+    }
+    preflight(&target).await?;
+
+    let clock = Clock::start_now();
+    let run_id = keys::new_run_id();
+    let meta = run_meta(&plan, &target, &clock, lab.as_deref(), &run_id);
+    let writer = RunWriter::create(&plan.out, &meta)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = watch::channel(false);
+    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta)));
+    let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
+    let prober = RedisProber::start(target.clone(), plan.timeout.max(Duration::from_millis(100)), report.clone());
+    let ctx = RunContext {
+        run_id,
+        plan,
+        target,
+        lab,
+        prober,
+        report,
+        health: [Arc::new(Health::default()), Arc::new(Health::default())],
+        cancel: watch_ctrl_c(),
+        own_keys: Default::default(),
+    };
+    let mut last_trigger: Option<Instant> = None;
+    let mut failure = None;
+    for (i, spec) in ctx.plan.triggers.iter().enumerate() {
+        if *ctx.cancel.borrow() {
+            break;
+        }
+        if let Err(e) = run_trial(&ctx, i as u32, spec, &mut last_trigger).await {
+            ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
+            failure = Some(e);
+            break;
+        }
+    }
+    ctx.prober.shutdown();
+    let _ = done_tx.send(true);
+    let recorder = recorder.await.context("recorder task")??;
+    if !ctx.plan.quiet && std::io::stdout().is_terminal() {
+        terminal::clear_status();
+    }
+    let (summary, files) = write_reports(&ctx.plan.out, &recorder)?;
+    if let Some(e) = failure {
+        return Err(e.context(format!("run stopped; what was measured is in {}", ctx.plan.out.display())));
+    }
+    Ok(RunResult { summary, dir: ctx.plan.out.clone(), files })
+}
+
+async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
+    if let Some(dir) = &plan.lab_dir {
+        return Ok(Some(Arc::new(Lab::load(dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?)));
+    }
+    match plan.lab_topology {
+        Some(topology) => {
+            let dir = plan.out.join("lab");
+            let lab = Lab::up(topology, &dir, true).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            Ok(Some(Arc::new(lab)))
+        }
+        None => Ok(None),
+    }
+}
+
+fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
+    for spec in &plan.triggers {
+        if spec.needs_process() && lab.is_none() && plan.pid.is_none() {
+            return Err(UsageError::Invalid(format!(
+                "trigger `{}` needs the primary's process: give --lab DIR or --pid PID",
+                spec.label()
+            ))
+            .into());
+        }
+        if *spec == TriggerSpec::Sentinel && !target.is_sentinel() {
+            return Err(UsageError::Invalid("trigger `sentinel` needs a redis+sentinel:// target".into()).into());
+        }
+    }
+    Ok(())
+}
+
+/// A destructive trigger against anything but loopback needs `--yes` or a typed confirmation.
+fn confirm(plan: &Plan, target: &Target) -> Result<()> {
+    let destructive: Vec<String> =
+        plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
+    if destructive.is_empty() || target.is_loopback() || plan.yes {
+        return Ok(());
+    }
+    let what = format!("{} trial(s) of `{}` against {}", destructive.len(), destructive[0], target.redacted());
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::NotConfirmed(format!("{what}: not on loopback; pass --yes to confirm")).into());
+    }
+    eprint!("failprobe will run {what}, which is not on this machine.\nType `yes` to go ahead: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(UsageError::NotConfirmed(what).into());
+    }
+    Ok(())
+}
+
+async fn preflight(target: &Target) -> Result<()> {
+    connect_primary(target, CONTROL_LIMIT)
+        .await
+        .map(|_| ())
+        .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())).into())
+}
+
+fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_id: &str) -> RunMeta {
+    RunMeta {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: plan.name.clone(),
+        run_id: run_id.to_string(),
+        target: target.redacted().to_string(),
+        started_at: chrono::DateTime::<chrono::Utc>::from(clock.wall_start())
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        interval_us: plan.interval.as_micros() as u64,
+        timeout_us: plan.timeout.as_micros() as u64,
+        triggers: plan.triggers.iter().map(|t| t.label()).collect(),
+        budget: plan.budget.clone(),
+        lab: lab.map(|l| l.dir.display().to_string()),
+    }
+}
+
+/// First Ctrl-C: finish the current trial early and write a partial report. Second: leave now
+/// (samples are on disk, at most one second behind).
+fn watch_ctrl_c() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping the trial and writing a partial report (Ctrl-C again to quit now)");
+            let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+async fn record_loop(
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    mut done: watch::Receiver<bool>,
+    mut writer: RunWriter,
+    mut recorder: Recorder,
+) -> Result<Recorder> {
+    let mut flush = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => { writer.write(&r)?; recorder.ingest(r); }
+                None => break,
+            },
+            _ = flush.tick() => writer.flush()?,
+            _ = done.changed() => {
+                while let Ok(r) = rx.try_recv() {
+                    writer.write(&r)?;
+                    recorder.ingest(r);
+                }
+                break;
+            }
+        }
+    }
+    writer.flush()?;
+    Ok(recorder)
+}
+
+enum Ending {
+    Done(String),
+    Interrupted,
+}
+
+async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigger: &mut Option<Instant>) -> Result<()> {
+    prepare_lab(ctx, *last_trigger).await?;
+    ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
+    ctx.report.event(EventKind::TrialStart);
+    let keys = Arc::new(TrialKeys::new(&ctx.run_id, trial, ctx.plan.key_ttl));
+    if let Ok(mut own) = ctx.own_keys.lock() {
+        own.extend(keys.all().iter().map(|k| k.to_string()));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let streams = start_streams(ctx, trial, &keys, stop_rx);
+    let status = spawn_status(ctx, trial);
+    let ending = drive_trial(ctx, spec, last_trigger).await;
+    let _ = stop_tx.send(true);
+    let mut late = 0;
+    for s in streams {
+        late += s.await.unwrap_or(0);
+    }
+    status.abort();
+    match ending {
+        Ending::Done(reason) => {
+            check_integrity(ctx, &keys).await;
+            record_keyspace(ctx, KeyspacePhase::After).await;
+            let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason };
+            ctx.report.event(EventKind::TrialEnd { reason });
+        }
+        Ending::Interrupted => ctx.report.event(EventKind::Interrupted),
+    }
+    Ok(())
+}
+
+/// The lab notes' rules before each trial: dead nodes restarted, replica in sync, sentinels
+/// agreeing, and 2 × failover-timeout since the last failover (Sentinel refuses sooner).
+async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>) -> Result<()> {
+    let Some(lab) = &ctx.lab else { return Ok(()) };
+    lab.heal().await?;
+    if let (Some(at), true) = (last_trigger, lab.is_sentinel()) {
+        let gap = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS);
+        tokio::time::sleep_until(at + gap).await;
+    }
+    lab.wait_ready(Duration::from_secs(60)).await.map(|_| ())
+}
+
+fn start_streams(
+    ctx: &RunContext,
+    trial: u32,
+    keys: &Arc<TrialKeys>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    Stream::ALL
+        .iter()
+        .map(|&stream| {
+            let cfg = StreamConfig { stream, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
+            let (prober, keys, health) = (ctx.prober.clone(), keys.clone(), ctx.health[stream.index()].clone());
+            health.reset();
+            let report = ctx.report.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                match stream {
+                    Stream::Write => {
+                        run_stream(cfg, report, health, stop, |seq, deadline| {
+                            prober.clone().write(keys.clone(), seq, deadline)
+                        })
+                        .await
+                    }
+                    Stream::Read => {
+                        run_stream(cfg, report, health, stop, |_, deadline| prober.clone().read(keys.clone(), deadline))
+                            .await
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Warm-up, trigger, then wait until both streams have been up for the settle time.
+async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Option<Instant>) -> Ending {
+    let mut cancel = ctx.cancel.clone();
+    let Some(trigger) = spec.build() else {
+        record_keyspace(ctx, KeyspacePhase::Before).await;
+        return match cancellable(&mut cancel, sleep(ctx.plan.duration)).await {
+            Some(()) => Ending::Done(format!("observed for {:?}", ctx.plan.duration)),
+            None => Ending::Interrupted,
+        };
+    };
+    if cancellable(&mut cancel, sleep(ctx.plan.warmup)).await.is_none() {
+        return Ending::Interrupted;
+    }
+    record_keyspace(ctx, KeyspacePhase::Before).await;
+    let tctx = TriggerContext {
+        target: ctx.target.clone(),
+        lab: ctx.lab.clone(),
+        pid: ctx.plan.pid,
+        limit: CONTROL_LIMIT,
+        max_wait: ctx.plan.max_trial,
+    };
+    ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
+    *last_trigger = Some(Instant::now());
+    match cancellable(&mut cancel, trigger.fire(&tctx)).await {
+        Some(Ok(detail)) => ctx.report.event(EventKind::TriggerFinish { detail }),
+        Some(Err(e)) => ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") }),
+        None => return Ending::Interrupted,
+    }
+    match cancellable(&mut cancel, wait_recovered(ctx)).await {
+        Some(reason) => Ending::Done(reason),
+        None => Ending::Interrupted,
+    }
+}
+
+async fn wait_recovered(ctx: &RunContext) -> String {
+    let since_trigger = Instant::now();
+    let finished_us = ctx.report.clock.now_us();
+    let settle_us = ctx.plan.settle.as_micros() as u64;
+    loop {
+        let now_us = ctx.report.clock.now_us();
+        let states: Vec<_> = ctx.health.iter().map(|h| h.snapshot()).collect();
+        // Settle counts from the trigger's completion too: a failover without errors (Sentinel's)
+        // still moves clients to the new primary a moment later, and that must be measured.
+        let settled = states
+            .iter()
+            .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us);
+        if settled {
+            return format!("recovered and stable for {:?}", ctx.plan.settle);
+        }
+        if since_trigger.elapsed() >= ctx.plan.max_trial {
+            return format!("not recovered within --max-trial {:?} after the trigger finished", ctx.plan.max_trial);
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn cancellable<T>(cancel: &mut watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    if *cancel.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = fut => Some(v),
+        _ = cancel.wait_for(|c| *c) => None,
+    }
+}
+
+async fn check_integrity(ctx: &RunContext, keys: &TrialKeys) {
+    match ctx.prober.read_write_log(keys).await {
+        Ok((server, seqs)) => ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs) }),
+        Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
+    }
+}
+
+async fn record_keyspace(ctx: &RunContext, phase: KeyspacePhase) {
+    let own = ctx.own_keys.lock().map(|k| k.clone()).unwrap_or_default();
+    if let Ok(keys) = ctx.prober.user_key_count(&own).await {
+        ctx.report.event(EventKind::Keyspace { phase, keys });
+    }
+}
+
+fn spawn_status(ctx: &RunContext, trial: u32) -> tokio::task::JoinHandle<()> {
+    let show = !ctx.plan.quiet && std::io::stdout().is_terminal();
+    let health = ctx.health.clone();
+    let clock = ctx.report.clock;
+    let trials = ctx.plan.triggers.len();
+    tokio::spawn(async move {
+        if !show {
+            return;
+        }
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            sleep(Duration::from_millis(250)).await;
+            let states = [("writes", health[0].snapshot()), ("reads", health[1].snapshot())];
+            let done: u64 = states.iter().map(|(_, h)| h.completed).sum();
+            let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), done);
+            terminal::print_status(&terminal::status_line(trial, trials, "", &states, clock.now_us(), rate));
+        }
+    })
+}
+
+/// `failprobe demo`: a sentinel lab, three `SENTINEL FAILOVER` trials and one `kill`.
+pub fn demo_plan(out: PathBuf) -> Plan {
+    use crate::lab::Topology;
+    Plan {
+        name: "demo".into(),
+        target: None,
+        lab_topology: Some(Topology::Sentinel),
+        lab_dir: None,
+        interval: Duration::from_millis(10),
+        timeout: Duration::from_millis(250),
+        key_ttl: Duration::from_secs(3600),
+        triggers: vec![TriggerSpec::Sentinel, TriggerSpec::Sentinel, TriggerSpec::Sentinel, TriggerSpec::Kill],
+        warmup: Duration::from_secs(2),
+        settle: Duration::from_secs(2),
+        duration: Duration::from_secs(10),
+        max_trial: Duration::from_secs(30),
+        budget: Default::default(),
+        out,
+        pid: None,
+        yes: false,
+        quiet: false,
+    }
+}

@@ -1,0 +1,236 @@
+//! Scenario files (TOML) and CLI flags → one validated `Plan`. Flags override the file.
+
+use crate::control::TriggerSpec;
+use crate::duration;
+use crate::error::{invalid, UsageError};
+use crate::lab::Topology;
+use crate::record::recorder::Budget;
+use anyhow::Result;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target: TargetSection,
+    pub lab: Option<LabSection>,
+    #[serde(default)]
+    pub probe: ProbeSection,
+    #[serde(default)]
+    pub trigger: TriggerSection,
+    #[serde(default)]
+    pub trials: TrialsSection,
+    #[serde(default)]
+    pub budget: BudgetSection,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub url: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct LabSection {
+    pub topology: String,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub key_ttl: Option<Duration>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSection {
+    pub kind: Option<String>,
+    pub pid: Option<u32>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TrialsSection {
+    pub repeat: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub warmup: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub settle: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub duration: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max_trial: Option<Duration>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub max_outage: Option<Duration>,
+    pub max_lost_writes: Option<u64>,
+}
+
+/// Reads a scenario; errors name the file, the line and the field.
+pub fn load(path: &Path) -> Result<ScenarioFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError::Invalid(format!("cannot read scenario {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+        // file:line first, the form editors jump to; then toml's message and the offending line,
+        // which names the field.
+        let source = text.lines().nth(line - 1).unwrap_or("").trim();
+        invalid(format!("{}:{line}: {} (in `{source}`)", path.display(), e.message().trim()))
+    })
+}
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub target: Option<String>,
+    pub lab_topology: Option<Topology>,
+    pub lab_dir: Option<PathBuf>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub key_ttl: Duration,
+    pub triggers: Vec<TriggerSpec>,
+    pub warmup: Duration,
+    pub settle: Duration,
+    /// Observe-only runs: how long each trial lasts.
+    pub duration: Duration,
+    /// Upper bound on a trial after its trigger.
+    pub max_trial: Duration,
+    pub budget: Budget,
+    pub out: PathBuf,
+    pub pid: Option<u32>,
+    pub yes: bool,
+    pub quiet: bool,
+}
+
+/// CLI overrides; `None` keeps the scenario's value or the default.
+#[derive(Default, Clone, Debug)]
+pub struct Overrides {
+    pub target: Option<String>,
+    pub trigger: Option<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub warmup: Option<Duration>,
+    pub settle: Option<Duration>,
+    pub duration: Option<Duration>,
+    pub max_trial: Option<Duration>,
+    pub key_ttl: Option<Duration>,
+    pub repeat: Option<u32>,
+    pub out: Option<PathBuf>,
+    pub max_outage: Option<Duration>,
+    pub max_lost_writes: Option<u64>,
+    pub lab: Option<PathBuf>,
+    pub lab_topology: Option<String>,
+    pub pid: Option<u32>,
+    pub yes: bool,
+    pub quiet: bool,
+}
+
+pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
+    let (source, f) = match file {
+        Some((p, f)) => (Some(p.to_path_buf()), f),
+        None => (None, ScenarioFile::default()),
+    };
+    let name = f
+        .name
+        .clone()
+        .or_else(|| source.as_ref().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "ad-hoc".to_string());
+    let trigger_text = o.trigger.or(f.trigger.kind).unwrap_or_else(|| "none".to_string());
+    let trigger = TriggerSpec::parse(&trigger_text)?;
+    let repeat = o.repeat.or(f.trials.repeat).unwrap_or(1);
+    if repeat == 0 || repeat > 1000 {
+        return Err(invalid("--repeat must be between 1 and 1000"));
+    }
+    // A target or lab given on the command line replaces the scenario's own lab.
+    let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
+    let lab_topology = match o.lab_topology.or(scenario_lab) {
+        Some(t) if o.lab.is_none() => Some(Topology::parse(&t)?),
+        _ => None,
+    };
+    let interval = o.interval.or(f.probe.interval).unwrap_or(Duration::from_millis(10));
+    let timeout = o.timeout.or(f.probe.timeout).unwrap_or(Duration::from_millis(250));
+    if interval < Duration::from_micros(100) {
+        return Err(invalid("--interval must be at least 100us"));
+    }
+    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(60) {
+        return Err(invalid("--timeout must be between 1ms and 60s"));
+    }
+    let target = o.target.or(f.target.url);
+    if target.is_none() && lab_topology.is_none() && o.lab.is_none() {
+        return Err(invalid(
+            "no target: give --target URL, --lab DIR, or a scenario with [target] url or [lab] topology",
+        ));
+    }
+    let out =
+        o.out.unwrap_or_else(|| PathBuf::from(format!("failprobe-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    Ok(Plan {
+        name,
+        target,
+        lab_topology,
+        lab_dir: o.lab,
+        interval,
+        timeout,
+        key_ttl: o.key_ttl.or(f.probe.key_ttl).unwrap_or(Duration::from_secs(3600)),
+        triggers: vec![trigger; repeat as usize],
+        warmup: o.warmup.or(f.trials.warmup).unwrap_or(Duration::from_secs(5)),
+        settle: o.settle.or(f.trials.settle).unwrap_or(Duration::from_secs(2)),
+        duration: o.duration.or(f.trials.duration).unwrap_or(Duration::from_secs(10)),
+        max_trial: o.max_trial.or(f.trials.max_trial).unwrap_or(Duration::from_secs(60)),
+        budget: Budget {
+            max_outage_ms: o.max_outage.or(f.budget.max_outage).map(|d| d.as_secs_f64() * 1000.0),
+            max_lost_writes: o.max_lost_writes.or(f.budget.max_lost_writes),
+        },
+        out,
+        pid: o.pid.or(f.trigger.pid),
+        yes: o.yes,
+        quiet: o.quiet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<ScenarioFile> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, text).unwrap();
+        load(&p)
+    }
+
+    #[test]
+    fn bad_field_names_file_line_and_field() {
+        let err = load_str("name = \"x\"\n[probe]\ninterval = \"5xs\"\n").unwrap_err().to_string();
+        assert!(err.contains("s.toml:3"), "{err}");
+        assert!(err.contains("unknown unit") && err.contains("interval"), "{err}");
+        let err = load_str("[probe]\nintervall = \"5ms\"\n").unwrap_err().to_string();
+        assert!(err.contains(":2") && err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f =
+            load_str("[target]\nurl = \"redis://127.0.0.1:1\"\n[probe]\ninterval = \"5ms\"\n[trials]\nrepeat = 3\n")
+                .unwrap();
+        let o = Overrides { interval: Some(Duration::from_millis(2)), ..Default::default() };
+        let p = plan(Some((Path::new("x.toml"), f)), o).unwrap();
+        assert_eq!(p.interval, Duration::from_millis(2));
+        assert_eq!(p.triggers.len(), 3);
+        assert_eq!(p.name, "x");
+    }
+}

@@ -1,0 +1,142 @@
+//! Finding and connecting to the primary. Every connection is a fresh one (fresh DNS lookup,
+//! fresh Sentinel answer), made under a deadline, and checked with `ROLE` before use.
+
+use super::{Discovery, Target};
+use crate::probe::error::{classify, ProbeError};
+use crate::record::ErrorClass;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Value};
+use std::time::Duration;
+use tokio::time::timeout;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerInfo {
+    /// `host:port` as connected (with the resolved address when the host is a name).
+    pub addr: String,
+    pub host: String,
+    pub port: u16,
+    pub role: String,
+    pub run_id: Option<String>,
+}
+
+impl ServerInfo {
+    pub fn is_primary(&self) -> bool {
+        self.role == "master"
+    }
+}
+
+/// Where the primary is right now, according to the target's discovery method.
+pub async fn locate_primary(target: &Target, limit: Duration) -> Result<(String, u16), ProbeError> {
+    match &target.discovery {
+        Discovery::Direct { host, port } => Ok((host.clone(), *port)),
+        Discovery::Sentinel { .. } => sentinel_primary(target, limit).await.map(|(h, p, _)| (h, p)),
+    }
+}
+
+/// Asks the sentinels in order; the first that answers wins. Returns the sentinel that answered.
+pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(String, u16, String), ProbeError> {
+    let Discovery::Sentinel { sentinels, master } = &target.discovery else {
+        return Err(ProbeError::new(ErrorClass::Other, "not a sentinel target"));
+    };
+    let mut last = ProbeError::new(ErrorClass::Other, "no sentinel configured");
+    for (host, port) in sentinels {
+        let answer = async {
+            let mut conn = connect_raw(target.sentinel_info(host, *port), limit).await?;
+            let reply: Option<(String, u16)> = timeout(
+                limit,
+                redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| ProbeError::timeout("sentinel query"))?
+            .map_err(|e| classify(&e))?;
+            reply.ok_or_else(|| ProbeError::new(ErrorClass::Other, format!("sentinel does not know master `{master}`")))
+        };
+        match answer.await {
+            Ok((h, p)) => return Ok((h, p, format!("{host}:{port}"))),
+            Err(e) => last = e,
+        }
+    }
+    Err(ProbeError::new(last.class, format!("no sentinel answered: {}", last.text)))
+}
+
+/// Connects to `host:port` with the target's TLS and auth settings, under `limit`.
+pub async fn connect_node(
+    target: &Target,
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<(MultiplexedConnection, String), ProbeError> {
+    let addr = resolve(host, port, limit).await?;
+    let conn = connect_raw(target.node_info(host, port), limit).await?;
+    Ok((conn, addr))
+}
+
+async fn connect_raw(
+    info: Result<redis::ConnectionInfo, redis::RedisError>,
+    limit: Duration,
+) -> Result<MultiplexedConnection, ProbeError> {
+    let client = Client::open(info.map_err(|e| classify(&e))?).map_err(|e| classify(&e))?;
+    // Our own deadlines govern every request; the connection itself imposes none.
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(limit)).set_response_timeout(None);
+    timeout(limit, client.get_multiplexed_async_connection_with_config(&config))
+        .await
+        .map_err(|_| ProbeError::timeout("connect"))?
+        .map_err(|e| classify(&e))
+}
+
+/// A fresh DNS lookup on every connect, so a moved endpoint is followed.
+async fn resolve(host: &str, port: u16, limit: Duration) -> Result<String, ProbeError> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(format!("{host}:{port}"));
+    }
+    let mut addrs = timeout(limit, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host} timed out")))?
+        .map_err(|e| ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host}: {e}")))?;
+    match addrs.next() {
+        Some(a) => Ok(format!("{host}:{port} ({})", a.ip())),
+        None => Err(ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host}: no address"))),
+    }
+}
+
+/// `ROLE` and the server's run id, in one round trip.
+pub async fn query_role(
+    conn: &mut MultiplexedConnection,
+    limit: Duration,
+) -> Result<(String, Option<String>), ProbeError> {
+    let (role, info): (Value, String) =
+        timeout(limit, redis::pipe().cmd("ROLE").cmd("INFO").arg("server").query_async(conn))
+            .await
+            .map_err(|_| ProbeError::timeout("ROLE"))?
+            .map_err(|e| classify(&e))?;
+    let role = match role {
+        Value::Array(items) => items.into_iter().next().and_then(|v| redis::from_redis_value::<String>(v).ok()),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_string());
+    let run_id = info_field(&info, "run_id");
+    Ok((role, run_id))
+}
+
+pub fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(|v| v.trim().to_string()))
+}
+
+/// Locates the primary, connects, and checks it really is a primary: a demoted node that still
+/// accepts connections must not be probed as if nothing happened.
+pub async fn connect_primary(
+    target: &Target,
+    limit: Duration,
+) -> Result<(MultiplexedConnection, ServerInfo), ProbeError> {
+    let (host, port) = locate_primary(target, limit).await?;
+    let (mut conn, addr) = connect_node(target, &host, port, limit).await?;
+    let (role, run_id) = query_role(&mut conn, limit).await?;
+    let info = ServerInfo { addr, host, port, role, run_id };
+    if !info.is_primary() {
+        return Err(ProbeError::new(
+            ErrorClass::Readonly,
+            format!("{} answers as {}, not as the primary", info.addr, info.role),
+        ));
+    }
+    Ok((conn, info))
+}

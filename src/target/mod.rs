@@ -1,0 +1,248 @@
+//! Targets: parse and redact URLs, find the primary (directly or through Sentinel), connect.
+
+mod connect;
+pub use connect::{
+    connect_node, connect_primary, info_field, locate_primary, query_role, sentinel_primary, ServerInfo,
+};
+
+use crate::error::invalid;
+use anyhow::Result;
+use redis::{ConnectionInfo, IntoConnectionInfo};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Discovery {
+    /// A fixed `host:port` (re-resolved through DNS on every reconnect).
+    Direct { host: String, port: u16 },
+    /// Ask these sentinels for the primary of `master`.
+    Sentinel { sentinels: Vec<(String, u16)>, master: String },
+}
+
+#[derive(Clone)]
+pub struct Target {
+    pub discovery: Discovery,
+    pub tls: bool,
+    pub insecure_tls: bool,
+    pub username: Option<String>,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+    pub db: i64,
+    redacted: String,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never let a password reach a log line through {:?}.
+        f.debug_struct("Target").field("url", &self.redacted).finish()
+    }
+}
+
+impl Target {
+    /// Parses `redis://`, `rediss://`, `valkey://`, `redis+sentinel://` and `rediss+sentinel://`.
+    /// The password may also come from `FAILPROBE_PASSWORD` or `REDISCLI_AUTH`.
+    pub fn parse(url: &str) -> Result<Self> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid(format!("target `{}` is not a URL (expected redis://host:port)", redact(url))))?;
+        let (tls, sentinel) = match scheme {
+            "redis" | "valkey" => (false, false),
+            "rediss" | "valkeys" => (true, false),
+            "redis+sentinel" => (false, true),
+            "rediss+sentinel" => (true, true),
+            other => return Err(invalid(format!(
+                "unsupported target scheme `{other}`: use redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+            ))),
+        };
+        let (rest, insecure_tls) = match rest.strip_suffix("#insecure") {
+            Some(r) => (r, true),
+            None => (rest, false),
+        };
+        let (userinfo, hostpart) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (username, url_password) = parse_userinfo(userinfo);
+        let (hosts, path) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+        let path = path.split('?').next().unwrap_or("");
+        let nodes = hosts
+            .split(',')
+            .map(|h| parse_host_port(h, if sentinel { 26379 } else { 6379 }))
+            .collect::<Result<Vec<_>>>()?;
+        let (discovery, db) = if sentinel {
+            let (master, db) = path.split_once('/').unwrap_or((path, ""));
+            if master.is_empty() {
+                return Err(invalid(
+                    "a sentinel target needs the master name: redis+sentinel://host:port/<master-name>",
+                ));
+            }
+            (Discovery::Sentinel { sentinels: nodes, master: master.to_string() }, parse_db(db)?)
+        } else {
+            let [(host, port)] = <[_; 1]>::try_from(nodes).map_err(|_| {
+                invalid("a redis:// target names exactly one host:port (use redis+sentinel:// for several)")
+            })?;
+            (Discovery::Direct { host, port }, parse_db(path)?)
+        };
+        let env_password = std::env::var("FAILPROBE_PASSWORD").or_else(|_| std::env::var("REDISCLI_AUTH")).ok();
+        Ok(Self {
+            discovery,
+            tls,
+            insecure_tls,
+            username,
+            password: url_password.or(env_password),
+            sentinel_password: std::env::var("FAILPROBE_SENTINEL_PASSWORD").ok(),
+            db,
+            redacted: redact(url),
+        })
+    }
+
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.discovery, Discovery::Sentinel { .. })
+    }
+
+    /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
+    pub fn is_loopback(&self) -> bool {
+        let hosts: Vec<&str> = match &self.discovery {
+            Discovery::Direct { host, .. } => vec![host],
+            Discovery::Sentinel { sentinels, .. } => sentinels.iter().map(|(h, _)| h.as_str()).collect(),
+        };
+        hosts.iter().all(|h| {
+            *h == "localhost"
+                || h.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
+    }
+
+    /// Connection settings for a data node.
+    pub fn node_info(&self, host: &str, port: u16) -> Result<ConnectionInfo, redis::RedisError> {
+        self.info(host, port, self.password.as_deref(), self.db)
+    }
+
+    /// Connection settings for a sentinel (its own password, db 0).
+    pub fn sentinel_info(&self, host: &str, port: u16) -> Result<ConnectionInfo, redis::RedisError> {
+        self.info(host, port, self.sentinel_password.as_deref(), 0)
+    }
+
+    fn info(
+        &self,
+        host: &str,
+        port: u16,
+        password: Option<&str>,
+        db: i64,
+    ) -> Result<ConnectionInfo, redis::RedisError> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let fragment = if self.tls && self.insecure_tls { "#insecure" } else { "" };
+        let info = format!("{scheme}://{host}:{port}/{db}{fragment}").into_connection_info()?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(pw) = password {
+            settings = settings.set_password(pw);
+        }
+        Ok(info.set_redis_settings(settings))
+    }
+}
+
+fn parse_userinfo(userinfo: Option<&str>) -> (Option<String>, Option<String>) {
+    let Some(u) = userinfo else { return (None, None) };
+    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    match u.split_once(':') {
+        Some((user, pw)) => (Some(user).filter(|s| !s.is_empty()).and_then(decode), decode(pw)),
+        None => (decode(u), None),
+    }
+}
+
+fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid("target has an empty host"));
+    }
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => {
+            (h, p.parse::<u16>().map_err(|_| invalid(format!("`{p}` is not a port number")))?)
+        }
+        _ => (text, default_port),
+    };
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+fn parse_db(text: &str) -> Result<i64> {
+    if text.is_empty() {
+        return Ok(0);
+    }
+    text.parse().map_err(|_| invalid(format!("`{text}` is not a database number")))
+}
+
+/// Replaces any password in a URL (userinfo or `password=`/`token=` query values) with `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => format!("***@{hosts}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if ["pass", "token", "secret", "auth"].iter().any(|s| k.to_lowercase().contains(s)) =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://user:s3cret@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redact("redis://:s3cret@host:6379"), "redis://:***@host:6379");
+        assert_eq!(redact("rediss://tok@host"), "rediss://***@host");
+        assert_eq!(redact("redis://h:1/0?password=x&db=1"), "redis://h:1/0?password=***&db=1");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn parses_sentinel_targets() {
+        let t = Target::parse("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster").unwrap();
+        assert_eq!(
+            t.discovery,
+            Discovery::Sentinel {
+                sentinels: vec![("127.0.0.1".into(), 26379), ("127.0.0.1".into(), 26380)],
+                master: "mymaster".into()
+            }
+        );
+        assert!(t.is_loopback());
+        assert!(Target::parse("redis+sentinel://127.0.0.1:26379").is_err());
+    }
+
+    #[test]
+    fn parses_direct_targets_and_keeps_password_out_of_debug() {
+        let t = Target::parse("rediss://default:hunter2@cache.example.com:6380/2").unwrap();
+        assert_eq!(t.discovery, Discovery::Direct { host: "cache.example.com".into(), port: 6380 });
+        assert_eq!(t.db, 2);
+        assert!(t.tls && !t.is_loopback());
+        assert!(!format!("{t:?}").contains("hunter2"));
+        assert!(!t.redacted().contains("hunter2"));
+        assert!(Target::parse("http://x").is_err());
+        assert!(Target::parse("redis://a:1,b:2").is_err());
+    }
+}

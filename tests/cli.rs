@@ -1,0 +1,145 @@
+//! Bad input and interruptions: clear errors, exit codes, nothing lost.
+
+mod common;
+
+use common::*;
+use failprobe::lab::Topology;
+
+#[test]
+fn malformed_scenario_names_file_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "name = \"x\"\n[probe]\ninterval = \"10 parsecs\"\n").unwrap();
+    let o = failprobe(&["run", path.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("broken.toml:3"), "{err}");
+    assert!(err.contains("interval"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing may be written for a bad scenario");
+}
+
+#[test]
+fn unreachable_target_exits_2_before_any_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("trigger-ran");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let trigger = format!("command=touch {}", marker.display());
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &format!("redis://127.0.0.1:{port}"),
+        "--trigger",
+        &trigger,
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not reachable") && err.contains("refused"), "{err}");
+    assert!(!marker.exists(), "the trigger ran against an unreachable target");
+}
+
+#[test]
+fn destructive_trigger_against_a_remote_target_needs_yes() {
+    let o =
+        failprobe(&["run", "--target", "redis://cache.staging.example:6379", "--trigger", "command=true", "--quiet"]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
+}
+
+#[test]
+fn password_is_used_but_never_printed_or_written() {
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("hunter2secret").query(&mut lab.conn(port)).unwrap();
+    let url_out = lab.out("url");
+    let env_out = lab.out("env");
+    let in_url = failprobe(&[
+        "run",
+        "--target",
+        &format!("redis://default:hunter2secret@127.0.0.1:{port}"),
+        "--trigger",
+        "none",
+        "--duration",
+        "1s",
+        "--out",
+        url_out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code(&in_url), 0, "{}", explain(&in_url));
+    let from_env = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        .args([
+            "run",
+            "--target",
+            &format!("redis://127.0.0.1:{port}"),
+            "--trigger",
+            "none",
+            "--duration",
+            "1s",
+            "--quiet",
+        ])
+        .args(["--out", env_out.to_str().unwrap()])
+        .env("FAILPROBE_PASSWORD", "hunter2secret")
+        .output()
+        .unwrap();
+    assert_eq!(code(&from_env), 0, "{}", explain(&from_env));
+    for (o, out) in [(&in_url, &url_out), (&from_env, &env_out)] {
+        let printed = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!printed.contains("hunter2secret"), "{printed}");
+        assert_eq!(u(&summary(out)["trials"][0]["writes"]["failed"]), 0);
+        for entry in std::fs::read_dir(out).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+            assert!(!text.contains("hunter2secret"));
+        }
+    }
+    assert!(summary(&url_out)["target"].as_str().unwrap().contains("***"));
+    // Without the password the target is refused before anything starts.
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &format!("redis://127.0.0.1:{port}"),
+        "--quiet",
+        "--out",
+        lab.out("none").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("auth"), "{}", explain(&o));
+}
+
+#[test]
+fn sigint_leaves_samples_and_a_report_that_rebuilds_identically() {
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let out = lab.out("run");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        .args([
+            "run",
+            "--target",
+            &format!("redis://127.0.0.1:{port}"),
+            "--trigger",
+            "none",
+            "--duration",
+            "30s",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 2, "interrupted runs have no verdict: {}", explain(&o));
+    let live = summary(&out);
+    assert_eq!(live["interrupted"], true);
+    let probes = u(&live["trials"][0]["writes"]["probes"]);
+    assert!(probes > 100, "samples kept: {probes}");
+    assert!(out.join("samples.csv").exists() && out.join("report.md").exists());
+
+    let o = failprobe(&["report", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert_eq!(summary(&out), live, "rebuilt summary differs from the live one");
+}

@@ -1,0 +1,81 @@
+//! Test support: real labs on free loopback ports, the real binary, the files it writes.
+#![allow(dead_code)]
+
+use failprobe::lab::{Lab, Topology};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct TestLab {
+    pub lab: Lab,
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl TestLab {
+    pub fn start(topology: Topology) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lab = rt.block_on(Lab::up(topology, &dir.path().join("lab"), true)).expect("lab up");
+        Self { lab, dir, rt }
+    }
+
+    pub fn lab_dir(&self) -> PathBuf {
+        self.lab.dir.clone()
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn primary_port(&self) -> u16 {
+        self.rt.block_on(self.lab.current_primary()).expect("lab has a primary")
+    }
+
+    pub fn conn(&self, port: u16) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
+    }
+}
+
+pub fn failprobe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_failprobe")).args(args).output().expect("running failprobe")
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn explain(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn summary(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+pub fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+/// Sequence numbers of acknowledged writes of `trial`, from samples.csv.
+pub fn acked_writes(dir: &Path, trial: u32) -> Vec<u64> {
+    let mut r = csv::Reader::from_path(dir.join("samples.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (t, s, seq, outcome) = (col("trial"), col("stream"), col("seq"), col("outcome"));
+    r.records()
+        .map(|rec| rec.unwrap())
+        .filter(|rec| rec[t].parse::<u32>().unwrap() == trial && &rec[s] == "write" && &rec[outcome] == "ok")
+        .map(|rec| rec[seq].parse().unwrap())
+        .collect()
+}

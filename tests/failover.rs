@@ -1,0 +1,165 @@
+//! End to end against real redis-server / redis-sentinel processes on loopback.
+
+mod common;
+
+use common::*;
+use failprobe::lab::Topology;
+use std::collections::HashSet;
+
+fn run_args<'a>(lab: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--lab", lab, "--out", out, "--quiet", "--warmup", "1s", "--settle", "1s"];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn no_fault_means_no_outage_no_loss_exit_0() {
+    let lab = TestLab::start(Topology::Replica);
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(
+        ld.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--trigger", "none", "--duration", "2s", "--max-outage", "1ms", "--max-lost-writes", "0"],
+    ));
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let t = &s["trials"][0];
+    for stream in ["writes", "reads"] {
+        assert_eq!(u(&t[stream]["failed"]), 0, "{stream}");
+        assert!(u(&t[stream]["probes"]) >= 150, "2 s at 10 ms: {}", t[stream]["probes"]);
+        assert!(t[stream]["outages"].as_array().unwrap().is_empty());
+        assert!(f(&t[stream]["latency_ms"]["p50"]) > 0.0);
+    }
+    assert_eq!(t["integrity"]["checked"], true);
+    assert_eq!(u(&t["integrity"]["lost_acked_writes"]), 0);
+    assert_eq!(u(&t["integrity"]["stale_reads"]), 0);
+    assert_eq!(u(&t["integrity"]["acked_writes"]), u(&t["writes"]["ok"]));
+    assert_eq!(s["budget"]["passed"], true);
+}
+
+#[test]
+fn pause_of_the_primary_is_one_outage_of_the_pause_length() {
+    let lab = TestLab::start(Topology::Replica);
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(
+        ld.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--trigger", "pause=1.5s", "--interval", "5ms"],
+    ));
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let t = &summary(&out)["trials"][0];
+    // Tolerance: one interval (5 ms) + 25 ms for reconnect and scheduling on a busy 2-core CI.
+    for stream in ["writes", "reads"] {
+        let outages = t[stream]["outages"].as_array().unwrap();
+        assert_eq!(outages.len(), 1, "{stream}: {outages:?}");
+        let d = f(&outages[0]["duration_ms"]);
+        assert!((d - 1500.0).abs() <= 30.0, "{stream} outage {d} ms, expected 1500 ± 30");
+        assert_eq!(outages[0]["recovered"], true);
+        assert!(u(&outages[0]["errors"]["timeout"]) > 0, "{stream}: {:?}", outages[0]["errors"]);
+    }
+    assert_eq!(u(&t["integrity"]["lost_acked_writes"]), 0);
+}
+
+#[test]
+fn sentinel_failover_loses_writes_and_failprobe_counts_them_exactly() {
+    let lab = TestLab::start(Topology::Sentinel);
+    let old_primary = lab.primary_port();
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(ld.to_str().unwrap(), out.to_str().unwrap(), &["--trigger", "sentinel"]));
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let t = &s["trials"][0];
+    let new_primary = lab.primary_port();
+    assert_ne!(new_primary, old_primary);
+    let topology = t["topology"].as_array().unwrap();
+    let last = topology.last().unwrap()["primary"].as_str().unwrap();
+    assert_eq!(last, format!("127.0.0.1:{new_primary}"), "{topology:?}");
+    assert!(t["trigger"]["finished_at_ms"].is_number());
+
+    // Read the log on the new primary ourselves and compare.
+    let run_id = s["run_id"].as_str().unwrap();
+    let log: Vec<u64> = redis::cmd("LRANGE")
+        .arg(format!("failprobe:{{{run_id}}}:t0:log"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut lab.conn(new_primary))
+        .unwrap();
+    let present: HashSet<u64> = log.into_iter().collect();
+    let acked = acked_writes(&out, 0);
+    let lost = acked.iter().filter(|s| !present.contains(s)).count() as u64;
+    let i = &t["integrity"];
+    assert_eq!(u(&i["acked_writes"]), acked.len() as u64);
+    assert_eq!(u(&i["lost_acked_writes"]), lost);
+    assert_eq!(u(&i["acked_writes"]), u(&i["surviving_acked_writes"]) + u(&i["lost_acked_writes"]));
+}
+
+#[test]
+fn kill_of_the_primary_with_sentinel_recovers_in_seconds() {
+    let lab = TestLab::start(Topology::Sentinel);
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(
+        ld.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--trigger", "kill", "--max-outage", "10s"],
+    ));
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let t = &summary(&out)["trials"][0];
+    let w = &t["writes"];
+    assert_eq!(w["recovered"], true);
+    let longest = f(&w["longest_outage_ms"]);
+    assert!((1000.0..=4000.0).contains(&longest), "write outage {longest} ms, expected 1-4 s");
+    assert!(w["errors"]["refused"].as_u64().unwrap_or(0) > 0, "{:?}", w["errors"]);
+}
+
+#[test]
+fn kill_without_sentinel_is_unrecovered_and_fails_the_budget() {
+    let lab = TestLab::start(Topology::Replica);
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(
+        ld.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &["--trigger", "kill", "--max-outage", "1s", "--max-trial", "3s"],
+    ));
+    assert_eq!(code(&o), 1, "{}", explain(&o));
+    let s = summary(&out);
+    let w = &s["trials"][0]["writes"];
+    assert_eq!(w["recovered"], false);
+    let outages = w["outages"].as_array().unwrap();
+    assert_eq!(outages.last().unwrap()["recovered"], false);
+    assert!(f(&w["longest_outage_ms"]) >= 2500.0);
+    assert_eq!(s["budget"]["passed"], false);
+    assert!(!s["budget"]["violations"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn failover_run_leaves_other_keys_untouched() {
+    let lab = TestLab::start(Topology::Sentinel);
+    let primary = lab.primary_port();
+    let mut conn = lab.conn(primary);
+    let value = |i: u32| -> Vec<u8> { (0..64u32).map(|j| ((i * 31 + j * 7) % 256) as u8).collect() };
+    for i in 0..1000u32 {
+        let _: () = redis::cmd("SET").arg(format!("app:{i}")).arg(value(i)).query(&mut conn).unwrap();
+    }
+    let _: () = redis::cmd("WAIT").arg(1).arg(2000).query(&mut conn).map(|_: i64| ()).unwrap();
+    let (ld, out) = (lab.lab_dir(), lab.out("run"));
+    let o = failprobe(&run_args(ld.to_str().unwrap(), out.to_str().unwrap(), &["--trigger", "sentinel"]));
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    assert_eq!(s["trials"][0]["keyspace"]["before"], 1000);
+    assert_eq!(s["trials"][0]["keyspace"]["after"], 1000);
+
+    let mut conn = lab.conn(lab.primary_port());
+    for i in 0..1000u32 {
+        let got: Vec<u8> = redis::cmd("GET").arg(format!("app:{i}")).query(&mut conn).unwrap();
+        assert_eq!(got, value(i), "app:{i} changed");
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    for k in keys {
+        if k.starts_with("app:") {
+            continue;
+        }
+        assert!(k.starts_with("failprobe:{"), "failprobe created {k} outside its namespace");
+        let ttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap();
+        assert!(ttl > 0, "{k} has no TTL");
+    }
+}
