@@ -2,7 +2,7 @@
 # Installs the servers failprobe's lab and tests start (Debian/Ubuntu). Skips what is present.
 set -euo pipefail
 need=()
-for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached; do
+for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached openssl:openssl; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
 if [ ${#need[@]} -eq 0 ]; then

@@ -294,14 +294,16 @@ fn start_streams(
             tokio::spawn(async move {
                 match stream {
                     Stream::Write => {
-                        run_stream(cfg, report, health, stop, |seq, deadline| {
+                        run_stream(cfg, report, health, stop, move |seq, deadline| {
                             prober.clone().write(keys.clone(), seq, deadline)
                         })
                         .await
                     }
                     Stream::Read => {
-                        run_stream(cfg, report, health, stop, |_, deadline| prober.clone().read(keys.clone(), deadline))
-                            .await
+                        run_stream(cfg, report, health, stop, move |_, deadline| {
+                            prober.clone().read(keys.clone(), deadline)
+                        })
+                        .await
                     }
                 }
             })

@@ -143,3 +143,36 @@ fn sigint_leaves_samples_and_a_report_that_rebuilds_identically() {
     assert_eq!(code(&o), 2, "{}", explain(&o));
     assert_eq!(summary(&out), live, "rebuilt summary differs from the live one");
 }
+
+#[test]
+fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let out = lab.out("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        .args([
+            "run",
+            "--target",
+            &format!("redis://127.0.0.1:{port}"),
+            "--trigger",
+            "none",
+            "--duration",
+            "30s",
+            "--quiet",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("summary.json").exists());
+    let o = failprobe(&["report", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "a crashed run has no verdict: {}", explain(&o));
+    let s = summary(&out);
+    assert_eq!(s["interrupted"], true);
+    // 3 s at 10 ms, flushed every 0.5 s: at least the first ~2 s survive the SIGKILL.
+    assert!(u(&s["trials"][0]["writes"]["probes"]) >= 150, "{}", s["trials"][0]["writes"]["probes"]);
+    assert!(s["trials"][0]["end_reason"].as_str().unwrap().contains("incomplete"));
+}

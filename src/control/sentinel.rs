@@ -41,7 +41,7 @@ impl Trigger for SentinelFailover {
 }
 
 async fn ask_failover(ctx: &TriggerContext, host: &str, port: u16, master: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(ctx.target.sentinel_info(host, port)?)?;
+    let client = ctx.target.sentinel_client(host, port)?;
     let mut conn = timeout(ctx.limit, client.get_multiplexed_async_connection()).await.context("connect timeout")??;
     let _: () = timeout(ctx.limit * 4, redis::cmd("SENTINEL").arg("FAILOVER").arg(master).query_async(&mut conn))
         .await

@@ -59,7 +59,7 @@ impl Node {
                 let mut c = format!(
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\n\
                      dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {d}/{name}.log\n\
-                     repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n",
+                     repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nenable-debug-command local\n",
                     name = self.name
                 );
                 if let Some(p) = self.replica_of {

@@ -165,8 +165,7 @@ impl RedisProber {
 
     async fn listen(&self, host: &str, port: u16, master: &str) -> Result<()> {
         use futures_util::StreamExt;
-        let info = self.target.sentinel_info(host, port)?;
-        let client = redis::Client::open(info)?;
+        let client = self.target.sentinel_client(host, port)?;
         let mut pubsub = timeout(self.limit, client.get_async_pubsub()).await.context("connect timeout")??;
         pubsub.subscribe("+switch-master").await?;
         let mut messages = pubsub.on_message();

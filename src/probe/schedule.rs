@@ -10,11 +10,12 @@ use crate::probe::slot::Reporter;
 use crate::record::sample::Outcome;
 use crate::record::{ErrorClass, EventKind, Record, Sample, Stream};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Notify};
+use tokio::time::{timeout_at, Instant};
 
 #[derive(Clone, Copy, Debug)]
 pub struct StreamConfig {
@@ -75,6 +76,10 @@ impl Health {
 
 /// Runs one stream until `stop` turns true, then waits for in-flight probes (each bounded by its
 /// own deadline). Returns how many probes were sent late.
+///
+/// The clock runs on a dedicated OS thread: tokio's timer wheel has 1 ms granularity, which would
+/// add up to a millisecond of scheduler lateness to every latency figure; a thread sleeping with
+/// the OS's high-resolution timer wakes within ~0.1 ms. Probes themselves run on the runtime.
 pub async fn run_stream<F, Fut>(
     cfg: StreamConfig,
     report: Reporter,
@@ -83,56 +88,102 @@ pub async fn run_stream<F, Fut>(
     probe: F,
 ) -> u64
 where
-    F: Fn(u64, Instant) -> Fut,
+    F: Fn(u64, Instant) -> Fut + Send + 'static,
     Fut: Future<Output = Attempt> + Send + 'static,
 {
-    let clock = report.clock;
-    let late_threshold = cfg.interval.max(Duration::from_millis(2));
-    let start = Instant::now();
-    let mut tasks = JoinSet::new();
-    let mut n: u64 = 0;
-    let mut late = 0u64;
-    loop {
-        let due = start + cfg.interval * n as u32;
-        tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            _ = sleep_until(due) => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-        let now = Instant::now();
-        loop {
-            let scheduled = start + cfg.interval * n as u32;
-            if scheduled > now {
-                break;
-            }
-            n += 1;
-            if now.duration_since(scheduled) > late_threshold {
-                late += 1;
-            }
-            let deadline = scheduled + cfg.timeout;
-            let fut = probe(n, deadline);
-            let (report, health) = (report.clone(), health.clone());
-            tasks.spawn(async move {
-                let started = Instant::now();
-                let attempt = timeout_at(deadline, fut).await.unwrap_or_else(|_| Attempt {
-                    result: Err(super::error::ProbeError::timeout("probe")),
-                    server: None,
+    let stopped = Arc::new(AtomicBool::new(false));
+    let events = report.clone();
+    let in_flight = Arc::new(InFlight::default());
+    let ticker = {
+        let (stopped, in_flight, runtime) = (stopped.clone(), in_flight.clone(), Handle::current());
+        std::thread::Builder::new().name(format!("failprobe-{}-clock", cfg.stream.name())).spawn(move || {
+            tick(cfg, &stopped, |n, scheduled| {
+                let deadline = scheduled + cfg.timeout;
+                let fut = probe(n, deadline);
+                let (report, health, guard) = (report.clone(), health.clone(), in_flight.enter());
+                runtime.spawn(async move {
+                    let started = Instant::now();
+                    let attempt = timeout_at(deadline, fut).await.unwrap_or_else(|_| Attempt {
+                        result: Err(super::error::ProbeError::timeout("probe")),
+                        server: None,
+                    });
+                    let sample = to_sample(&report.clock, cfg, n, scheduled, started, Instant::now(), attempt);
+                    health.update(&sample);
+                    let _ = report.tx.send(Record::Sample(sample));
+                    drop(guard);
                 });
-                let sample = to_sample(&clock, cfg, n, scheduled, started, Instant::now(), attempt);
-                health.update(&sample);
-                let _ = report.tx.send(Record::Sample(sample));
-            });
-        }
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
+            })
+        })
+    };
+    let _ = stop.wait_for(|s| *s).await;
+    stopped.store(true, Ordering::SeqCst);
+    let late = match ticker {
+        Ok(t) => tokio::task::spawn_blocking(move || t.join().unwrap_or(0)).await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    in_flight.drained().await;
     if late > 0 {
-        report.event(EventKind::Lateness { stream: cfg.stream, late });
+        events.event(EventKind::Lateness { stream: cfg.stream, late });
     }
     late
+}
+
+/// The fixed clock: probe `n` (1-based) is due at `start + (n-1) × interval`. Overdue probes are
+/// all sent at once with their original due times (never skipped) and counted as late.
+fn tick(cfg: StreamConfig, stopped: &AtomicBool, mut send: impl FnMut(u64, Instant)) -> u64 {
+    let late_threshold = cfg.interval.max(Duration::from_millis(2));
+    let start = std::time::Instant::now();
+    let interval_ns = cfg.interval.as_nanos() as u64;
+    let (mut n, mut late) = (0u64, 0u64);
+    while !stopped.load(Ordering::Relaxed) {
+        let due = start + Duration::from_nanos(interval_ns * n);
+        let now = std::time::Instant::now();
+        if due > now {
+            // Sleep in slices so a stop request is honoured within 50 ms.
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        if now - due > late_threshold {
+            late += 1;
+        }
+        n += 1;
+        send(n, Instant::from_std(due));
+    }
+    late
+}
+
+/// Counts probes still running, so a trial can wait for every one to reach its deadline.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicU64,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 fn to_sample(

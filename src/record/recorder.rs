@@ -60,7 +60,11 @@ impl Recorder {
 
     pub fn summary(&self) -> Summary {
         let trials: Vec<TrialSummary> = self.trials.iter().map(|(i, t)| self.trial_summary(*i, t)).collect();
-        let interrupted = self.trials.values().any(|t| t.events.iter().any(|e| e.kind == EventKind::Interrupted));
+        // A trial with no recorded end was cut short: by Ctrl-C, or by a crash (read back from disk).
+        let interrupted = self.trials.values().any(|t| {
+            let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
+            t.events.iter().any(|e| e.kind == EventKind::Interrupted) || !t.events.iter().any(ended)
+        });
         let outage_histogram_ms = outage_histogram(&trials);
         let budget = evaluate_budget(&self.meta.budget, &trials, interrupted);
         Summary {
@@ -225,7 +229,14 @@ fn reconnects(events: &[Event], stream: Stream) -> u64 {
         .count() as u64
 }
 
+/// From TrialStart to TrialEnd when both were recorded; otherwise whatever was seen.
 fn trial_span(events: &[Event], samples: &[Vec<Sample>; 2]) -> (u64, u64) {
+    let start = events.iter().find(|e| e.kind == EventKind::TrialStart).map(|e| e.at_us);
+    let end =
+        events.iter().find(|e| matches!(e.kind, EventKind::TrialEnd { .. } | EventKind::Interrupted)).map(|e| e.at_us);
+    if let (Some(s), Some(e)) = (start, end) {
+        return (s, e);
+    }
     let times = events.iter().map(|e| e.at_us).chain(samples.iter().flatten().flat_map(|s| [s.scheduled_us, s.end_us]));
     let (mut lo, mut hi) = (u64::MAX, 0);
     for t in times {

@@ -47,10 +47,17 @@ fn draw_panel<DB: DrawingBackend>(
     let samples = rec.samples(t.index, stream);
     let x0 = t.started_at_ms / 1000.0;
     let x1 = (t.ended_at_ms / 1000.0).max(x0 + 0.001);
-    let y_max = s.probe.timeout_ms * 1.1;
+    // Log scale: sub-millisecond latency and a 250 ms timeout are both readable.
+    let y_max = s.probe.timeout_ms * 1.5;
+    let y_min = 0.05;
     let st = if stream == Stream::Write { &t.writes } else { &t.reads };
+    let lost = if stream == Stream::Write && t.integrity.checked {
+        format!(" · {} acknowledged writes lost", t.integrity.lost_acked_writes)
+    } else {
+        String::new()
+    };
     let caption = format!(
-        "trial {} · {} · trigger {} · longest outage {}",
+        "trial {} · {} · trigger {} · longest outage {}{lost}",
         t.index,
         stream.name(),
         t.trigger.kind,
@@ -61,32 +68,63 @@ fn draw_panel<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(28)
         .y_label_area_size(56)
-        .build_cartesian_2d(x0..x1, 0.0..y_max)?;
+        .build_cartesian_2d(x0..x1, (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("seconds since run start")
-        .y_desc("latency ms (from scheduled time)")
+        .y_desc("latency ms (from due time)")
+        .y_label_formatter(&|v| format!("{v}"))
         .light_line_style(WHITE)
         .draw()?;
     for o in &st.outages {
         let color = if o.recovered { RED.mix(0.15) } else { RED.mix(0.3) };
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(o.start_ms / 1000.0, 0.0), (o.end_ms / 1000.0, y_max)],
+            [(o.start_ms / 1000.0, y_min), (o.end_ms / 1000.0, y_max)],
             color.filled(),
         )))?;
     }
     let (ok, failed) = downsample(&samples, x0, x1);
-    chart.draw_series(ok.into_iter().map(|(x, y)| Circle::new((x, y.min(y_max)), 1, BLUE.filled())))?;
+    let clamp = |y: f64| y.clamp(y_min, y_max);
+    chart.draw_series(ok.into_iter().map(|(x, y)| Circle::new((x, clamp(y)), 1, BLUE.filled())))?;
     chart.draw_series(failed.into_iter().map(|x| Cross::new((x, s.probe.timeout_ms), 3, RED.stroke_width(1))))?;
-    let mut marks: Vec<(f64, RGBColor)> = Vec::new();
-    marks.extend(t.trigger.started_at_ms.map(|ms| (ms, BLACK)));
-    marks.extend(t.trigger.finished_at_ms.map(|ms| (ms, RGBColor(90, 90, 90))));
-    marks.extend(t.topology.iter().skip(1).map(|c| (c.at_ms, RGBColor(0, 140, 0))));
-    for (ms, color) in marks {
+    if stream == Stream::Write {
+        let lost = lost_writes(&samples, rec.events(t.index));
+        chart.draw_series(lost.iter().map(|s| {
+            TriangleMarker::new((s.scheduled_us as f64 / 1e6, clamp(s.latency_us as f64 / 1000.0)), 4, ORANGE.filled())
+        }))?;
+    }
+    let mut marks: Vec<(f64, RGBColor, &str)> = Vec::new();
+    marks.extend(t.trigger.started_at_ms.map(|ms| (ms, BLACK, "trigger")));
+    marks.extend(t.trigger.finished_at_ms.map(|ms| (ms, RGBColor(90, 90, 90), "trigger done")));
+    marks.extend(t.topology.iter().skip(1).map(|c| (c.at_ms, RGBColor(0, 140, 0), "new primary")));
+    for (i, (ms, color, label)) in marks.into_iter().enumerate() {
         let x = ms / 1000.0;
-        chart.draw_series(LineSeries::new([(x, 0.0), (x, y_max)], color.stroke_width(2)))?;
+        chart.draw_series(LineSeries::new([(x, y_min), (x, y_max)], color.stroke_width(2)))?;
+        // Stagger labels so close markers stay legible.
+        let y = y_max / 1.6f64.powi(i as i32 % 3 + 1);
+        chart.draw_series(std::iter::once(Text::new(
+            format!(" {label}"),
+            (x, y),
+            ("sans-serif", 12).into_font().color(&color),
+        )))?;
     }
     Ok(())
+}
+
+const ORANGE: RGBColor = RGBColor(255, 140, 0);
+
+/// Acknowledged writes missing from the write log read back after recovery.
+fn lost_writes<'a>(
+    samples: &'a [crate::record::Sample],
+    events: &[crate::record::Event],
+) -> Vec<&'a crate::record::Sample> {
+    let Some(present) = events.iter().rev().find_map(|e| match &e.kind {
+        crate::record::EventKind::WriteLog { present, .. } => Some(present),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    samples.iter().filter(|s| s.ok() && !crate::record::sample::ranges_contain(present, s.seq)).collect()
 }
 
 /// Highest latency of successful probes per pixel column, and columns with a failed probe.

@@ -41,7 +41,7 @@ pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(Strin
     let mut last = ProbeError::new(ErrorClass::Other, "no sentinel configured");
     for (host, port) in sentinels {
         let answer = async {
-            let mut conn = connect_raw(target.sentinel_info(host, *port), limit).await?;
+            let mut conn = connect_raw(target.sentinel_client(host, *port), limit).await?;
             let reply: Option<(String, u16)> = timeout(
                 limit,
                 redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn),
@@ -67,15 +67,15 @@ pub async fn connect_node(
     limit: Duration,
 ) -> Result<(MultiplexedConnection, String), ProbeError> {
     let addr = resolve(host, port, limit).await?;
-    let conn = connect_raw(target.node_info(host, port), limit).await?;
+    let conn = connect_raw(target.node_client(host, port), limit).await?;
     Ok((conn, addr))
 }
 
 async fn connect_raw(
-    info: Result<redis::ConnectionInfo, redis::RedisError>,
+    client: Result<Client, redis::RedisError>,
     limit: Duration,
 ) -> Result<MultiplexedConnection, ProbeError> {
-    let client = Client::open(info.map_err(|e| classify(&e))?).map_err(|e| classify(&e))?;
+    let client = client.map_err(|e| classify(&e))?;
     // Our own deadlines govern every request; the connection itself imposes none.
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(limit)).set_response_timeout(None);
     timeout(limit, client.get_multiplexed_async_connection_with_config(&config))

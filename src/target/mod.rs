@@ -7,7 +7,7 @@ pub use connect::{
 
 use crate::error::invalid;
 use anyhow::Result;
-use redis::{ConnectionInfo, IntoConnectionInfo};
+use redis::{Client, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Discovery {
@@ -26,6 +26,8 @@ pub struct Target {
     password: Option<String>,
     sentinel_password: Option<String>,
     pub db: i64,
+    /// PEM CA bundle from `FAILPROBE_TLS_CA_FILE`, trusted instead of the public roots.
+    tls_ca: Option<Vec<u8>>,
     redacted: String,
 }
 
@@ -48,9 +50,11 @@ impl Target {
             "rediss" | "valkeys" => (true, false),
             "redis+sentinel" => (false, true),
             "rediss+sentinel" => (true, true),
-            other => return Err(invalid(format!(
+            other => {
+                return Err(invalid(format!(
                 "unsupported target scheme `{other}`: use redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
-            ))),
+            )))
+            }
         };
         let (rest, insecure_tls) = match rest.strip_suffix("#insecure") {
             Some(r) => (r, true),
@@ -81,6 +85,15 @@ impl Target {
             })?;
             (Discovery::Direct { host, port }, parse_db(path)?)
         };
+        if tls {
+            install_tls_provider();
+        }
+        let tls_ca = match std::env::var_os("FAILPROBE_TLS_CA_FILE") {
+            Some(path) if tls => Some(std::fs::read(&path).map_err(|e| {
+                invalid(format!("FAILPROBE_TLS_CA_FILE {}: {e}", std::path::Path::new(&path).display()))
+            })?),
+            _ => None,
+        };
         let env_password = std::env::var("FAILPROBE_PASSWORD").or_else(|_| std::env::var("REDISCLI_AUTH")).ok();
         Ok(Self {
             discovery,
@@ -90,6 +103,7 @@ impl Target {
             password: url_password.or(env_password),
             sentinel_password: std::env::var("FAILPROBE_SENTINEL_PASSWORD").ok(),
             db,
+            tls_ca,
             redacted: redact(url),
         })
     }
@@ -114,14 +128,23 @@ impl Target {
         })
     }
 
-    /// Connection settings for a data node.
-    pub fn node_info(&self, host: &str, port: u16) -> Result<ConnectionInfo, redis::RedisError> {
-        self.info(host, port, self.password.as_deref(), self.db)
+    /// A client for a data node.
+    pub fn node_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
+        self.client(self.info(host, port, self.password.as_deref(), self.db)?)
     }
 
-    /// Connection settings for a sentinel (its own password, db 0).
-    pub fn sentinel_info(&self, host: &str, port: u16) -> Result<ConnectionInfo, redis::RedisError> {
-        self.info(host, port, self.sentinel_password.as_deref(), 0)
+    /// A client for a sentinel (its own password, db 0).
+    pub fn sentinel_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
+        self.client(self.info(host, port, self.sentinel_password.as_deref(), 0)?)
+    }
+
+    fn client(&self, info: ConnectionInfo) -> Result<Client, redis::RedisError> {
+        match (&self.tls_ca, self.tls) {
+            (Some(ca), true) => {
+                Client::build_with_tls(info, TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) })
+            }
+            _ => Client::open(info),
+        }
     }
 
     fn info(
@@ -143,6 +166,14 @@ impl Target {
         }
         Ok(info.set_redis_settings(settings))
     }
+}
+
+/// rustls needs one process-wide crypto provider; redis-rs does not pick one itself.
+fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 fn parse_userinfo(userinfo: Option<&str>) -> (Option<String>, Option<String>) {

@@ -1,0 +1,120 @@
+//! rediss:// against a real TLS redis-server: verified by default, a private CA trusted only
+//! when given, `#insecure` only when asked for.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+struct TlsServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl").args(args).current_dir(dir).stderr(Stdio::null()).status().unwrap().success();
+    assert!(ok, "openssl {args:?}");
+}
+
+fn certificates(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=failprobe-test-ca"],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+fn start(dir: &Path) -> TlsServer {
+    certificates(dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir"])
+        .arg(dir)
+        .args([
+            "--tls-cert-file",
+            "server.crt",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.crt",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    TlsServer { child, port }
+}
+
+fn probe(url: &str, ca: Option<&Path>, out: &Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    cmd.args(["run", "--target", url, "--trigger", "none", "--duration", "1s", "--quiet", "--out"]).arg(out);
+    cmd.env_remove("FAILPROBE_TLS_CA_FILE");
+    if let Some(ca) = ca {
+        cmd.env("FAILPROBE_TLS_CA_FILE", ca);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn tls_is_verified_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let url = format!("rediss://127.0.0.1:{}", server.port);
+
+    let untrusted = probe(&url, None, &dir.path().join("untrusted"));
+    assert_eq!(code(&untrusted), 2, "an unknown CA must be refused: {}", explain(&untrusted));
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("tls"), "{}", explain(&untrusted));
+
+    let trusted = probe(&url, Some(&dir.path().join("ca.crt")), &dir.path().join("trusted"));
+    assert_eq!(code(&trusted), 0, "{}", explain(&trusted));
+    assert_eq!(u(&summary(&dir.path().join("trusted"))["trials"][0]["writes"]["failed"]), 0);
+
+    let insecure = probe(&format!("{url}#insecure"), None, &dir.path().join("insecure"));
+    assert_eq!(code(&insecure), 0, "{}", explain(&insecure));
+}

@@ -1,0 +1,76 @@
+//! The promote and command triggers against a real primary/replica pair.
+
+mod common;
+
+use common::*;
+use failprobe::lab::Topology;
+
+fn role(lab: &TestLab, port: u16) -> String {
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut lab.conn(port)).unwrap();
+    failprobe::target::info_field(&info, "role").unwrap()
+}
+
+#[test]
+fn promote_swaps_roles_and_a_client_pinned_to_the_old_primary_sees_readonly() {
+    let lab = TestLab::start(Topology::Replica);
+    let old = lab.primary_port();
+    let replica = *lab.lab.redis_ports().iter().find(|p| **p != old).unwrap();
+    let out = lab.out("run");
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &format!("redis://127.0.0.1:{old}"),
+        "--trigger",
+        "promote",
+        "--warmup",
+        "1s",
+        "--max-trial",
+        "2s",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "an unrecovered stream fails the run: {}", explain(&o));
+    assert_eq!(role(&lab, replica), "master");
+    assert_eq!(role(&lab, old), "slave");
+    let t = &summary(&out)["trials"][0];
+    assert!(t["trigger"]["error"].is_null(), "{}", t["trigger"]);
+    assert_eq!(t["writes"]["recovered"], false);
+    assert!(u(&t["writes"]["errors"]["readonly"]) > 0, "{}", t["writes"]["errors"]);
+}
+
+#[test]
+fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let out = lab.out("run");
+    let trigger = format!("command=redis-cli -p {port} DEBUG SLEEP 0.8");
+    let o = failprobe(&[
+        "run",
+        "--lab",
+        lab.lab_dir().to_str().unwrap(),
+        "--trigger",
+        &trigger,
+        "--interval",
+        "5ms",
+        "--warmup",
+        "1s",
+        "--settle",
+        "1s",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let t = &summary(&out)["trials"][0];
+    assert!(t["trigger"]["error"].is_null());
+    let started = f(&t["trigger"]["started_at_ms"]);
+    let finished = f(&t["trigger"]["finished_at_ms"]);
+    assert!(finished - started >= 750.0, "the trigger completes when the command exits");
+    // The server was blocked for 0.8 s: one outage of about that length, starting at the trigger.
+    let w = &t["writes"]["outages"].as_array().unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    let d = f(&w[0]["duration_ms"]);
+    assert!((700.0..=1000.0).contains(&d), "outage {d} ms for an 800 ms DEBUG SLEEP");
+    assert!(f(&w[0]["start_ms"]) >= started - 10.0);
+}
