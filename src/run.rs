@@ -48,6 +48,8 @@ struct RunContext {
 }
 
 pub async fn run(plan: Plan) -> Result<RunResult> {
+    // Installed first, so a Ctrl-C while the lab starts still stops the lab cleanly.
+    let cancel = watch_ctrl_c();
     if plan.out.join(crate::record::store::META_FILE).exists() {
         return Err(UsageError::Invalid(format!(
             "{} already holds a run; choose another --out (measurements are never overwritten)",
@@ -86,7 +88,7 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         prober,
         report,
         health: [Arc::new(Health::default()), Arc::new(Health::default())],
-        cancel: watch_ctrl_c(),
+        cancel,
         own_keys: Default::default(),
     };
     let mut last_trigger: Option<Instant> = None;
@@ -407,7 +409,7 @@ fn spawn_status(ctx: &RunContext, trial: u32) -> tokio::task::JoinHandle<()> {
             let done: u64 = states.iter().map(|(_, h)| h.completed).sum();
             let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), done);
-            terminal::print_status(&terminal::status_line(trial, trials, "", &states, clock.now_us(), rate));
+            terminal::print_status(&terminal::status_line(trial, trials, &states, clock.now_us(), rate));
         }
     })
 }

@@ -79,7 +79,10 @@ impl Recorder {
             },
             resolution: Resolution {
                 timestamp_us: 1.0,
-                schedule_ms: 1.0,
+                send_lateness_p99_ms: trials
+                    .iter()
+                    .flat_map(|t| [t.writes.send_lateness_ms.p99, t.reads.send_lateness_ms.p99])
+                    .fold(0.0, f64::max),
                 outage_uncertainty_ms: us_to_ms(self.meta.interval_us),
                 histogram_significant_digits: 3,
                 late_threshold_ms: us_to_ms(self.late_threshold_us()),
@@ -140,10 +143,13 @@ impl Recorder {
         let late_threshold = self.late_threshold_us();
         let mut all = new_histogram();
         let mut by_phase = [new_histogram(), new_histogram(), new_histogram()];
+        let mut lateness = new_histogram();
         let mut errors = BTreeMap::new();
         let mut out = StreamSummary { probes: samples.len() as u64, reconnects, ..Default::default() };
         for s in samples {
-            if s.start_us.saturating_sub(s.scheduled_us) > late_threshold {
+            let sent_late_by = s.start_us.saturating_sub(s.scheduled_us);
+            record(&mut lateness, sent_late_by);
+            if sent_late_by > late_threshold {
                 out.late += 1;
             }
             if !s.ok() {
@@ -164,6 +170,7 @@ impl Recorder {
             }
         }
         out.errors = errors;
+        out.send_lateness_ms = percentiles_ms(&lateness);
         out.latency_ms = percentiles_ms(&all);
         out.latency_by_phase_ms = phases.map(|_| PhaseLatency {
             before: percentiles_ms(&by_phase[0]),

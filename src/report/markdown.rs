@@ -26,18 +26,13 @@ impl Exporter for Markdown {
 
 fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {
     writeln!(md, "# failprobe report: {}\n", s.scenario)?;
-    let verdict = match (s.budget.passed, s.budget.max_outage_ms.is_some() || s.budget.max_lost_writes.is_some()) {
-        (true, true) => "**PASS**",
-        (true, false) => "**PASS** (no budget set; service recovered)",
-        (false, _) => "**FAIL**",
-    };
     writeln!(
         md,
-        "{verdict} — longest outage {}, {} acknowledged writes lost over {} trial(s){}.\n",
+        "**{}** — longest outage {}, {} acknowledged writes lost over {} trial(s).\n",
+        s.verdict(),
         format_ms(s.longest_outage_ms()),
         s.lost_acked_writes(),
-        s.trials.len(),
-        if s.interrupted { " (run interrupted: partial report)" } else { "" }
+        s.trials.len()
     )?;
     for v in &s.budget.violations {
         writeln!(md, "- {v}")?;
@@ -163,7 +158,7 @@ fn write_definitions(md: &mut String, s: &Summary) -> std::fmt::Result {
     let r = &s.resolution;
     writeln!(md, "## How to read this\n")?;
     writeln!(md, "- An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms))?;
-    writeln!(md, "- **Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; the scheduler's timer has {} granularity.", r.histogram_significant_digits, format_ms(r.schedule_ms))?;
+    writeln!(md, "- **Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; 99 % of probes left within {} of their due time.", r.histogram_significant_digits, format_ms(r.send_lateness_p99_ms))?;
     writeln!(
         md,
         "- A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).",

@@ -31,8 +31,9 @@ pub struct ProbeInfo {
 pub struct Resolution {
     /// Sample timestamps: microseconds on a monotonic clock.
     pub timestamp_us: f64,
-    /// Probes are scheduled on tokio's timer, which fires with 1 ms granularity.
-    pub schedule_ms: f64,
+    /// How late probes were sent after their due time, p99 over the whole run: the precision of
+    /// the schedule itself (an OS-timer thread; typically well under a millisecond).
+    pub send_lateness_p99_ms: f64,
     /// An outage may have started up to one interval before its first failed probe.
     pub outage_uncertainty_ms: f64,
     /// Latency percentiles come from HDR histograms with this many significant digits.
@@ -76,6 +77,8 @@ pub struct StreamSummary {
     pub total_outage_ms: f64,
     pub recovered: bool,
     pub errors: BTreeMap<String, u64>,
+    /// How long after its due time each probe was actually sent.
+    pub send_lateness_ms: Percentiles,
     /// Latency of successful probes, from the scheduled send time.
     pub latency_ms: Percentiles,
     pub latency_by_phase_ms: Option<PhaseLatency>,
@@ -138,6 +141,17 @@ pub struct BudgetResult {
 }
 
 impl Summary {
+    /// One word for the terminal and the report's first line.
+    pub fn verdict(&self) -> &'static str {
+        let has_budget = self.budget.max_outage_ms.is_some() || self.budget.max_lost_writes.is_some();
+        match (self.interrupted, self.budget.passed, has_budget) {
+            (true, _, _) => "INCOMPLETE (interrupted: no verdict)",
+            (false, false, _) => "FAIL",
+            (false, true, true) => "PASS",
+            (false, true, false) => "PASS (no budget set; every stream recovered)",
+        }
+    }
+
     pub fn longest_outage_ms(&self) -> f64 {
         self.trials.iter().flat_map(|t| [t.writes.longest_outage_ms, t.reads.longest_outage_ms]).fold(0.0, f64::max)
     }

@@ -10,15 +10,8 @@ pub fn is_tty() -> bool {
 }
 
 /// `trial 2/3 · writes UP · reads DOWN 1.24 s (timeout) · 198 probes/s · 12 errors`
-pub fn status_line(
-    trial: u32,
-    trials: usize,
-    phase: &str,
-    streams: &[(&str, HealthState)],
-    now_us: u64,
-    rate: f64,
-) -> String {
-    let mut parts = vec![format!("trial {}/{trials} {phase}", trial + 1)];
+pub fn status_line(trial: u32, trials: usize, streams: &[(&str, HealthState)], now_us: u64, rate: f64) -> String {
+    let mut parts = vec![format!("trial {}/{trials}", trial + 1)];
     let mut errors = 0;
     for (name, h) in streams {
         errors += h.failed;
@@ -51,13 +44,7 @@ pub fn clear_status() {
 
 pub fn final_summary(s: &Summary) -> String {
     let mut out = String::new();
-    let verdict = if s.budget.passed { "PASS" } else { "FAIL" };
-    out.push_str(&format!(
-        "{verdict}: {} trial(s) against {}{}\n",
-        s.trials.len(),
-        s.target,
-        if s.interrupted { " (interrupted)" } else { "" }
-    ));
+    out.push_str(&format!("{}: {} trial(s) against {}\n", s.verdict(), s.trials.len(), s.target));
     for t in &s.trials {
         out.push_str(&format!("  trial {} [{}]", t.index, t.trigger.kind));
         if let Some(e) = &t.trigger.error {
