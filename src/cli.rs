@@ -27,6 +27,31 @@ pub enum Command {
     Report {
         /// The run's output directory.
         dir: PathBuf,
+        /// Only these formats: json, md, html, svg, hgrm (repeatable; default all).
+        #[arg(long = "format", value_parser = ["json", "md", "html", "svg", "hgrm"])]
+        formats: Vec<String>,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// One report from several runs: vantage points of the same failover (aligned on wall
+    /// clock) or trials from several days.
+    Merge {
+        /// Run directories to merge.
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged run and its report.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        outputs: OutputArgs,
+    },
+    /// Two runs side by side with deltas, in the terminal and as HTML.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// The HTML comparison [default: compare.html in the current directory]
+        #[arg(long, default_value = "compare.html")]
+        html: PathBuf,
     },
     /// Start, inspect or stop a local Redis lab on loopback.
     Lab {
@@ -38,10 +63,12 @@ pub enum Command {
         /// Where to write the report (default failprobe-demo-<time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: OutputArgs,
     },
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// Scenario file (TOML); flags override it.
     pub scenario: Option<PathBuf>,
@@ -99,6 +126,32 @@ pub struct RunArgs {
     /// No live status line.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+}
+
+/// Extra outputs, for `run`, `report`, `merge` and `demo`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OutputArgs {
+    /// Also draw the plots as PNG (timeline.png, latency-percentiles.png, outages.png).
+    #[arg(long)]
+    pub png: bool,
+    /// Write JUnit XML here: one test case per budget check per trial.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    pub fn report_options(&self, formats: Vec<String>) -> crate::report::ReportOptions {
+        crate::report::ReportOptions { formats, png: self.png }
+    }
+
+    pub fn ci(&self) -> crate::report::CiOutputs {
+        crate::report::CiOutputs { junit: self.junit.clone(), summary_md: self.summary_md.clone() }
+    }
 }
 
 #[derive(Subcommand, Debug)]

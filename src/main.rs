@@ -1,12 +1,12 @@
 use anyhow::Result;
 use clap::Parser;
-use failprobe::cli::{Cli, Command, LabAction, RunArgs};
+use failprobe::cli::{Cli, Command, LabAction, OutputArgs, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, Readiness, Topology};
 use failprobe::record::{recorder, store};
-use failprobe::report::{exit_code, terminal, write_reports};
+use failprobe::report::{compare, exit_code, terminal, write_reports, ReportOptions};
 use failprobe::scenario::{self, Overrides};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     let cli = Cli::parse();
@@ -36,9 +36,11 @@ fn main() {
 async fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Run(args) => run(*args).await,
-        Command::Report { dir } => report(dir),
+        Command::Report { dir, formats, outputs } => report(dir, formats, outputs),
+        Command::Merge { dirs, out, outputs } => merge(dirs, out, outputs),
+        Command::Compare { a, b, html } => compare(a, b, html),
         Command::Lab { action } => lab(action).await,
-        Command::Demo { out } => demo(out).await,
+        Command::Demo { out, outputs } => demo(out, outputs).await,
     }
 }
 
@@ -51,12 +53,14 @@ async fn run(args: RunArgs) -> Result<i32> {
     let plan = scenario::plan(file, overrides(args))?;
     let result = failprobe::run::run(plan).await?;
     print!("{}", terminal::final_summary(&result.summary));
-    println!("report: {}", result.dir.join("report.md").display());
+    println!("report: {}", result.dir.join("report.html").display());
     Ok(exit_code(&result.summary))
 }
 
 fn overrides(a: RunArgs) -> Overrides {
     Overrides {
+        report: a.outputs.report_options(Vec::new()),
+        ci: a.outputs.ci(),
         target: a.target,
         trigger: a.trigger,
         interval: a.interval,
@@ -78,15 +82,53 @@ fn overrides(a: RunArgs) -> Overrides {
     }
 }
 
-fn report(dir: PathBuf) -> Result<i32> {
+fn report(dir: PathBuf, formats: Vec<String>, outputs: OutputArgs) -> Result<i32> {
     let run = store::read_run(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
     let recorder = recorder::replay(run);
-    let (summary, files) = write_reports(&dir, &recorder)?;
+    finish(&dir, &recorder, outputs.report_options(formats), &outputs)
+}
+
+fn finish(dir: &Path, recorder: &recorder::Recorder, options: ReportOptions, outputs: &OutputArgs) -> Result<i32> {
+    let (summary, mut files) = write_reports(dir, recorder, &options)?;
+    files.extend(outputs.ci().write(&summary)?);
     print!("{}", terminal::final_summary(&summary));
     for f in files {
         println!("wrote {}", f.display());
     }
     Ok(exit_code(&summary))
+}
+
+fn merge(dirs: Vec<PathBuf>, out: PathBuf, outputs: OutputArgs) -> Result<i32> {
+    if out.join(store::META_FILE).exists() {
+        return Err(UsageError::Invalid(format!("{} already holds a run; choose another --out", out.display())).into());
+    }
+    let runs = dirs
+        .iter()
+        .map(|d| store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")).into()))
+        .collect::<Result<Vec<_>>>()?;
+    let merged = failprobe::record::merge::merge(runs)?;
+    let mut writer = store::RunWriter::create(&out, &merged.meta)?;
+    let mut recorder = recorder::Recorder::new(merged.meta.clone());
+    for r in merged.records {
+        writer.write(&r)?;
+        recorder.ingest(r);
+    }
+    writer.flush()?;
+    finish(&out, &recorder, outputs.report_options(Vec::new()), &outputs)
+}
+
+fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
+    let load = |d: &Path| -> Result<_> {
+        let run = store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+        Ok(recorder::replay(run).summary())
+    };
+    let (sa, sb) = (load(&a)?, load(&b)?);
+    let (na, nb) = (a.display().to_string(), b.display().to_string());
+    print!("{}", compare::terminal(&na, &nb, &sa, &sb));
+    std::fs::write(&html, compare::html(&na, &nb, &sa, &sb))
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", html.display()))?;
+    println!("\nwrote {}", html.display());
+    Ok(0)
 }
 
 async fn lab(action: LabAction) -> Result<i32> {
@@ -132,14 +174,17 @@ async fn lab(action: LabAction) -> Result<i32> {
     Ok(0)
 }
 
-async fn demo(out: Option<PathBuf>) -> Result<i32> {
+async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {
     let out = out
         .unwrap_or_else(|| PathBuf::from(format!("failprobe-demo-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
-    let plan = failprobe::run::demo_plan(out);
+    let mut plan = failprobe::run::demo_plan(out);
+    plan.report = outputs.report_options(Vec::new());
+    plan.ci = outputs.ci();
     println!("demo: local primary + replica + 3 sentinels; 3 × SENTINEL FAILOVER, then 1 × kill -9 of the primary");
     let result = failprobe::run::run(plan).await?;
     print!("{}", terminal::final_summary(&result.summary));
-    println!("report:  {}", result.dir.join("report.md").display());
+    println!("report:  {}", result.dir.join("report.html").display());
+    println!("         {}", result.dir.join("report.md").display());
     println!("plot:    {}", result.dir.join("timeline.svg").display());
     println!("samples: {}", result.dir.join("samples.csv").display());
     Ok(0)

@@ -109,7 +109,8 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     if !ctx.plan.quiet && std::io::stdout().is_terminal() {
         terminal::clear_status();
     }
-    let (summary, files) = write_reports(&ctx.plan.out, &recorder)?;
+    let (summary, mut files) = write_reports(&ctx.plan.out, &recorder, &ctx.plan.report)?;
+    files.extend(ctx.plan.ci.write(&summary)?);
     if let Some(e) = failure {
         return Err(e.context(format!("run stopped; what was measured is in {}", ctx.plan.out.display())));
     }
@@ -435,5 +436,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         pid: None,
         yes: false,
         quiet: false,
+        report: Default::default(),
+        ci: Default::default(),
     }
 }

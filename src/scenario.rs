@@ -115,6 +115,8 @@ pub struct Plan {
     pub pid: Option<u32>,
     pub yes: bool,
     pub quiet: bool,
+    pub report: crate::report::ReportOptions,
+    pub ci: crate::report::CiOutputs,
 }
 
 /// CLI overrides; `None` keeps the scenario's value or the default.
@@ -138,6 +140,8 @@ pub struct Overrides {
     pub pid: Option<u32>,
     pub yes: bool,
     pub quiet: bool,
+    pub report: crate::report::ReportOptions,
+    pub ci: crate::report::CiOutputs,
 }
 
 pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
@@ -199,6 +203,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         pid: o.pid.or(f.trigger.pid),
         yes: o.yes,
         quiet: o.quiet,
+        report: o.report,
+        ci: o.ci,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use super::error::ProbeError;
 use crate::clock::Clock;
+use crate::record::ErrorClass;
 use crate::record::{Event, EventKind, Record, Stream};
 use crate::target::{connect_primary, ServerInfo, Target};
 use redis::aio::MultiplexedConnection;
@@ -66,15 +67,16 @@ impl ConnSlot {
     }
 
     /// The live connection, waiting for one being made until `deadline`. When the last attempt
-    /// failed and the next is not due yet, fails at once with that attempt's error, as a client
-    /// library would.
+    /// was refused (or failed DNS, TLS, auth...) and the next is not due yet, fails at once with
+    /// that error, as a client library would. When it timed out, waits for the next attempt: a
+    /// probe only times out at its own deadline, and a server that resumes is seen at once.
     pub async fn get(&self, deadline: Instant) -> Result<Arc<Live>, ProbeError> {
         let mut rx = self.state.subscribe();
         loop {
             match &*rx.borrow_and_update() {
                 SlotState::Up(live) => return Ok(live.clone()),
-                SlotState::Down(e) => return Err(e.clone()),
-                SlotState::Connecting => {}
+                SlotState::Down(e) if e.class != ErrorClass::Timeout => return Err(e.clone()),
+                SlotState::Down(_) | SlotState::Connecting => {}
             }
             match timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}

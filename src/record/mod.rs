@@ -3,6 +3,7 @@
 
 pub mod histogram;
 pub mod integrity;
+pub mod merge;
 pub mod outage;
 pub mod recorder;
 pub mod sample;

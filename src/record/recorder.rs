@@ -8,6 +8,7 @@ use super::sample::KeyspacePhase;
 use super::{Event, EventKind, Record, RunMeta, Sample, Stream};
 use crate::duration::format_ms;
 use crate::report::summary::*;
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -21,6 +22,20 @@ pub struct Budget {
 struct TrialData {
     samples: [Vec<Sample>; 2],
     events: Vec<Event>,
+}
+
+/// HDR histograms of one stream of one trial, in microseconds.
+pub struct StreamHistograms {
+    pub all: Histogram<u64>,
+    /// Before, during and after the trigger (absent without a trigger).
+    pub phases: Option<[Histogram<u64>; 3]>,
+}
+
+pub struct Analysis {
+    pub summary: Summary,
+    pub histograms: BTreeMap<(u32, Stream), StreamHistograms>,
+    /// Every outage window of every trial, in microseconds.
+    pub outages: Histogram<u64>,
 }
 
 pub struct Recorder {
@@ -59,7 +74,28 @@ impl Recorder {
     }
 
     pub fn summary(&self) -> Summary {
-        let trials: Vec<TrialSummary> = self.trials.iter().map(|(i, t)| self.trial_summary(*i, t)).collect();
+        self.analyse().summary
+    }
+
+    /// The summary together with the histograms behind its percentiles (for plots and .hgrm).
+    pub fn analyse(&self) -> Analysis {
+        let mut histograms = BTreeMap::new();
+        let mut trials = Vec::new();
+        for (i, t) in &self.trials {
+            let (summary, [writes, reads]) = self.trial_summary(*i, t);
+            histograms.insert((*i, Stream::Write), writes);
+            histograms.insert((*i, Stream::Read), reads);
+            trials.push(summary);
+        }
+        let summary = self.summary_of(trials);
+        let mut outages = new_histogram();
+        for o in summary.trials.iter().flat_map(|t| t.writes.outages.iter().chain(&t.reads.outages)) {
+            record(&mut outages, (o.duration_ms * 1000.0).round() as u64);
+        }
+        Analysis { summary, histograms, outages }
+    }
+
+    fn summary_of(&self, trials: Vec<TrialSummary>) -> Summary {
         // A trial with no recorded end was cut short: by Ctrl-C, or by a crash (read back from disk).
         let interrupted = self.trials.values().any(|t| {
             let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
@@ -99,7 +135,7 @@ impl Recorder {
         self.meta.interval_us.max(2_000)
     }
 
-    fn trial_summary(&self, index: u32, t: &TrialData) -> TrialSummary {
+    fn trial_summary(&self, index: u32, t: &TrialData) -> (TrialSummary, [StreamHistograms; 2]) {
         let trigger = trigger_info(&t.events);
         let mut sorted = t.samples.clone();
         for s in &mut sorted {
@@ -118,19 +154,25 @@ impl Recorder {
         let stream =
             |s: Stream| self.stream_summary(&sorted[s.index()], &windows[s.index()], phases, reconnects(&t.events, s));
         let (started, ended) = trial_span(&t.events, &sorted);
-        TrialSummary {
+        let ((writes, writes_h), (reads, reads_h)) = (stream(Stream::Write), stream(Stream::Read));
+        let summary = TrialSummary {
             index,
+            source: t.events.iter().find_map(|e| match &e.kind {
+                EventKind::Source { name } => Some(name.clone()),
+                _ => None,
+            }),
             started_at_ms: us_to_ms(started),
             ended_at_ms: us_to_ms(ended),
             end_reason: end_reason(&t.events),
-            writes: stream(Stream::Write),
-            reads: stream(Stream::Read),
+            writes,
+            reads,
             integrity,
             keyspace: keyspace(&t.events),
             topology: topology_changes(&t.events),
             timeline: timeline(&t.events, &windows),
             trigger,
-        }
+        };
+        (summary, [writes_h, reads_h])
     }
 
     fn stream_summary(
@@ -139,7 +181,7 @@ impl Recorder {
         windows: &[Window],
         phases: Option<(u64, u64)>,
         reconnects: u64,
-    ) -> StreamSummary {
+    ) -> (StreamSummary, StreamHistograms) {
         let late_threshold = self.late_threshold_us();
         let mut all = new_histogram();
         let mut by_phase = [new_histogram(), new_histogram(), new_histogram()];
@@ -181,7 +223,7 @@ impl Recorder {
         out.longest_outage_ms = out.outages.iter().map(|o| o.duration_ms).fold(0.0, f64::max);
         out.total_outage_ms = out.outages.iter().map(|o| o.duration_ms).sum();
         out.recovered = windows.last().is_none_or(|w| w.recovered);
-        out
+        (out, StreamHistograms { all, phases: phases.map(|_| by_phase) })
     }
 
     fn outage(&self, w: &Window) -> Outage {
@@ -334,40 +376,55 @@ fn outage_histogram(trials: &[TrialSummary]) -> OutageHistogram {
     OutageHistogram { count: p.count, p50: p.p50, p90: p.p90, p99: p.p99, max: p.max }
 }
 
+/// Every check the budget implies, passed or not: JUnit shows them all, the verdict fails on any.
 fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) -> BudgetResult {
-    let mut violations = Vec::new();
+    let mut checks = Vec::new();
     for t in trials {
         for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
-            if !s.recovered {
-                violations.push(format!("trial {}: {name} did not recover before the trial ended", t.index));
-            }
+            checks.push(BudgetCheck {
+                trial: t.index,
+                name: format!("{name} recovered"),
+                passed: s.recovered,
+                measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
+                limit: "recovery within the trial".into(),
+            });
             if let Some(max) = budget.max_outage_ms {
-                if s.longest_outage_ms > max {
-                    violations.push(format!(
-                        "trial {}: {name} outage {} exceeds --max-outage {}",
-                        t.index,
-                        format_ms(s.longest_outage_ms),
-                        format_ms(max)
-                    ));
-                }
+                checks.push(BudgetCheck {
+                    trial: t.index,
+                    name: format!("{name} outage within --max-outage"),
+                    passed: s.longest_outage_ms <= max,
+                    measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                    limit: format_ms(max),
+                });
             }
         }
         if let Some(max) = budget.max_lost_writes {
-            if !t.integrity.checked && !interrupted {
-                violations.push(format!("trial {}: write log could not be read, loss unknown", t.index));
-            } else if t.integrity.lost_acked_writes > max {
-                violations.push(format!(
-                    "trial {}: {} acknowledged writes lost, exceeds --max-lost-writes {max}",
-                    t.index, t.integrity.lost_acked_writes
-                ));
-            }
+            let i = &t.integrity;
+            let (passed, measured) = if i.checked {
+                (i.lost_acked_writes <= max, format!("{} acknowledged writes lost", i.lost_acked_writes))
+            } else {
+                (interrupted, "write log could not be read, loss unknown".to_string())
+            };
+            checks.push(BudgetCheck {
+                trial: t.index,
+                name: "acknowledged writes within --max-lost-writes".into(),
+                passed,
+                measured,
+                limit: max.to_string(),
+            });
         }
     }
+    let violations = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("trial {}: {}: {} (limit {})", c.trial, c.name, c.measured, c.limit))
+        .collect::<Vec<_>>();
     BudgetResult {
         passed: violations.is_empty(),
         max_outage_ms: budget.max_outage_ms,
         max_lost_writes: budget.max_lost_writes,
         violations,
+        checks,
     }
 }
 

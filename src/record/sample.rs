@@ -160,6 +160,10 @@ pub enum EventKind {
         stream: Stream,
         late: u64,
     },
+    /// The run (vantage point) this trial was measured from, set by `failprobe merge`.
+    Source {
+        name: String,
+    },
     TrialEnd {
         reason: String,
     },

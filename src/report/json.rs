@@ -1,16 +1,16 @@
-use super::{summary::Summary, Exporter};
-use crate::record::Recorder;
+use super::{write_one, Exporter, ReportData};
+use std::path::{Path, PathBuf};
 
 pub struct Json;
 
 impl Exporter for Json {
-    fn file_name(&self) -> &'static str {
-        "summary.json"
+    fn format(&self) -> &'static str {
+        "json"
     }
 
-    fn render(&self, summary: &Summary, _: &Recorder) -> anyhow::Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(summary)?;
+    fn write(&self, dir: &Path, data: &ReportData) -> anyhow::Result<Vec<PathBuf>> {
+        let mut v = serde_json::to_vec_pretty(data.summary())?;
         v.push(b'\n');
-        Ok(v)
+        write_one(dir, "summary.json", &v)
     }
 }

@@ -1,27 +1,31 @@
 //! report.md: the page a team pastes into a maintenance ticket.
 
 use super::summary::{StreamSummary, Summary, TrialSummary};
-use super::Exporter;
+use super::{write_one, Exporter, ReportData};
 use crate::duration::format_ms;
-use crate::record::Recorder;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 pub struct Markdown;
 
 impl Exporter for Markdown {
-    fn file_name(&self) -> &'static str {
-        "report.md"
+    fn format(&self) -> &'static str {
+        "md"
     }
 
-    fn render(&self, s: &Summary, _: &Recorder) -> anyhow::Result<Vec<u8>> {
-        let mut md = String::new();
-        write_header(&mut md, s)?;
-        for t in &s.trials {
-            write_trial(&mut md, t)?;
-        }
-        write_definitions(&mut md, s)?;
-        Ok(md.into_bytes())
+    fn write(&self, dir: &Path, data: &ReportData) -> anyhow::Result<Vec<PathBuf>> {
+        write_one(dir, "report.md", render(data.summary())?.as_bytes())
     }
+}
+
+pub fn render(s: &Summary) -> Result<String, std::fmt::Error> {
+    let mut md = String::new();
+    write_header(&mut md, s)?;
+    for t in &s.trials {
+        write_trial(&mut md, t)?;
+    }
+    write_definitions(&mut md, s)?;
+    Ok(md)
 }
 
 fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {

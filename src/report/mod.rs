@@ -1,47 +1,143 @@
-//! Reports never talk to servers: they turn the recorder's `Summary` (and, for plots, its
-//! samples) into files, one exporter per format behind one trait.
+//! Reports never talk to servers: they turn the recorder's analysis (summary, histograms and,
+//! for plots, samples) into files, one exporter per format behind one trait.
 
+pub mod compare;
+pub mod hgrm;
+pub mod html;
 pub mod json;
+pub mod junit;
 pub mod markdown;
+pub mod plot;
+pub mod png;
 pub mod summary;
 pub mod svg;
 pub mod terminal;
 
+use crate::record::recorder::Analysis;
 use crate::record::store::write_file;
 use crate::record::Recorder;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use summary::Summary;
 
-pub trait Exporter {
-    fn file_name(&self) -> &'static str;
-    fn render(&self, summary: &Summary, recorder: &Recorder) -> Result<Vec<u8>>;
+/// Everything an exporter may use.
+pub struct ReportData<'a> {
+    pub analysis: Analysis,
+    pub recorder: &'a Recorder,
 }
 
-pub fn exporters() -> Vec<Box<dyn Exporter>> {
-    vec![Box::new(json::Json), Box::new(markdown::Markdown), Box::new(svg::Timeline)]
-}
-
-/// Writes every report file into `dir`; returns their paths.
-pub fn write_reports(dir: &Path, recorder: &Recorder) -> Result<(Summary, Vec<PathBuf>)> {
-    let summary = recorder.summary();
-    let mut written = Vec::new();
-    for e in exporters() {
-        let path = dir.join(e.file_name());
-        write_file(&path, &e.render(&summary, recorder)?)?;
-        written.push(path);
+impl ReportData<'_> {
+    pub fn summary(&self) -> &Summary {
+        &self.analysis.summary
     }
-    Ok((summary, written))
+}
+
+pub trait Exporter {
+    /// Short name for `--format`.
+    fn format(&self) -> &'static str;
+    /// Writes this format's file(s) into `dir`; returns what it wrote.
+    fn write(&self, dir: &Path, data: &ReportData) -> Result<Vec<PathBuf>>;
+}
+
+/// Helper for exporters that produce one file from bytes.
+pub fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<Vec<PathBuf>> {
+    let path = dir.join(name);
+    write_file(&path, bytes)?;
+    Ok(vec![path])
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// Only these formats (`json`, `md`, `html`, `svg`, `hgrm`); all when empty.
+    pub formats: Vec<String>,
+    /// Also draw PNG images of the plots.
+    pub png: bool,
+}
+
+pub const FORMATS: [&str; 5] = ["json", "md", "html", "svg", "hgrm"];
+
+fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
+    let mut all: Vec<Box<dyn Exporter>> = vec![
+        Box::new(json::Json),
+        Box::new(markdown::Markdown),
+        Box::new(html::Html),
+        Box::new(svg::Svg),
+        Box::new(hgrm::Hgrm),
+    ];
+    if options.png {
+        all.push(Box::new(png::Png));
+    }
+    all.retain(|e| {
+        options.formats.is_empty() || e.format() == "png" || options.formats.iter().any(|f| f == e.format())
+    });
+    all
+}
+
+/// Writes the report files into `dir`; returns the summary and the paths written.
+pub fn write_reports(dir: &Path, recorder: &Recorder, options: &ReportOptions) -> Result<(Summary, Vec<PathBuf>)> {
+    let data = ReportData { analysis: recorder.analyse(), recorder };
+    let mut written = Vec::new();
+    for e in exporters(options) {
+        written.extend(e.write(dir, &data)?);
+    }
+    Ok((data.analysis.summary, written))
+}
+
+/// Where to put the CI formats, if anywhere.
+#[derive(Clone, Debug, Default)]
+pub struct CiOutputs {
+    pub junit: Option<PathBuf>,
+    pub summary_md: Option<PathBuf>,
+}
+
+impl CiOutputs {
+    pub fn write(&self, summary: &Summary) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.junit {
+            write_plain(p, junit::junit(summary).as_bytes())?;
+            out.push(p.clone());
+        }
+        if let Some(p) = &self.summary_md {
+            // $GITHUB_STEP_SUMMARY is shared by the job's steps: append, never replace.
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            f.write_all(junit::step_summary(summary).as_bytes())?;
+            out.push(p.clone());
+        }
+        Ok(out)
+    }
+}
+
+fn write_plain(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Exit code for CI: 0 within budget, 1 budget exceeded, 2 interrupted (no verdict).
 pub fn exit_code(summary: &Summary) -> i32 {
     if summary.interrupted {
-        // An interrupted run has no verdict.
         crate::error::EXIT_USAGE
     } else if summary.budget.passed {
         crate::error::EXIT_PASS
     } else {
         crate::error::EXIT_BUDGET
     }
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

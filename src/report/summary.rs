@@ -1,6 +1,6 @@
 //! summary.json: the contract CI users read. Extend freely; never rename a field.
 
-use crate::record::histogram::Percentiles;
+pub use crate::record::histogram::Percentiles;
 use crate::record::integrity::Integrity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +45,9 @@ pub struct Resolution {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TrialSummary {
     pub index: u32,
+    /// Which run (vantage point) the trial came from, in a merged report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub started_at_ms: f64,
     pub ended_at_ms: f64,
     pub end_reason: String,
@@ -138,6 +141,17 @@ pub struct BudgetResult {
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
     pub violations: Vec<String>,
+    /// Every check behind the verdict, passed or failed.
+    pub checks: Vec<BudgetCheck>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BudgetCheck {
+    pub trial: u32,
+    pub name: String,
+    pub passed: bool,
+    pub measured: String,
+    pub limit: String,
 }
 
 impl Summary {

@@ -1,0 +1,76 @@
+//! `failprobe merge`: several stored runs become one, aligned on wall-clock time. Each source
+//! run's trials keep their own numbers of probes and outages (so merged counts are the sums of
+//! the parts) and are labelled with the run they came from, so vantage points stay distinguishable.
+
+use super::store::StoredRun;
+use super::{Event, EventKind, RunMeta};
+use crate::error::invalid;
+use anyhow::Result;
+use chrono::{DateTime, FixedOffset};
+
+pub struct Merged {
+    pub meta: RunMeta,
+    pub records: Vec<super::Record>,
+}
+
+pub fn merge(runs: Vec<StoredRun>) -> Result<Merged> {
+    let starts: Vec<DateTime<FixedOffset>> = runs
+        .iter()
+        .map(|r| {
+            DateTime::parse_from_rfc3339(&r.meta.started_at)
+                .map_err(|e| invalid(format!("{}: bad started_at `{}`: {e}", r.dir.display(), r.meta.started_at)))
+        })
+        .collect::<Result<_>>()?;
+    let base = *starts.iter().min().ok_or_else(|| invalid("nothing to merge"))?;
+    let mut records = Vec::new();
+    let mut next_trial = 0u32;
+    for (run, start) in runs.iter().zip(&starts) {
+        let shift = (*start - base).num_microseconds().unwrap_or(0).max(0) as u64;
+        let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut trials: Vec<u32> =
+            run.samples.iter().map(|s| s.trial).chain(run.events.iter().map(|e| e.trial)).collect();
+        trials.sort_unstable();
+        trials.dedup();
+        let renumber = |t: u32| next_trial + trials.binary_search(&t).unwrap_or(0) as u32;
+        for &t in &trials {
+            let at_us = run.events.iter().find(|e| e.trial == t).map(|e| e.at_us + shift).unwrap_or(shift);
+            let source = EventKind::Source { name: format!("{name} · {}", run.meta.target) };
+            records.push(super::Record::Event(Event { at_us, trial: renumber(t), kind: source }));
+        }
+        for e in &run.events {
+            let mut e = e.clone();
+            e.at_us += shift;
+            e.trial = renumber(e.trial);
+            records.push(super::Record::Event(e));
+        }
+        for s in &run.samples {
+            let mut s = s.clone();
+            s.scheduled_us += shift;
+            s.start_us += shift;
+            s.end_us += shift;
+            s.trial = renumber(s.trial);
+            records.push(super::Record::Sample(s));
+        }
+        next_trial += trials.len() as u32;
+    }
+    Ok(Merged { meta: merged_meta(&runs, base), records })
+}
+
+fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {
+    let first = &runs[0].meta;
+    let mut targets: Vec<String> = runs.iter().map(|r| r.meta.target.clone()).collect();
+    targets.dedup();
+    RunMeta {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: format!("merge of {}", runs.iter().map(|r| r.meta.scenario.as_str()).collect::<Vec<_>>().join(", ")),
+        run_id: runs.iter().map(|r| r.meta.run_id.as_str()).collect::<Vec<_>>().join("+"),
+        target: targets.join(" | "),
+        started_at: base.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        // The coarsest probe of the parts bounds the merged uncertainty.
+        interval_us: runs.iter().map(|r| r.meta.interval_us).max().unwrap_or(first.interval_us),
+        timeout_us: runs.iter().map(|r| r.meta.timeout_us).max().unwrap_or(first.timeout_us),
+        triggers: runs.iter().flat_map(|r| r.meta.triggers.clone()).collect(),
+        budget: first.budget.clone(),
+        lab: None,
+    }
+}

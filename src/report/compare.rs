@@ -1,0 +1,135 @@
+//! `failprobe compare A B`: two runs side by side with deltas (engine 6.2 vs 7.1, a client
+//! setting before and after), in the terminal and as one HTML file.
+
+use super::escape_html as esc;
+use super::summary::Summary;
+use crate::duration::format_ms;
+use std::fmt::Write;
+
+pub struct Row {
+    pub metric: &'static str,
+    pub a: f64,
+    pub b: f64,
+    /// Milliseconds or a count.
+    pub is_ms: bool,
+}
+
+impl Row {
+    fn show(&self, v: f64) -> String {
+        if self.is_ms {
+            format_ms(v)
+        } else {
+            format!("{v:.0}")
+        }
+    }
+
+    fn delta(&self) -> String {
+        let d = self.b - self.a;
+        let sign = if d > 0.0 {
+            "+"
+        } else if d < 0.0 {
+            "−"
+        } else {
+            "±"
+        };
+        let pct = if self.a != 0.0 { format!(" ({sign}{:.0} %)", (d / self.a * 100.0).abs()) } else { String::new() };
+        format!("{sign}{}{pct}", self.show(d.abs()))
+    }
+}
+
+fn per_trial(s: &Summary, f: impl Fn(&super::summary::TrialSummary) -> f64) -> Vec<f64> {
+    s.trials.iter().map(f).collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+pub fn rows(a: &Summary, b: &Summary) -> Vec<Row> {
+    let longest = |s: &Summary| per_trial(s, |t| t.writes.longest_outage_ms.max(t.reads.longest_outage_ms));
+    let lost = |s: &Summary| per_trial(s, |t| t.integrity.lost_acked_writes as f64);
+    let failed = |s: &Summary| per_trial(s, |t| (t.writes.failed + t.reads.failed) as f64);
+    let p99 = |s: &Summary| per_trial(s, |t| t.writes.latency_ms.p99.max(t.reads.latency_ms.p99));
+    let ms = |metric, a: f64, b: f64| Row { metric, a, b, is_ms: true };
+    let n = |metric, a: f64, b: f64| Row { metric, a, b, is_ms: false };
+    vec![
+        n("trials", a.trials.len() as f64, b.trials.len() as f64),
+        ms("longest outage (worst trial)", max(&longest(a)), max(&longest(b))),
+        ms("longest outage (mean over trials)", mean(&longest(a)), mean(&longest(b))),
+        ms("outage windows p50", a.outage_histogram_ms.p50, b.outage_histogram_ms.p50),
+        ms("outage windows p99", a.outage_histogram_ms.p99, b.outage_histogram_ms.p99),
+        n("outage windows", a.outage_histogram_ms.count as f64, b.outage_histogram_ms.count as f64),
+        n("lost acknowledged writes (total)", lost(a).iter().sum(), lost(b).iter().sum()),
+        n(
+            "ghost writes (total)",
+            per_trial(a, |t| t.integrity.ghost_writes as f64).iter().sum(),
+            per_trial(b, |t| t.integrity.ghost_writes as f64).iter().sum(),
+        ),
+        n(
+            "stale reads (total)",
+            per_trial(a, |t| t.integrity.stale_reads as f64).iter().sum(),
+            per_trial(b, |t| t.integrity.stale_reads as f64).iter().sum(),
+        ),
+        n("failed probes (total)", failed(a).iter().sum(), failed(b).iter().sum()),
+        ms("probe latency p99 (worst trial)", max(&p99(a)), max(&p99(b))),
+    ]
+}
+
+pub fn terminal(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "A: {a_name} ({}, {})\nB: {b_name} ({}, {})\n", a.scenario, a.verdict(), b.scenario, b.verdict());
+    let _ = writeln!(out, "{:<36} {:>12} {:>12}  B − A", "", "A", "B");
+    for r in rows(a, b) {
+        let _ = writeln!(out, "{:<36} {:>12} {:>12}  {}", r.metric, r.show(r.a), r.show(r.b), r.delta());
+    }
+    out
+}
+
+pub fn html(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
+    let mut h = String::from(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>failprobe comparison</title><style>\
+         body{font-family:-apple-system,\"Segoe UI\",Helvetica,Arial,sans-serif;max-width:960px;margin:0 auto;padding:1.5em}\
+         table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:.3em .7em;text-align:right}th.l,td.l{text-align:left}\
+         th{background:#f5f5f7}td.worse{background:#fdeeee}td.better{background:#eefaf0}</style></head><body>\n",
+    );
+    let _ = write!(
+        h,
+        "<h1>failprobe comparison</h1><p><b>A</b>: {} — {} ({})<br><b>B</b>: {} — {} ({})</p>",
+        esc(a_name),
+        esc(&a.scenario),
+        esc(a.verdict()),
+        esc(b_name),
+        esc(&b.scenario),
+        esc(b.verdict())
+    );
+    h.push_str("<table><tr><th class=\"l\">metric</th><th>A</th><th>B</th><th>B − A</th></tr>\n");
+    for r in rows(a, b) {
+        // Every metric here is "lower is better" except the trial count.
+        let class = if r.metric == "trials" || r.a == r.b {
+            ""
+        } else if r.b > r.a {
+            "worse"
+        } else {
+            "better"
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            esc(r.metric),
+            esc(&r.show(r.a)),
+            esc(&r.show(r.b)),
+            esc(&r.delta())
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}

@@ -1,0 +1,181 @@
+//! The timeline: latency of every probe over time (log scale), failed probes marked by error
+//! class, outage windows shaded, lost acknowledged writes in orange, trigger and primary changes
+//! as labelled vertical lines. One panel per trial and stream.
+
+use super::{plot_err, GREEN, GREY, ORANGE};
+use crate::record::sample::ranges_contain;
+use crate::record::{ErrorClass, Event, EventKind, Recorder, Sample, Stream};
+use crate::report::summary::{Summary, TrialSummary};
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+pub const WIDTH: u32 = 1200;
+pub const PANEL_HEIGHT: u32 = 260;
+/// One point per pixel column and outcome keeps a million-sample trial readable.
+const COLUMNS: usize = 1100;
+
+pub fn size(summary: &Summary) -> (u32, u32) {
+    (WIDTH, PANEL_HEIGHT * (summary.trials.len() * 2).max(1) as u32)
+}
+
+pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, rec: &Recorder) -> Result<()> {
+    let areas = root.split_evenly(((s.trials.len() * 2).max(1), 1));
+    for (i, t) in s.trials.iter().enumerate() {
+        for (j, stream) in Stream::ALL.iter().enumerate() {
+            draw_panel(&areas[i * 2 + j], s, t, *stream, rec).map_err(plot_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// A colour per error class, so "what clients saw" is visible at a glance.
+pub fn class_color(c: ErrorClass) -> RGBColor {
+    match c {
+        ErrorClass::Timeout => RGBColor(200, 0, 0),
+        ErrorClass::Refused => RGBColor(140, 0, 160),
+        ErrorClass::Reset => RGBColor(200, 0, 120),
+        ErrorClass::Readonly => RGBColor(0, 90, 200),
+        ErrorClass::Loading | ErrorClass::Masterdown => RGBColor(160, 110, 0),
+        ErrorClass::Dns | ErrorClass::Tls | ErrorClass::Auth => RGBColor(0, 0, 0),
+        _ => RGBColor(120, 120, 120),
+    }
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &Summary,
+    t: &TrialSummary,
+    stream: Stream,
+    rec: &Recorder,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let samples = rec.samples(t.index, stream);
+    let x0 = t.started_at_ms / 1000.0;
+    let x1 = (t.ended_at_ms / 1000.0).max(x0 + 0.001);
+    // Log scale: sub-millisecond latency and a 250 ms timeout are both readable.
+    let y_max = s.probe.timeout_ms * 1.5;
+    let y_min = 0.05;
+    let st = if stream == Stream::Write { &t.writes } else { &t.reads };
+    let lost = if stream == Stream::Write && t.integrity.checked {
+        format!(" · {} acknowledged writes lost", t.integrity.lost_acked_writes)
+    } else {
+        String::new()
+    };
+    let source = t.source.as_deref().map(|s| format!(" · {s}")).unwrap_or_default();
+    let caption = format!(
+        "trial {}{source} · {} · trigger {} · longest outage {}{lost}",
+        t.index,
+        stream.name(),
+        t.trigger.kind,
+        crate::duration::format_ms(st.longest_outage_ms)
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (super::FONT_FAMILY, 16))
+        .margin(8)
+        .x_label_area_size(30)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, (y_min..y_max).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since run start")
+        .y_desc("latency ms (from due time)")
+        .y_label_formatter(&|v| format!("{v}"))
+        .light_line_style(WHITE)
+        .draw()?;
+    for o in &st.outages {
+        let color = if o.recovered { RED.mix(0.12) } else { RED.mix(0.3) };
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(o.start_ms / 1000.0, y_min), (o.end_ms / 1000.0, y_max)],
+            color.filled(),
+        )))?;
+    }
+    let (ok, failed) = downsample(&samples, x0, x1);
+    let mut has_legend = !failed.is_empty();
+    let clamp = |y: f64| y.clamp(y_min, y_max);
+    chart.draw_series(ok.into_iter().map(|(x, y)| Circle::new((x, clamp(y)), 1, BLUE.filled())))?;
+    for (class, xs) in failed {
+        let color = class_color(class);
+        chart
+            .draw_series(xs.into_iter().map(|x| Cross::new((x, s.probe.timeout_ms), 3, color.stroke_width(1))))?
+            .label(class.as_str())
+            .legend(move |(x, y)| Cross::new((x, y), 3, color.stroke_width(1)));
+    }
+    if stream == Stream::Write {
+        let lost = lost_writes(&samples, rec.events(t.index));
+        if !lost.is_empty() {
+            has_legend = true;
+            chart
+                .draw_series(lost.iter().map(|s| {
+                    TriangleMarker::new(
+                        (s.scheduled_us as f64 / 1e6, clamp(s.latency_us as f64 / 1000.0)),
+                        4,
+                        ORANGE.filled(),
+                    )
+                }))?
+                .label("acknowledged, then lost")
+                .legend(|(x, y)| TriangleMarker::new((x, y), 4, ORANGE.filled()));
+        }
+    }
+    let mut marks: Vec<(f64, RGBColor, &str)> = Vec::new();
+    marks.extend(t.trigger.started_at_ms.map(|ms| (ms, BLACK, "trigger")));
+    marks.extend(t.trigger.finished_at_ms.map(|ms| (ms, GREY, "trigger done")));
+    marks.extend(t.topology.iter().skip(1).map(|c| (c.at_ms, GREEN, "new primary")));
+    for (i, (ms, color, label)) in marks.into_iter().enumerate() {
+        let x = ms / 1000.0;
+        chart.draw_series(LineSeries::new([(x, y_min), (x, y_max)], color.stroke_width(2)))?;
+        // Stagger labels so close markers stay legible.
+        let y = y_max / 1.6f64.powi(i as i32 % 3 + 1);
+        let font = (super::FONT_FAMILY, 12).into_font().color(&color);
+        chart.draw_series(std::iter::once(Text::new(format!(" {label}"), (x, y), font)))?;
+    }
+    if !has_legend {
+        return Ok(());
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font((super::FONT_FAMILY, 11))
+        .draw()?;
+    Ok(())
+}
+
+/// Acknowledged writes missing from the write log read back after recovery.
+fn lost_writes<'a>(samples: &'a [Sample], events: &[Event]) -> Vec<&'a Sample> {
+    let Some(present) = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::WriteLog { present, .. } => Some(present),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    samples.iter().filter(|s| s.ok() && !ranges_contain(present, s.seq)).collect()
+}
+
+type Failed = Vec<(ErrorClass, Vec<f64>)>;
+
+/// Highest latency of successful probes per pixel column, and per error class the columns
+/// with a failed probe.
+fn downsample(samples: &[Sample], x0: f64, x1: f64) -> (Vec<(f64, f64)>, Failed) {
+    let width = (x1 - x0) / COLUMNS as f64;
+    let mut ok: Vec<Option<f64>> = vec![None; COLUMNS + 1];
+    let mut failed: std::collections::BTreeMap<ErrorClass, Vec<bool>> = Default::default();
+    for s in samples {
+        let x = s.scheduled_us as f64 / 1e6;
+        let col = (((x - x0) / width).max(0.0) as usize).min(COLUMNS);
+        if s.ok() {
+            let ms = s.latency_us as f64 / 1000.0;
+            ok[col] = Some(ok[col].map_or(ms, |m: f64| m.max(ms)));
+        } else {
+            let class = s.error_class.unwrap_or(ErrorClass::Other);
+            failed.entry(class).or_insert_with(|| vec![false; COLUMNS + 1])[col] = true;
+        }
+    }
+    let x_of = |c: usize| x0 + (c as f64 + 0.5) * width;
+    let ok_points = ok.iter().enumerate().filter_map(|(c, v)| v.map(|ms| (x_of(c), ms))).collect();
+    let failed_points = failed
+        .into_iter()
+        .map(|(class, cols)| (class, cols.iter().enumerate().filter(|(_, f)| **f).map(|(c, _)| x_of(c)).collect()))
+        .collect();
+    (ok_points, failed_points)
+}
