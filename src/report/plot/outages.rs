@@ -6,6 +6,7 @@ use crate::report::summary::Summary;
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 pub const SIZE: (u32, u32) = (1200, 360);
 
@@ -52,7 +53,10 @@ fn histogram<DB: DrawingBackend>(
     }
     let y_max = counts.iter().copied().max().unwrap_or(1) + 1;
     let mut chart = ChartBuilder::on(area)
-        .caption(format!("outage windows ({} across {} trials)", d.len(), s.trials.len()), (super::FONT_FAMILY, 16))
+        .caption(
+            format!("outage windows, writes and reads ({} across {} trials)", d.len(), s.trials.len()),
+            (super::FONT_FAMILY, 16),
+        )
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(40)
@@ -83,10 +87,12 @@ fn cdf<DB: DrawingBackend>(
         d.iter().enumerate().flat_map(|(i, v)| [(*v, i as f64 / n), (*v, (i + 1) as f64 / n)]).collect();
     chart.draw_series(LineSeries::new(steps, BLUE.stroke_width(2)))?;
     let h = &s.outage_histogram_ms;
-    for (label, v) in [("p50", h.p50), ("p99", h.p99), ("max", h.max)] {
+    // Labels at different heights: p50, p99 and max often coincide with few trials.
+    for (i, (label, v)) in [("p50", h.p50), ("p99", h.p99), ("max", h.max)].into_iter().enumerate() {
         chart.draw_series(LineSeries::new([(v, 0.0), (v, 1.05)], BLACK.mix(0.6).stroke_width(1)))?;
-        let text = format!(" {label} {}", crate::duration::format_ms(v));
-        chart.draw_series(std::iter::once(Text::new(text, (v, 0.1), (super::FONT_FAMILY, 12).into_font())))?;
+        let text = format!("{label} {} ", crate::duration::format_ms(v));
+        let style = TextStyle::from((super::FONT_FAMILY, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+        chart.draw_series(std::iter::once(Text::new(text, (v, 0.15 + 0.12 * i as f64), style)))?;
     }
     Ok(())
 }
