@@ -50,7 +50,7 @@ fn reporter() -> (Reporter, mpsc::UnboundedReceiver<Record>) {
 async fn sustained_rate(target: &Arc<Target>, concurrency: usize) -> f64 {
     let (report, mut rx) = reporter();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let prober = RedisProber::start(target.clone(), Duration::from_secs(1), report);
+    let prober = RedisProber::start(target.clone(), "bench", Duration::from_secs(1), report).await.expect("prober");
     let keys = Arc::new(TrialKeys::new("bench", concurrency as u32, Duration::from_secs(60)));
     let until = tokio::time::Instant::now() + Duration::from_secs(2);
     let mut workers = Vec::new();
@@ -60,7 +60,7 @@ async fn sustained_rate(target: &Arc<Target>, concurrency: usize) -> f64 {
             let mut n = 0u64;
             while tokio::time::Instant::now() < until {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                let a = prober.clone().write(keys.clone(), (w as u64) << 40 | n, deadline).await;
+                let a = prober.clone().write(0, keys.clone(), (w as u64) << 40 | n, deadline).await;
                 if a.result.is_ok() {
                     n += 1;
                 }
@@ -78,13 +78,15 @@ async fn sustained_rate(target: &Arc<Target>, concurrency: usize) -> f64 {
 
 async fn lateness_at(target: &Arc<Target>, interval: Duration, length: Duration) {
     let (report, mut rx) = reporter();
-    let prober = RedisProber::start(target.clone(), Duration::from_secs(1), report.clone());
+    let prober =
+        RedisProber::start(target.clone(), "bench", Duration::from_secs(1), report.clone()).await.expect("prober");
     let keys = Arc::new(TrialKeys::new("bench-late", 0, Duration::from_secs(60)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg = StreamConfig { stream: Stream::Write, trial: 0, interval, timeout: Duration::from_millis(250) };
+    let cfg =
+        StreamConfig { stream: Stream::Write, shard: None, trial: 0, interval, timeout: Duration::from_millis(250) };
     let p = prober.clone();
     let stream = tokio::spawn(run_stream(cfg, report, Arc::new(Health::default()), stop_rx, move |seq, d| {
-        p.clone().write(keys.clone(), seq, d)
+        p.clone().write(0, keys.clone(), seq, d)
     }));
     tokio::time::sleep(length).await;
     let _ = stop_tx.send(true);

@@ -26,6 +26,7 @@ fn samples() -> Vec<Sample> {
                 error: None,
                 server: Some("127.0.0.1:6379".into()),
                 value: None,
+                shard: None,
             }
         })
         .collect()

@@ -41,9 +41,9 @@ struct RunContext {
     lab: Option<Arc<Lab>>,
     prober: Arc<RedisProber>,
     report: Reporter,
-    health: [Arc<Health>; 2],
+    /// Per shard, per stream (index `shard * 2 + stream`).
+    health: Vec<Arc<Health>>,
     cancel: watch::Receiver<bool>,
-    run_id: String,
     own_keys: std::sync::Mutex<Vec<String>>,
 }
 
@@ -79,18 +79,12 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     let (done_tx, done_rx) = watch::channel(false);
     let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta)));
     let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
-    let prober = RedisProber::start(target.clone(), plan.timeout.max(Duration::from_millis(100)), report.clone());
-    let ctx = RunContext {
-        run_id,
-        plan,
-        target,
-        lab,
-        prober,
-        report,
-        health: [Arc::new(Health::default()), Arc::new(Health::default())],
-        cancel,
-        own_keys: Default::default(),
-    };
+    let limit = plan.timeout.max(Duration::from_millis(100));
+    let prober = RedisProber::start(target.clone(), &run_id, limit, report.clone())
+        .await
+        .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
+    let health = (0..prober.shards().len() * 2).map(|_| Arc::new(Health::default())).collect();
+    let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default() };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
     for (i, spec) in ctx.plan.triggers.iter().enumerate() {
@@ -242,9 +236,9 @@ async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigge
     prepare_lab(ctx, *last_trigger).await?;
     ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
     ctx.report.event(EventKind::TrialStart);
-    let keys = Arc::new(TrialKeys::new(&ctx.run_id, trial, ctx.plan.key_ttl));
+    let keys = ctx.prober.keys(trial, ctx.plan.key_ttl);
     if let Ok(mut own) = ctx.own_keys.lock() {
-        own.extend(keys.all().iter().map(|k| k.to_string()));
+        own.extend(keys.iter().flat_map(|k| k.all()).map(|k| k.to_string()));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let streams = start_streams(ctx, trial, &keys, stop_rx);
@@ -280,17 +274,20 @@ async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>) -> Result<
     lab.wait_ready(Duration::from_secs(60)).await.map(|_| ())
 }
 
+/// One write and one read stream per shard, each on its own clock.
 fn start_streams(
     ctx: &RunContext,
     trial: u32,
-    keys: &Arc<TrialKeys>,
+    keys: &[Arc<TrialKeys>],
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<u64>> {
-    Stream::ALL
-        .iter()
-        .map(|&stream| {
-            let cfg = StreamConfig { stream, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
-            let (prober, keys, health) = (ctx.prober.clone(), keys.clone(), ctx.health[stream.index()].clone());
+    let pairs = ctx.prober.shards().iter().enumerate().flat_map(|(i, s)| Stream::ALL.map(|st| (i, s.name.clone(), st)));
+    pairs
+        .map(|(shard, name, stream)| {
+            let cfg =
+                StreamConfig { stream, shard: name, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
+            let health = ctx.health[shard * 2 + stream.index()].clone();
+            let (prober, keys) = (ctx.prober.clone(), keys[shard].clone());
             health.reset();
             let report = ctx.report.clone();
             let stop = stop.clone();
@@ -298,13 +295,13 @@ fn start_streams(
                 match stream {
                     Stream::Write => {
                         run_stream(cfg, report, health, stop, move |seq, deadline| {
-                            prober.clone().write(keys.clone(), seq, deadline)
+                            prober.clone().write(shard, keys.clone(), seq, deadline)
                         })
                         .await
                     }
                     Stream::Read => {
                         run_stream(cfg, report, health, stop, move |_, deadline| {
-                            prober.clone().read(keys.clone(), deadline)
+                            prober.clone().read(shard, keys.clone(), deadline)
                         })
                         .await
                     }
@@ -370,6 +367,15 @@ async fn wait_recovered(ctx: &RunContext) -> String {
     }
 }
 
+/// A stream is up only when it is up on every shard.
+fn combined(health: &[Arc<Health>], stream: Stream) -> crate::probe::schedule::HealthState {
+    let parts: Vec<_> = health.iter().skip(stream.index()).step_by(2).map(|h| h.snapshot()).collect();
+    let mut out = parts.iter().find(|h| !h.up).or(parts.first()).cloned().unwrap_or_default();
+    out.completed = parts.iter().map(|h| h.completed).sum();
+    out.failed = parts.iter().map(|h| h.failed).sum();
+    out
+}
+
 async fn cancellable<T>(cancel: &mut watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Option<T> {
     if *cancel.borrow() {
         return None;
@@ -380,10 +386,15 @@ async fn cancellable<T>(cancel: &mut watch::Receiver<bool>, fut: impl std::futur
     }
 }
 
-async fn check_integrity(ctx: &RunContext, keys: &TrialKeys) {
-    match ctx.prober.read_write_log(keys).await {
-        Ok((server, seqs)) => ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs) }),
-        Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
+async fn check_integrity(ctx: &RunContext, keys: &[Arc<TrialKeys>]) {
+    for (i, shard) in ctx.prober.shards().iter().enumerate() {
+        match ctx.prober.read_write_log(i, &keys[i]).await {
+            Ok((server, seqs)) => {
+                let shard = shard.name.clone();
+                ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs), shard })
+            }
+            Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
+        }
     }
 }
 
@@ -406,7 +417,7 @@ fn spawn_status(ctx: &RunContext, trial: u32) -> tokio::task::JoinHandle<()> {
         let mut last = (Instant::now(), 0u64);
         loop {
             sleep(Duration::from_millis(250)).await;
-            let states = [("writes", health[0].snapshot()), ("reads", health[1].snapshot())];
+            let states = [("writes", combined(&health, Stream::Write)), ("reads", combined(&health, Stream::Read))];
             let done: u64 = states.iter().map(|(_, h)| h.completed).sum();
             let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), done);

@@ -21,7 +21,7 @@ impl ProbeError {
     /// Whether the connection that produced this error must be dropped and reopened: it is
     /// broken, hung, or talks to a server that is no longer (or not yet) a usable primary.
     pub fn needs_reconnect(&self) -> bool {
-        !matches!(self.class, ErrorClass::Other | ErrorClass::Moved)
+        !matches!(self.class, ErrorClass::Other | ErrorClass::Moved | ErrorClass::Tryagain | ErrorClass::Clusterdown)
     }
 }
 
@@ -49,6 +49,7 @@ fn class_of(e: &RedisError, text: &str) -> ErrorClass {
         ErrorKind::Server(ServerErrorKind::BusyLoading) => return ErrorClass::Loading,
         ErrorKind::Server(ServerErrorKind::MasterDown) => return ErrorClass::Masterdown,
         ErrorKind::Server(ServerErrorKind::ClusterDown) => return ErrorClass::Clusterdown,
+        ErrorKind::Server(ServerErrorKind::TryAgain) => return ErrorClass::Tryagain,
         ErrorKind::Server(ServerErrorKind::Moved) | ErrorKind::Server(ServerErrorKind::Ask) => {
             return ErrorClass::Moved
         }
@@ -69,6 +70,8 @@ pub fn class_from_text(text: &str) -> Option<ErrorClass> {
         ErrorClass::Masterdown
     } else if has("CLUSTERDOWN") {
         ErrorClass::Clusterdown
+    } else if has("TRYAGAIN") {
+        ErrorClass::Tryagain
     } else if has("MOVED") || has("ASK ") {
         ErrorClass::Moved
     } else if has("NOAUTH") || has("WRONGPASS") || has("AUTHENTICATION") {

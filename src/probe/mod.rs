@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod locate;
 pub mod redis;
 pub mod schedule;
 pub mod slot;
@@ -27,9 +28,15 @@ pub struct Attempt {
 pub trait Prober: Send + Sync + 'static {
     fn write(
         self: Arc<Self>,
+        shard: usize,
         keys: Arc<TrialKeys>,
         seq: u64,
         deadline: Instant,
     ) -> impl Future<Output = Attempt> + Send;
-    fn read(self: Arc<Self>, keys: Arc<TrialKeys>, deadline: Instant) -> impl Future<Output = Attempt> + Send;
+    fn read(
+        self: Arc<Self>,
+        shard: usize,
+        keys: Arc<TrialKeys>,
+        deadline: Instant,
+    ) -> impl Future<Output = Attempt> + Send;
 }

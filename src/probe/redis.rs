@@ -1,13 +1,17 @@
-//! The Redis prober, for standalone (`redis://`) and Sentinel (`redis+sentinel://`) targets.
+//! The Redis prober, for standalone (`redis://`), Sentinel (`redis+sentinel://`) and Cluster
+//! (`redis+cluster://`) targets. A cluster is probed on every shard at once, each shard with its
+//! own keys (a hash tag chosen to land in its slots) and its own connections.
 //!
 //! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, SET the sentinel key
 //! to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
 use super::error::{classify, ProbeError};
+use super::locate::{parse_moved, Locator, SlotMap};
 use super::slot::{ConnSlot, Live, Reporter};
 use super::{Attempt, Prober, TrialKeys};
-use crate::record::{EventKind, Stream};
-use crate::target::{connect_primary, query_role, sentinel_primary, Discovery, Target};
+use crate::record::{ErrorClass, EventKind, Stream};
+use crate::target::cluster::{slot_of, tag_for};
+use crate::target::{query_role, sentinel_primary, Discovery, Target};
 use anyhow::{Context, Result};
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
@@ -15,77 +19,134 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
+/// One independently probed part of the target: the primary, or one cluster shard.
+pub struct Shard {
+    /// `shard0`, `shard1`, ... for a cluster; None for a single primary.
+    pub name: Option<String>,
+    /// The hash tag in this shard's keys.
+    pub tag: String,
+    slots: [Arc<ConnSlot>; 2],
+    locator: Arc<Locator>,
+}
+
 pub struct RedisProber {
     target: Arc<Target>,
-    slots: [Arc<ConnSlot>; 2],
+    shards: Vec<Shard>,
+    map: Option<Arc<SlotMap>>,
     limit: Duration,
     report: Reporter,
     stop: watch::Sender<bool>,
 }
 
 impl RedisProber {
-    /// Starts the connection keepers, the topology poller and (for Sentinel) the `+switch-master`
-    /// listener. They run until `shutdown`.
-    pub fn start(target: Arc<Target>, limit: Duration, report: Reporter) -> Arc<Self> {
+    /// Discovers the shards (for a cluster), then starts the connection keepers, the topology
+    /// poller and (for Sentinel) the `+switch-master` listener. They run until `shutdown`.
+    pub async fn start(
+        target: Arc<Target>,
+        run_id: &str,
+        limit: Duration,
+        report: Reporter,
+    ) -> Result<Arc<Self>, ProbeError> {
         let (stop, _) = watch::channel(false);
-        let prober = Arc::new(Self {
-            slots: [ConnSlot::new(Stream::Write), ConnSlot::new(Stream::Read)],
-            target: target.clone(),
-            limit,
-            report: report.clone(),
-            stop,
-        });
-        for slot in &prober.slots {
-            tokio::spawn(slot.clone().run_connector(target.clone(), limit, report.clone(), prober.stop.subscribe()));
+        let (shards, map) = if target.is_cluster() {
+            let map = SlotMap::discover(&target, limit).await?;
+            let shards = map
+                .shards()
+                .iter()
+                .enumerate()
+                .map(|(i, info)| {
+                    let tag = tag_for(run_id, info);
+                    let slot = slot_of(tag.as_bytes());
+                    let locator = Locator::ClusterSlot { target: target.clone(), slot, map: map.clone() };
+                    Shard::new(Some(format!("shard{i}")), tag, locator)
+                })
+                .collect();
+            (shards, Some(map))
+        } else {
+            (vec![Shard::new(None, run_id.to_string(), Locator::Primary(target.clone()))], None)
+        };
+        let prober = Arc::new(Self { target: target.clone(), shards, map, limit, report: report.clone(), stop });
+        for shard in &prober.shards {
+            for slot in &shard.slots {
+                let connector =
+                    slot.clone().run_connector(shard.locator.clone(), limit, report.clone(), prober.stop.subscribe());
+                tokio::spawn(connector);
+            }
         }
         tokio::spawn(prober.clone().poll_topology());
         if target.is_sentinel() {
             tokio::spawn(prober.clone().follow_switch_master());
         }
-        prober
+        Ok(prober)
     }
 
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
 
-    pub fn slot(&self, stream: Stream) -> &ConnSlot {
-        &self.slots[stream.index()]
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// This trial's keys, one set per shard.
+    pub fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
+        self.shards.iter().map(|s| Arc::new(TrialKeys::new(&s.tag, trial, ttl))).collect()
     }
 
     fn reconnect_all(&self) {
-        for s in &self.slots {
+        for s in self.shards.iter().flat_map(|s| &s.slots) {
             s.follow_new_primary();
         }
     }
 
-    /// Runs `op` on the stream's connection; on a connection-level failure the connection is
-    /// dropped so the next probe gets a fresh one.
-    async fn on_conn<T, F, Fut>(&self, stream: Stream, deadline: Instant, op: F) -> Attempt
+    /// Runs `op` on the shard's stream connection. A connection-level failure drops the
+    /// connection; a MOVED reply is followed to the new owner within the probe's deadline.
+    async fn on_conn<T, F, Fut>(&self, shard: usize, stream: Stream, deadline: Instant, op: F) -> Attempt
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
         T: Into<Option<u64>>,
     {
-        let slot = self.slot(stream);
-        let live: Arc<Live> = match slot.get(deadline).await {
-            Ok(l) => l,
-            Err(e) => return Attempt { result: Err(e), server: None },
-        };
-        let server = Some(live.server.addr.clone());
-        let result = match timeout_at(deadline, op(live.conn.clone())).await {
-            Err(_) => Err(ProbeError::timeout(&format!("{} probe", stream.name()))),
-            Ok(Err(e)) => Err(classify(&e)),
-            Ok(Ok(v)) => Ok(v.into()),
-        };
-        if result.as_ref().is_err_and(|e| e.needs_reconnect()) {
-            slot.invalidate(live.generation);
+        let slot = &self.shards[shard].slots[stream.index()];
+        let mut followed = false;
+        loop {
+            let live: Arc<Live> = match slot.get(deadline).await {
+                Ok(l) => l,
+                Err(e) => return Attempt { result: Err(e), server: None },
+            };
+            let server = Some(live.server.addr.clone());
+            let result = match timeout_at(deadline, op(live.conn.clone())).await {
+                Err(_) => Err(ProbeError::timeout(&format!("{} probe", stream.name()))),
+                Ok(Err(e)) => Err(classify(&e)),
+                Ok(Ok(v)) => Ok(v.into()),
+            };
+            match &result {
+                Err(e) if e.class == ErrorClass::Moved && !followed => {
+                    followed = true;
+                    self.follow_moved(shard, &live, e);
+                    slot.invalidate(live.generation);
+                    continue;
+                }
+                Err(e) if e.needs_reconnect() || e.class == ErrorClass::Moved => slot.invalidate(live.generation),
+                _ => {}
+            }
+            return Attempt { result, server };
         }
-        Attempt { result, server }
     }
 
-    /// Once a second: ask Sentinel who the primary is, ask each probe connection who it talks
-    /// to, and drop any connection that no longer reaches the primary.
+    fn follow_moved(&self, shard: usize, live: &Live, e: &ProbeError) {
+        let (Some(map), Some((slot, host, port))) = (&self.map, parse_moved(&e.text)) else { return };
+        map.moved(slot, &host, port);
+        self.report.event(EventKind::Redirect {
+            shard: self.shards[shard].name.clone(),
+            from: live.server.addr.clone(),
+            to: format!("{host}:{port}"),
+            slot,
+        });
+    }
+
+    /// Once a second: ask Sentinel or the cluster who the primaries are, ask each probe
+    /// connection who it talks to, and drop any connection that no longer reaches its primary.
     async fn poll_topology(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -94,26 +155,57 @@ impl RedisProber {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
-            let announced = match &self.target.discovery {
-                Discovery::Sentinel { .. } => match sentinel_primary(&self.target, self.limit).await {
-                    Ok((h, p, sentinel)) => {
-                        let primary = format!("{h}:{p}");
-                        self.report.event(EventKind::Topology {
-                            source: format!("sentinel {sentinel}"),
-                            server: Some(sentinel),
-                            role: Some("sentinel".into()),
-                            run_id: None,
-                            primary: Some(primary.clone()),
-                        });
-                        Some((h, p))
-                    }
-                    Err(_) => None,
-                },
-                Discovery::Direct { .. } => None,
-            };
-            for slot in &self.slots {
-                self.check_connection(slot, announced.as_ref()).await;
+            let announced = self.announced_primaries().await;
+            for (i, shard) in self.shards.iter().enumerate() {
+                for slot in &shard.slots {
+                    self.check_connection(slot, announced.as_ref().and_then(|a| a.get(i))).await;
+                }
             }
+        }
+    }
+
+    /// Per shard, the primary that Sentinel or CLUSTER SLOTS announces (None for a standalone
+    /// target, whose connections speak for themselves).
+    async fn announced_primaries(&self) -> Option<Vec<(String, u16)>> {
+        match &self.target.discovery {
+            Discovery::Sentinel { .. } => {
+                let (h, p, sentinel) = sentinel_primary(&self.target, self.limit).await.ok()?;
+                self.report.event(EventKind::Topology {
+                    source: format!("sentinel {sentinel}"),
+                    server: Some(sentinel),
+                    role: Some("sentinel".into()),
+                    run_id: None,
+                    primary: Some(format!("{h}:{p}")),
+                });
+                Some(vec![(h, p)])
+            }
+            Discovery::Cluster { .. } => {
+                let map = self.map.as_ref()?;
+                let fresh = map.refresh(&self.target, self.limit).await.ok()?;
+                let owners: Vec<(String, u16)> = self
+                    .shards
+                    .iter()
+                    .map(|s| {
+                        let owner = map.owner(slot_of(s.tag.as_bytes()));
+                        owner.map(|n| (n.host, n.port)).unwrap_or_default()
+                    })
+                    .collect();
+                let layout: Vec<String> = self
+                    .shards
+                    .iter()
+                    .zip(&owners)
+                    .map(|(s, (h, p))| format!("{}={h}:{p}", s.name.as_deref().unwrap_or("")))
+                    .collect();
+                self.report.event(EventKind::Topology {
+                    source: format!("CLUSTER SLOTS ({} shards)", fresh.len()),
+                    server: None,
+                    role: None,
+                    run_id: None,
+                    primary: Some(layout.join(" ")),
+                });
+                Some(owners)
+            }
+            Discovery::Direct { .. } => None,
         }
     }
 
@@ -127,12 +219,13 @@ impl RedisProber {
         match query_role(&mut conn, self.limit).await {
             Ok((role, run_id)) => {
                 let is_primary = role == "master";
+                let source_is_server = !self.target.is_sentinel() && !self.target.is_cluster();
                 self.report.event(EventKind::Topology {
                     source: format!("{} connection", slot.stream.name()),
                     server: Some(live.server.addr.clone()),
                     role: Some(role),
                     run_id,
-                    primary: (is_primary && !self.target.is_sentinel()).then(|| live.server.addr.clone()),
+                    primary: (is_primary && source_is_server).then(|| live.server.addr.clone()),
                 });
                 if !is_primary {
                     slot.invalidate(live.generation);
@@ -187,9 +280,9 @@ impl RedisProber {
         anyhow::bail!("subscription closed")
     }
 
-    /// The trial's write log as the current primary has it, read on a fresh connection.
-    pub async fn read_write_log(&self, keys: &TrialKeys) -> Result<(String, Vec<u64>), ProbeError> {
-        let (mut conn, server) = connect_primary(&self.target, self.limit).await?;
+    /// The trial's write log of one shard as its current primary has it, on a fresh connection.
+    pub async fn read_write_log(&self, shard: usize, keys: &TrialKeys) -> Result<(String, Vec<u64>), ProbeError> {
+        let (mut conn, server) = self.shards[shard].locator.connect(self.limit).await?;
         let mut seqs: Vec<u64> =
             timeout(Duration::from_secs(30), redis::cmd("LRANGE").arg(&keys.log).arg(0).arg(-1).query_async(&mut conn))
                 .await
@@ -199,21 +292,38 @@ impl RedisProber {
         Ok((server.addr, seqs))
     }
 
-    /// DBSIZE without failprobe's own keys (those we know we wrote; no KEYS/SCAN needed).
+    /// DBSIZE without failprobe's own keys (those we know we wrote; no KEYS/SCAN needed),
+    /// summed over the shards' primaries.
     pub async fn user_key_count(&self, own: &[String]) -> Result<u64, ProbeError> {
-        let (mut conn, _) = connect_primary(&self.target, self.limit).await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("DBSIZE");
-        if !own.is_empty() {
-            pipe.cmd("EXISTS").arg(own);
-        } else {
-            pipe.cmd("ECHO").arg(0);
+        let mut total = 0;
+        for shard in &self.shards {
+            let (mut conn, _) = shard.locator.connect(self.limit).await?;
+            let tag = format!("{{{}}}", shard.tag);
+            let mine: Vec<&String> = own.iter().filter(|k| k.contains(&tag)).collect();
+            let mut pipe = redis::pipe();
+            pipe.cmd("DBSIZE");
+            match mine.is_empty() {
+                true => pipe.cmd("ECHO").arg(0),
+                false => pipe.cmd("EXISTS").arg(&mine),
+            };
+            let (size, ours): (u64, u64) = timeout(self.limit * 4, pipe.query_async(&mut conn))
+                .await
+                .map_err(|_| ProbeError::timeout("DBSIZE"))?
+                .map_err(|e| classify(&e))?;
+            total += size.saturating_sub(ours);
         }
-        let (size, ours): (u64, u64) = timeout(self.limit * 4, pipe.query_async(&mut conn))
-            .await
-            .map_err(|_| ProbeError::timeout("DBSIZE"))?
-            .map_err(|e| classify(&e))?;
-        Ok(size.saturating_sub(ours))
+        Ok(total)
+    }
+}
+
+impl Shard {
+    fn new(name: Option<String>, tag: String, locator: Locator) -> Self {
+        Self {
+            name,
+            tag,
+            slots: [ConnSlot::new(Stream::Write), ConnSlot::new(Stream::Read)],
+            locator: Arc::new(locator),
+        }
     }
 }
 
@@ -226,35 +336,41 @@ impl From<Written> for Option<u64> {
 }
 
 impl Prober for RedisProber {
-    async fn write(self: Arc<Self>, keys: Arc<TrialKeys>, seq: u64, deadline: Instant) -> Attempt {
-        self.on_conn(Stream::Write, deadline, |mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .cmd("RPUSH")
-                .arg(&keys.log)
-                .arg(seq)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&keys.log)
-                .arg(keys.ttl_ms)
-                .ignore()
-                .cmd("SET")
-                .arg(&keys.sentinel)
-                .arg(seq)
-                .arg("PX")
-                .arg(keys.ttl_ms)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-                .map(|_| Written)
+    async fn write(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, seq: u64, deadline: Instant) -> Attempt {
+        self.on_conn(shard, Stream::Write, deadline, |mut conn| {
+            let keys = keys.clone();
+            async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("RPUSH")
+                    .arg(&keys.log)
+                    .arg(seq)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&keys.log)
+                    .arg(keys.ttl_ms)
+                    .ignore()
+                    .cmd("SET")
+                    .arg(&keys.sentinel)
+                    .arg(seq)
+                    .arg("PX")
+                    .arg(keys.ttl_ms)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map(|_| Written)
+            }
         })
         .await
     }
 
-    async fn read(self: Arc<Self>, keys: Arc<TrialKeys>, deadline: Instant) -> Attempt {
-        self.on_conn(Stream::Read, deadline, |mut conn| async move {
-            let v: Option<u64> = redis::cmd("GET").arg(&keys.sentinel).query_async(&mut conn).await?;
-            Ok(Some(v.unwrap_or(0)))
+    async fn read(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, deadline: Instant) -> Attempt {
+        self.on_conn(shard, Stream::Read, deadline, |mut conn| {
+            let keys = keys.clone();
+            async move {
+                let v: Option<u64> = redis::cmd("GET").arg(&keys.sentinel).query_async(&mut conn).await?;
+                Ok(Some(v.unwrap_or(0)))
+            }
         })
         .await
     }

@@ -17,9 +17,11 @@ use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::time::{timeout_at, Instant};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StreamConfig {
     pub stream: Stream,
+    /// Which shard or node this stream probes (None for a single primary).
+    pub shard: Option<String>,
     pub trial: u32,
     pub interval: Duration,
     pub timeout: Duration,
@@ -96,18 +98,19 @@ where
     let in_flight = Arc::new(InFlight::default());
     let ticker = {
         let (stopped, in_flight, runtime) = (stopped.clone(), in_flight.clone(), Handle::current());
+        let cfg = Arc::new(cfg.clone());
         std::thread::Builder::new().name(format!("failprobe-{}-clock", cfg.stream.name())).spawn(move || {
-            tick(cfg, &stopped, |n, scheduled| {
+            tick(&cfg, &stopped, |n, scheduled| {
                 let deadline = scheduled + cfg.timeout;
                 let fut = probe(n, deadline);
-                let (report, health, guard) = (report.clone(), health.clone(), in_flight.enter());
+                let (report, health, guard, cfg) = (report.clone(), health.clone(), in_flight.enter(), cfg.clone());
                 runtime.spawn(async move {
                     let started = Instant::now();
                     let attempt = timeout_at(deadline, fut).await.unwrap_or_else(|_| Attempt {
                         result: Err(super::error::ProbeError::timeout("probe")),
                         server: None,
                     });
-                    let sample = to_sample(&report.clock, cfg, n, scheduled, started, Instant::now(), attempt);
+                    let sample = to_sample(&report.clock, &cfg, n, scheduled, started, Instant::now(), attempt);
                     health.update(&sample);
                     let _ = report.tx.send(Record::Sample(sample));
                     drop(guard);
@@ -130,7 +133,7 @@ where
 
 /// The fixed clock: probe `n` (1-based) is due at `start + (n-1) × interval`. Overdue probes are
 /// all sent at once with their original due times (never skipped) and counted as late.
-fn tick(cfg: StreamConfig, stopped: &AtomicBool, mut send: impl FnMut(u64, Instant)) -> u64 {
+fn tick(cfg: &StreamConfig, stopped: &AtomicBool, mut send: impl FnMut(u64, Instant)) -> u64 {
     let late_threshold = cfg.interval.max(Duration::from_millis(2));
     let start = std::time::Instant::now();
     let interval_ns = cfg.interval.as_nanos() as u64;
@@ -188,7 +191,7 @@ impl Drop for InFlightGuard {
 
 fn to_sample(
     clock: &Clock,
-    cfg: StreamConfig,
+    cfg: &StreamConfig,
     seq: u64,
     scheduled: Instant,
     started: Instant,
@@ -196,7 +199,16 @@ fn to_sample(
     a: Attempt,
 ) -> Sample {
     let (scheduled_us, end_us) = (clock.us(scheduled), clock.us(ended));
+    let late_by = ended.saturating_duration_since(scheduled + cfg.timeout);
     let (outcome, error_class, error, value) = match a.result {
+        // An answer after the deadline is one the client had already given up on (it can slip
+        // through when the machine is busy and the answer and the timer are ready together).
+        Ok(_) if late_by > Duration::ZERO => (
+            Outcome::Failed,
+            Some(ErrorClass::Timeout),
+            Some(format!("answered {:.1} ms after its deadline", late_by.as_secs_f64() * 1000.0)),
+            None,
+        ),
         Ok(v) => (Outcome::Ok, None, None, v),
         Err(e) => (Outcome::Failed, Some(e.class), Some(e.text), None),
     };
@@ -213,5 +225,31 @@ fn to_sample(
         error,
         server: a.server,
         value,
+        shard: cfg.shard.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_after_the_deadline_is_a_timeout() {
+        let clock = Clock::start_now();
+        let cfg = StreamConfig {
+            stream: Stream::Write,
+            shard: None,
+            trial: 0,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_millis(250),
+        };
+        let at = clock.origin() + Duration::from_secs(1);
+        let ok = || Attempt { result: Ok(None), server: None };
+        let in_time = to_sample(&clock, &cfg, 1, at, at, at + Duration::from_millis(249), ok());
+        assert!(in_time.ok());
+        let late = to_sample(&clock, &cfg, 2, at, at, at + Duration::from_millis(262), ok());
+        assert!(!late.ok());
+        assert_eq!(late.error_class, Some(ErrorClass::Timeout));
+        assert_eq!(late.latency_us, 262_000);
     }
 }

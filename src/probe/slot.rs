@@ -3,10 +3,11 @@
 //! fresh primary lookup, under a connect deadline and a bounded reconnect rate.
 
 use super::error::ProbeError;
+use super::locate::Locator;
 use crate::clock::Clock;
 use crate::record::ErrorClass;
 use crate::record::{Event, EventKind, Record, Stream};
-use crate::target::{connect_primary, ServerInfo, Target};
+use crate::target::ServerInfo;
 use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl ConnSlot {
     /// Keeps this slot connected until `stop` turns true.
     pub async fn run_connector(
         self: Arc<Self>,
-        target: Arc<Target>,
+        locator: Arc<Locator>,
         limit: Duration,
         report: Reporter,
         mut stop: watch::Receiver<bool>,
@@ -153,7 +154,7 @@ impl ConnSlot {
                 }
                 was_down
             });
-            match connect_primary(&target, limit).await {
+            match locator.connect(limit).await {
                 Ok((conn, server)) => {
                     backoff = BACKOFF_MIN;
                     let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -167,7 +168,7 @@ impl ConnSlot {
                         server: Some(server.addr.clone()),
                         role: Some(server.role.clone()),
                         run_id: server.run_id.clone(),
-                        primary: (!target.is_sentinel()).then(|| server.addr.clone()),
+                        primary: locator.server_is_primary_source().then(|| server.addr.clone()),
                     });
                     self.state.send_replace(SlotState::Up(Arc::new(Live { conn, server, generation })));
                 }

@@ -21,6 +21,27 @@ pub struct Integrity {
     pub log_server: Option<String>,
 }
 
+impl Integrity {
+    /// Adds another shard's figures (the whole target is checked only if every shard was).
+    pub fn add(&mut self, o: &Integrity) {
+        self.checked &= o.checked;
+        self.acked_writes += o.acked_writes;
+        self.surviving_acked_writes += o.surviving_acked_writes;
+        self.lost_acked_writes += o.lost_acked_writes;
+        self.ghost_writes += o.ghost_writes;
+        self.unacked_writes += o.unacked_writes;
+        self.stale_reads += o.stale_reads;
+        let room = 20usize.saturating_sub(self.lost_seqs_sample.len());
+        self.lost_seqs_sample.extend(o.lost_seqs_sample.iter().take(room));
+        if let Some(s) = &o.log_server {
+            self.log_server = Some(match &self.log_server {
+                Some(mine) => format!("{mine}, {s}"),
+                None => s.clone(),
+            });
+        }
+    }
+}
+
 pub fn check(writes: &[Sample], reads: &[Sample], log: Option<(&str, &[(u64, u64)])>) -> Integrity {
     let mut out = Integrity { stale_reads: stale_reads(writes, reads), ..Default::default() };
     let Some((server, present)) = log else {

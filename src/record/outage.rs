@@ -53,6 +53,27 @@ pub fn find_windows(samples: &[Sample]) -> Vec<Window> {
     windows
 }
 
+/// Merges windows of several shards into "some shard was down" windows: overlapping windows
+/// become one, which is unrecovered if any part of it is.
+pub fn union(mut windows: Vec<Window>) -> Vec<Window> {
+    windows.sort_by_key(|w| w.start_us);
+    let mut out: Vec<Window> = Vec::new();
+    for w in windows {
+        match out.last_mut() {
+            Some(last) if w.start_us <= last.end_us => {
+                last.recovered &= w.recovered;
+                last.end_us = last.end_us.max(w.end_us);
+                last.failed_probes += w.failed_probes;
+                for (k, v) in w.errors {
+                    *last.errors.entry(k).or_default() += v;
+                }
+            }
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
 fn count_failure(w: &mut Window, s: &Sample) {
     w.failed_probes += 1;
     w.end_us = w.end_us.max(s.end_us);
@@ -79,6 +100,7 @@ pub(crate) mod tests {
             error: None,
             server: None,
             value: None,
+            shard: None,
         }
     }
 
@@ -109,6 +131,22 @@ pub(crate) mod tests {
         assert_eq!(w.len(), 1);
         assert!(!w[0].recovered);
         assert_eq!(w[0].end_us, 41_000);
+    }
+
+    #[test]
+    fn union_of_shards_merges_overlaps_and_keeps_unrecovered() {
+        let a: Vec<_> = (0..10).map(|i| sample(i, i * 10, 1, !(2..5).contains(&i))).collect();
+        let b: Vec<_> = (0..10).map(|i| sample(i, i * 10 + 5, 1, !(3..9).contains(&i))).collect();
+        let c: Vec<_> = (0..3).map(|i| sample(i, 500 + i * 10, 1, i == 0)).collect();
+        let mut all = find_windows(&a);
+        all.extend(find_windows(&b));
+        all.extend(find_windows(&c));
+        let u = union(all);
+        assert_eq!(u.len(), 2);
+        assert_eq!((u[0].start_us, u[0].end_us), (20_000, 96_000));
+        assert_eq!(u[0].failed_probes, 9);
+        assert!(u[0].recovered);
+        assert!(!u[1].recovered);
     }
 
     #[test]

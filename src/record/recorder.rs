@@ -3,7 +3,7 @@
 
 use super::histogram::{new_histogram, percentiles_ms, record};
 use super::integrity;
-use super::outage::{find_windows, Window};
+use super::outage::{find_windows, union, Window};
 use super::sample::KeyspacePhase;
 use super::{Event, EventKind, Record, RunMeta, Sample, Stream};
 use crate::duration::format_ms;
@@ -20,8 +20,17 @@ pub struct Budget {
 
 #[derive(Default)]
 struct TrialData {
-    samples: [Vec<Sample>; 2],
+    /// By shard (None for a single primary), then by stream.
+    samples: BTreeMap<Option<String>, [Vec<Sample>; 2]>,
     events: Vec<Event>,
+}
+
+/// One shard's samples sorted, its outage windows and integrity.
+struct ShardData<'a> {
+    name: Option<&'a str>,
+    sorted: [Vec<Sample>; 2],
+    windows: [Vec<Window>; 2],
+    integrity: integrity::Integrity,
 }
 
 /// HDR histograms of one stream of one trial, in microseconds.
@@ -56,15 +65,19 @@ impl Recorder {
         match record {
             Record::Sample(s) => {
                 let t = self.trials.entry(s.trial).or_default();
-                t.samples[s.stream.index()].push(s);
+                t.samples.entry(s.shard.clone()).or_default()[s.stream.index()].push(s);
             }
             Record::Event(e) => self.trials.entry(e.trial).or_default().events.push(e),
         }
     }
 
-    /// Samples of one trial and stream, by scheduled time (for plots).
+    /// Samples of one trial and stream, all shards, by scheduled time (for plots).
     pub fn samples(&self, trial: u32, stream: Stream) -> Vec<Sample> {
-        let mut v = self.trials.get(&trial).map(|t| t.samples[stream.index()].clone()).unwrap_or_default();
+        let mut v: Vec<Sample> = self
+            .trials
+            .get(&trial)
+            .map(|t| t.samples.values().flat_map(|s| s[stream.index()].iter().cloned()).collect())
+            .unwrap_or_default();
         v.sort_by_key(|s| (s.scheduled_us, s.seq));
         v
     }
@@ -137,24 +150,33 @@ impl Recorder {
 
     fn trial_summary(&self, index: u32, t: &TrialData) -> (TrialSummary, [StreamHistograms; 2]) {
         let trigger = trigger_info(&t.events);
-        let mut sorted = t.samples.clone();
-        for s in &mut sorted {
-            s.sort_by_key(|s| (s.scheduled_us, s.seq));
+        let shards: Vec<ShardData> =
+            t.samples.iter().map(|(name, samples)| shard_data(name.as_deref(), samples, &t.events)).collect();
+        // The whole target: every shard's samples; down whenever some shard was down.
+        let mut all: [Vec<Sample>; 2] = Default::default();
+        let mut windows: [Vec<Window>; 2] = Default::default();
+        let mut integrity = integrity::Integrity { checked: !shards.is_empty(), ..Default::default() };
+        for sh in &shards {
+            for s in Stream::ALL {
+                all[s.index()].extend(sh.sorted[s.index()].iter().cloned());
+                windows[s.index()].extend(sh.windows[s.index()].iter().cloned());
+            }
+            integrity.add(&sh.integrity);
         }
-        let windows = [find_windows(&sorted[0]), find_windows(&sorted[1])];
+        for s in Stream::ALL {
+            all[s.index()].sort_by_key(|s| (s.scheduled_us, s.seq));
+            windows[s.index()] = union(std::mem::take(&mut windows[s.index()]));
+        }
         let phases = phase_bounds(&trigger, &windows, self.meta.timeout_us);
-        let log = t.events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::WriteLog { server, present } => Some((server.as_str(), present.as_slice())),
-            _ => None,
-        });
-        let mut integrity = integrity::check(&sorted[0], &sorted[1], log);
-        if integrity.checked {
-            integrity.acked_writes = integrity.surviving_acked_writes + integrity.lost_acked_writes;
-        }
         let stream =
-            |s: Stream| self.stream_summary(&sorted[s.index()], &windows[s.index()], phases, reconnects(&t.events, s));
-        let (started, ended) = trial_span(&t.events, &sorted);
+            |s: Stream| self.stream_summary(&all[s.index()], &windows[s.index()], phases, reconnects(&t.events, s));
+        let (started, ended) = trial_span(&t.events, &all);
         let ((writes, writes_h), (reads, reads_h)) = (stream(Stream::Write), stream(Stream::Read));
+        let per_shard = if shards.len() > 1 || shards.iter().any(|s| s.name.is_some()) {
+            shards.iter().map(|sh| self.shard_summary(sh, phases)).collect()
+        } else {
+            Vec::new()
+        };
         let summary = TrialSummary {
             index,
             source: t.events.iter().find_map(|e| match &e.kind {
@@ -170,9 +192,20 @@ impl Recorder {
             keyspace: keyspace(&t.events),
             topology: topology_changes(&t.events),
             timeline: timeline(&t.events, &windows),
+            shards: per_shard,
             trigger,
         };
         (summary, [writes_h, reads_h])
+    }
+
+    fn shard_summary(&self, sh: &ShardData, phases: Option<(u64, u64)>) -> ShardSummary {
+        let stream = |s: Stream| self.stream_summary(&sh.sorted[s.index()], &sh.windows[s.index()], phases, 0).0;
+        ShardSummary {
+            name: sh.name.unwrap_or("").to_string(),
+            writes: stream(Stream::Write),
+            reads: stream(Stream::Read),
+            integrity: sh.integrity.clone(),
+        }
     }
 
     fn stream_summary(
@@ -241,6 +274,25 @@ impl Recorder {
 
 pub fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
+}
+
+fn shard_data<'a>(name: Option<&'a str>, samples: &[Vec<Sample>; 2], events: &[Event]) -> ShardData<'a> {
+    let mut sorted = samples.clone();
+    for s in &mut sorted {
+        s.sort_by_key(|s| (s.scheduled_us, s.seq));
+    }
+    let windows = [find_windows(&sorted[0]), find_windows(&sorted[1])];
+    let log = events.iter().rev().find_map(|e| match &e.kind {
+        EventKind::WriteLog { server, present, shard } if shard.as_deref() == name => {
+            Some((server.as_str(), present.as_slice()))
+        }
+        _ => None,
+    });
+    let mut integrity = integrity::check(&sorted[0], &sorted[1], log);
+    if integrity.checked {
+        integrity.acked_writes = integrity.surviving_acked_writes + integrity.lost_acked_writes;
+    }
+    ShardData { name, sorted, windows, integrity }
 }
 
 fn trigger_info(events: &[Event]) -> TriggerInfo {

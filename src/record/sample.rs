@@ -39,6 +39,7 @@ pub enum ErrorClass {
     Loading,
     Masterdown,
     Clusterdown,
+    Tryagain,
     Moved,
     Other,
 }
@@ -56,6 +57,7 @@ impl ErrorClass {
             ErrorClass::Loading => "loading",
             ErrorClass::Masterdown => "masterdown",
             ErrorClass::Clusterdown => "clusterdown",
+            ErrorClass::Tryagain => "tryagain",
             ErrorClass::Moved => "moved",
             ErrorClass::Other => "other",
         }
@@ -92,6 +94,9 @@ pub struct Sample {
     pub server: Option<String>,
     /// For reads: the sequence number found in the sentinel key (0 when the key was absent).
     pub value: Option<u64>,
+    /// The shard (Redis Cluster) or node (Memcached) probed; empty for a single primary.
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 impl Sample {
@@ -151,9 +156,18 @@ pub enum EventKind {
     WriteLog {
         server: String,
         present: Vec<(u64, u64)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
     },
     IntegrityError {
         message: String,
+    },
+    /// A cluster MOVED reply, followed to the slot's new owner.
+    Redirect {
+        shard: Option<String>,
+        from: String,
+        to: String,
+        slot: u16,
     },
     /// The scheduler could not keep up; probes were sent late (never skipped).
     Lateness {

@@ -58,6 +58,18 @@ pub struct TrialSummary {
     pub keyspace: Keyspace,
     pub topology: Vec<TopologyChange>,
     pub timeline: Vec<TimelineEntry>,
+    /// Per shard (Redis Cluster) or node (Memcached); empty for a single primary. The trial's
+    /// `writes` / `reads` then cover the whole target: down whenever some shard was down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSummary>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ShardSummary {
+    pub name: String,
+    pub writes: StreamSummary,
+    pub reads: StreamSummary,
+    pub integrity: Integrity,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

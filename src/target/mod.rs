@@ -1,5 +1,6 @@
 //! Targets: parse and redact URLs, find the primary (directly or through Sentinel), connect.
 
+pub mod cluster;
 mod connect;
 pub use connect::{
     connect_node, connect_primary, info_field, locate_primary, query_role, sentinel_primary, ServerInfo,
@@ -15,6 +16,8 @@ pub enum Discovery {
     Direct { host: String, port: u16 },
     /// Ask these sentinels for the primary of `master`.
     Sentinel { sentinels: Vec<(String, u16)>, master: String },
+    /// A Redis Cluster (or ElastiCache configuration endpoint): shards discovered from these seeds.
+    Cluster { seeds: Vec<(String, u16)> },
 }
 
 #[derive(Clone)]
@@ -45,15 +48,17 @@ impl Target {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid(format!("target `{}` is not a URL (expected redis://host:port)", redact(url))))?;
-        let (tls, sentinel) = match scheme {
-            "redis" | "valkey" => (false, false),
-            "rediss" | "valkeys" => (true, false),
-            "redis+sentinel" => (false, true),
-            "rediss+sentinel" => (true, true),
+        let (tls, sentinel, cluster) = match scheme {
+            "redis" | "valkey" => (false, false, false),
+            "rediss" | "valkeys" => (true, false, false),
+            "redis+sentinel" => (false, true, false),
+            "rediss+sentinel" => (true, true, false),
+            "redis+cluster" => (false, false, true),
+            "rediss+cluster" => (true, false, true),
             other => {
                 return Err(invalid(format!(
-                "unsupported target scheme `{other}`: use redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
-            )))
+                    "unsupported target scheme `{other}`: use redis://, rediss://, redis+sentinel://, redis+cluster:// (or their rediss+ forms)"
+                )))
             }
         };
         let (rest, insecure_tls) = match rest.strip_suffix("#insecure") {
@@ -71,7 +76,9 @@ impl Target {
             .split(',')
             .map(|h| parse_host_port(h, if sentinel { 26379 } else { 6379 }))
             .collect::<Result<Vec<_>>>()?;
-        let (discovery, db) = if sentinel {
+        let (discovery, db) = if cluster {
+            (Discovery::Cluster { seeds: nodes }, 0)
+        } else if sentinel {
             let (master, db) = path.split_once('/').unwrap_or((path, ""));
             if master.is_empty() {
                 return Err(invalid(
@@ -116,11 +123,17 @@ impl Target {
         matches!(self.discovery, Discovery::Sentinel { .. })
     }
 
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.discovery, Discovery::Cluster { .. })
+    }
+
     /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
     pub fn is_loopback(&self) -> bool {
         let hosts: Vec<&str> = match &self.discovery {
             Discovery::Direct { host, .. } => vec![host],
-            Discovery::Sentinel { sentinels, .. } => sentinels.iter().map(|(h, _)| h.as_str()).collect(),
+            Discovery::Sentinel { sentinels: nodes, .. } | Discovery::Cluster { seeds: nodes } => {
+                nodes.iter().map(|(h, _)| h.as_str()).collect()
+            }
         };
         hosts.iter().all(|h| {
             *h == "localhost"

@@ -1,0 +1,111 @@
+//! Where a probe connection should go: the target's primary (directly or through Sentinel), or
+//! the current owner of one cluster slot. Every reconnect asks again.
+
+use super::error::ProbeError;
+use crate::record::ErrorClass;
+use crate::target::cluster::{cluster_shards, seeds, Node, ShardInfo};
+use crate::target::{connect_node, connect_primary, query_role, ServerInfo, Target};
+use redis::aio::MultiplexedConnection;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub enum Locator {
+    Primary(Arc<Target>),
+    ClusterSlot { target: Arc<Target>, slot: u16, map: Arc<SlotMap> },
+}
+
+impl Locator {
+    pub async fn connect(&self, limit: Duration) -> Result<(MultiplexedConnection, ServerInfo), ProbeError> {
+        match self {
+            Locator::Primary(target) => connect_primary(target, limit).await,
+            Locator::ClusterSlot { target, slot, map } => {
+                let node = map
+                    .owner(*slot)
+                    .ok_or_else(|| ProbeError::new(ErrorClass::Clusterdown, format!("no node owns slot {slot}")))?;
+                let (mut conn, addr) = connect_node(target, &node.host, node.port, limit).await?;
+                let (role, run_id) = query_role(&mut conn, limit).await?;
+                let info = ServerInfo { addr, host: node.host, port: node.port, role, run_id };
+                if !info.is_primary() {
+                    // The map is stale (a failover moved the slot): learn the new owner first.
+                    let _ = map.refresh(target, limit).await;
+                    return Err(ProbeError::new(
+                        ErrorClass::Readonly,
+                        format!("{} answers as {}, not as the slot's primary", info.addr, info.role),
+                    ));
+                }
+                Ok((conn, info))
+            }
+        }
+    }
+
+    /// Whether the connected server itself is the authority on "who is primary" (a standalone
+    /// target); with Sentinel or a cluster the primary is what they announce.
+    pub fn server_is_primary_source(&self) -> bool {
+        matches!(self, Locator::Primary(t) if !t.is_sentinel() && !t.is_cluster())
+    }
+}
+
+/// The cluster's slot ownership as last seen (CLUSTER SLOTS, corrected by MOVED replies).
+pub struct SlotMap {
+    shards: RwLock<Vec<ShardInfo>>,
+}
+
+impl SlotMap {
+    pub async fn discover(target: &Target, limit: Duration) -> Result<Arc<Self>, ProbeError> {
+        let shards = cluster_shards(target, &seeds(target), limit).await?;
+        Ok(Arc::new(Self { shards: RwLock::new(shards) }))
+    }
+
+    pub fn shards(&self) -> Vec<ShardInfo> {
+        self.shards.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn owner(&self, slot: u16) -> Option<Node> {
+        self.shards.read().ok()?.iter().find(|s| s.owns(slot)).map(|s| s.primary.clone())
+    }
+
+    /// A MOVED reply names the slot's new owner: believe it until the next refresh.
+    pub fn moved(&self, slot: u16, host: &str, port: u16) {
+        if let Ok(mut shards) = self.shards.write() {
+            if let Some(s) = shards.iter_mut().find(|s| s.owns(slot)) {
+                s.primary = Node { host: host.to_string(), port, id: String::new() };
+            }
+        }
+    }
+
+    /// Asks the seeds and every node known so far; keeps the old map when none answers.
+    pub async fn refresh(&self, target: &Target, limit: Duration) -> Result<Vec<ShardInfo>, ProbeError> {
+        let mut nodes = seeds(target);
+        for s in self.shards() {
+            nodes.extend(std::iter::once(&s.primary).chain(&s.replicas).map(|n| (n.host.clone(), n.port)));
+        }
+        nodes.dedup();
+        let fresh = cluster_shards(target, &nodes, limit).await?;
+        if let Ok(mut shards) = self.shards.write() {
+            *shards = fresh.clone();
+        }
+        Ok(fresh)
+    }
+}
+
+/// "MOVED 3999 127.0.0.1:6381" → (3999, host, port).
+pub fn parse_moved(text: &str) -> Option<(u16, String, u16)> {
+    let rest = &text[text.find("MOVED ")? + 6..];
+    let mut parts = rest.split_whitespace();
+    let slot = parts.next()?.parse().ok()?;
+    let (host, port) = parts.next()?.rsplit_once(':')?;
+    Some((slot, host.to_string(), port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_moved() {
+        assert_eq!(super::parse_moved("MOVED 3999 127.0.0.1:6381"), Some((3999, "127.0.0.1".into(), 6381)));
+        assert_eq!(
+            super::parse_moved("An error was signalled by the server - Moved: MOVED 12 h:1"),
+            Some((12, "h".into(), 1))
+        );
+        assert_eq!(super::parse_moved("READONLY"), None);
+    }
+}

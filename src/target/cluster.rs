@@ -1,0 +1,157 @@
+//! Redis Cluster: which shard owns which slots, and keys that land in a given shard.
+
+use super::{Discovery, Target};
+use crate::probe::error::{classify, ProbeError};
+use crate::record::ErrorClass;
+use redis::Value;
+use std::time::Duration;
+use tokio::time::timeout;
+
+pub const SLOTS: u16 = 16384;
+
+/// CRC16-XMODEM, as Redis Cluster uses it for key slots.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The slot of a key, honouring `{hash tags}`.
+pub fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&c| c == b'{').and_then(|open| {
+        let close = key[open + 1..].iter().position(|&c| c == b'}')?;
+        (close > 0).then(|| &key[open + 1..open + 1 + close])
+    });
+    crc16(tagged.unwrap_or(key)) % SLOTS
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub host: String,
+    pub port: u16,
+    pub id: String,
+}
+
+impl Node {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// One shard: its slot ranges, its primary and replicas, as CLUSTER SLOTS reports them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardInfo {
+    pub ranges: Vec<(u16, u16)>,
+    pub primary: Node,
+    pub replicas: Vec<Node>,
+}
+
+impl ShardInfo {
+    pub fn owns(&self, slot: u16) -> bool {
+        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot))
+    }
+}
+
+/// CLUSTER SLOTS from the first seed (or known node) that answers, grouped by primary and
+/// ordered by first slot, so "shard 0" is the one holding slot 0.
+pub async fn cluster_shards(
+    target: &Target,
+    nodes: &[(String, u16)],
+    limit: Duration,
+) -> Result<Vec<ShardInfo>, ProbeError> {
+    let mut last = ProbeError::new(ErrorClass::Other, "no cluster node configured");
+    for (host, port) in nodes {
+        match query_slots(target, host, *port, limit).await {
+            Ok(shards) if !shards.is_empty() => return Ok(shards),
+            Ok(_) => last = ProbeError::new(ErrorClass::Clusterdown, format!("{host}:{port} reports no slots")),
+            Err(e) => last = e,
+        }
+    }
+    Err(ProbeError::new(last.class, format!("no cluster node answered CLUSTER SLOTS: {}", last.text)))
+}
+
+async fn query_slots(target: &Target, host: &str, port: u16, limit: Duration) -> Result<Vec<ShardInfo>, ProbeError> {
+    let (mut conn, _) = super::connect_node(target, host, port, limit).await?;
+    let v: Value = timeout(limit, redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn))
+        .await
+        .map_err(|_| ProbeError::timeout("CLUSTER SLOTS"))?
+        .map_err(|e| classify(&e))?;
+    Ok(parse_slots(v, host))
+}
+
+fn parse_node(v: &Value, default_host: &str) -> Option<Node> {
+    let Value::Array(items) = v else { return None };
+    let host: String = redis::from_redis_value_ref(items.first()?).ok()?;
+    let port: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
+    let id: String = items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default();
+    let host = if host.is_empty() { default_host.to_string() } else { host };
+    Some(Node { host, port: port as u16, id })
+}
+
+fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
+    let Value::Array(entries) = v else { return Vec::new() };
+    let mut shards: Vec<ShardInfo> = Vec::new();
+    for e in entries {
+        let Value::Array(parts) = e else { continue };
+        let (Some(lo), Some(hi)) = (parts.first(), parts.get(1)) else { continue };
+        let (Ok(lo), Ok(hi)) = (redis::from_redis_value_ref::<i64>(lo), redis::from_redis_value_ref::<i64>(hi)) else {
+            continue;
+        };
+        let Some(primary) = parts.get(2).and_then(|n| parse_node(n, default_host)) else { continue };
+        let replicas: Vec<Node> = parts.iter().skip(3).filter_map(|n| parse_node(n, default_host)).collect();
+        match shards.iter_mut().find(|s| s.primary.addr() == primary.addr()) {
+            Some(s) => s.ranges.push((lo as u16, hi as u16)),
+            None => shards.push(ShardInfo { ranges: vec![(lo as u16, hi as u16)], primary, replicas }),
+        }
+    }
+    for s in &mut shards {
+        s.ranges.sort_unstable();
+    }
+    shards.sort_by_key(|s| s.ranges.first().map(|r| r.0).unwrap_or(u16::MAX));
+    shards
+}
+
+/// A hash tag `<run-id>.<n>` whose slot lies in `shard`: every key of that shard's probe uses it.
+pub fn tag_for(run_id: &str, shard: &ShardInfo) -> String {
+    (0u32..)
+        .map(|n| format!("{run_id}.{n}"))
+        .find(|tag| shard.owns(slot_of(tag.as_bytes())))
+        .expect("some tag lands in every non-empty slot range")
+}
+
+pub fn seeds(target: &Target) -> Vec<(String, u16)> {
+    match &target.discovery {
+        Discovery::Cluster { seeds } => seeds.clone(),
+        Discovery::Direct { host, port } => vec![(host.clone(), *port)],
+        Discovery::Sentinel { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"{user1000}.followers"));
+        assert_eq!(slot_of(b"foo{}{bar}"), slot_of(b"foo{}{bar}"));
+        assert_eq!(slot_of(b"{}x"), crc16(b"{}x") % SLOTS);
+    }
+
+    #[test]
+    fn a_tag_is_found_for_each_shard() {
+        let node = Node { host: "h".into(), port: 1, id: String::new() };
+        for ranges in [vec![(0, 5460)], vec![(5461, 10922)], vec![(10923, 16383)], vec![(100, 100)]] {
+            let shard = ShardInfo { ranges, primary: node.clone(), replicas: vec![] };
+            let tag = tag_for("abc", &shard);
+            assert!(shard.owns(slot_of(format!("failprobe:{{{tag}}}:t0:log").as_bytes())));
+        }
+    }
+}
