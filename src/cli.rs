@@ -75,7 +75,7 @@ pub struct RunArgs {
     /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
     #[arg(long)]
     pub target: Option<String>,
-    /// none | sentinel | promote | kill | pause=<D> | command=<shell command>
+    /// none | sentinel | promote | kill | pause=<D> | command=<shell command> | cluster-failover[=force|takeover]
     #[arg(long)]
     pub trigger: Option<String>,
     /// Time between probes of each stream [default: 10ms]
@@ -114,12 +114,18 @@ pub struct RunArgs {
     /// Use the running lab in DIR (target and node processes from its lab.json).
     #[arg(long)]
     pub lab: Option<PathBuf>,
-    /// Start a lab of this topology (replica | sentinel) for this run, stop it afterwards.
+    /// Start a lab of this topology (replica | sentinel | cluster) for this run, stop it afterwards.
     #[arg(long)]
     pub lab_topology: Option<String>,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Cluster: the shard a trigger acts on (0 holds slot 0) [default: 0]
+    #[arg(long)]
+    pub shard: Option<usize>,
+    /// Cluster: act on the shard that owns this key.
+    #[arg(long, conflicts_with = "shard")]
+    pub key: Option<String>,
     /// Do not ask before a trigger against a target that is not on loopback.
     #[arg(long)]
     pub yes: bool,

@@ -9,6 +9,9 @@ use failprobe::scenario::{self, Overrides};
 use std::path::{Path, PathBuf};
 
 fn main() {
+    // Behave like other command-line tools when piped into `head`: stop quietly, no panic.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
@@ -77,6 +80,8 @@ fn overrides(a: RunArgs) -> Overrides {
         lab: a.lab,
         lab_topology: a.lab_topology,
         pid: a.pid,
+        shard: a.shard,
+        key: a.key,
         yes: a.yes,
         quiet: a.quiet,
     }

@@ -70,6 +70,10 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
+    let tctx = trigger_context(&plan, &target, &lab);
+    for spec in &plan.triggers {
+        spec.check(&tctx).await?;
+    }
 
     let clock = Clock::start_now();
     let run_id = keys::new_run_id();
@@ -159,6 +163,18 @@ fn confirm(plan: &Plan, target: &Target) -> Result<()> {
         return Err(UsageError::NotConfirmed(what).into());
     }
     Ok(())
+}
+
+fn trigger_context(plan: &Plan, target: &Arc<Target>, lab: &Option<Arc<Lab>>) -> TriggerContext {
+    TriggerContext {
+        target: target.clone(),
+        lab: lab.clone(),
+        pid: plan.pid,
+        limit: CONTROL_LIMIT,
+        max_wait: plan.max_trial,
+        shard: plan.shard,
+        key: plan.key.clone(),
+    }
 }
 
 async fn preflight(target: &Target) -> Result<()> {
@@ -325,13 +341,7 @@ async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Op
         return Ending::Interrupted;
     }
     record_keyspace(ctx, KeyspacePhase::Before).await;
-    let tctx = TriggerContext {
-        target: ctx.target.clone(),
-        lab: ctx.lab.clone(),
-        pid: ctx.plan.pid,
-        limit: CONTROL_LIMIT,
-        max_wait: ctx.plan.max_trial,
-    };
+    let tctx = trigger_context(&ctx.plan, &ctx.target, &ctx.lab);
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
     match cancellable(&mut cancel, trigger.fire(&tctx)).await {
@@ -445,6 +455,8 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         budget: Default::default(),
         out,
         pid: None,
+        shard: None,
+        key: None,
         yes: false,
         quiet: false,
         report: Default::default(),

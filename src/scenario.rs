@@ -56,6 +56,9 @@ pub struct ProbeSection {
 pub struct TriggerSection {
     pub kind: Option<String>,
     pub pid: Option<u32>,
+    /// Cluster: act on this shard (0, 1, ...) or on the shard owning `key`.
+    pub shard: Option<usize>,
+    pub key: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -113,6 +116,8 @@ pub struct Plan {
     pub budget: Budget,
     pub out: PathBuf,
     pub pid: Option<u32>,
+    pub shard: Option<usize>,
+    pub key: Option<String>,
     pub yes: bool,
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
@@ -138,6 +143,8 @@ pub struct Overrides {
     pub lab: Option<PathBuf>,
     pub lab_topology: Option<String>,
     pub pid: Option<u32>,
+    pub shard: Option<usize>,
+    pub key: Option<String>,
     pub yes: bool,
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
@@ -201,6 +208,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         },
         out,
         pid: o.pid.or(f.trigger.pid),
+        shard: o.shard.or(f.trigger.shard),
+        key: o.key.or(f.trigger.key),
         yes: o.yes,
         quiet: o.quiet,
         report: o.report,

@@ -1,6 +1,7 @@
 //! Controllers: ways to cause a failover. Each is a `Trigger`; the run loop puts its start,
 //! finish and errors on the timeline.
 
+pub mod cluster;
 mod command;
 mod process;
 pub use process::send as send_signal;
@@ -28,6 +29,9 @@ pub struct TriggerContext {
     pub limit: Duration,
     /// How long a trigger may wait for its action to complete.
     pub max_wait: Duration,
+    /// Cluster: the shard to act on (`--shard N`), or the one owning `--key K`; default 0.
+    pub shard: Option<usize>,
+    pub key: Option<String>,
 }
 
 pub trait Trigger: Send + Sync {
@@ -50,6 +54,7 @@ pub enum TriggerSpec {
     Kill,
     Pause(Duration),
     Command(String),
+    ClusterFailover(Option<String>),
 }
 
 impl TriggerSpec {
@@ -65,9 +70,13 @@ impl TriggerSpec {
             ("kill", None) => Self::Kill,
             ("pause", Some(d)) => Self::Pause(crate::duration::parse_duration(d).map_err(invalid)?),
             ("command", Some(c)) if !c.trim().is_empty() => Self::Command(c.to_string()),
+            ("cluster-failover", None) => Self::ClusterFailover(None),
+            ("cluster-failover", Some(m)) if ["force", "takeover"].contains(&m.to_lowercase().as_str()) => {
+                Self::ClusterFailover(Some(m.to_lowercase()))
+            }
             _ => {
                 return Err(invalid(format!(
-                    "unknown trigger `{text}`: use none, sentinel, promote, kill, pause=<duration> or command=<shell command>"
+                    "unknown trigger `{text}`: use none, sentinel, promote, kill, pause=<duration>, command=<shell command> or cluster-failover[=force|takeover]"
                 )))
             }
         })
@@ -81,6 +90,7 @@ impl TriggerSpec {
             Self::Kill => Box::new(process::Signal::Kill),
             Self::Pause(d) => Box::new(process::Signal::Pause(*d)),
             Self::Command(c) => Box::new(command::Command(c.clone())),
+            Self::ClusterFailover(mode) => Box::new(cluster::ClusterFailover(mode.clone())),
         })
     }
 
@@ -94,12 +104,34 @@ impl TriggerSpec {
                 format!("pause={}", crate::duration::format_ms(d.as_secs_f64() * 1000.0).replace(' ', ""))
             }
             Self::Command(c) => format!("command={c}"),
+            Self::ClusterFailover(mode) => cluster::ClusterFailover(mode.clone()).kind(),
         }
     }
 
     /// Needs the primary's process: from `--lab` or `--pid`.
     pub fn needs_process(&self) -> bool {
         matches!(self, Self::Kill | Self::Pause(_))
+    }
+
+    /// What can be checked before anything is written or fired: the chosen shard exists and,
+    /// for a cluster failover, has a replica.
+    pub async fn check(&self, ctx: &TriggerContext) -> Result<()> {
+        if !ctx.target.is_cluster() {
+            return match self {
+                Self::ClusterFailover(_) => Err(invalid("cluster-failover needs a redis+cluster:// target")),
+                _ => Ok(()),
+            };
+        }
+        if matches!(self, Self::ClusterFailover(_) | Self::Kill | Self::Pause(_)) {
+            let (index, shard) = cluster::chosen_shard(ctx).await.map_err(|e| invalid(format!("{e:#}")))?;
+            if matches!(self, Self::ClusterFailover(_)) && shard.replicas.is_empty() {
+                return Err(invalid(format!(
+                    "shard {index} ({}) has no replica to fail over to",
+                    shard.primary.addr()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

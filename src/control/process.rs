@@ -55,7 +55,12 @@ async fn primary_process(ctx: &TriggerContext) -> Result<(u32, String)> {
     }
     let lab =
         ctx.lab.as_ref().ok_or_else(|| anyhow!("kill/pause need the primary's process: use --lab DIR or --pid PID"))?;
-    let (host, port) = locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))?;
+    let (host, port) = if ctx.target.is_cluster() {
+        let (_, shard) = super::cluster::chosen_shard(ctx).await?;
+        (shard.primary.host, shard.primary.port)
+    } else {
+        locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))?
+    };
     let pid = lab
         .pid_of_port(port)
         .ok_or_else(|| anyhow!("the primary {host}:{port} is not a process of the lab in {}", lab.dir.display()))?;

@@ -53,6 +53,9 @@ impl Lab {
     }
 
     async fn check(&self) -> Result<u16> {
+        if self.topology == Topology::Cluster {
+            return self.check_cluster().await;
+        }
         let primary = self.agreed_primary().await?;
         let replicas: Vec<u16> = self.redis_ports().into_iter().filter(|p| *p != primary).collect();
         let primary_info = info(primary, "replication").await?;
@@ -84,6 +87,47 @@ impl Lab {
             }
         }
         Ok(primary)
+    }
+
+    /// Every node sees a healthy cluster with all slots covered and all six nodes, and every
+    /// replica is linked to its primary. Returns the first primary.
+    async fn check_cluster(&self) -> Result<u16> {
+        let ports = self.redis_ports();
+        let mut primaries = Vec::new();
+        for &port in &ports {
+            let mut conn = connect(port).await?;
+            let ci: String = timeout(LIMIT, redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn)).await??;
+            let ok = info_field(&ci, "cluster_state").as_deref() == Some("ok")
+                && info_field(&ci, "cluster_slots_ok").as_deref() == Some("16384")
+                && info_field(&ci, "cluster_known_nodes").and_then(|n| n.parse::<usize>().ok()) == Some(ports.len());
+            if !ok {
+                bail!("cluster node 127.0.0.1:{port} does not see a healthy cluster yet");
+            }
+            // Every slot range must list a replica: a trigger picks its replica from here.
+            let slots: redis::Value =
+                timeout(LIMIT, redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn)).await??;
+            let all_replicated = match slots {
+                redis::Value::Array(ranges) => {
+                    ranges.iter().all(|r| matches!(r, redis::Value::Array(parts) if parts.len() >= 4))
+                }
+                _ => false,
+            };
+            if !all_replicated {
+                bail!("cluster node 127.0.0.1:{port} does not list a replica for every shard yet");
+            }
+            let r = info(port, "replication").await?;
+            match info_field(&r, "role").as_deref() {
+                Some("master") => primaries.push(port),
+                _ if info_field(&r, "master_link_status").as_deref() != Some("up") => {
+                    bail!("cluster replica 127.0.0.1:{port} is not linked to its primary")
+                }
+                _ => {}
+            }
+        }
+        if primaries.len() * 2 != ports.len() {
+            bail!("expected {} primaries, found {}", ports.len() / 2, primaries.len());
+        }
+        Ok(primaries[0])
     }
 
     /// The primary every sentinel announces (they must agree), or the one redis node that says
@@ -119,8 +163,12 @@ impl Lab {
         }
     }
 
-    /// The current primary, best effort (for restarting a killed node as its replica).
+    /// The current primary, best effort (for restarting a killed node as its replica). For a
+    /// cluster: the first shard's primary.
     pub async fn current_primary(&self) -> Option<u16> {
+        if self.topology == Topology::Cluster {
+            return self.check_cluster().await.ok();
+        }
         self.agreed_primary().await.ok()
     }
 

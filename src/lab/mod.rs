@@ -30,6 +30,8 @@ pub enum Topology {
     Replica,
     /// Primary + one replica + three sentinels.
     Sentinel,
+    /// Redis Cluster: three primaries, each with one replica.
+    Cluster,
 }
 
 impl Topology {
@@ -37,7 +39,8 @@ impl Topology {
         match s {
             "replica" => Ok(Self::Replica),
             "sentinel" => Ok(Self::Sentinel),
-            other => Err(invalid(format!("unknown lab topology `{other}`: use replica or sentinel"))),
+            "cluster" => Ok(Self::Cluster),
+            other => Err(invalid(format!("unknown lab topology `{other}`: use replica, sentinel or cluster"))),
         }
     }
 }
@@ -63,10 +66,12 @@ pub struct Lab {
 impl Lab {
     /// Starts a lab in `dir` and waits until it is ready.
     pub async fn up(topology: Topology, dir: &Path, owned: bool) -> Result<Lab> {
-        for bin in ["redis-server", "redis-sentinel"] {
-            if topology == Topology::Replica && bin == "redis-sentinel" {
-                continue;
-            }
+        let needed: &[&str] = match topology {
+            Topology::Replica => &["redis-server"],
+            Topology::Sentinel => &["redis-server", "redis-sentinel"],
+            Topology::Cluster => &["redis-server", "redis-cli"],
+        };
+        for &bin in needed {
             which(bin).with_context(|| format!("`{bin}` is not on PATH; {INSTALL_HINT}"))?;
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
@@ -80,6 +85,10 @@ impl Lab {
         }
         let lab =
             Lab { dir: dir.clone(), topology, nodes: Mutex::new(Vec::new()), children: Mutex::new(Vec::new()), owned };
+        if topology == Topology::Cluster {
+            lab.start_cluster().await?;
+            return Ok(lab);
+        }
         let primary = free_port()?;
         let replica = free_port()?;
         lab.spawn(Node::redis("redis-1", primary, &dir, None)?)?;
@@ -95,6 +104,38 @@ impl Lab {
             lab.tune_sentinels().await;
         }
         Ok(lab)
+    }
+
+    /// Six cluster nodes, joined by `redis-cli --cluster create` as 3 primaries + 3 replicas.
+    async fn start_cluster(&self) -> Result<()> {
+        let mut addrs = Vec::new();
+        for i in 1..=6 {
+            let port = free_port()?;
+            let mut node = Node::redis(&format!("redis-{i}"), port, &self.dir, None)?;
+            node.cluster = true;
+            self.spawn(node)?;
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+        self.save()?;
+        for p in self.redis_ports() {
+            node::wait_port_open(p, Duration::from_secs(10)).await?;
+        }
+        let out = tokio::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .context("running redis-cli --cluster create")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")
+            );
+        }
+        self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
 
     /// Attaches to a lab started earlier (by `failprobe lab up`); its processes are not ours to
@@ -138,7 +179,10 @@ impl Lab {
     /// The URL failprobe probes: through the sentinels when there are some.
     pub fn target_url(&self) -> String {
         let sentinels = self.sentinel_ports();
-        if sentinels.is_empty() {
+        if self.topology == Topology::Cluster {
+            let seeds: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+            format!("redis+cluster://{}", seeds.join(","))
+        } else if sentinels.is_empty() {
             self.primary_url()
         } else {
             let hosts: Vec<String> = sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -198,7 +242,7 @@ impl Lab {
         let primary = self.current_primary().await;
         for mut node in dead {
             node::wait_port_closed(node.port, Duration::from_secs(5)).await;
-            if node.kind == NodeKind::Redis {
+            if node.kind == NodeKind::Redis && !node.cluster {
                 node.replica_of = primary.filter(|p| *p != node.port);
             }
             self.spawn(node)?;

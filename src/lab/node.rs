@@ -24,6 +24,9 @@ pub struct Node {
     pub replica_of: Option<u16>,
     /// For a sentinel: the primary it monitors at first.
     pub monitors: Option<u16>,
+    /// A Redis Cluster node (its role lives in its nodes-<port>.conf, not in `replica_of`).
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 impl Node {
@@ -36,6 +39,7 @@ impl Node {
             url: format!("redis://127.0.0.1:{port}"),
             replica_of,
             monitors: None,
+            cluster: false,
         })
     }
 
@@ -48,6 +52,7 @@ impl Node {
             url: format!("redis://127.0.0.1:{port}"),
             replica_of: None,
             monitors: Some(monitors),
+            cluster: false,
         })
     }
 
@@ -62,8 +67,14 @@ impl Node {
                      repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nenable-debug-command local\n",
                     name = self.name
                 );
-                if let Some(p) = self.replica_of {
+                if let Some(p) = self.replica_of.filter(|_| !self.cluster) {
                     c.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
+                }
+                if self.cluster {
+                    // Lab notes: node-timeout 1000 gives a ~2.3 s failover on kill -9.
+                    c.push_str(&format!(
+                        "cluster-enabled yes\ncluster-config-file nodes-{port}.conf\ncluster-node-timeout 1000\n"
+                    ));
                 }
                 c
             }
@@ -129,6 +140,17 @@ impl Node {
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+pub async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
+    let until = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < until {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("nothing listens on 127.0.0.1:{port} after {limit:?}")
 }
 
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.

@@ -18,23 +18,14 @@ impl Locator {
     pub async fn connect(&self, limit: Duration) -> Result<(MultiplexedConnection, ServerInfo), ProbeError> {
         match self {
             Locator::Primary(target) => connect_primary(target, limit).await,
-            Locator::ClusterSlot { target, slot, map } => {
-                let node = map
-                    .owner(*slot)
-                    .ok_or_else(|| ProbeError::new(ErrorClass::Clusterdown, format!("no node owns slot {slot}")))?;
-                let (mut conn, addr) = connect_node(target, &node.host, node.port, limit).await?;
-                let (role, run_id) = query_role(&mut conn, limit).await?;
-                let info = ServerInfo { addr, host: node.host, port: node.port, role, run_id };
-                if !info.is_primary() {
-                    // The map is stale (a failover moved the slot): learn the new owner first.
-                    let _ = map.refresh(target, limit).await;
-                    return Err(ProbeError::new(
-                        ErrorClass::Readonly,
-                        format!("{} answers as {}, not as the slot's primary", info.addr, info.role),
-                    ));
+            Locator::ClusterSlot { target, slot, map } => match connect_owner(target, *slot, map, limit).await {
+                // The map was stale (a failover moved the slot): learn the new owner, try once more.
+                Err(e) if e.class == ErrorClass::Readonly => {
+                    map.refresh(target, limit).await?;
+                    connect_owner(target, *slot, map, limit).await
                 }
-                Ok((conn, info))
-            }
+                other => other,
+            },
         }
     }
 
@@ -88,13 +79,38 @@ impl SlotMap {
     }
 }
 
-/// "MOVED 3999 127.0.0.1:6381" → (3999, host, port).
+/// "MOVED 3999 127.0.0.1:6381" (or redis-rs's "Moved: 3999 127.0.0.1:6381", possibly inside a
+/// transaction abort) → (3999, host, port).
 pub fn parse_moved(text: &str) -> Option<(u16, String, u16)> {
-    let rest = &text[text.find("MOVED ")? + 6..];
-    let mut parts = rest.split_whitespace();
-    let slot = parts.next()?.parse().ok()?;
-    let (host, port) = parts.next()?.rsplit_once(':')?;
-    Some((slot, host.to_string(), port.parse().ok()?))
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("moved").find_map(|(at, _)| {
+        let rest = text[at + 5..].trim_start_matches(|c: char| c == ':' || c.is_whitespace());
+        let mut parts = rest.split_whitespace();
+        let slot = parts.next()?.parse().ok()?;
+        let addr = parts.next()?.trim_end_matches(|c: char| !c.is_ascii_digit());
+        let (host, port) = addr.rsplit_once(':')?;
+        Some((slot, host.to_string(), port.parse().ok()?))
+    })
+}
+
+async fn connect_owner(
+    target: &Target,
+    slot: u16,
+    map: &SlotMap,
+    limit: Duration,
+) -> Result<(MultiplexedConnection, ServerInfo), ProbeError> {
+    let node =
+        map.owner(slot).ok_or_else(|| ProbeError::new(ErrorClass::Clusterdown, format!("no node owns slot {slot}")))?;
+    let (mut conn, addr) = connect_node(target, &node.host, node.port, limit).await?;
+    let (role, run_id) = query_role(&mut conn, limit).await?;
+    let info = ServerInfo { addr, host: node.host, port: node.port, role, run_id };
+    if !info.is_primary() {
+        return Err(ProbeError::new(
+            ErrorClass::Readonly,
+            format!("{} answers as {}, not as the slot's primary", info.addr, info.role),
+        ));
+    }
+    Ok((conn, info))
 }
 
 #[cfg(test)]
@@ -106,6 +122,7 @@ mod tests {
             super::parse_moved("An error was signalled by the server - Moved: MOVED 12 h:1"),
             Some((12, "h".into(), 1))
         );
+        assert_eq!(super::parse_moved("Moved: 5798 127.0.0.1:36747"), Some((5798, "127.0.0.1".into(), 36747)));
         assert_eq!(super::parse_moved("READONLY"), None);
     }
 }

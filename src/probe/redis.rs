@@ -2,8 +2,8 @@
 //! (`redis+cluster://`) targets. A cluster is probed on every shard at once, each shard with its
 //! own keys (a hash tag chosen to land in its slots) and its own connections.
 //!
-//! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, SET the sentinel key
-//! to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
+//! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, raise the sentinel
+//! key to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
 use super::error::{classify, ProbeError};
 use super::locate::{parse_moved, Locator, SlotMap};
@@ -123,7 +123,9 @@ impl RedisProber {
             match &result {
                 Err(e) if e.class == ErrorClass::Moved && !followed => {
                     followed = true;
-                    self.follow_moved(shard, &live, e);
+                    // Every probe in flight gets the same MOVED: the first one tells the timeline.
+                    let first = slot.current().is_some_and(|c| c.generation == live.generation);
+                    self.follow_moved(shard, &live, e, first);
                     slot.invalidate(live.generation);
                     continue;
                 }
@@ -134,9 +136,12 @@ impl RedisProber {
         }
     }
 
-    fn follow_moved(&self, shard: usize, live: &Live, e: &ProbeError) {
+    fn follow_moved(&self, shard: usize, live: &Live, e: &ProbeError, record: bool) {
         let (Some(map), Some((slot, host, port))) = (&self.map, parse_moved(&e.text)) else { return };
         map.moved(slot, &host, port);
+        if !record {
+            return;
+        }
         self.report.event(EventKind::Redirect {
             shard: self.shards[shard].name.clone(),
             from: live.server.addr.clone(),
@@ -327,6 +332,12 @@ impl Shard {
     }
 }
 
+/// Writes are sent concurrently, so two can reach the server out of order; the sentinel key only
+/// ever moves forward, so a read that sees an older value really read an older state of the
+/// data (a failover that lost writes, a lagging node), not our own reordering.
+const SET_IF_HIGHER: &str = "local c = tonumber(redis.call('GET', KEYS[1])) \
+if not c or c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end";
+
 struct Written;
 
 impl From<Written> for Option<u64> {
@@ -350,10 +361,11 @@ impl Prober for RedisProber {
                     .arg(&keys.log)
                     .arg(keys.ttl_ms)
                     .ignore()
-                    .cmd("SET")
+                    .cmd("EVAL")
+                    .arg(SET_IF_HIGHER)
+                    .arg(1)
                     .arg(&keys.sentinel)
                     .arg(seq)
-                    .arg("PX")
                     .arg(keys.ttl_ms)
                     .ignore()
                     .query_async::<()>(&mut conn)

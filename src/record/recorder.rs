@@ -390,6 +390,13 @@ fn timeline(events: &[Event], windows: &[Vec<Window>; 2]) -> Vec<TimelineEntry> 
             EventKind::TriggerFinish { detail } => push(e.at_us, format!("trigger finished: {detail}")),
             EventKind::TriggerError { message } => push(e.at_us, format!("trigger failed: {message}")),
             EventKind::IntegrityError { message } => push(e.at_us, format!("integrity check failed: {message}")),
+            EventKind::Redirect { shard, from, to, slot } => push(
+                e.at_us,
+                format!(
+                    "{}MOVED: slot {slot} now on {to} (was {from})",
+                    shard.as_deref().map(|s| format!("{s} ")).unwrap_or_default()
+                ),
+            ),
             EventKind::Lateness { stream, late } => {
                 push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
             }

@@ -62,6 +62,7 @@ pub fn render(data: &ReportData) -> Result<String> {
     plot(&mut h, &plots, "timeline.svg");
     outages(&mut h, s);
     plot(&mut h, &plots, "outages.svg");
+    shards(&mut h, s);
     integrity(&mut h, s);
     keyspace(&mut h, s);
     latency(&mut h, s);
@@ -200,6 +201,40 @@ fn outages(h: &mut String, s: &Summary) {
         format_ms(o.p99),
         format_ms(o.max)
     );
+}
+
+/// Per shard (cluster) or node: who was down, for how long, and what was lost.
+fn shards(h: &mut String, s: &Summary) {
+    if s.trials.iter().all(|t| t.shards.is_empty()) {
+        return;
+    }
+    section(h, "Shards", "Each shard is probed on its own keys and connections; the whole-target figures above count a moment as down when any shard was.");
+    h.push_str("<table><tr><th>trial</th><th class=\"l\">shard</th><th>longest write outage</th><th>longest read outage</th><th class=\"l\">errors</th><th>acknowledged</th><th>lost</th><th>ghost</th><th>stale reads</th></tr>\n");
+    for t in &s.trials {
+        for sh in &t.shards {
+            let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+            for (k, v) in sh.writes.errors.iter().chain(&sh.reads.errors) {
+                *errors.entry(k).or_default() += v;
+            }
+            let errors: Vec<String> = errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let bad = !sh.writes.recovered || !sh.reads.recovered || sh.integrity.lost_acked_writes > 0;
+            let _ = writeln!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if bad { "bad" } else { "" },
+                esc(&trial_label(t)),
+                esc(&sh.name),
+                format_ms(sh.writes.longest_outage_ms),
+                format_ms(sh.reads.longest_outage_ms),
+                esc(&errors.join(", ")),
+                sh.integrity.acked_writes,
+                sh.integrity.lost_acked_writes,
+                sh.integrity.ghost_writes,
+                sh.integrity.stale_reads
+            );
+        }
+    }
+    h.push_str("</table>\n");
 }
 
 fn integrity(h: &mut String, s: &Summary) {

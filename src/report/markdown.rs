@@ -88,7 +88,12 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     )?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
     for (name, st) in [("writes", &t.writes), ("reads", &t.reads)] {
-        stream_row(md, name, st)?;
+        stream_row(md, &format!("{name} (whole target)"), st)?;
+    }
+    for sh in &t.shards {
+        for (name, st) in [("writes", &sh.writes), ("reads", &sh.reads)] {
+            stream_row(md, &format!("{} {name}", sh.name), st)?;
+        }
     }
     writeln!(md)?;
     let outages: Vec<_> = [("writes", &t.writes), ("reads", &t.reads)]
