@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// Save every key of a memcached deployment, or write them back (around a node replacement).
+    Memcached {
+        #[command(subcommand)]
+        action: MemcachedAction,
+    },
     /// Local lab, 3 × SENTINEL FAILOVER and 1 × kill -9, report, lab down (about a minute).
     Demo {
         /// Where to write the report (default failprobe-demo-<time>).
@@ -123,6 +128,9 @@ pub struct RunArgs {
     /// Cluster: the shard a trigger acts on (0 holds slot 0) [default: 0]
     #[arg(long)]
     pub shard: Option<usize>,
+    /// Memcached: known keys stored per node before each trigger; their survival is reported [default: 10000]
+    #[arg(long)]
+    pub seed_keys: Option<u64>,
     /// Cluster: act on the shard that owns this key.
     #[arg(long, conflicts_with = "shard")]
     pub key: Option<String>,
@@ -158,6 +166,25 @@ impl OutputArgs {
     pub fn ci(&self) -> crate::report::CiOutputs {
         crate::report::CiOutputs { junit: self.junit.clone(), summary_md: self.summary_md.clone() }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemcachedAction {
+    /// Every key with its value, flags and expiry, byte-exact (listed with lru_crawler metadump).
+    Dump {
+        /// memcache://host:port[,host:port...]
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Write a dump back; keys that expired meanwhile are skipped; a damaged file is refused whole.
+    Restore {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

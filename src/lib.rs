@@ -10,6 +10,7 @@ pub mod control;
 pub mod duration;
 pub mod error;
 pub mod lab;
+pub mod memcached;
 pub mod probe;
 pub mod record;
 pub mod report;

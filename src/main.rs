@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::Parser;
-use failprobe::cli::{Cli, Command, LabAction, OutputArgs, RunArgs};
+use failprobe::cli::{Cli, Command, LabAction, MemcachedAction, OutputArgs, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, Readiness, Topology};
 use failprobe::record::{recorder, store};
@@ -43,6 +43,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Merge { dirs, out, outputs } => merge(dirs, out, outputs),
         Command::Compare { a, b, html } => compare(a, b, html),
         Command::Lab { action } => lab(action).await,
+        Command::Memcached { action } => memcached(action).await,
         Command::Demo { out, outputs } => demo(out, outputs).await,
     }
 }
@@ -82,6 +83,7 @@ fn overrides(a: RunArgs) -> Overrides {
         pid: a.pid,
         shard: a.shard,
         key: a.key,
+        seed_keys: a.seed_keys,
         yes: a.yes,
         quiet: a.quiet,
     }
@@ -144,12 +146,16 @@ async fn lab(action: LabAction) -> Result<i32> {
                 .map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
             println!("lab ready in {}", lab.dir.display());
             println!("target:  {}", lab.target_url());
-            println!("primary: {}", lab.primary_url());
-            println!(
-                "measure: failprobe run --lab {} --trigger {}",
-                lab.dir.display(),
-                if lab.is_sentinel() { "sentinel" } else { "kill" }
-            );
+            let trigger = match lab.topology {
+                Topology::Sentinel => "sentinel",
+                Topology::Cluster => "cluster-failover",
+                Topology::Memcached => "restart",
+                Topology::Replica => "kill",
+            };
+            if matches!(lab.topology, Topology::Replica | Topology::Sentinel) {
+                println!("primary: {}", lab.primary_url());
+            }
+            println!("measure: failprobe run --lab {} --trigger {trigger}", lab.dir.display());
             lab.detach();
         }
         LabAction::Status { dir } => {
@@ -174,6 +180,33 @@ async fn lab(action: LabAction) -> Result<i32> {
         LabAction::Down { dir } => {
             let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
             println!("stopped {} process(es)", lab.down()?);
+        }
+    }
+    Ok(0)
+}
+
+async fn memcached(action: MemcachedAction) -> Result<i32> {
+    use failprobe::memcached::dump;
+    let nodes = |url: &str| -> Result<Vec<(String, u16)>> {
+        let target = failprobe::target::Target::parse(url)?;
+        let nodes = target
+            .memcache_nodes()
+            .ok_or_else(|| UsageError::Invalid(format!("`{}` is not a memcache:// target", target.redacted())))?;
+        Ok(nodes.to_vec())
+    };
+    match action {
+        MemcachedAction::Dump { target, file } => {
+            let c = dump::dump(&nodes(&target)?, &file).await?;
+            println!("dumped {} keys to {} ({} vanished while dumping)", c.items, file.display(), c.vanished);
+        }
+        MemcachedAction::Restore { target, file } => {
+            let c = dump::restore(&nodes(&target)?, &file).await?;
+            println!(
+                "restored {} keys from {} ({} skipped: expired meanwhile)",
+                c.items,
+                file.display(),
+                c.skipped_expired
+            );
         }
     }
     Ok(0)

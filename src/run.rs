@@ -6,10 +6,10 @@ use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
-use crate::probe::redis::RedisProber;
-use crate::probe::schedule::{run_stream, Health, StreamConfig};
+use crate::probe::engine::Engine;
+use crate::probe::schedule::{Health, StreamConfig};
 use crate::probe::slot::Reporter;
-use crate::probe::{keys, Prober, TrialKeys};
+use crate::probe::{keys, TrialKeys};
 use crate::record::sample::{to_ranges, KeyspacePhase};
 use crate::record::store::RunWriter;
 use crate::record::{EventKind, Record, Recorder, RunMeta, Stream};
@@ -39,7 +39,7 @@ struct RunContext {
     plan: Plan,
     target: Arc<Target>,
     lab: Option<Arc<Lab>>,
-    prober: Arc<RedisProber>,
+    prober: Arc<Engine>,
     report: Reporter,
     /// Per shard, per stream (index `shard * 2 + stream`).
     health: Vec<Arc<Health>>,
@@ -84,10 +84,11 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta)));
     let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
     let limit = plan.timeout.max(Duration::from_millis(100));
-    let prober = RedisProber::start(target.clone(), &run_id, limit, report.clone())
+    let prober = Engine::start(target.clone(), &run_id, limit, report.clone())
         .await
         .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
-    let health = (0..prober.shards().len() * 2).map(|_| Arc::new(Health::default())).collect();
+    let prober = Arc::new(prober);
+    let health = (0..prober.shard_names().len() * 2).map(|_| Arc::new(Health::default())).collect();
     let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default() };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
@@ -178,6 +179,18 @@ fn trigger_context(plan: &Plan, target: &Arc<Target>, lab: &Option<Arc<Lab>>) ->
 }
 
 async fn preflight(target: &Target) -> Result<()> {
+    if let Some(nodes) = target.memcache_nodes() {
+        for (host, port) in nodes {
+            let deadline = Instant::now() + CONTROL_LIMIT;
+            let mut conn = crate::memcached::proto::Conn::connect(&format!("{host}:{port}"), deadline)
+                .await
+                .map_err(|e| UsageError::Unreachable(format!("memcached {host}:{port}: {e}")))?;
+            conn.get(b"failprobe:preflight", deadline)
+                .await
+                .map_err(|e| UsageError::Unreachable(format!("memcached {host}:{port}: {e}")))?;
+        }
+        return Ok(());
+    }
     connect_primary(target, CONTROL_LIMIT)
         .await
         .map(|_| ())
@@ -256,6 +269,7 @@ async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigge
     if let Ok(mut own) = ctx.own_keys.lock() {
         own.extend(keys.iter().flat_map(|k| k.all()).map(|k| k.to_string()));
     }
+    seed(ctx, trial).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let streams = start_streams(ctx, trial, &keys, stop_rx);
     let status = spawn_status(ctx, trial);
@@ -269,6 +283,7 @@ async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigge
     match ending {
         Ending::Done(reason) => {
             check_integrity(ctx, &keys).await;
+            check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;
             let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason };
             ctx.report.event(EventKind::TrialEnd { reason });
@@ -297,32 +312,17 @@ fn start_streams(
     keys: &[Arc<TrialKeys>],
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<u64>> {
-    let pairs = ctx.prober.shards().iter().enumerate().flat_map(|(i, s)| Stream::ALL.map(|st| (i, s.name.clone(), st)));
+    let names = ctx.prober.shard_names();
+    let pairs = names.into_iter().enumerate().flat_map(|(i, name)| Stream::ALL.map(|st| (i, name.clone(), st)));
     pairs
         .map(|(shard, name, stream)| {
             let cfg =
                 StreamConfig { stream, shard: name, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
             let health = ctx.health[shard * 2 + stream.index()].clone();
-            let (prober, keys) = (ctx.prober.clone(), keys[shard].clone());
             health.reset();
-            let report = ctx.report.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                match stream {
-                    Stream::Write => {
-                        run_stream(cfg, report, health, stop, move |seq, deadline| {
-                            prober.clone().write(shard, keys.clone(), seq, deadline)
-                        })
-                        .await
-                    }
-                    Stream::Read => {
-                        run_stream(cfg, report, health, stop, move |_, deadline| {
-                            prober.clone().read(shard, keys.clone(), deadline)
-                        })
-                        .await
-                    }
-                }
-            })
+            let (prober, keys, report, stop) =
+                (ctx.prober.clone(), keys[shard].clone(), ctx.report.clone(), stop.clone());
+            tokio::spawn(async move { prober.run_stream(shard, cfg, keys, report, health, stop).await })
         })
         .collect()
 }
@@ -397,20 +397,39 @@ async fn cancellable<T>(cancel: &mut watch::Receiver<bool>, fut: impl std::futur
 }
 
 async fn check_integrity(ctx: &RunContext, keys: &[Arc<TrialKeys>]) {
-    for (i, shard) in ctx.prober.shards().iter().enumerate() {
-        match ctx.prober.read_write_log(i, &keys[i]).await {
-            Ok((server, seqs)) => {
-                let shard = shard.name.clone();
-                ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs), shard })
-            }
+    for (i, shard) in ctx.prober.shard_names().into_iter().enumerate() {
+        let max_seq = ctx.health[i * 2 + Stream::Write.index()].snapshot().max_seq;
+        match ctx.prober.present_writes(i, &keys[i], max_seq).await {
+            Ok((server, seqs)) => ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs), shard }),
             Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
+        }
+    }
+}
+
+/// Memcached: known keys stored before the trigger, so key survival can be counted after.
+async fn seed(ctx: &RunContext, trial: u32) {
+    let results = ctx.prober.seed(trial, ctx.plan.seed_keys, ctx.plan.key_ttl).await;
+    for (shard, r) in ctx.prober.shard_names().into_iter().zip(results) {
+        match r {
+            Ok(keys) => ctx.report.event(EventKind::Seeded { shard, keys }),
+            Err(e) => ctx.report.event(EventKind::IntegrityError { message: format!("seeding: {e}") }),
+        }
+    }
+}
+
+async fn check_seeds(ctx: &RunContext, trial: u32) {
+    let results = ctx.prober.seeds_surviving(trial, ctx.plan.seed_keys).await;
+    for (shard, r) in ctx.prober.shard_names().into_iter().zip(results) {
+        match r {
+            Ok(keys) => ctx.report.event(EventKind::SeedsSurviving { shard, keys }),
+            Err(e) => ctx.report.event(EventKind::IntegrityError { message: format!("seed check: {e}") }),
         }
     }
 }
 
 async fn record_keyspace(ctx: &RunContext, phase: KeyspacePhase) {
     let own = ctx.own_keys.lock().map(|k| k.clone()).unwrap_or_default();
-    if let Ok(keys) = ctx.prober.user_key_count(&own).await {
+    if let Some(keys) = ctx.prober.user_key_count(&own).await {
         ctx.report.event(EventKind::Keyspace { phase, keys });
     }
 }
@@ -457,6 +476,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         pid: None,
         shard: None,
         key: None,
+        seed_keys: 0,
         yes: false,
         quiet: false,
         report: Default::default(),

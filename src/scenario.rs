@@ -73,6 +73,8 @@ pub struct TrialsSection {
     pub duration: Option<Duration>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub max_trial: Option<Duration>,
+    /// Memcached: known keys seeded per node before each trigger.
+    pub seed_keys: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -118,6 +120,8 @@ pub struct Plan {
     pub pid: Option<u32>,
     pub shard: Option<usize>,
     pub key: Option<String>,
+    /// Memcached: known keys stored per node before each trigger (0: none).
+    pub seed_keys: u64,
     pub yes: bool,
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
@@ -145,6 +149,7 @@ pub struct Overrides {
     pub pid: Option<u32>,
     pub shard: Option<usize>,
     pub key: Option<String>,
+    pub seed_keys: Option<u64>,
     pub yes: bool,
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
@@ -210,6 +215,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         pid: o.pid.or(f.trigger.pid),
         shard: o.shard.or(f.trigger.shard),
         key: o.key.or(f.trigger.key),
+        seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(10_000),
         yes: o.yes,
         quiet: o.quiet,
         report: o.report,

@@ -55,6 +55,8 @@ pub enum TriggerSpec {
     Pause(Duration),
     Command(String),
     ClusterFailover(Option<String>),
+    /// Kill a lab node and start it again on the same port: a node replacement.
+    Restart,
 }
 
 impl TriggerSpec {
@@ -68,6 +70,7 @@ impl TriggerSpec {
             ("sentinel", None) => Self::Sentinel,
             ("promote", None) => Self::Promote,
             ("kill", None) => Self::Kill,
+            ("restart", None) => Self::Restart,
             ("pause", Some(d)) => Self::Pause(crate::duration::parse_duration(d).map_err(invalid)?),
             ("command", Some(c)) if !c.trim().is_empty() => Self::Command(c.to_string()),
             ("cluster-failover", None) => Self::ClusterFailover(None),
@@ -76,7 +79,7 @@ impl TriggerSpec {
             }
             _ => {
                 return Err(invalid(format!(
-                    "unknown trigger `{text}`: use none, sentinel, promote, kill, pause=<duration>, command=<shell command> or cluster-failover[=force|takeover]"
+                    "unknown trigger `{text}`: use none, sentinel, promote, kill, restart, pause=<duration>, command=<shell command> or cluster-failover[=force|takeover]"
                 )))
             }
         })
@@ -91,6 +94,7 @@ impl TriggerSpec {
             Self::Pause(d) => Box::new(process::Signal::Pause(*d)),
             Self::Command(c) => Box::new(command::Command(c.clone())),
             Self::ClusterFailover(mode) => Box::new(cluster::ClusterFailover(mode.clone())),
+            Self::Restart => Box::new(process::Restart),
         })
     }
 
@@ -105,12 +109,13 @@ impl TriggerSpec {
             }
             Self::Command(c) => format!("command={c}"),
             Self::ClusterFailover(mode) => cluster::ClusterFailover(mode.clone()).kind(),
+            Self::Restart => "restart".into(),
         }
     }
 
     /// Needs the primary's process: from `--lab` or `--pid`.
     pub fn needs_process(&self) -> bool {
-        matches!(self, Self::Kill | Self::Pause(_))
+        matches!(self, Self::Kill | Self::Pause(_) | Self::Restart)
     }
 
     /// What can be checked before anything is written or fired: the chosen shard exists and,

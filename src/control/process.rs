@@ -49,21 +49,51 @@ impl Drop for ResumeOnDrop {
     }
 }
 
+/// `restart`: kill the lab node (the primary, the chosen shard's primary, or memcached node
+/// `--shard N`) and start it again on the same port — for memcached, a node replacement.
+pub struct Restart;
+
+impl Trigger for Restart {
+    fn kind(&self) -> String {
+        "restart".into()
+    }
+
+    fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
+        Box::pin(async move {
+            let lab = ctx.lab.as_ref().ok_or_else(|| anyhow!("restart needs a lab: use --lab DIR"))?;
+            let (_, port) = target_node(ctx).await?;
+            lab.restart_port(port).await
+        })
+    }
+}
+
+/// The node a process trigger acts on: memcached node `--shard N`, the chosen cluster shard's
+/// primary, or the primary.
+async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
+    if let Some(nodes) = ctx.target.memcache_nodes() {
+        let i = ctx.shard.unwrap_or(0);
+        return nodes
+            .get(i)
+            .cloned()
+            .ok_or_else(|| anyhow!("the target has {} memcached node(s); there is no node {i}", nodes.len()));
+    }
+    if ctx.target.is_cluster() {
+        let (_, shard) = super::cluster::chosen_shard(ctx).await?;
+        return Ok((shard.primary.host, shard.primary.port));
+    }
+    locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))
+}
+
 async fn primary_process(ctx: &TriggerContext) -> Result<(u32, String)> {
     if let Some(pid) = ctx.pid {
         return Ok((pid, "--pid".into()));
     }
     let lab =
         ctx.lab.as_ref().ok_or_else(|| anyhow!("kill/pause need the primary's process: use --lab DIR or --pid PID"))?;
-    let (host, port) = if ctx.target.is_cluster() {
-        let (_, shard) = super::cluster::chosen_shard(ctx).await?;
-        (shard.primary.host, shard.primary.port)
-    } else {
-        locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))?
-    };
+    let (host, port) = target_node(ctx).await?;
     let pid = lab
         .pid_of_port(port)
-        .ok_or_else(|| anyhow!("the primary {host}:{port} is not a process of the lab in {}", lab.dir.display()))?;
+        .ok_or_else(|| anyhow!("{host}:{port} is not a process of the lab in {}", lab.dir.display()))?;
     Ok((pid, format!("lab node 127.0.0.1:{port}")))
 }
 

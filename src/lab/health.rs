@@ -56,6 +56,9 @@ impl Lab {
         if self.topology == Topology::Cluster {
             return self.check_cluster().await;
         }
+        if self.topology == Topology::Memcached {
+            return self.check_memcached().await;
+        }
         let primary = self.agreed_primary().await?;
         let replicas: Vec<u16> = self.redis_ports().into_iter().filter(|p| *p != primary).collect();
         let primary_info = info(primary, "replication").await?;
@@ -128,6 +131,21 @@ impl Lab {
             bail!("expected {} primaries, found {}", ports.len() / 2, primaries.len());
         }
         Ok(primaries[0])
+    }
+
+    /// Every memcached node answers `version`. Returns the first node's port.
+    async fn check_memcached(&self) -> Result<u16> {
+        let ports: Vec<u16> = self.nodes().iter().map(|n| n.port).collect();
+        for &port in &ports {
+            let deadline = Instant::now() + LIMIT;
+            let mut conn = crate::memcached::proto::Conn::connect(&format!("127.0.0.1:{port}"), deadline)
+                .await
+                .map_err(|e| anyhow::anyhow!("memcached 127.0.0.1:{port}: {e}"))?;
+            conn.get(b"failprobe:ready", deadline)
+                .await
+                .map_err(|e| anyhow::anyhow!("memcached 127.0.0.1:{port}: {e}"))?;
+        }
+        ports.first().copied().ok_or_else(|| anyhow::anyhow!("no memcached node"))
     }
 
     /// The primary every sentinel announces (they must agree), or the one redis node that says

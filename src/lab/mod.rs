@@ -32,6 +32,8 @@ pub enum Topology {
     Sentinel,
     /// Redis Cluster: three primaries, each with one replica.
     Cluster,
+    /// Two memcached nodes.
+    Memcached,
 }
 
 impl Topology {
@@ -40,7 +42,10 @@ impl Topology {
             "replica" => Ok(Self::Replica),
             "sentinel" => Ok(Self::Sentinel),
             "cluster" => Ok(Self::Cluster),
-            other => Err(invalid(format!("unknown lab topology `{other}`: use replica, sentinel or cluster"))),
+            "memcached" => Ok(Self::Memcached),
+            other => {
+                Err(invalid(format!("unknown lab topology `{other}`: use replica, sentinel, cluster or memcached")))
+            }
         }
     }
 }
@@ -70,6 +75,7 @@ impl Lab {
             Topology::Replica => &["redis-server"],
             Topology::Sentinel => &["redis-server", "redis-sentinel"],
             Topology::Cluster => &["redis-server", "redis-cli"],
+            Topology::Memcached => &["memcached"],
         };
         for &bin in needed {
             which(bin).with_context(|| format!("`{bin}` is not on PATH; {INSTALL_HINT}"))?;
@@ -87,6 +93,14 @@ impl Lab {
             Lab { dir: dir.clone(), topology, nodes: Mutex::new(Vec::new()), children: Mutex::new(Vec::new()), owned };
         if topology == Topology::Cluster {
             lab.start_cluster().await?;
+            return Ok(lab);
+        }
+        if topology == Topology::Memcached {
+            for i in 1..=2 {
+                lab.spawn(Node::memcached(&format!("memcached-{i}"), free_port()?))?;
+            }
+            lab.save()?;
+            lab.wait_ready(Duration::from_secs(30)).await?;
             return Ok(lab);
         }
         let primary = free_port()?;
@@ -182,6 +196,9 @@ impl Lab {
         if self.topology == Topology::Cluster {
             let seeds: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
             format!("redis+cluster://{}", seeds.join(","))
+        } else if self.topology == Topology::Memcached {
+            let nodes: Vec<String> = self.nodes().iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+            format!("memcache://{}", nodes.join(","))
         } else if sentinels.is_empty() {
             self.primary_url()
         } else {
@@ -248,6 +265,27 @@ impl Lab {
             self.spawn(node)?;
         }
         self.save()
+    }
+
+    /// Kills the node on `port` and starts it again on the same port: a node replacement (for
+    /// memcached: the same address, no data).
+    pub async fn restart_port(&self, port: u16) -> Result<String> {
+        let node = self
+            .nodes()
+            .into_iter()
+            .find(|n| n.port == port)
+            .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
+        crate::control::send_signal(node.pid, libc::SIGKILL)?;
+        self.reap();
+        node::wait_port_closed(port, Duration::from_secs(5)).await;
+        let old_pid = node.pid;
+        self.spawn(node)?;
+        self.save()?;
+        node::wait_port_open(port, Duration::from_secs(10)).await?;
+        Ok(format!(
+            "killed pid {old_pid} on 127.0.0.1:{port} and started it again (pid {})",
+            self.pid_of_port(port).unwrap_or(0)
+        ))
     }
 
     /// Reaps exited children so they do not linger as zombies.

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub enum NodeKind {
     Redis,
     Sentinel,
+    Memcached,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -41,6 +42,19 @@ impl Node {
             monitors: None,
             cluster: false,
         })
+    }
+
+    pub fn memcached(name: &str, port: u16) -> Self {
+        Self {
+            name: name.into(),
+            kind: NodeKind::Memcached,
+            port,
+            pid: 0,
+            url: format!("memcache://127.0.0.1:{port}"),
+            replica_of: None,
+            monitors: None,
+            cluster: false,
+        }
     }
 
     pub fn sentinel(name: &str, port: u16, _dir: &Path, monitors: u16) -> Result<Self> {
@@ -78,6 +92,7 @@ impl Node {
                 }
                 c
             }
+            NodeKind::Memcached => String::new(),
             NodeKind::Sentinel => format!(
                 "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {d}/{name}.log\n\
                  sentinel monitor {m} 127.0.0.1 {p} 2\n\
@@ -98,6 +113,21 @@ impl Node {
     /// kill the servers it is measuring.
     pub fn start(&self, dir: &Path) -> Result<Child> {
         use std::os::unix::process::CommandExt;
+        if self.kind == NodeKind::Memcached {
+            // As root memcached needs a user to drop to (lab notes).
+            let mut cmd = Command::new("memcached");
+            cmd.args(["-p", &self.port.to_string(), "-l", "127.0.0.1", "-U", "0", "-m", "64"]);
+            if unsafe { libc::geteuid() } == 0 {
+                cmd.args(["-u", "nobody"]);
+            }
+            return cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .with_context(|| format!("starting memcached for {}", self.name));
+        }
         let conf = dir.join(format!("{}.conf", self.name));
         // A sentinel's rewritten config knows the current primary; keep it on restart.
         if !(self.kind == NodeKind::Sentinel && conf.exists()) {
@@ -105,7 +135,7 @@ impl Node {
         }
         let bin = match self.kind {
             NodeKind::Redis => "redis-server",
-            NodeKind::Sentinel => "redis-sentinel",
+            NodeKind::Sentinel | NodeKind::Memcached => "redis-sentinel", // memcached returned above
         };
         Command::new(bin)
             .arg(&conf)
@@ -130,8 +160,11 @@ impl Node {
         }
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        // redis rewrites its process title to `redis-server 127.0.0.1:<port>`.
-        cmdline.contains("redis") && cmdline.contains(&format!(":{}", self.port))
+        // redis rewrites its process title to `redis-server 127.0.0.1:<port>`; memcached keeps
+        // its arguments (`-p <port>`).
+        let port = self.port.to_string();
+        let ours = cmdline.split(['\0', ' ', ':']).any(|t| t == port);
+        (cmdline.contains("redis") || cmdline.contains("memcached")) && ours
     }
 }
 

@@ -1,9 +1,11 @@
 //! Probes: a write stream and a read stream, each on its own fixed clock (`schedule`), against an
 //! engine behind the `Prober` trait (`redis` for standalone and Sentinel targets).
 
+pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod locate;
+pub mod memcached;
 pub mod redis;
 pub mod schedule;
 pub mod slot;

@@ -210,7 +210,7 @@ impl RedisProber {
                 });
                 Some(owners)
             }
-            Discovery::Direct { .. } => None,
+            Discovery::Direct { .. } | Discovery::Memcache { .. } => None,
         }
     }
 

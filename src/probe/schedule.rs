@@ -39,6 +39,8 @@ pub struct HealthState {
     pub completed: u64,
     pub failed: u64,
     pub last_error: Option<ErrorClass>,
+    /// Highest sequence number sent (writes: the keys to check after the trial).
+    pub max_seq: u64,
 }
 
 #[derive(Default)]
@@ -58,6 +60,7 @@ impl Health {
     fn update(&self, s: &Sample) {
         let Ok(mut h) = self.0.lock() else { return };
         h.completed += 1;
+        h.max_seq = h.max_seq.max(s.seq);
         if !s.ok() {
             h.failed += 1;
             h.last_error = s.error_class;

@@ -19,6 +19,11 @@ pub struct Integrity {
     pub stale_reads: u64,
     pub lost_seqs_sample: Vec<u64>,
     pub log_server: Option<String>,
+    /// Memcached: known keys stored before the trigger, and how many survived byte-identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeded_keys: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surviving_seeded_keys: Option<u64>,
 }
 
 impl Integrity {
@@ -31,6 +36,12 @@ impl Integrity {
         self.ghost_writes += o.ghost_writes;
         self.unacked_writes += o.unacked_writes;
         self.stale_reads += o.stale_reads;
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.seeded_keys = sum(self.seeded_keys, o.seeded_keys);
+        self.surviving_seeded_keys = sum(self.surviving_seeded_keys, o.surviving_seeded_keys);
         let room = 20usize.saturating_sub(self.lost_seqs_sample.len());
         self.lost_seqs_sample.extend(o.lost_seqs_sample.iter().take(room));
         if let Some(s) = &o.log_server {

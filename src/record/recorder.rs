@@ -292,6 +292,15 @@ fn shard_data<'a>(name: Option<&'a str>, samples: &[Vec<Sample>; 2], events: &[E
     if integrity.checked {
         integrity.acked_writes = integrity.surviving_acked_writes + integrity.lost_acked_writes;
     }
+    for e in events {
+        match &e.kind {
+            EventKind::Seeded { shard, keys } if shard.as_deref() == name => integrity.seeded_keys = Some(*keys),
+            EventKind::SeedsSurviving { shard, keys } if shard.as_deref() == name => {
+                integrity.surviving_seeded_keys = Some(*keys)
+            }
+            _ => {}
+        }
+    }
     ShardData { name, sorted, windows, integrity }
 }
 

@@ -174,6 +174,16 @@ pub enum EventKind {
         stream: Stream,
         late: u64,
     },
+    /// Memcached: known keys stored on a node before the trigger ...
+    Seeded {
+        shard: Option<String>,
+        keys: u64,
+    },
+    /// ... and how many of them were still there, byte-identical, after recovery.
+    SeedsSurviving {
+        shard: Option<String>,
+        keys: u64,
+    },
     /// The run (vantage point) this trial was measured from, set by `failprobe merge`.
     Source {
         name: String,

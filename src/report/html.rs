@@ -209,7 +209,7 @@ fn shards(h: &mut String, s: &Summary) {
         return;
     }
     section(h, "Shards", "Each shard is probed on its own keys and connections; the whole-target figures above count a moment as down when any shard was.");
-    h.push_str("<table><tr><th>trial</th><th class=\"l\">shard</th><th>longest write outage</th><th>longest read outage</th><th class=\"l\">errors</th><th>acknowledged</th><th>lost</th><th>ghost</th><th>stale reads</th></tr>\n");
+    h.push_str("<table><tr><th>trial</th><th class=\"l\">shard</th><th>longest write outage</th><th>longest read outage</th><th class=\"l\">errors</th><th>acknowledged</th><th>lost</th><th>ghost</th><th>stale reads</th><th>seeded keys surviving</th></tr>\n");
     for t in &s.trials {
         for sh in &t.shards {
             let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
@@ -218,9 +218,13 @@ fn shards(h: &mut String, s: &Summary) {
             }
             let errors: Vec<String> = errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             let bad = !sh.writes.recovered || !sh.reads.recovered || sh.integrity.lost_acked_writes > 0;
+            let seeds = match (sh.integrity.surviving_seeded_keys, sh.integrity.seeded_keys) {
+                (Some(s), Some(n)) if n > 0 => format!("{s} of {n} ({:.0} %)", s as f64 * 100.0 / n as f64),
+                _ => "—".to_string(),
+            };
             let _ = writeln!(
                 h,
-                "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if bad { "bad" } else { "" },
                 esc(&trial_label(t)),
                 esc(&sh.name),
@@ -230,7 +234,8 @@ fn shards(h: &mut String, s: &Summary) {
                 sh.integrity.acked_writes,
                 sh.integrity.lost_acked_writes,
                 sh.integrity.ghost_writes,
-                sh.integrity.stale_reads
+                sh.integrity.stale_reads,
+                esc(&seeds)
             );
         }
     }

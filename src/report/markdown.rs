@@ -124,6 +124,14 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     } else {
         writeln!(md, "Integrity: the write log could not be read; loss unknown. {} stale reads.\n", i.stale_reads)?;
     }
+    for sh in &t.shards {
+        if let (Some(s), Some(n)) = (sh.integrity.surviving_seeded_keys, sh.integrity.seeded_keys) {
+            writeln!(md, "Seeded keys on {}: {s} of {n} survived byte-identical.\n", sh.name)?;
+        }
+        if sh.integrity.lost_acked_writes > 0 {
+            writeln!(md, "{}: {} acknowledged writes lost.\n", sh.name, sh.integrity.lost_acked_writes)?;
+        }
+    }
     if t.keyspace.before.is_some() || t.keyspace.after.is_some() {
         let k = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
         writeln!(

@@ -128,7 +128,7 @@ pub fn seeds(target: &Target) -> Vec<(String, u16)> {
     match &target.discovery {
         Discovery::Cluster { seeds } => seeds.clone(),
         Discovery::Direct { host, port } => vec![(host.clone(), *port)],
-        Discovery::Sentinel { .. } => Vec::new(),
+        Discovery::Sentinel { .. } | Discovery::Memcache { .. } => Vec::new(),
     }
 }
 

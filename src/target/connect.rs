@@ -30,6 +30,9 @@ pub async fn locate_primary(target: &Target, limit: Duration) -> Result<(String,
     match &target.discovery {
         Discovery::Direct { host, port } => Ok((host.clone(), *port)),
         Discovery::Sentinel { .. } => sentinel_primary(target, limit).await.map(|(h, p, _)| (h, p)),
+        Discovery::Memcache { .. } => {
+            Err(ProbeError::new(ErrorClass::Other, "a memcache:// target has no primary".to_string()))
+        }
         Discovery::Cluster { seeds } => {
             // The primary of the first shard: enough for preflight.
             let shards = super::cluster::cluster_shards(target, seeds, limit).await?;

@@ -18,6 +18,8 @@ pub enum Discovery {
     Sentinel { sentinels: Vec<(String, u16)>, master: String },
     /// A Redis Cluster (or ElastiCache configuration endpoint): shards discovered from these seeds.
     Cluster { seeds: Vec<(String, u16)> },
+    /// Memcached nodes, each probed on its own.
+    Memcache { nodes: Vec<(String, u16)> },
 }
 
 #[derive(Clone)]
@@ -48,6 +50,21 @@ impl Target {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid(format!("target `{}` is not a URL (expected redis://host:port)", redact(url))))?;
+        if scheme == "memcache" || scheme == "memcached" {
+            let hosts = rest.split(['/', '?']).next().unwrap_or("");
+            let nodes = hosts.split(',').map(|h| parse_host_port(h, 11211)).collect::<Result<Vec<_>>>()?;
+            return Ok(Self {
+                discovery: Discovery::Memcache { nodes },
+                tls: false,
+                insecure_tls: false,
+                username: None,
+                password: None,
+                sentinel_password: None,
+                db: 0,
+                tls_ca: None,
+                redacted: redact(url),
+            });
+        }
         let (tls, sentinel, cluster) = match scheme {
             "redis" | "valkey" => (false, false, false),
             "rediss" | "valkeys" => (true, false, false),
@@ -127,13 +144,21 @@ impl Target {
         matches!(self.discovery, Discovery::Cluster { .. })
     }
 
+    /// Memcached nodes, when this is a memcache:// target.
+    pub fn memcache_nodes(&self) -> Option<&[(String, u16)]> {
+        match &self.discovery {
+            Discovery::Memcache { nodes } => Some(nodes),
+            _ => None,
+        }
+    }
+
     /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
     pub fn is_loopback(&self) -> bool {
         let hosts: Vec<&str> = match &self.discovery {
             Discovery::Direct { host, .. } => vec![host],
-            Discovery::Sentinel { sentinels: nodes, .. } | Discovery::Cluster { seeds: nodes } => {
-                nodes.iter().map(|(h, _)| h.as_str()).collect()
-            }
+            Discovery::Sentinel { sentinels: nodes, .. }
+            | Discovery::Cluster { seeds: nodes }
+            | Discovery::Memcache { nodes } => nodes.iter().map(|(h, _)| h.as_str()).collect(),
         };
         hosts.iter().all(|h| {
             *h == "localhost"

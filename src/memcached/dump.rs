@@ -1,0 +1,170 @@
+//! `failprobe memcached dump` / `restore`: every key of every node with its value, flags and
+//! expiry, byte-exact, so a node replacement (which empties the node) loses nothing.
+//!
+//! File: a header line, one JSON line per item (key and value base64), and a trailer with the
+//! item count and a checksum of every item line. A file that is cut short or altered is
+//! rejected as a whole before anything is written back: never half-applied.
+
+use super::proto::{Conn, Item};
+use crate::error::invalid;
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+const HEADER: &str = "failprobe-memcached-dump v1";
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    /// Index of the node in the target URL.
+    node: usize,
+    key: String,
+    flags: u32,
+    /// Absolute expiry, unix seconds; -1 never expires.
+    exp: i64,
+    value: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    items: u64,
+    fnv1a: String,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Counts {
+    pub items: u64,
+    pub skipped_expired: u64,
+    pub vanished: u64,
+}
+
+fn fnv1a(hash: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *hash ^= *b as u64;
+        *hash = hash.wrapping_mul(0x100000001b3);
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn progress(what: &str, done: u64, total: u64) {
+    if total >= 1000 && (done % (total / 10).max(1) == 0 || done == total) {
+        eprintln!("{what} {done}/{total}");
+    }
+}
+
+pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
+    let tmp = file.with_extension("partial");
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+    writeln!(out, "{HEADER}")?;
+    let mut hash = 0xcbf29ce484222325u64;
+    let mut counts = Counts::default();
+    for (i, (host, port)) in nodes.iter().enumerate() {
+        let addr = format!("{host}:{port}");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut conn = Conn::connect(&addr, Instant::now() + Duration::from_secs(2))
+            .await
+            .map_err(|e| invalid(format!("memcached {addr} not reachable: {e}")))?;
+        let listed = conn.metadump(deadline).await.map_err(|e| anyhow!("{addr}: lru_crawler metadump: {e}"))?;
+        let total = listed.len() as u64;
+        let mut done = 0;
+        for chunk in listed.chunks(100) {
+            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| k.as_slice()).collect();
+            let found = conn.get_many(&keys, deadline).await.map_err(|e| anyhow!("{addr}: get: {e}"))?;
+            counts.vanished += (chunk.len() - found.len()) as u64;
+            for item in found {
+                let exp = chunk.iter().find(|(k, _)| *k == item.key).map(|(_, e)| *e).unwrap_or(-1);
+                let record = Record {
+                    node: i,
+                    key: B64.encode(&item.key),
+                    flags: item.flags,
+                    exp,
+                    value: B64.encode(&item.value),
+                };
+                let line = serde_json::to_string(&record)?;
+                fnv1a(&mut hash, line.as_bytes());
+                writeln!(out, "{line}")?;
+                counts.items += 1;
+            }
+            done += chunk.len() as u64;
+            progress(&format!("dumping {addr}:"), done, total);
+        }
+    }
+    writeln!(out, "{}", serde_json::to_string(&Trailer { items: counts.items, fnv1a: format!("{hash:016x}") })?)?;
+    out.into_inner().map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?.sync_all()?;
+    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    Ok(counts)
+}
+
+/// Reads and checks the whole file first; only a complete, intact dump is restored.
+fn read_dump(file: &Path) -> Result<Vec<Record>> {
+    let f = std::fs::File::open(file).map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+    let lines: Vec<String> = std::io::BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    let bad = |msg: String| invalid(format!("{}: {msg}; nothing was restored", file.display()));
+    if lines.first().map(String::as_str) != Some(HEADER) {
+        return Err(bad("not a failprobe memcached dump (header missing)".into()));
+    }
+    let Some(trailer) = lines.last().and_then(|l| serde_json::from_str::<Trailer>(l).ok()) else {
+        return Err(bad("the dump is incomplete (no trailer: was it cut short?)".into()));
+    };
+    let mut hash = 0xcbf29ce484222325u64;
+    let mut records = Vec::new();
+    for (i, line) in lines[1..lines.len() - 1].iter().enumerate() {
+        fnv1a(&mut hash, line.as_bytes());
+        let r: Record = serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+        records.push(r);
+    }
+    if records.len() as u64 != trailer.items || format!("{hash:016x}") != trailer.fnv1a {
+        return Err(bad(format!(
+            "the dump is corrupt ({} items read, {} expected, checksum {})",
+            records.len(),
+            trailer.items,
+            if format!("{hash:016x}") == trailer.fnv1a { "ok" } else { "mismatch" }
+        )));
+    }
+    Ok(records)
+}
+
+pub async fn restore(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
+    let records = read_dump(file)?;
+    if let Some(r) = records.iter().find(|r| r.node >= nodes.len()) {
+        bail!(invalid(format!("the dump has keys of node {} but the target names {} node(s)", r.node, nodes.len())));
+    }
+    let mut conns = Vec::new();
+    for (host, port) in nodes {
+        let addr = format!("{host}:{port}");
+        let conn = Conn::connect(&addr, Instant::now() + Duration::from_secs(2))
+            .await
+            .map_err(|e| invalid(format!("memcached {addr} not reachable: {e}")))?;
+        conns.push(conn);
+    }
+    let mut counts = Counts::default();
+    let total = records.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for (done, r) in records.into_iter().enumerate() {
+        let ttl = match r.exp {
+            -1 => Duration::ZERO,
+            exp if exp <= now_unix() => {
+                counts.skipped_expired += 1;
+                continue;
+            }
+            // Never longer than it had left: round the remaining time down.
+            exp => Duration::from_secs((exp - now_unix()).max(1) as u64),
+        };
+        let item = Item { key: B64.decode(&r.key)?, flags: r.flags, value: B64.decode(&r.value)? };
+        conns[r.node].set(&item, ttl, deadline).await.map_err(|e| anyhow!("restoring into node {}: {e}", r.node))?;
+        counts.items += 1;
+        progress("restoring:", done as u64 + 1, total);
+    }
+    Ok(counts)
+}
