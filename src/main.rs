@@ -194,13 +194,18 @@ async fn memcached(action: MemcachedAction) -> Result<i32> {
             .ok_or_else(|| UsageError::Invalid(format!("`{}` is not a memcache:// target", target.redacted())))?;
         Ok(nodes.to_vec())
     };
+    let discover = |nodes: Vec<(String, u16)>| async move {
+        failprobe::probe::engine::discover_nodes(&nodes, std::time::Duration::from_secs(2))
+            .await
+            .map_err(|e| anyhow::Error::from(UsageError::Unreachable(e.to_string())))
+    };
     match action {
         MemcachedAction::Dump { target, file } => {
-            let c = dump::dump(&nodes(&target)?, &file).await?;
+            let c = dump::dump(&discover(nodes(&target)?).await?, &file).await?;
             println!("dumped {} keys to {} ({} vanished while dumping)", c.items, file.display(), c.vanished);
         }
         MemcachedAction::Restore { target, file } => {
-            let c = dump::restore(&nodes(&target)?, &file).await?;
+            let c = dump::restore(&discover(nodes(&target)?).await?, &file).await?;
             println!(
                 "restored {} keys from {} ({} skipped: expired meanwhile)",
                 c.items,

@@ -180,7 +180,10 @@ fn trigger_context(plan: &Plan, target: &Arc<Target>, lab: &Option<Arc<Lab>>) ->
 
 async fn preflight(target: &Target) -> Result<()> {
     if let Some(nodes) = target.memcache_nodes() {
-        for (host, port) in nodes {
+        let nodes = crate::probe::engine::discover_nodes(nodes, CONTROL_LIMIT)
+            .await
+            .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
+        for (host, port) in &nodes {
             let deadline = Instant::now() + CONTROL_LIMIT;
             let mut conn = crate::memcached::proto::Conn::connect(&format!("{host}:{port}"), deadline)
                 .await

@@ -83,6 +83,62 @@ fn cluster_kill_of_a_shard_primary_is_an_outage_of_seconds_on_that_shard() {
 }
 
 #[test]
+fn cluster_failover_of_a_shard_without_replica_is_refused_before_anything_is_written() {
+    let _turn = turn();
+    let lab = TestLab::start(Topology::Cluster);
+    // Kill shard 2's replica and wait until the cluster has marked it failed (node timeout 1 s):
+    // CLUSTER SLOTS then lists no replica for that shard.
+    let shard2_primary = {
+        let mut c = lab.conn(lab.primary_port());
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let owner_of_last = slots
+            .iter()
+            .find_map(|r| match r {
+                redis::Value::Array(p) if redis::from_redis_value_ref::<i64>(&p[1]).ok() == Some(16383) => {
+                    Some(p.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        let node = |v: &redis::Value| match v {
+            redis::Value::Array(n) => redis::from_redis_value_ref::<i64>(&n[1]).unwrap() as u16,
+            _ => panic!("node"),
+        };
+        let replica = node(&owner_of_last[3]);
+        let pid = lab.lab.pid_of_port(replica).unwrap();
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        node(&owner_of_last[2])
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut lab.conn(shard2_primary)).unwrap();
+        let unreplicated = slots.iter().any(|r| matches!(r, redis::Value::Array(p) if p.len() == 3));
+        if unreplicated {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cluster never marked the replica failed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = lab.out("run");
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &lab.lab.target_url(),
+        "--trigger",
+        "cluster-failover",
+        "--shard",
+        "2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shard 2"), "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no replica"), "{}", explain(&o));
+    assert!(!out.exists(), "nothing may be written");
+}
+
+#[test]
 fn a_shard_that_does_not_exist_is_refused_before_anything_is_written() {
     let _turn = turn();
     let lab = TestLab::start(Topology::Cluster);

@@ -29,6 +29,41 @@ fn items() -> Vec<(Item, Duration)> {
 }
 
 #[test]
+fn an_elasticache_configuration_endpoint_stands_for_its_nodes() {
+    let lab = TestLab::start(Topology::Memcached);
+    let endpoint = ConfigEndpoint::start(lab.lab.nodes().iter().map(|n| n.port).collect());
+    let out = lab.out("run");
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &format!("memcache://127.0.0.1:{}", endpoint.port),
+        "--trigger",
+        "none",
+        "--duration",
+        "1s",
+        "--seed-keys",
+        "100",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let shards = s["trials"][0]["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2, "both listed nodes probed");
+    let listed = s["trials"][0]["topology"][0]["primary"].as_str().unwrap();
+    assert!(
+        lab.lab.nodes().iter().all(|n| listed.contains(&n.port.to_string())),
+        "node list on the timeline: {listed}"
+    );
+    for (sh, node) in shards.iter().zip(lab.lab.nodes()) {
+        assert_eq!(sh["integrity"]["log_server"], format!("localhost:{}", node.port));
+        assert_eq!(u(&sh["integrity"]["surviving_seeded_keys"]), 100);
+        assert_eq!(u(&sh["writes"]["failed"]), 0);
+    }
+}
+
+#[test]
 fn restart_empties_the_replaced_node_only() {
     let lab = TestLab::start(Topology::Memcached);
     let out = lab.out("run");

@@ -132,6 +132,38 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// ElastiCache's configuration endpoint: `config get cluster` lists the nodes
+    /// (`host|ip|port` separated by spaces). A plain memcached answers ERROR: `None`.
+    pub async fn config_get_cluster(&mut self, deadline: Instant) -> Result<Option<Vec<(String, u16)>>, ProbeError> {
+        self.send(b"config get cluster\r\n", deadline).await?;
+        let first = self.line(deadline).await?;
+        if !first.starts_with("CONFIG cluster") {
+            return Ok(None);
+        }
+        let _version = self.line(deadline).await?;
+        let nodes_line = self.line(deadline).await?;
+        loop {
+            if self.line(deadline).await? == "END" {
+                break;
+            }
+        }
+        Ok(Some(parse_cluster_config(&nodes_line)))
+    }
+}
+
+/// `host|ip|port host|ip|port`: the host name when there is one (what ElastiCache clients
+/// use), else the IP.
+pub fn parse_cluster_config(line: &str) -> Vec<(String, u16)> {
+    line.split_whitespace()
+        .filter_map(|entry| {
+            let mut f = entry.split('|');
+            let (host, ip, port) = (f.next()?, f.next().unwrap_or(""), f.next()?.parse().ok()?);
+            Some((if host.is_empty() { ip } else { host }.to_string(), port))
+        })
+        .collect()
+}
+
 fn server_error(line: &str) -> ProbeError {
     ProbeError::new(ErrorClass::Other, format!("memcached answered `{line}`"))
 }
@@ -158,6 +190,15 @@ pub fn url_decode(s: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_elasticache_node_lists() {
+        let line = "my.0001.use1.cache.amazonaws.com|10.82.235.120|11211 |10.80.249.27|11212";
+        assert_eq!(
+            super::parse_cluster_config(line),
+            vec![("my.0001.use1.cache.amazonaws.com".to_string(), 11211), ("10.80.249.27".to_string(), 11212)]
+        );
+    }
+
     #[test]
     fn decodes_metadump_keys() {
         assert_eq!(super::url_decode("failprobe%3A%7Bab%7D%3Aseed%3A1"), b"failprobe:{ab}:seed:1".to_vec());

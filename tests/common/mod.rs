@@ -37,6 +37,45 @@ impl TestLab {
     }
 }
 
+/// An ElastiCache for Memcached configuration endpoint, emulated: it answers
+/// `config get cluster` with the given nodes, as the AWS documentation shows, and ERROR to
+/// anything else. A test support server on loopback, not part of failprobe.
+pub struct ConfigEndpoint {
+    pub port: u16,
+}
+
+impl ConfigEndpoint {
+    pub fn start(nodes: Vec<u16>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(64).flatten() {
+                let nodes = nodes.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        let reply = if line.trim() == "config get cluster" {
+                            let list: Vec<String> = nodes.iter().map(|p| format!("localhost|127.0.0.1|{p}")).collect();
+                            let body = format!("1\n{}\n", list.join(" "));
+                            format!("CONFIG cluster 0 {}\r\n{body}\r\nEND\r\n", body.len())
+                        } else {
+                            "ERROR\r\n".to_string()
+                        };
+                        if out.write_all(reply.as_bytes()).is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
 pub fn failprobe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_failprobe")).args(args).output().expect("running failprobe")
 }
