@@ -113,22 +113,7 @@ fn sigint_leaves_samples_and_a_report_that_rebuilds_identically() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
     let out = lab.out("run");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
-        .args([
-            "run",
-            "--target",
-            &format!("redis://127.0.0.1:{port}"),
-            "--trigger",
-            "none",
-            "--duration",
-            "30s",
-            "--quiet",
-        ])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = observe_for_30s(port, &out);
     std::thread::sleep(std::time::Duration::from_secs(3));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
@@ -149,21 +134,7 @@ fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
     let out = lab.out("run");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
-        .args([
-            "run",
-            "--target",
-            &format!("redis://127.0.0.1:{port}"),
-            "--trigger",
-            "none",
-            "--duration",
-            "30s",
-            "--quiet",
-        ])
-        .args(["--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = observe_for_30s(port, &out);
     std::thread::sleep(std::time::Duration::from_secs(3));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -175,4 +146,17 @@ fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
     // 3 s at 10 ms, flushed every 0.5 s: at least the first ~2 s survive the SIGKILL.
     assert!(u(&s["trials"][0]["writes"]["probes"]) >= 150, "{}", s["trials"][0]["writes"]["probes"]);
     assert!(s["trials"][0]["end_reason"].as_str().unwrap().contains("incomplete"));
+}
+
+/// A long observe-only run in the background, to be interrupted.
+fn observe_for_30s(port: u16, out: &std::path::Path) -> std::process::Child {
+    let target = format!("redis://127.0.0.1:{port}");
+    std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        .args(["run", "--target", &target, "--trigger", "none", "--duration", "30s", "--quiet"])
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }

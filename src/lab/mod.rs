@@ -295,21 +295,39 @@ impl Lab {
         }
     }
 
+    /// The nodes this value knows, plus any another failprobe process restarted meanwhile (a
+    /// `restart` trigger or a heal in a run with `--lab`): lab.json is the record of truth.
+    fn all_known_nodes(&self) -> Vec<Node> {
+        let mut nodes = self.nodes();
+        let on_disk = std::fs::read_to_string(self.dir.join(LAB_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<LabFile>(&t).ok())
+            .map(|f| f.nodes)
+            .unwrap_or_default();
+        for n in on_disk {
+            if !nodes.iter().any(|m| m.pid == n.pid) {
+                nodes.push(n);
+            }
+        }
+        nodes
+    }
+
     /// Stops exactly the processes this lab started (checked by their command line).
     pub fn down(&self) -> Result<usize> {
+        let nodes = self.all_known_nodes();
         let mut stopped = 0;
-        for node in self.nodes() {
+        for node in &nodes {
             if node.is_alive() {
                 let _ = crate::control::send_signal(node.pid, libc::SIGTERM);
                 stopped += 1;
             }
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.nodes().iter().any(|n| n.is_alive()) && std::time::Instant::now() < deadline {
+        while nodes.iter().any(|n| n.is_alive()) && std::time::Instant::now() < deadline {
             self.reap();
             std::thread::sleep(Duration::from_millis(50));
         }
-        for node in self.nodes() {
+        for node in &nodes {
             if node.is_alive() {
                 let _ = crate::control::send_signal(node.pid, libc::SIGKILL);
             }
