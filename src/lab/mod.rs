@@ -331,6 +331,9 @@ impl Lab {
             if node.is_alive() {
                 let _ = crate::control::send_signal(node.pid, libc::SIGKILL);
             }
+            if node.cluster {
+                let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
+            }
         }
         self.reap();
         Ok(stopped)

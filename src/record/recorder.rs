@@ -82,6 +82,18 @@ impl Recorder {
         v
     }
 
+    /// Samples of one shard (by name) of one trial and stream, by scheduled time.
+    pub fn shard_samples(&self, trial: u32, shard: &str, stream: Stream) -> Vec<Sample> {
+        let mut v: Vec<Sample> = self
+            .trials
+            .get(&trial)
+            .and_then(|t| t.samples.get(&Some(shard.to_string())))
+            .map(|s| s[stream.index()].clone())
+            .unwrap_or_default();
+        v.sort_by_key(|s| (s.scheduled_us, s.seq));
+        v
+    }
+
     pub fn events(&self, trial: u32) -> &[Event] {
         self.trials.get(&trial).map(|t| t.events.as_slice()).unwrap_or_default()
     }

@@ -1,11 +1,13 @@
 //! The timeline: latency of every probe over time (log scale), failed probes marked by error
 //! class, outage windows shaded, lost acknowledged writes in orange, trigger and primary changes
-//! as labelled vertical lines. One panel per trial and stream.
+//! as labelled vertical lines. One panel per trial and stream, and per shard or node when the
+//! target has several.
 
 use super::{plot_err, GREEN, GREY, ORANGE};
+use crate::record::integrity::Integrity;
 use crate::record::sample::ranges_contain;
 use crate::record::{ErrorClass, Event, EventKind, Recorder, Sample, Stream};
-use crate::report::summary::{Summary, TrialSummary};
+use crate::report::summary::{ShardSummary, StreamSummary, Summary, TrialSummary};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -15,16 +17,52 @@ pub const PANEL_HEIGHT: u32 = 260;
 /// One point per pixel column and outcome keeps a million-sample trial readable.
 const COLUMNS: usize = 1100;
 
+/// One plot: a stream of a trial, for the whole target or for one of its shards.
+struct Panel<'a> {
+    trial: &'a TrialSummary,
+    shard: Option<&'a ShardSummary>,
+    stream: Stream,
+}
+
+impl Panel<'_> {
+    fn stream_summary(&self) -> &StreamSummary {
+        let (w, r) = match self.shard {
+            Some(sh) => (&sh.writes, &sh.reads),
+            None => (&self.trial.writes, &self.trial.reads),
+        };
+        if self.stream == Stream::Write {
+            w
+        } else {
+            r
+        }
+    }
+
+    fn integrity(&self) -> &Integrity {
+        self.shard.map(|s| &s.integrity).unwrap_or(&self.trial.integrity)
+    }
+}
+
+fn panels(s: &Summary) -> Vec<Panel<'_>> {
+    let mut out = Vec::new();
+    for trial in &s.trials {
+        let shards: Vec<Option<&ShardSummary>> =
+            if trial.shards.is_empty() { vec![None] } else { trial.shards.iter().map(Some).collect() };
+        for shard in shards {
+            out.extend(Stream::ALL.map(|stream| Panel { trial, shard, stream }));
+        }
+    }
+    out
+}
+
 pub fn size(summary: &Summary) -> (u32, u32) {
-    (WIDTH, PANEL_HEIGHT * (summary.trials.len() * 2).max(1) as u32)
+    (WIDTH, PANEL_HEIGHT * panels(summary).len().max(1) as u32)
 }
 
 pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, rec: &Recorder) -> Result<()> {
-    let areas = root.split_evenly(((s.trials.len() * 2).max(1), 1));
-    for (i, t) in s.trials.iter().enumerate() {
-        for (j, stream) in Stream::ALL.iter().enumerate() {
-            draw_panel(&areas[i * 2 + j], s, t, *stream, rec).map_err(plot_err)?;
-        }
+    let panels = panels(s);
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (area, panel) in areas.iter().zip(&panels) {
+        draw_panel(area, s, panel, rec).map_err(plot_err)?;
     }
     Ok(())
 }
@@ -45,26 +83,32 @@ pub fn class_color(c: ErrorClass) -> RGBColor {
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     s: &Summary,
-    t: &TrialSummary,
-    stream: Stream,
+    panel: &Panel,
     rec: &Recorder,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let samples = rec.samples(t.index, stream);
+    let (t, stream) = (panel.trial, panel.stream);
+    let shard = panel.shard.map(|sh| sh.name.as_str());
+    let samples = match shard {
+        Some(name) => rec.shard_samples(t.index, name, stream),
+        None => rec.samples(t.index, stream),
+    };
     let x0 = t.started_at_ms / 1000.0;
     let x1 = (t.ended_at_ms / 1000.0).max(x0 + 0.001);
     // Log scale: sub-millisecond latency and a 250 ms timeout are both readable.
     let y_max = s.probe.timeout_ms * 1.5;
     let y_min = 0.05;
-    let st = if stream == Stream::Write { &t.writes } else { &t.reads };
-    let lost = if stream == Stream::Write && t.integrity.checked {
-        format!(" · {} acknowledged writes lost", t.integrity.lost_acked_writes)
+    let st = panel.stream_summary();
+    let integrity = panel.integrity();
+    let lost = if stream == Stream::Write && integrity.checked {
+        format!(" · {} acknowledged writes lost", integrity.lost_acked_writes)
     } else {
         String::new()
     };
     let source = t.source.as_deref().map(|s| format!(" · {s}")).unwrap_or_default();
     let caption = format!(
-        "trial {}{source} · {} · trigger {} · longest outage {}{lost}",
+        "trial {}{source} · {}{} · trigger {} · longest outage {}{lost}",
         t.index,
+        shard.map(|s| format!("{s} ")).unwrap_or_default(),
         stream.name(),
         t.trigger.kind,
         crate::duration::format_ms(st.longest_outage_ms)
@@ -101,7 +145,7 @@ fn draw_panel<DB: DrawingBackend>(
             .legend(move |(x, y)| Cross::new((x, y), 3, color.stroke_width(1)));
     }
     if stream == Stream::Write {
-        let lost = lost_writes(&samples, rec.events(t.index));
+        let lost = lost_writes(&samples, rec.events(t.index), shard);
         if !lost.is_empty() {
             has_legend = true;
             chart
@@ -142,14 +186,24 @@ fn draw_panel<DB: DrawingBackend>(
 }
 
 /// Acknowledged writes missing from the write log read back after recovery.
-fn lost_writes<'a>(samples: &'a [Sample], events: &[Event]) -> Vec<&'a Sample> {
-    let Some(present) = events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::WriteLog { present, .. } => Some(present),
-        _ => None,
-    }) else {
-        return Vec::new();
-    };
-    samples.iter().filter(|s| s.ok() && !ranges_contain(present, s.seq)).collect()
+fn lost_writes<'a>(samples: &'a [Sample], events: &[Event], shard: Option<&str>) -> Vec<&'a Sample> {
+    type Log<'e> = (&'e Option<String>, &'e Vec<(u64, u64)>);
+    let logs: Vec<Log> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WriteLog { present, shard, .. } => Some((shard, present)),
+            _ => None,
+        })
+        .collect();
+    let log_of = |name: Option<&str>| logs.iter().rev().find(|(s, _)| s.as_deref() == name).map(|(_, p)| *p);
+    samples
+        .iter()
+        .filter(|s| s.ok())
+        .filter(|s| match log_of(shard.or(s.shard.as_deref())) {
+            Some(present) => !ranges_contain(present, s.seq),
+            None => false,
+        })
+        .collect()
 }
 
 type Failed = Vec<(ErrorClass, Vec<f64>)>;
