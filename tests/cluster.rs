@@ -30,8 +30,16 @@ fn run(lab: &TestLab, extra: &[&str]) -> (std::process::Output, std::path::PathB
 fn cluster_failover_is_a_short_blip_on_its_shard_only() {
     let _turn = turn();
     let lab = TestLab::start(Topology::Cluster);
-    let (o, out) = run(&lab, &["--trigger", "cluster-failover", "--shard", "1"]);
+    let junit = lab.out("junit.xml");
+    let (o, out) = run(
+        &lab,
+        &["--trigger", "cluster-failover", "--shard", "1", "--max-outage", "1s", "--junit", junit.to_str().unwrap()],
+    );
     assert_eq!(code(&o), 0, "{}", explain(&o));
+    let junit = std::fs::read_to_string(junit).unwrap();
+    for shard in ["shard0", "shard1", "shard2"] {
+        assert!(junit.contains(&format!("trial0.{shard}\"")), "a JUnit case per shard: {junit}");
+    }
     let s = summary(&out);
     let shards = shards(&s);
     assert_eq!(shards.len(), 3);

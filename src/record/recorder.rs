@@ -463,6 +463,7 @@ fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) 
         for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
             checks.push(BudgetCheck {
                 trial: t.index,
+                shard: None,
                 name: format!("{name} recovered"),
                 passed: s.recovered,
                 measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
@@ -471,10 +472,37 @@ fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) 
             if let Some(max) = budget.max_outage_ms {
                 checks.push(BudgetCheck {
                     trial: t.index,
+                    shard: None,
                     name: format!("{name} outage within --max-outage"),
                     passed: s.longest_outage_ms <= max,
                     measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
                     limit: format_ms(max),
+                });
+            }
+        }
+        if let Some(max) = budget.max_outage_ms {
+            for sh in &t.shards {
+                for (name, s) in [("writes", &sh.writes), ("reads", &sh.reads)] {
+                    checks.push(BudgetCheck {
+                        trial: t.index,
+                        shard: Some(sh.name.clone()),
+                        name: format!("{} {name} outage within --max-outage", sh.name),
+                        passed: s.longest_outage_ms <= max,
+                        measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                        limit: format_ms(max),
+                    });
+                }
+            }
+        }
+        if let Some(max) = budget.max_lost_writes {
+            for sh in t.shards.iter().filter(|sh| sh.integrity.checked) {
+                checks.push(BudgetCheck {
+                    trial: t.index,
+                    shard: Some(sh.name.clone()),
+                    name: format!("{} acknowledged writes within --max-lost-writes", sh.name),
+                    passed: sh.integrity.lost_acked_writes <= max,
+                    measured: format!("{} acknowledged writes lost", sh.integrity.lost_acked_writes),
+                    limit: max.to_string(),
                 });
             }
         }
@@ -487,6 +515,7 @@ fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) 
             };
             checks.push(BudgetCheck {
                 trial: t.index,
+                shard: None,
                 name: "acknowledged writes within --max-lost-writes".into(),
                 passed,
                 measured,

@@ -13,13 +13,11 @@ pub fn junit(s: &Summary) -> String {
     let mut tests = 0;
     for c in &s.budget.checks {
         tests += 1;
-        let _ = write!(
-            cases,
-            r#"    <testcase classname="{}.trial{}" name="{}" time="0">"#,
-            esc(&s.scenario),
-            c.trial,
-            esc(&c.name)
-        );
+        let class = match &c.shard {
+            Some(shard) => format!("{}.trial{}.{shard}", s.scenario, c.trial),
+            None => format!("{}.trial{}", s.scenario, c.trial),
+        };
+        let _ = write!(cases, r#"    <testcase classname="{}" name="{}" time="0">"#, esc(&class), esc(&c.name));
         if c.passed {
             let _ = write!(cases, "<system-out>{}</system-out>", esc(&c.measured));
         } else {

@@ -160,6 +160,9 @@ pub struct BudgetResult {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct BudgetCheck {
     pub trial: u32,
+    /// Set for a per-shard (or per-node) check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub name: String,
     pub passed: bool,
     pub measured: String,
