@@ -18,21 +18,13 @@ fn shards(s: &Value) -> &Vec<Value> {
     s["trials"][0]["shards"].as_array().expect("per-shard sections")
 }
 
-fn run(lab: &TestLab, extra: &[&str]) -> (std::process::Output, std::path::PathBuf) {
-    let out = lab.out("run");
-    let mut args = vec!["run", "--lab", lab.lab.dir.to_str().unwrap(), "--quiet", "--warmup", "1s", "--settle", "1s"];
-    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
-    args.extend_from_slice(extra);
-    (failprobe(&args), out)
-}
-
 #[test]
 fn cluster_failover_is_a_short_blip_on_its_shard_only() {
     let _turn = turn();
     let lab = TestLab::start(Topology::Cluster);
     let junit = lab.out("junit.xml");
-    let (o, out) = run(
-        &lab,
+    let (o, out) = lab.run(
+        "run",
         &["--trigger", "cluster-failover", "--shard", "1", "--max-outage", "1s", "--junit", junit.to_str().unwrap()],
     );
     assert_eq!(code(&o), 0, "{}", explain(&o));
@@ -70,7 +62,7 @@ fn cluster_failover_is_a_short_blip_on_its_shard_only() {
 fn cluster_kill_of_a_shard_primary_is_an_outage_of_seconds_on_that_shard() {
     let _turn = turn();
     let lab = TestLab::start(Topology::Cluster);
-    let (o, out) = run(&lab, &["--trigger", "kill", "--shard", "0", "--max-trial", "20s"]);
+    let (o, out) = lab.run("run", &["--trigger", "kill", "--shard", "0", "--max-trial", "20s"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
     let shards = shards(&s);
@@ -150,10 +142,10 @@ fn cluster_failover_of_a_shard_without_replica_is_refused_before_anything_is_wri
 fn a_shard_that_does_not_exist_is_refused_before_anything_is_written() {
     let _turn = turn();
     let lab = TestLab::start(Topology::Cluster);
-    let (o, out) = run(&lab, &["--trigger", "cluster-failover", "--shard", "7"]);
+    let (o, out) = lab.run("run", &["--trigger", "cluster-failover", "--shard", "7"]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no shard 7"), "{}", explain(&o));
     assert!(!out.exists(), "nothing may be written");
-    let (o, _) = run(&lab, &["--trigger", "sentinel"]);
+    let (o, _) = lab.run("run", &["--trigger", "sentinel"]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
 }

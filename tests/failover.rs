@@ -6,21 +6,11 @@ use common::*;
 use failprobe::lab::Topology;
 use std::collections::HashSet;
 
-fn run_args<'a>(lab: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["run", "--lab", lab, "--out", out, "--quiet", "--warmup", "1s", "--settle", "1s"];
-    args.extend_from_slice(extra);
-    args
-}
-
 #[test]
 fn no_fault_means_no_outage_no_loss_exit_0() {
     let lab = TestLab::start(Topology::Replica);
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(
-        ld.to_str().unwrap(),
-        out.to_str().unwrap(),
-        &["--trigger", "none", "--duration", "2s", "--max-outage", "1ms", "--max-lost-writes", "0"],
-    ));
+    let (o, out) =
+        lab.run("run", &["--trigger", "none", "--duration", "2s", "--max-outage", "1ms", "--max-lost-writes", "0"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
     let t = &s["trials"][0];
@@ -40,12 +30,7 @@ fn no_fault_means_no_outage_no_loss_exit_0() {
 #[test]
 fn pause_of_the_primary_is_one_outage_of_the_pause_length() {
     let lab = TestLab::start(Topology::Replica);
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(
-        ld.to_str().unwrap(),
-        out.to_str().unwrap(),
-        &["--trigger", "pause=1.5s", "--interval", "5ms"],
-    ));
+    let (o, out) = lab.run("run", &["--trigger", "pause=1.5s", "--interval", "5ms"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let t = &summary(&out)["trials"][0];
     // Tolerance: one interval (5 ms) + 25 ms for reconnect and scheduling on a busy 2-core CI.
@@ -64,8 +49,7 @@ fn pause_of_the_primary_is_one_outage_of_the_pause_length() {
 fn sentinel_failover_loses_writes_and_failprobe_counts_them_exactly() {
     let lab = TestLab::start(Topology::Sentinel);
     let old_primary = lab.primary_port();
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(ld.to_str().unwrap(), out.to_str().unwrap(), &["--trigger", "sentinel"]));
+    let (o, out) = lab.run("run", &["--trigger", "sentinel"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
     let t = &s["trials"][0];
@@ -96,12 +80,7 @@ fn sentinel_failover_loses_writes_and_failprobe_counts_them_exactly() {
 #[test]
 fn kill_of_the_primary_with_sentinel_recovers_in_seconds() {
     let lab = TestLab::start(Topology::Sentinel);
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(
-        ld.to_str().unwrap(),
-        out.to_str().unwrap(),
-        &["--trigger", "kill", "--max-outage", "10s"],
-    ));
+    let (o, out) = lab.run("run", &["--trigger", "kill", "--max-outage", "10s"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let t = &summary(&out)["trials"][0];
     let w = &t["writes"];
@@ -114,12 +93,7 @@ fn kill_of_the_primary_with_sentinel_recovers_in_seconds() {
 #[test]
 fn kill_without_sentinel_is_unrecovered_and_fails_the_budget() {
     let lab = TestLab::start(Topology::Replica);
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(
-        ld.to_str().unwrap(),
-        out.to_str().unwrap(),
-        &["--trigger", "kill", "--max-outage", "1s", "--max-trial", "3s"],
-    ));
+    let (o, out) = lab.run("run", &["--trigger", "kill", "--max-outage", "1s", "--max-trial", "3s"]);
     assert_eq!(code(&o), 1, "{}", explain(&o));
     let s = summary(&out);
     let w = &s["trials"][0]["writes"];
@@ -141,8 +115,7 @@ fn failover_run_leaves_other_keys_untouched() {
         let _: () = redis::cmd("SET").arg(format!("app:{i}")).arg(value(i)).query(&mut conn).unwrap();
     }
     let _: () = redis::cmd("WAIT").arg(1).arg(2000).query(&mut conn).map(|_: i64| ()).unwrap();
-    let (ld, out) = (lab.lab_dir(), lab.out("run"));
-    let o = failprobe(&run_args(ld.to_str().unwrap(), out.to_str().unwrap(), &["--trigger", "sentinel"]));
+    let (o, out) = lab.run("run", &["--trigger", "sentinel"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
     assert_eq!(s["trials"][0]["keyspace"]["before"], 1000);

@@ -66,25 +66,7 @@ fn an_elasticache_configuration_endpoint_stands_for_its_nodes() {
 #[test]
 fn restart_empties_the_replaced_node_only() {
     let lab = TestLab::start(Topology::Memcached);
-    let out = lab.out("run");
-    let o = failprobe(&[
-        "run",
-        "--lab",
-        lab.lab.dir.to_str().unwrap(),
-        "--trigger",
-        "restart",
-        "--shard",
-        "0",
-        "--seed-keys",
-        "3000",
-        "--warmup",
-        "1s",
-        "--settle",
-        "1s",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (o, out) = lab.run("run", &["--trigger", "restart", "--shard", "0", "--seed-keys", "3000"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
     let shards = s["trials"][0]["shards"].as_array().unwrap();

@@ -10,13 +10,10 @@ use serde_json::Value;
 use std::path::Path;
 
 fn run(lab: &TestLab, name: &str, extra: &[&str]) -> (i32, std::path::PathBuf) {
-    let out = lab.out(name);
     let junit = lab.out(&format!("{name}.junit.xml"));
-    let mut args =
-        vec!["run", "--lab", lab.lab.dir.to_str().unwrap(), "--quiet", "--png", "--warmup", "1s", "--settle", "1s"];
-    args.extend_from_slice(&["--out", out.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
+    let mut args = vec!["--png", "--junit", junit.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let o = failprobe(&args);
+    let (o, out) = lab.run(name, &args);
     assert!(code(&o) == 0 || code(&o) == 1, "{}", explain(&o));
     (code(&o), out)
 }

@@ -43,24 +43,8 @@ fn promote_swaps_roles_and_a_client_pinned_to_the_old_primary_sees_readonly() {
 fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
-    let out = lab.out("run");
     let trigger = format!("command=redis-cli -p {port} DEBUG SLEEP 0.8");
-    let o = failprobe(&[
-        "run",
-        "--lab",
-        lab.lab_dir().to_str().unwrap(),
-        "--trigger",
-        &trigger,
-        "--interval",
-        "5ms",
-        "--warmup",
-        "1s",
-        "--settle",
-        "1s",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (o, out) = lab.run("run", &["--trigger", &trigger, "--interval", "5ms"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let t = &summary(&out)["trials"][0];
     assert!(t["trigger"]["error"].is_null());

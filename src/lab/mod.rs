@@ -124,7 +124,7 @@ impl Lab {
     async fn start_cluster(&self) -> Result<()> {
         let mut addrs = Vec::new();
         for i in 1..=6 {
-            let port = free_port()?;
+            let port = node::free_cluster_port()?;
             let mut node = Node::redis(&format!("redis-{i}"), port, &self.dir, None)?;
             node.cluster = true;
             self.spawn(node)?;

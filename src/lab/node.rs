@@ -205,6 +205,18 @@ pub async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
     anyhow::bail!("nothing listens on 127.0.0.1:{port} after {limit:?}")
 }
 
+/// A port for a cluster node: its cluster bus listens on port + 10 000, which must be free too
+/// (and exist: an ephemeral port above 55 535 has no bus port).
+pub fn free_cluster_port() -> Result<u16> {
+    for _ in 0..200 {
+        let port = free_port()?;
+        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port p with p + 10000 free too, for a cluster node and its bus")
+}
+
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.
 pub async fn wait_port_closed(port: u16, limit: Duration) {
     let until = tokio::time::Instant::now() + limit;

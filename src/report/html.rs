@@ -3,7 +3,7 @@
 
 use super::escape_html as esc;
 use super::summary::{Percentiles, Summary, TrialSummary};
-use super::{svg, write_one, Exporter, ReportData};
+use super::{write_one, Exporter, ReportData};
 use crate::duration::format_ms;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ th{background:#f5f5f7}td.l,th.l{text-align:left}tr.bad td{background:#fdeeee}
 
 pub fn render(data: &ReportData) -> Result<String> {
     let s = data.summary();
-    let plots: BTreeMap<&str, String> = svg::render_all(data)?.into_iter().collect();
+    let plots: BTreeMap<&str, &String> = data.plots()?.iter().map(|(name, svg)| (*name, svg)).collect();
     let mut h = String::new();
     let _ = write!(
         h,
@@ -81,7 +81,7 @@ fn section(h: &mut String, title: &str, note: &str) {
     }
 }
 
-fn plot(h: &mut String, plots: &BTreeMap<&str, String>, name: &str) {
+fn plot(h: &mut String, plots: &BTreeMap<&str, &String>, name: &str) {
     if let Some(svg) = plots.get(name) {
         let _ = writeln!(h, "<div class=\"plot\">{svg}</div>");
     }
@@ -356,13 +356,9 @@ fn settings(h: &mut String, s: &Summary) {
 
 fn definitions(h: &mut String, s: &Summary) {
     section(h, "How to read this", "");
-    if let Ok(md) = super::markdown::render(s) {
-        // The same definitions as report.md, one list item per line.
-        let defs = md.split("## How to read this").nth(1).unwrap_or("");
-        h.push_str("<ul>");
-        for line in defs.lines().filter_map(|l| l.strip_prefix("- ")) {
-            let _ = write!(h, "<li>{}</li>", esc(&line.replace("**", "")));
-        }
-        h.push_str("</ul>\n");
+    h.push_str("<ul>");
+    for d in super::markdown::definitions(s) {
+        let _ = write!(h, "<li>{}</li>", esc(&d.replace("**", "")));
     }
+    h.push_str("</ul>\n");
 }

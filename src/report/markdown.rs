@@ -172,14 +172,21 @@ fn stream_row(md: &mut String, name: &str, st: &StreamSummary) -> std::fmt::Resu
 }
 
 fn write_definitions(md: &mut String, s: &Summary) -> std::fmt::Result {
-    let r = &s.resolution;
     writeln!(md, "## How to read this\n")?;
-    writeln!(md, "- An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms))?;
-    writeln!(md, "- **Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; 99 % of probes left within {} of their due time.", r.histogram_significant_digits, format_ms(r.send_lateness_p99_ms))?;
-    writeln!(
-        md,
-        "- A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).",
-        format_ms(r.late_threshold_ms)
-    )?;
-    writeln!(md, "- **Lost** writes were acknowledged to the client but are missing from the primary's write log after recovery; **ghost** writes failed or timed out for the client yet were applied; a **stale read** returned a value older than a write acknowledged before the read was sent.")
+    for d in definitions(s) {
+        writeln!(md, "- {d}")?;
+    }
+    Ok(())
+}
+
+/// What each figure means and how precise it is; report.md and report.html both use these
+/// (Markdown emphasis with `**`).
+pub fn definitions(s: &Summary) -> Vec<String> {
+    let r = &s.resolution;
+    vec![
+        format!("An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms)),
+        format!("**Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; 99 % of probes left within {} of their due time.", r.histogram_significant_digits, format_ms(r.send_lateness_p99_ms)),
+        format!("A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).", format_ms(r.late_threshold_ms)),
+        "**Lost** writes were acknowledged to the client but are missing from the primary's write log after recovery; **ghost** writes failed or timed out for the client yet were applied; a **stale read** returned a value older than a write acknowledged before the read was sent.".to_string(),
+    ]
 }

@@ -24,11 +24,25 @@ use summary::Summary;
 pub struct ReportData<'a> {
     pub analysis: Analysis,
     pub recorder: &'a Recorder,
+    /// The SVG plots, drawn once for timeline.svg & co. and for the HTML report.
+    plots: std::cell::OnceCell<Vec<(&'static str, String)>>,
 }
 
-impl ReportData<'_> {
+impl<'a> ReportData<'a> {
+    pub fn new(analysis: Analysis, recorder: &'a Recorder) -> Self {
+        Self { analysis, recorder, plots: Default::default() }
+    }
+
     pub fn summary(&self) -> &Summary {
         &self.analysis.summary
+    }
+
+    pub fn plots(&self) -> Result<&[(&'static str, String)]> {
+        if let Some(p) = self.plots.get() {
+            return Ok(p);
+        }
+        let drawn = svg::render_all(self)?;
+        Ok(self.plots.get_or_init(|| drawn))
     }
 }
 
@@ -75,7 +89,7 @@ fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
 
 /// Writes the report files into `dir`; returns the summary and the paths written.
 pub fn write_reports(dir: &Path, recorder: &Recorder, options: &ReportOptions) -> Result<(Summary, Vec<PathBuf>)> {
-    let data = ReportData { analysis: recorder.analyse(), recorder };
+    let data = ReportData::new(recorder.analyse(), recorder);
     let mut written = Vec::new();
     for e in exporters(options) {
         written.extend(e.write(dir, &data)?);

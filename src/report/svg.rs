@@ -14,7 +14,7 @@ impl Exporter for Svg {
 
     fn write(&self, dir: &Path, data: &ReportData) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
-        for (name, svg) in render_all(data)? {
+        for (name, svg) in data.plots()? {
             out.extend(write_one(dir, name, svg.as_bytes())?);
         }
         Ok(out)
@@ -22,7 +22,7 @@ impl Exporter for Svg {
 }
 
 /// (file name, SVG document) of every plot; the HTML report inlines the same documents.
-pub fn render_all(data: &ReportData) -> Result<Vec<(&'static str, String)>> {
+pub(super) fn render_all(data: &ReportData) -> Result<Vec<(&'static str, String)>> {
     let s = data.summary();
     Ok(vec![
         ("timeline.svg", plot::svg(timeline::size(s), |root| timeline::draw(root, s, data.recorder))?),

@@ -32,6 +32,15 @@ impl TestLab {
         self.rt.block_on(self.lab.current_primary()).expect("lab has a primary")
     }
 
+    /// `failprobe run --lab <this lab> --quiet --warmup 1s --settle 1s --out <tmp>/<name> <extra…>`.
+    pub fn run(&self, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+        let out = self.out(name);
+        let (lab, out_arg) = (self.lab.dir.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+        let mut args = vec!["run", "--lab", &lab, "--quiet", "--warmup", "1s", "--settle", "1s", "--out", &out_arg];
+        args.extend_from_slice(extra);
+        (failprobe(&args), out)
+    }
+
     pub fn conn(&self, port: u16) -> redis::Connection {
         redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
     }
