@@ -63,6 +63,10 @@ pub enum Command {
         #[command(subcommand)]
         action: MemcachedAction,
     },
+    /// ElastiCache maintenance: upcoming node replacements and pending service updates, from the
+    /// event log (AWS keeps 14 days) and a local history that keeps everything fetched.
+    /// Exit 1 with --within D when a replacement window starts within D.
+    Events(Box<EventsArgs>),
     /// Local lab, 3 × SENTINEL FAILOVER and 1 × kill -9, report, lab down (about a minute).
     Demo {
         /// Where to write the report (default failprobe-demo-<time>).
@@ -142,6 +146,79 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub outputs: OutputArgs,
+    #[command(flatten)]
+    pub elasticache: ElasticacheRunArgs,
+}
+
+/// Where the AWS API is: anything unset comes from aws-config's default chain.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ApiArgs {
+    /// AWS region (default: AWS_REGION or the profile's).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile (default: AWS_PROFILE or `default`).
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// ElastiCache API endpoint, e.g. a VPC endpoint (also AWS_ENDPOINT_URL_ELASTICACHE).
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+}
+
+impl ApiArgs {
+    pub fn aws_args(&self) -> crate::aws::AwsArgs {
+        crate::aws::AwsArgs {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ElasticacheRunArgs {
+    /// ElastiCache Redis/Valkey: probe this replication group (DescribeReplicationGroups) and put
+    /// its events and member roles on the timeline. AUTH still comes from FAILPROBE_PASSWORD.
+    #[arg(long, conflicts_with = "cache_cluster")]
+    pub replication_group: Option<String>,
+    /// ElastiCache Memcached: probe this cache cluster's nodes (DescribeCacheClusters).
+    #[arg(long)]
+    pub cache_cluster: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Between DescribeEvents polls during the run [default: 5s]
+    #[arg(long, value_parser = parse_duration)]
+    pub aws_poll: Option<Duration>,
+    /// How long an ElastiCache trigger waits for AWS's completion events [default: 20m]
+    #[arg(long, value_parser = parse_duration)]
+    pub aws_wait: Option<Duration>,
+    /// elasticache-promote on a group with automatic failover: disable it, promote, enable it
+    /// again (restored even when the run is interrupted).
+    #[arg(long)]
+    pub allow_multi_az_toggle: bool,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct EventsArgs {
+    /// Replication groups (their member clusters are included); repeatable.
+    #[arg(long = "replication-group")]
+    pub replication_groups: Vec<String>,
+    /// Cache clusters; repeatable. Without either: every resource in the region.
+    #[arg(long = "cache-cluster")]
+    pub cache_clusters: Vec<String>,
+    /// How far back to fetch, 1 to 14 days (AWS keeps 14).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=14))]
+    pub days: u32,
+    /// The local history (JSON lines) [default: $FAILPROBE_HISTORY or ~/.local/state/failprobe/elasticache-events.jsonl]
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Exit 1 when a node replacement window starts within this long (e.g. 7d), for cron and CI.
+    #[arg(long, value_parser = parse_duration)]
+    pub within: Option<Duration>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// Extra outputs, for `run`, `report`, `merge` and `demo`.

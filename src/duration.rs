@@ -1,4 +1,4 @@
-//! Human durations: `100us`, `5ms`, `1.5s`, `2m`, `1h`. A unit is required so `5` is never
+//! Human durations: `100us`, `5ms`, `1.5s`, `2m`, `1h`, `7d`. A unit is required so `5` is never
 //! silently read as seconds when the user meant milliseconds.
 
 use serde::{Deserialize, Deserializer};
@@ -8,7 +8,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration `{t}` needs a unit (us, ms, s, m or h), e.g. `250ms`"))?;
+        .ok_or_else(|| format!("duration `{t}` needs a unit (us, ms, s, m, h or d), e.g. `250ms`"))?;
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| format!("`{t}` is not a duration (expected e.g. `5ms`, `1.5s`, `2m`)"))?;
     let secs_per_unit = match unit.trim() {
@@ -17,7 +17,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{t}` (use us, ms, s, m or h)")),
+        "d" => 86400.0,
+        other => return Err(format!("unknown unit `{other}` in `{t}` (use us, ms, s, m, h or d)")),
     };
     let secs = value * secs_per_unit;
     if !secs.is_finite() || !(0.0..=30.0 * 24.0 * 3600.0).contains(&secs) {

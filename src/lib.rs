@@ -4,6 +4,7 @@
 //! Data flows one way: `target` + `probe` → `control` → `record` → `report`. `run` wires a live
 //! measurement together; `lab` starts local servers for CI and the demo.
 
+pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod control;

@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::Parser;
-use failprobe::cli::{Cli, Command, LabAction, MemcachedAction, OutputArgs, RunArgs};
+use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, OutputArgs, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, Readiness, Topology};
 use failprobe::record::{recorder, store};
@@ -14,7 +14,7 @@ fn main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(log_filter(&cli.log)).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -36,6 +36,20 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The AWS SDK logs its retries and fallbacks (IMDS, profiles) as warnings with debug dumps;
+/// failprobe reports the error that matters itself. `--log debug` shows them all.
+fn log_filter(level: &str) -> String {
+    if level.contains('=') || matches!(level, "debug" | "trace") {
+        return level.to_string();
+    }
+    let quiet = ["aws_config", "aws_smithy_runtime", "aws_smithy_http_client", "aws_runtime", "aws_sdk_elasticache"];
+    let mut filter = level.to_string();
+    for target in quiet {
+        filter.push_str(&format!(",{target}=off"));
+    }
+    filter
+}
+
 async fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Run(args) => run(*args).await,
@@ -44,6 +58,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Compare { a, b, html } => compare(a, b, html),
         Command::Lab { action } => lab(action).await,
         Command::Memcached { action } => memcached(action).await,
+        Command::Events(args) => events(*args).await,
         Command::Demo { out, outputs } => demo(out, outputs).await,
     }
 }
@@ -86,7 +101,39 @@ fn overrides(a: RunArgs) -> Overrides {
         seed_keys: a.seed_keys,
         yes: a.yes,
         quiet: a.quiet,
+        aws: scenario::AwsOverrides {
+            replication_group: a.elasticache.replication_group,
+            cache_cluster: a.elasticache.cache_cluster,
+            region: a.elasticache.api.region,
+            profile: a.elasticache.api.profile,
+            endpoint_url: a.elasticache.api.endpoint_url,
+            poll: a.elasticache.aws_poll,
+            wait: a.elasticache.aws_wait,
+            allow_multi_az_toggle: a.elasticache.allow_multi_az_toggle,
+        },
     }
+}
+
+/// `failprobe events`: exit 1 when --within finds a replacement window, 2 on errors.
+async fn events(args: EventsArgs) -> Result<i32> {
+    use failprobe::aws::{history, maintenance};
+    let client = failprobe::aws::client(&args.api.aws_args()).await?;
+    let now = chrono::Utc::now();
+    let query = maintenance::Query {
+        replication_groups: args.replication_groups,
+        cache_clusters: args.cache_clusters,
+        days: args.days,
+        history: args.history.unwrap_or_else(history::default_path),
+        within: args.within.and_then(|w| chrono::Duration::from_std(w).ok()),
+        now,
+    };
+    let report = maintenance::run(&client, &query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", maintenance::render(&report, now));
+    }
+    Ok(if report.alert { failprobe::error::EXIT_BUDGET } else { failprobe::error::EXIT_PASS })
 }
 
 fn report(dir: PathBuf, formats: Vec<String>, outputs: OutputArgs) -> Result<i32> {

@@ -2,6 +2,7 @@
 //! for recovery and settle, check integrity. Samples and events go over one channel to a single
 //! recorder task that persists first; probe tasks never block on disk.
 
+use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
@@ -45,6 +46,7 @@ struct RunContext {
     health: Vec<Arc<Health>>,
     cancel: watch::Receiver<bool>,
     own_keys: std::sync::Mutex<Vec<String>>,
+    aws: Option<Arc<AwsRun>>,
 }
 
 pub async fn run(plan: Plan) -> Result<RunResult> {
@@ -58,21 +60,35 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         .into());
     }
     let lab = open_lab(&plan).await?;
+    let (aws, aws_url) = open_aws(&plan).await?;
     let target_url = plan
         .target
         .clone()
+        .or(aws_url)
         .or_else(|| lab.as_ref().map(|l| l.target_url()))
         .ok_or_else(|| anyhow!(UsageError::Invalid("no target".into())))?;
     let target = Arc::new(Target::parse(&target_url)?);
     check_plan(&plan, &target, lab.as_deref())?;
-    confirm(&plan, &target)?;
+    let calls_aws = plan.triggers.iter().any(|t| t.is_aws());
+    if !calls_aws {
+        confirm(&plan, &target, &[])?;
+    }
     if let Some(lab) = &lab {
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
-    let tctx = trigger_context(&plan, &target, &lab);
+    let tctx = trigger_context(&plan, &target, &lab, &aws);
+    let mut api_calls = Vec::new();
+    let mut checked: Vec<&TriggerSpec> = Vec::new();
     for spec in &plan.triggers {
-        spec.check(&tctx).await?;
+        if !checked.contains(&spec) {
+            api_calls.extend(spec.check(&tctx).await?);
+            checked.push(spec);
+        }
+    }
+    // The AWS calls are known only now (the node group comes from DescribeReplicationGroups).
+    if calls_aws {
+        confirm(&plan, &target, &api_calls)?;
     }
 
     let clock = Clock::start_now();
@@ -89,7 +105,12 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
     let prober = Arc::new(prober);
     let health = (0..prober.shard_names().len() * 2).map(|_| Arc::new(Health::default())).collect();
-    let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default() };
+    let aws_stop = watch::channel(false);
+    let aws_task = aws.as_ref().map(|a| {
+        a.attach(report.clone());
+        a.clone().spawn(aws_stop.1.clone())
+    });
+    let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default(), aws };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
     for (i, spec) in ctx.plan.triggers.iter().enumerate() {
@@ -100,6 +121,17 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
             ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
             failure = Some(e);
             break;
+        }
+    }
+    if let Some(aws) = &ctx.aws {
+        let _ = aws_stop.0.send(true);
+        if let Some(task) = aws_task {
+            let _ = task.await;
+        }
+        aws.restore_all().await;
+        // Events AWS logged since the last poll still belong on the timeline.
+        if let Err(e) = aws.poll_events().await {
+            tracing::warn!("{e}");
         }
     }
     ctx.prober.shutdown();
@@ -114,6 +146,41 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         return Err(e.context(format!("run stopped; what was measured is in {}", ctx.plan.out.display())));
     }
     Ok(RunResult { summary, dir: ctx.plan.out.clone(), files })
+}
+
+/// `--replication-group` / `--cache-cluster`: the API client, and the probe target AWS describes.
+async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option<String>)> {
+    let Some(p) = &plan.aws else { return Ok((None, None)) };
+    let unusable = |e: &dyn std::fmt::Display| UsageError::Invalid(format!("{e} (no failover was started)"));
+    let client = crate::aws::client(&p.api).await?;
+    let mut sources = std::collections::BTreeSet::new();
+    let url = if let Some(id) = &p.replication_group {
+        let g = crate::aws::group::describe_group(&client, id).await.map_err(|e| unusable(&e))?;
+        sources.insert(g.id.clone());
+        sources.extend(g.member_clusters.iter().cloned());
+        eprintln!(
+            "{}: {} {}, {}, automatic failover {}, {}",
+            g.id,
+            g.engine,
+            if g.cluster_enabled { "cluster mode" } else { "cluster mode disabled" },
+            g.status,
+            g.automatic_failover,
+            g.roles()
+        );
+        g.target_url().map_err(|e| unusable(&format!("{id}: {e}")))?
+    } else if let Some(id) = &p.cache_cluster {
+        let c = crate::aws::group::describe_cache_cluster(&client, id).await.map_err(|e| unusable(&e))?;
+        sources.insert(c.id.clone());
+        eprintln!("{}: {} {}, nodes {}", c.id, c.engine, c.status, c.node_states());
+        c.memcache_url().map_err(|e| unusable(&format!("{id}: {e}")))?
+    } else {
+        return Ok((None, None));
+    };
+    let mut run = AwsRun::new(client, p.replication_group.clone(), p.cache_cluster.clone(), sources);
+    run.poll = p.poll;
+    run.wait = p.wait;
+    run.allow_multi_az_toggle = p.allow_multi_az_toggle;
+    Ok((Some(Arc::new(run)), Some(url)))
 }
 
 async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
@@ -146,18 +213,29 @@ fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
     Ok(())
 }
 
-/// A destructive trigger against anything but loopback needs `--yes` or a typed confirmation.
-fn confirm(plan: &Plan, target: &Target) -> Result<()> {
+/// A destructive trigger against anything but loopback, and any trigger that calls the AWS API,
+/// needs `--yes` or a typed confirmation that shows exactly what will be called.
+fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     let destructive: Vec<String> =
         plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
-    if destructive.is_empty() || target.is_loopback() || plan.yes {
+    if destructive.is_empty() || (target.is_loopback() && api_calls.is_empty()) || plan.yes {
         return Ok(());
     }
-    let what = format!("{} trial(s) of `{}` against {}", destructive.len(), destructive[0], target.redacted());
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError::NotConfirmed(format!("{what}: not on loopback; pass --yes to confirm")).into());
+    let mut what = format!("{} trial(s) of `{}` against {}", destructive.len(), destructive[0], target.redacted());
+    for call in api_calls {
+        what.push_str(&format!("\n  each trial calls: {call}"));
     }
-    eprint!("failprobe will run {what}, which is not on this machine.\nType `yes` to go ahead: ");
+    if let Some(api) = plan.aws.as_ref().map(|a| &a.api) {
+        let region = api.region.as_deref().unwrap_or("from the AWS profile/environment");
+        let endpoint = api.endpoint_url.as_deref().unwrap_or("AWS's endpoint");
+        what.push_str(&format!("\n  region {region}, endpoint {endpoint}"));
+    }
+    if !std::io::stdin().is_terminal() {
+        let why = if api_calls.is_empty() { "not on loopback" } else { "calls the AWS API" };
+        return Err(UsageError::NotConfirmed(format!("{what}\n({why}; pass --yes to confirm)")).into());
+    }
+    let place = if api_calls.is_empty() { ", which is not on this machine" } else { "" };
+    eprint!("failprobe will run {what}{place}.\nType `yes` to go ahead: ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if answer.trim() != "yes" {
@@ -166,7 +244,12 @@ fn confirm(plan: &Plan, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn trigger_context(plan: &Plan, target: &Arc<Target>, lab: &Option<Arc<Lab>>) -> TriggerContext {
+fn trigger_context(
+    plan: &Plan,
+    target: &Arc<Target>,
+    lab: &Option<Arc<Lab>>,
+    aws: &Option<Arc<AwsRun>>,
+) -> TriggerContext {
     TriggerContext {
         target: target.clone(),
         lab: lab.clone(),
@@ -175,6 +258,7 @@ fn trigger_context(plan: &Plan, target: &Arc<Target>, lab: &Option<Arc<Lab>>) ->
         max_wait: plan.max_trial,
         shard: plan.shard,
         key: plan.key.clone(),
+        aws: aws.clone(),
     }
 }
 
@@ -344,7 +428,7 @@ async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Op
         return Ending::Interrupted;
     }
     record_keyspace(ctx, KeyspacePhase::Before).await;
-    let tctx = trigger_context(&ctx.plan, &ctx.target, &ctx.lab);
+    let tctx = trigger_context(&ctx.plan, &ctx.target, &ctx.lab, &ctx.aws);
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
     match cancellable(&mut cancel, trigger.fire(&tctx)).await {
@@ -484,5 +568,6 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         quiet: false,
         report: Default::default(),
         ci: Default::default(),
+        aws: None,
     }
 }

@@ -26,6 +26,36 @@ pub struct ScenarioFile {
     pub trials: TrialsSection,
     #[serde(default)]
     pub budget: BudgetSection,
+    pub elasticache: Option<ElasticacheSection>,
+}
+
+/// `[elasticache]`: discover the target from AWS, and where to reach the API.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticacheSection {
+    pub replication_group: Option<String>,
+    pub cache_cluster: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub poll: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub wait: Option<Duration>,
+    pub allow_multi_az_toggle: Option<bool>,
+}
+
+/// The AWS side of a plan.
+#[derive(Clone, Debug, Default)]
+pub struct AwsPlan {
+    pub api: crate::aws::AwsArgs,
+    pub replication_group: Option<String>,
+    pub cache_cluster: Option<String>,
+    /// Between DescribeEvents / Describe* polls during the run.
+    pub poll: Duration,
+    /// How long a trigger waits for AWS's completion events.
+    pub wait: Duration,
+    pub allow_multi_az_toggle: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -126,6 +156,7 @@ pub struct Plan {
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
+    pub aws: Option<AwsPlan>,
 }
 
 /// CLI overrides; `None` keeps the scenario's value or the default.
@@ -154,6 +185,47 @@ pub struct Overrides {
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
+    pub aws: AwsOverrides,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct AwsOverrides {
+    pub replication_group: Option<String>,
+    pub cache_cluster: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub poll: Option<Duration>,
+    pub wait: Option<Duration>,
+    pub allow_multi_az_toggle: bool,
+}
+
+fn aws_plan(f: Option<ElasticacheSection>, o: AwsOverrides) -> Result<Option<AwsPlan>> {
+    let f = f.unwrap_or_default();
+    let replication_group = o.replication_group.or(f.replication_group);
+    let cache_cluster = o.cache_cluster.or(f.cache_cluster);
+    if replication_group.is_none() && cache_cluster.is_none() {
+        return Ok(None);
+    }
+    if replication_group.is_some() && cache_cluster.is_some() {
+        return Err(invalid("give --replication-group (Redis/Valkey) or --cache-cluster (Memcached), not both"));
+    }
+    let poll = o.poll.or(f.poll).unwrap_or(Duration::from_secs(5));
+    if poll < Duration::from_millis(100) {
+        return Err(invalid("--aws-poll must be at least 100ms (DescribeEvents is rate limited)"));
+    }
+    Ok(Some(AwsPlan {
+        api: crate::aws::AwsArgs {
+            region: o.region.or(f.region),
+            profile: o.profile.or(f.profile),
+            endpoint_url: o.endpoint_url.or(f.endpoint_url),
+        },
+        replication_group,
+        cache_cluster,
+        poll,
+        wait: o.wait.or(f.wait).unwrap_or(Duration::from_secs(20 * 60)),
+        allow_multi_az_toggle: o.allow_multi_az_toggle || f.allow_multi_az_toggle.unwrap_or(false),
+    }))
 }
 
 pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
@@ -187,10 +259,17 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         return Err(invalid("--timeout must be between 1ms and 60s"));
     }
     let target = o.target.or(f.target.url);
-    if target.is_none() && lab_topology.is_none() && o.lab.is_none() {
+    let aws = aws_plan(f.elasticache, o.aws)?;
+    if target.is_none() && lab_topology.is_none() && o.lab.is_none() && aws.is_none() {
         return Err(invalid(
-            "no target: give --target URL, --lab DIR, or a scenario with [target] url or [lab] topology",
+            "no target: give --target URL, --lab DIR, --replication-group ID, --cache-cluster ID, or a scenario with [target] url or [lab] topology",
         ));
+    }
+    if trigger.is_aws() && aws.is_none() {
+        return Err(invalid(format!(
+            "trigger `{}` calls the ElastiCache API: give --replication-group ID (or --cache-cluster ID for a reboot)",
+            trigger.label()
+        )));
     }
     let out =
         o.out.unwrap_or_else(|| PathBuf::from(format!("failprobe-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
@@ -220,6 +299,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         quiet: o.quiet,
         report: o.report,
         ci: o.ci,
+        aws,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 mod command;
+pub mod elasticache;
 mod process;
 pub use process::send as send_signal;
 mod promote;
@@ -32,6 +33,8 @@ pub struct TriggerContext {
     /// Cluster: the shard to act on (`--shard N`), or the one owning `--key K`; default 0.
     pub shard: Option<usize>,
     pub key: Option<String>,
+    /// `--replication-group` / `--cache-cluster`: the AWS side of the run.
+    pub aws: Option<Arc<crate::aws::watch::AwsRun>>,
 }
 
 pub trait Trigger: Send + Sync {
@@ -57,6 +60,15 @@ pub enum TriggerSpec {
     ClusterFailover(Option<String>),
     /// Kill a lab node and start it again on the same port: a node replacement.
     Restart,
+    /// ElastiCache TestFailover on a node group (default: the probed one).
+    ElasticacheTestFailover(Option<String>),
+    /// ElastiCache ModifyReplicationGroup PrimaryClusterId.
+    ElasticachePromote(String),
+    /// ElastiCache RebootCacheCluster.
+    ElasticacheReboot {
+        cache_cluster: String,
+        nodes: Vec<String>,
+    },
 }
 
 impl TriggerSpec {
@@ -74,12 +86,18 @@ impl TriggerSpec {
             ("pause", Some(d)) => Self::Pause(crate::duration::parse_duration(d).map_err(invalid)?),
             ("command", Some(c)) if !c.trim().is_empty() => Self::Command(c.to_string()),
             ("cluster-failover", None) => Self::ClusterFailover(None),
+            ("elasticache-test-failover", None) => Self::ElasticacheTestFailover(None),
+            ("elasticache-test-failover", Some(ng)) if !ng.trim().is_empty() => {
+                Self::ElasticacheTestFailover(Some(ng.trim().to_string()))
+            }
+            ("elasticache-promote", Some(id)) if !id.trim().is_empty() => Self::ElasticachePromote(id.trim().to_string()),
+            ("elasticache-reboot", Some(arg)) => parse_reboot(arg)?,
             ("cluster-failover", Some(m)) if ["force", "takeover"].contains(&m.to_lowercase().as_str()) => {
                 Self::ClusterFailover(Some(m.to_lowercase()))
             }
             _ => {
                 return Err(invalid(format!(
-                    "unknown trigger `{text}`: use none, sentinel, promote, kill, restart, pause=<duration>, command=<shell command> or cluster-failover[=force|takeover]"
+                    "unknown trigger `{text}`: use none, sentinel, promote, kill, restart, pause=<duration>, command=<shell command>, cluster-failover[=force|takeover], elasticache-test-failover[=<node-group-id>], elasticache-promote=<cache-cluster-id> or elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]"
                 )))
             }
         })
@@ -95,6 +113,11 @@ impl TriggerSpec {
             Self::Command(c) => Box::new(command::Command(c.clone())),
             Self::ClusterFailover(mode) => Box::new(cluster::ClusterFailover(mode.clone())),
             Self::Restart => Box::new(process::Restart),
+            Self::ElasticacheTestFailover(ng) => Box::new(elasticache::TestFailover(ng.clone())),
+            Self::ElasticachePromote(id) => Box::new(elasticache::Promote(id.clone())),
+            Self::ElasticacheReboot { cache_cluster, nodes } => {
+                Box::new(elasticache::Reboot { cache_cluster: cache_cluster.clone(), nodes: nodes.clone() })
+            }
         })
     }
 
@@ -110,6 +133,12 @@ impl TriggerSpec {
             Self::Command(c) => format!("command={c}"),
             Self::ClusterFailover(mode) => cluster::ClusterFailover(mode.clone()).kind(),
             Self::Restart => "restart".into(),
+            Self::ElasticacheTestFailover(None) => "elasticache-test-failover".into(),
+            Self::ElasticacheTestFailover(Some(ng)) => format!("elasticache-test-failover={ng}"),
+            Self::ElasticachePromote(id) => format!("elasticache-promote={id}"),
+            Self::ElasticacheReboot { cache_cluster, nodes } => {
+                format!("elasticache-reboot={cache_cluster}:{}", nodes.join(","))
+            }
         }
     }
 
@@ -118,9 +147,30 @@ impl TriggerSpec {
         matches!(self, Self::Kill | Self::Pause(_) | Self::Restart)
     }
 
+    /// Calls the AWS API: always confirmed (`--yes` or typed), whatever the endpoint.
+    pub fn is_aws(&self) -> bool {
+        matches!(self, Self::ElasticacheTestFailover(_) | Self::ElasticachePromote(_) | Self::ElasticacheReboot { .. })
+    }
+
     /// What can be checked before anything is written or fired: the chosen shard exists and,
-    /// for a cluster failover, has a replica.
-    pub async fn check(&self, ctx: &TriggerContext) -> Result<()> {
+    /// for a cluster failover, has a replica; AWS's preconditions for the ElastiCache triggers.
+    /// Returns, for those, exactly which API calls the trigger will make.
+    pub async fn check(&self, ctx: &TriggerContext) -> Result<Option<String>> {
+        match self {
+            Self::ElasticacheTestFailover(ng) => {
+                return elasticache::TestFailover(ng.clone()).check(ctx).await.map(Some)
+            }
+            Self::ElasticachePromote(id) => return elasticache::Promote(id.clone()).check(ctx).await.map(Some),
+            Self::ElasticacheReboot { cache_cluster, nodes } => {
+                let reboot = elasticache::Reboot { cache_cluster: cache_cluster.clone(), nodes: nodes.clone() };
+                return reboot.check(ctx).await.map(Some);
+            }
+            _ => {}
+        }
+        self.check_redis(ctx).await.map(|_| None)
+    }
+
+    async fn check_redis(&self, ctx: &TriggerContext) -> Result<()> {
         if !ctx.target.is_cluster() {
             return match self {
                 Self::ClusterFailover(_) => Err(invalid("cluster-failover needs a redis+cluster:// target")),
@@ -140,6 +190,19 @@ impl TriggerSpec {
     }
 }
 
+/// `<cache-cluster-id>:<node-id>[,<node-id>...]`.
+fn parse_reboot(arg: &str) -> Result<TriggerSpec> {
+    let usage = || {
+        invalid(format!("elasticache-reboot=`{arg}`: expected <cache-cluster-id>:<node-id>[,<node-id>...], e.g. my-memcached:0001,0002"))
+    };
+    let (cluster, nodes) = arg.split_once(':').ok_or_else(usage)?;
+    let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    if cluster.trim().is_empty() || nodes.is_empty() {
+        return Err(usage());
+    }
+    Ok(TriggerSpec::ElasticacheReboot { cache_cluster: cluster.trim().to_string(), nodes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +214,14 @@ mod tests {
         assert_eq!(TriggerSpec::parse("sentinel").unwrap(), TriggerSpec::Sentinel);
         assert!(TriggerSpec::parse("pause").is_err());
         assert!(TriggerSpec::parse("explode").is_err());
+        assert_eq!(
+            TriggerSpec::parse("elasticache-reboot=mc:0001,0002").unwrap(),
+            TriggerSpec::ElasticacheReboot { cache_cluster: "mc".into(), nodes: vec!["0001".into(), "0002".into()] }
+        );
+        assert!(TriggerSpec::parse("elasticache-reboot=mc").is_err());
+        assert!(TriggerSpec::parse("elasticache-promote").is_err());
+        let spec = TriggerSpec::parse("elasticache-test-failover=0002").unwrap();
+        assert_eq!(spec, TriggerSpec::ElasticacheTestFailover(Some("0002".into())));
+        assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);
     }
 }

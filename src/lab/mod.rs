@@ -6,7 +6,8 @@ mod health;
 mod node;
 
 pub use health::Readiness;
-use node::{free_port, Node, NodeKind};
+use node::free_port;
+pub use node::{Node, NodeKind};
 
 use crate::error::invalid;
 use anyhow::{bail, Context, Result};

@@ -54,7 +54,7 @@ fn now_unix() -> i64 {
 }
 
 fn progress(what: &str, done: u64, total: u64) {
-    if total >= 1000 && (done % (total / 10).max(1) == 0 || done == total) {
+    if total >= 1000 && (done.is_multiple_of((total / 10).max(1)) || done == total) {
         eprintln!("{what} {done}/{total}");
     }
 }

@@ -51,7 +51,12 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn event(&self, kind: EventKind) {
-        let e = Event { at_us: self.clock.now_us(), trial: self.trial.load(Ordering::Relaxed), kind };
+        self.event_at(self.clock.now_us(), kind);
+    }
+
+    /// An event that happened at another time than now (AWS events carry their own).
+    pub fn event_at(&self, at_us: u64, kind: EventKind) {
+        let e = Event { at_us, trial: self.trial.load(Ordering::Relaxed), kind };
         let _ = self.tx.send(Record::Event(e));
     }
 }

@@ -205,6 +205,7 @@ impl Recorder {
             topology: topology_changes(&t.events),
             timeline: timeline(&t.events, &windows),
             shards: per_shard,
+            aws: aws_trial(&t.events, &windows[Stream::Write.index()]),
             trigger,
         };
         (summary, [writes_h, reads_h])
@@ -423,6 +424,12 @@ fn timeline(events: &[Event], windows: &[Vec<Window>; 2]) -> Vec<TimelineEntry> 
             }
             EventKind::TrialEnd { reason } => push(e.at_us, format!("trial ended: {reason}")),
             EventKind::Interrupted => push(e.at_us, "interrupted (Ctrl-C)".to_string()),
+            EventKind::Aws { source, message, aws_time, .. } => {
+                push(e.at_us, format!("AWS {source}: {message} (AWS time {aws_time})"))
+            }
+            EventKind::AwsTopology { resource, status, members } => {
+                push(e.at_us, format!("AWS {resource} {status}: {members}"))
+            }
             _ => {}
         }
     }
@@ -445,6 +452,40 @@ fn timeline(events: &[Event], windows: &[Vec<Window>; 2]) -> Vec<TimelineEntry> 
     }
     out.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     out
+}
+
+fn aws_trial(events: &[Event], write_windows: &[Window]) -> Option<AwsTrial> {
+    let mut aws = AwsTrial::default();
+    for e in events {
+        match &e.kind {
+            EventKind::Aws { source, class, message, aws_time, seen_us, .. } => aws.events.push(AwsEventEntry {
+                at_ms: us_to_ms(e.at_us),
+                aws_time: aws_time.clone(),
+                seen_at_ms: us_to_ms(*seen_us),
+                source: source.clone(),
+                class: class.clone(),
+                message: message.clone(),
+            }),
+            EventKind::AwsTopology { status, members, .. } => aws.topology.push(AwsTopologyEntry {
+                at_ms: us_to_ms(e.at_us),
+                status: status.clone(),
+                members: members.clone(),
+            }),
+            _ => {}
+        }
+    }
+    if aws.events.is_empty() && aws.topology.is_empty() {
+        return None;
+    }
+    // Events arrive as they are polled; the report lists them in AWS's order.
+    aws.events.sort_by(|a, b| a.aws_time.cmp(&b.aws_time).then(a.at_ms.total_cmp(&b.at_ms)));
+    aws.failover_completed_at_ms = aws.events.iter().find(|e| e.class == "failover-completed").map(|e| e.at_ms);
+    aws.recovery_finished_at_ms = aws.events.iter().rev().find(|e| e.class == "node-recovered").map(|e| e.at_ms);
+    aws.writes_recovered_at_ms = write_windows.iter().rev().find(|w| w.recovered).map(|w| us_to_ms(w.end_us));
+    if let (Some(done), Some(back)) = (aws.failover_completed_at_ms, aws.writes_recovered_at_ms) {
+        aws.completion_lag_ms = Some(done - back);
+    }
+    Some(aws)
 }
 
 fn outage_histogram(trials: &[TrialSummary]) -> OutageHistogram {
@@ -520,6 +561,18 @@ fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) 
                 passed,
                 measured,
                 limit: max.to_string(),
+            });
+        }
+    }
+    for t in trials {
+        if let Some(error) = &t.trigger.error {
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: None,
+                name: "trigger completed".into(),
+                passed: false,
+                measured: error.clone(),
+                limit: "the failover happened as asked".into(),
             });
         }
     }

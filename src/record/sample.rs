@@ -188,6 +188,23 @@ pub enum EventKind {
     Source {
         name: String,
     },
+    /// An ElastiCache event. `at_us` is AWS's own timestamp on the run clock; `seen_us` is when
+    /// failprobe fetched it.
+    Aws {
+        source: String,
+        source_type: String,
+        class: String,
+        message: String,
+        aws_time: String,
+        seen_us: u64,
+    },
+    /// DescribeReplicationGroups / DescribeCacheClusters: status and every member's role, when
+    /// they change.
+    AwsTopology {
+        resource: String,
+        status: String,
+        members: String,
+    },
     TrialEnd {
         reason: String,
     },

@@ -321,6 +321,9 @@ fn events(h: &mut String, s: &Summary) {
         if let Some(e) = &t.trigger.error {
             let _ = write!(h, "<p class=\"violations\">Trigger failed: {}</p>", esc(e));
         }
+        if let Some(line) = super::markdown::aws_line(t) {
+            let _ = write!(h, "<p>{}</p>", esc(&line));
+        }
         h.push_str("<ul class=\"events\">");
         for e in &t.timeline {
             let _ = write!(h, "<li>{:>10.1} {}</li>", e.at_ms, esc(&e.what));

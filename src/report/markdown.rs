@@ -132,6 +132,9 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
             writeln!(md, "{}: {} acknowledged writes lost.\n", sh.name, sh.integrity.lost_acked_writes)?;
         }
     }
+    if let Some(line) = aws_line(t) {
+        writeln!(md, "{line}\n")?;
+    }
     if t.keyspace.before.is_some() || t.keyspace.after.is_some() {
         let k = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
         writeln!(
@@ -149,6 +152,24 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
         writeln!(md)?;
     }
     Ok(())
+}
+
+/// What AWS says next to what the probes saw, in one sentence (report.md and report.html).
+pub fn aws_line(t: &TrialSummary) -> Option<String> {
+    let aws = t.aws.as_ref()?;
+    let at = |v: Option<f64>| v.map(|ms| format!("{ms:.1} ms")).unwrap_or_else(|| "not logged".into());
+    let mut line = format!(
+        "AWS ({} events, at AWS's timestamps): failover completed {}, recovery finished {}; writes back for good {}",
+        aws.events.len(),
+        at(aws.failover_completed_at_ms),
+        at(aws.recovery_finished_at_ms),
+        at(aws.writes_recovered_at_ms)
+    );
+    if let Some(lag) = aws.completion_lag_ms {
+        let (how, d) = if lag >= 0.0 { ("after", lag) } else { ("before", -lag) };
+        line.push_str(&format!(" — AWS logged completion {} {how} clients could write again", format_ms(d)));
+    }
+    Some(line + ".")
 }
 
 fn stream_row(md: &mut String, name: &str, st: &StreamSummary) -> std::fmt::Result {
@@ -183,10 +204,14 @@ fn write_definitions(md: &mut String, s: &Summary) -> std::fmt::Result {
 /// (Markdown emphasis with `**`).
 pub fn definitions(s: &Summary) -> Vec<String> {
     let r = &s.resolution;
-    vec![
+    let mut out = vec![
         format!("An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms)),
         format!("**Latency** is of successful probes, measured from the time each probe was due (no coordinated omission); percentiles from HDR histograms at {} significant digits. Timestamps have 1 µs resolution; 99 % of probes left within {} of their due time.", r.histogram_significant_digits, format_ms(r.send_lateness_p99_ms)),
         format!("A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).", format_ms(r.late_threshold_ms)),
         "**Lost** writes were acknowledged to the client but are missing from the primary's write log after recovery; **ghost** writes failed or timed out for the client yet were applied; a **stale read** returned a value older than a write acknowledged before the read was sent.".to_string(),
-    ]
+    ];
+    if s.trials.iter().any(|t| t.aws.is_some()) {
+        out.push("ElastiCache events are placed at AWS's own timestamps (millisecond resolution), which carry any offset between AWS's clock and this machine's; failprobe fetched each a poll interval or more later.".to_string());
+    }
+    out
 }

@@ -132,7 +132,8 @@ fn write_plain(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Exit code for CI: 0 within budget, 1 budget exceeded, 2 interrupted (no verdict).
 pub fn exit_code(summary: &Summary) -> i32 {
-    if summary.interrupted {
+    // A trial whose trigger failed measured no failover: no verdict either way.
+    if summary.interrupted || summary.trials.iter().any(|t| t.trigger.error.is_some()) {
         crate::error::EXIT_USAGE
     } else if summary.budget.passed {
         crate::error::EXIT_PASS

@@ -62,6 +62,45 @@ pub struct TrialSummary {
     /// `writes` / `reads` then cover the whole target: down whenever some shard was down.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardSummary>,
+    /// ElastiCache: what AWS logged during the trial, next to what the probes saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsTrial>,
+}
+
+/// AWS's account of a trial. Times are AWS's own event timestamps placed on the run clock: they
+/// carry AWS's resolution (milliseconds) and any offset between AWS's clock and this machine's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct AwsTrial {
+    pub events: Vec<AwsEventEntry>,
+    /// "Failover … completed" (the first, if several).
+    pub failover_completed_at_ms: Option<f64>,
+    /// "Finished recovery for cache nodes …" (the last).
+    pub recovery_finished_at_ms: Option<f64>,
+    /// When the writes came back for good, as the probes saw it (end of the last write outage).
+    pub writes_recovered_at_ms: Option<f64>,
+    /// `failover_completed_at_ms - writes_recovered_at_ms`: positive when AWS logged completion
+    /// after clients could write again.
+    pub completion_lag_ms: Option<f64>,
+    /// Member roles / node states as DescribeReplicationGroups / DescribeCacheClusters gave them.
+    pub topology: Vec<AwsTopologyEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AwsEventEntry {
+    pub at_ms: f64,
+    pub aws_time: String,
+    /// When failprobe fetched it (polling delay included).
+    pub seen_at_ms: f64,
+    pub source: String,
+    pub class: String,
+    pub message: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AwsTopologyEntry {
+    pub at_ms: f64,
+    pub status: String,
+    pub members: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

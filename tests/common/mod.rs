@@ -34,11 +34,16 @@ impl TestLab {
 
     /// `failprobe run --lab <this lab> --quiet --warmup 1s --settle 1s --out <tmp>/<name> <extra…>`.
     pub fn run(&self, name: &str, extra: &[&str]) -> (Output, PathBuf) {
+        self.run_with_env(name, extra, &[])
+    }
+
+    /// `run` with extra environment variables for the failprobe process.
+    pub fn run_with_env(&self, name: &str, extra: &[&str], env: &[(&str, String)]) -> (Output, PathBuf) {
         let out = self.out(name);
         let (lab, out_arg) = (self.lab.dir.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
         let mut args = vec!["run", "--lab", &lab, "--quiet", "--warmup", "1s", "--settle", "1s", "--out", &out_arg];
         args.extend_from_slice(extra);
-        (failprobe(&args), out)
+        (failprobe_env(&args, env), out)
     }
 
     pub fn conn(&self, port: u16) -> redis::Connection {
@@ -86,7 +91,16 @@ impl ConfigEndpoint {
 }
 
 pub fn failprobe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_failprobe")).args(args).output().expect("running failprobe")
+    failprobe_env(args, &[])
+}
+
+pub fn failprobe_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    cmd.args(args).stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running failprobe")
 }
 
 pub fn code(o: &Output) -> i32 {

@@ -68,6 +68,9 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, rec:
 }
 
 /// A colour per error class, so "what clients saw" is visible at a glance.
+/// AWS event markers: a colour no error class uses.
+const AWS_COLOR: RGBColor = RGBColor(128, 0, 160);
+
 pub fn class_color(c: ErrorClass) -> RGBColor {
     match c {
         ErrorClass::Timeout => RGBColor(200, 0, 0),
@@ -164,6 +167,25 @@ fn draw_panel<DB: DrawingBackend>(
     marks.extend(t.trigger.started_at_ms.map(|ms| (ms, BLACK, "trigger")));
     marks.extend(t.trigger.finished_at_ms.map(|ms| (ms, GREY, "trigger done")));
     marks.extend(t.topology.iter().skip(1).map(|c| (c.at_ms, GREEN, "new primary")));
+    // AWS's own account, at AWS's timestamps: the steps of its failover / reboot sequence.
+    let aws_steps = t.aws.iter().flat_map(|a| &a.events).filter_map(|e| {
+        let label = match e.class.as_str() {
+            "failover-started" => "AWS: failover called",
+            "failover-completed" => "AWS: failover completed",
+            "node-recovered" => "AWS: recovery finished",
+            "node-shutdown" => "AWS: node shutdown",
+            "node-rebooted" => "AWS: node restarted",
+            _ => return None,
+        };
+        Some((e.at_ms, AWS_COLOR, label))
+    });
+    let mut seen_labels = Vec::new();
+    marks.extend(aws_steps.filter(|(_, _, l)| {
+        // The same step logged for the group and for a member cluster: one marker.
+        let first = !seen_labels.contains(l);
+        seen_labels.push(*l);
+        first
+    }));
     for (i, (ms, color, label)) in marks.into_iter().enumerate() {
         let x = ms / 1000.0;
         chart.draw_series(LineSeries::new([(x, y_min), (x, y_max)], color.stroke_width(2)))?;
