@@ -80,6 +80,11 @@ fn test_failover_is_measured_with_aws_events_on_the_timeline() {
     let topo: Vec<&str> = aws["topology"].as_array().unwrap().iter().map(|x| x["members"].as_str().unwrap()).collect();
     assert!(topo.first().unwrap().contains(&format!("{GROUP}-001=primary")), "{topo:?}");
     assert!(topo.last().unwrap().contains(&format!("{GROUP}-002=primary")), "{topo:?}");
+    eprintln!(
+        "measured: lost {} acked writes; writes {} (errors {}), reads {}; AWS: completed at {} ms, recovery finished at {} ms, writes back at {} ms, lag {} ms",
+        t["integrity"]["lost_acked_writes"], t["writes"]["outages"], t["writes"]["errors"], t["reads"]["outages"].as_array().unwrap().len(),
+        aws["failover_completed_at_ms"], aws["recovery_finished_at_ms"], aws["writes_recovered_at_ms"], aws["completion_lag_ms"]
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Test Failover API called for node group 0001"), "report.md lists AWS events");
 }
@@ -288,6 +293,19 @@ fn events_are_classified_kept_past_14_days_and_alert_on_upcoming_replacements() 
     assert_eq!(actions.len(), 1, "only pending updates: {actions:?}");
     assert_eq!(actions[0]["service_update"], "elasticache-20261101-001");
     assert_eq!(u(&j["added"]), 7);
+
+    // The terminal view: the replacement first, with the time left.
+    let h = history.to_string_lossy().into_owned();
+    let o = failprobe_env(&["events", "--replication-group", "fp-rg", "--history", &h, "--within", "7d"], &emu.env());
+    let text = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{text}");
+    let upcoming = text.split("Upcoming node replacements:").nth(1).unwrap_or("");
+    let first_row = upcoming.lines().nth(1).unwrap_or("");
+    assert!(first_row.contains("fp-rg-002") && (first_row.contains("in 2d") || first_row.contains("in 3d")), "{text}");
+    assert!(
+        text.contains("elasticache-20261101-001") && text.contains("ALERT: a node replacement within 7d"),
+        "{text}"
+    );
 
     // Rerun: nothing new, nothing twice.
     let (_, j2, _) = run_events(&emu, &history, &[]);

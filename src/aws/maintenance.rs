@@ -244,6 +244,19 @@ fn until(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
     }
 }
 
+/// 168 → "7d", 36 → "1d 12h", 0.5 → "30m".
+fn span_text(hours: f64) -> String {
+    let minutes = (hours * 60.0).round() as i64;
+    let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    let parts: Vec<String> =
+        [(d, "d"), (h, "h"), (m, "m")].iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if parts.is_empty() {
+        "0m".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// The terminal view: upcoming replacements first, then pending updates, then the events.
 pub fn render(r: &EventsReport, now: DateTime<Utc>) -> String {
     let mut s = String::new();
@@ -307,7 +320,7 @@ pub fn render(r: &EventsReport, now: DateTime<Utc>) -> String {
     }
     if let Some(h) = r.within_hours {
         let verdict = if r.alert { "ALERT: a node replacement" } else { "no node replacement" };
-        let _ = writeln!(s, "\n{verdict} within {}", crate::duration::format_ms(h * 3_600_000.0));
+        let _ = writeln!(s, "\n{verdict} within {}", span_text(h));
     }
     s
 }
@@ -339,6 +352,13 @@ mod tests {
         // Past windows are not upcoming.
         let later = Utc.with_ymd_and_hms(2026, 6, 26, 0, 0, 0).unwrap();
         assert!(upcoming_replacements(&[ev(20, "c-002", SCHEDULED)], later).is_empty());
+    }
+
+    #[test]
+    fn spans_read_like_the_flag() {
+        assert_eq!(span_text(168.0), "7d");
+        assert_eq!(span_text(36.0), "1d 12h");
+        assert_eq!(span_text(0.5), "30m");
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl Trigger for TestFailover {
             let group = group_of(aws)?;
             let g = describe_group(&aws.client, group).await?;
             let ng = self.node_group(ctx, &g).await?;
+            let before = logged_before(aws).await;
             let called = Utc::now();
             if let Err(e) = aws.client.test_failover().replication_group_id(group).node_group_id(&ng).send().await {
                 let e = explain("TestFailover", e);
@@ -122,12 +123,21 @@ impl Trigger for TestFailover {
                 return Err(e.into());
             }
             let seq = aws
-                .wait_for(aws.wait, |seen| failover_sequence(seen, called - SKEW, &ng))
+                .wait_for(aws.wait, |seen| failover_sequence(&fresh(seen, &before), called - SKEW, &ng))
                 .await
                 .map_err(|e| not_completed(aws, "the failover's \"Finished recovery\" event", e))?;
             Ok(seq)
         })
     }
+}
+
+/// Events already logged before a call: a previous trial's sequence must not be taken for this one's.
+async fn logged_before(aws: &AwsRun) -> Vec<AwsEvent> {
+    aws.poll_events().await.unwrap_or_else(|_| aws.seen())
+}
+
+fn fresh(seen: &[AwsEvent], before: &[AwsEvent]) -> Vec<AwsEvent> {
+    seen.iter().filter(|e| !before.contains(e)).cloned().collect()
 }
 
 /// The documented order: Test Failover API called → Failover … completed → (Recovering cache
@@ -345,6 +355,7 @@ impl Trigger for Reboot {
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
             let aws = aws_of(ctx)?;
+            let before = logged_before(aws).await;
             let called = Utc::now();
             let mut req = aws.client.reboot_cache_cluster().cache_cluster_id(&self.cache_cluster);
             for n in &self.nodes {
@@ -353,6 +364,7 @@ impl Trigger for Reboot {
             req.send().await.map_err(|e| explain("RebootCacheCluster", e))?;
             let (cluster, nodes) = (self.cache_cluster.clone(), self.nodes.clone());
             aws.wait_for(aws.wait, move |seen| {
+                let seen = fresh(seen, &before);
                 let restarted = |n: &String| {
                     seen.iter().find(|e| {
                         e.date >= called - SKEW
@@ -374,5 +386,37 @@ impl Trigger for Reboot {
             .await
             .map_err(|e| not_completed(aws, "\"Cache node … restarted\" for every node", e))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ev(sec: u32, source: &str, message: &str) -> AwsEvent {
+        AwsEvent {
+            date: Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, sec).unwrap(),
+            source_type: "cache-cluster".into(),
+            source_id: source.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_sequence_is_complete_only_with_finished_recovery_after_the_failover() {
+        let since = Utc.with_ymd_and_hms(2026, 11, 27, 9, 59, 0).unwrap();
+        let mut seen = vec![
+            ev(1, "rg", "Test Failover API called for node group 0001"),
+            ev(4, "rg-002", "Failover from master node rg-001 to replica node rg-002 completed"),
+            ev(5, "rg-001", "Recovering cache nodes 0001"),
+        ];
+        assert_eq!(failover_sequence(&seen, since, "0001"), None, "no Finished recovery yet");
+        seen.push(ev(9, "rg-001", "Finished recovery for cache nodes 0001"));
+        let done = failover_sequence(&seen, since, "0001").unwrap();
+        assert!(done.contains("+3.0 s") && done.contains("+8.0 s"), "{done}");
+        assert_eq!(failover_sequence(&seen, since, "0002"), None, "another node group's call");
+        // A previous trial's sequence, logged before this call, is not this trial's.
+        assert!(fresh(&seen, &seen).is_empty());
     }
 }

@@ -46,6 +46,22 @@ pub struct Group {
     pub endpoint_port: u16,
 }
 
+impl Group {
+    /// Available, with automatic failover and Multi-AZ: what TestFailover needs.
+    fn new(id: &str, members: Vec<Member>) -> Self {
+        Group {
+            id: id.into(),
+            status: "available".into(),
+            automatic_failover: true,
+            multi_az: true,
+            members,
+            sentinel_port: 0,
+            master_name: String::new(),
+            endpoint_port: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CacheCluster {
     pub id: String,
@@ -115,14 +131,10 @@ impl Emulator {
             .collect();
         self.endpoint_port = start_forwarder(sentinel_port, master_name.to_string(), self.stop.clone());
         let group = Group {
-            id: id.into(),
-            status: "available".into(),
-            automatic_failover: true,
-            multi_az: true,
-            members,
             sentinel_port,
             master_name: master_name.into(),
             endpoint_port: self.endpoint_port,
+            ..Group::new(id, members)
         };
         self.state.lock().unwrap().groups.insert(id.into(), group);
     }
@@ -130,17 +142,7 @@ impl Emulator {
     /// A group with no servers behind it (for the event log alone).
     pub fn add_plain_group(&mut self, id: &str, members: &[&str]) {
         let members = members.iter().map(|m| Member { cluster_id: m.to_string(), port: 0 }).collect();
-        let group = Group {
-            id: id.into(),
-            status: "available".into(),
-            automatic_failover: true,
-            multi_az: true,
-            members,
-            sentinel_port: 0,
-            master_name: String::new(),
-            endpoint_port: 0,
-        };
-        self.state.lock().unwrap().groups.insert(id.into(), group);
+        self.state.lock().unwrap().groups.insert(id.into(), Group::new(id, members));
     }
 
     pub fn add_memcached_cluster(&self, id: &str, ports: &[u16], lab_dir: &std::path::Path) {
