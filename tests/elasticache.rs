@@ -319,6 +319,12 @@ fn events_are_classified_kept_past_14_days_and_alert_on_upcoming_replacements() 
     assert_eq!(u(&j3["fetched"]), 5);
     assert_eq!(u(&j3["history_events"]), 7);
 
+    // Without ids: every resource in the region (the other cluster's event too).
+    let o = failprobe_env(&["events", "--history", &h, "--json"], &emu.env());
+    let all: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", explain(&o)));
+    assert!(all["scope"].as_array().unwrap().is_empty());
+    assert!(all["events"].as_array().unwrap().iter().any(|e| e["source_id"] == "other-cluster"), "{all}");
+
     // A canceled replacement stops the alert; a far window does not trigger it.
     let (code_far, _, _) = run_events(&emu, &history, &["--within", "1d"]);
     assert_eq!(code_far, 0, "the window is 3 days away");

@@ -186,11 +186,12 @@ fn draw_panel<DB: DrawingBackend>(
         seen_labels.push(*l);
         first
     }));
+    // Stagger labels in time order, four rows, so neighbouring markers never share a row.
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (i, (ms, color, label)) in marks.into_iter().enumerate() {
         let x = ms / 1000.0;
         chart.draw_series(LineSeries::new([(x, y_min), (x, y_max)], color.stroke_width(2)))?;
-        // Stagger labels so close markers stay legible.
-        let y = y_max / 1.6f64.powi(i as i32 % 3 + 1);
+        let y = y_max / 1.6f64.powi(i as i32 % 4 + 1);
         let font = (super::FONT_FAMILY, 12).into_font().color(&color);
         chart.draw_series(std::iter::once(Text::new(format!(" {label}"), (x, y), font)))?;
     }
