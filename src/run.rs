@@ -167,6 +167,10 @@ async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option<String>)> 
             g.automatic_failover,
             g.roles()
         );
+        let password_set = ["FAILPROBE_PASSWORD", "REDISCLI_AUTH"].iter().any(|v| std::env::var_os(v).is_some());
+        if g.auth_required && !password_set {
+            eprintln!("note: {id} requires AUTH; set FAILPROBE_PASSWORD (failprobe never reads it from AWS)");
+        }
         g.target_url().map_err(|e| unusable(&format!("{id}: {e}")))?
     } else if let Some(id) = &p.cache_cluster {
         let c = crate::aws::group::describe_cache_cluster(&client, id).await.map_err(|e| unusable(&e))?;

@@ -96,6 +96,7 @@ const CLUSTER_MODE_GROUP: &str = r#"<DescribeReplicationGroupsResponse xmlns="ht
         <Status>available</Status>
         <ClusterEnabled>true</ClusterEnabled>
         <TransitEncryptionEnabled>true</TransitEncryptionEnabled>
+        <AuthTokenEnabled>true</AuthTokenEnabled>
         <AutomaticFailover>enabled</AutomaticFailover>
         <MultiAZ>enabled</MultiAZ>
         <Engine>valkey</Engine>
@@ -151,6 +152,7 @@ async fn a_cluster_mode_group_becomes_a_tls_cluster_target() {
     let g = group::describe_group(&client, "orders").await.unwrap();
     assert_eq!(g.target_url().unwrap(), "rediss+cluster://clustercfg.orders.abc123.use1.cache.amazonaws.com:6379");
     assert_eq!(g.engine, "valkey");
+    assert!(g.auth_required, "AuthTokenEnabled: the password must be given");
     assert!(g.automatic_failover_enabled());
     assert_eq!(g.node_groups.len(), 2);
     assert_eq!(g.node_groups[1].slots.as_deref(), Some("8192-16383"));
@@ -196,6 +198,53 @@ async fn a_cluster_mode_disabled_group_is_probed_on_its_primary_endpoint() {
     assert_eq!(g.primary().unwrap().cache_cluster, "sessions-001");
     assert!(!g.automatic_failover_enabled());
     assert_eq!(g.engine, "redis", "older answers carry no Engine");
+    assert!(!g.auth_required);
+}
+
+const MEMCACHED: &str = r#"<DescribeCacheClustersResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/">
+  <DescribeCacheClustersResult>
+    <CacheClusters>
+      <CacheCluster>
+        <CacheClusterId>sessions-mc</CacheClusterId>
+        <ConfigurationEndpoint><Address>sessions-mc.abc123.cfg.use1.cache.amazonaws.com</Address><Port>11211</Port></ConfigurationEndpoint>
+        <Engine>memcached</Engine>
+        <EngineVersion>1.6.22</EngineVersion>
+        <CacheClusterStatus>available</CacheClusterStatus>
+        <NumCacheNodes>2</NumCacheNodes>
+        <TransitEncryptionEnabled>false</TransitEncryptionEnabled>
+        <CacheNodes>
+          <CacheNode>
+            <CacheNodeId>0001</CacheNodeId>
+            <CacheNodeStatus>available</CacheNodeStatus>
+            <Endpoint><Address>sessions-mc.abc123.0001.use1.cache.amazonaws.com</Address><Port>11211</Port></Endpoint>
+          </CacheNode>
+          <CacheNode>
+            <CacheNodeId>0002</CacheNodeId>
+            <CacheNodeStatus>rebooting cache cluster nodes</CacheNodeStatus>
+            <Endpoint><Address>sessions-mc.abc123.0002.use1.cache.amazonaws.com</Address><Port>11211</Port></Endpoint>
+          </CacheNode>
+        </CacheNodes>
+      </CacheCluster>
+    </CacheClusters>
+  </DescribeCacheClustersResult>
+  <ResponseMetadata><RequestId>mc01</RequestId></ResponseMetadata>
+</DescribeCacheClustersResponse>"#;
+
+#[tokio::test]
+async fn a_memcached_cluster_is_probed_on_every_node_endpoint() {
+    let (client, replay) = client(vec![
+        (200, MEMCACHED),
+        (200, &MEMCACHED.replace("<TransitEncryptionEnabled>false", "<TransitEncryptionEnabled>true")),
+    ]);
+    let c = group::describe_cache_cluster(&client, "sessions-mc").await.unwrap();
+    assert_eq!(
+        c.memcache_url().unwrap(),
+        "memcache://sessions-mc.abc123.0001.use1.cache.amazonaws.com:11211,sessions-mc.abc123.0002.use1.cache.amazonaws.com:11211"
+    );
+    assert_eq!(c.node_states(), "0001=available 0002=rebooting cache cluster nodes");
+    assert!(body(&replay, 0).contains("ShowCacheNodeInfo=true"), "node endpoints asked for");
+    let tls = group::describe_cache_cluster(&client, "sessions-mc").await.unwrap();
+    assert!(tls.memcache_url().unwrap_err().contains("plain TCP only"));
 }
 
 const QUOTA_FAULT: &str = r#"<ErrorResponse xmlns="http://elasticache.amazonaws.com/doc/2015-02-02/">

@@ -33,6 +33,8 @@ pub struct GroupInfo {
     pub automatic_failover: String,
     pub multi_az: String,
     pub tls: bool,
+    /// AUTH token / RBAC required: the password must come from the environment.
+    pub auth_required: bool,
     pub configuration_endpoint: Option<(String, u16)>,
     pub node_groups: Vec<NodeGroup>,
     pub member_clusters: Vec<String>,
@@ -122,6 +124,7 @@ pub async fn describe_group(client: &Client, id: &str) -> Result<GroupInfo, AwsE
         automatic_failover: g.automatic_failover().map(|a| a.as_str().to_string()).unwrap_or_else(|| "disabled".into()),
         multi_az: g.multi_az().map(|a| a.as_str().to_string()).unwrap_or_else(|| "disabled".into()),
         tls: g.transit_encryption_enabled().unwrap_or(false),
+        auth_required: g.auth_token_enabled().unwrap_or(false) || !g.user_group_ids().is_empty(),
         configuration_endpoint: endpoint(g.configuration_endpoint()),
         node_groups,
         member_clusters: g.member_clusters().to_vec(),
@@ -141,6 +144,7 @@ pub struct CacheClusterInfo {
     pub status: String,
     pub engine: String,
     pub replication_group: Option<String>,
+    pub tls: bool,
     pub nodes: Vec<CacheNode>,
 }
 
@@ -149,6 +153,12 @@ impl CacheClusterInfo {
     pub fn memcache_url(&self) -> Result<String, String> {
         if self.engine != "memcached" {
             return Err(format!("{} runs {}, not memcached: use --replication-group", self.id, self.engine));
+        }
+        if self.tls {
+            return Err(format!(
+                "{} has in-transit encryption, and failprobe's memcached client speaks plain TCP only",
+                self.id
+            ));
         }
         let nodes: Vec<String> =
             self.nodes.iter().filter_map(|n| n.endpoint.as_ref()).map(|(h, p)| format!("{h}:{p}")).collect();
@@ -183,6 +193,7 @@ pub async fn describe_cache_cluster(client: &Client, id: &str) -> Result<CacheCl
         status: c.cache_cluster_status().unwrap_or_default().to_string(),
         engine: c.engine().unwrap_or_default().to_string(),
         replication_group: c.replication_group_id().map(str::to_string),
+        tls: c.transit_encryption_enabled().unwrap_or(false),
         nodes: c
             .cache_nodes()
             .iter()
