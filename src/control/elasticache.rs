@@ -93,7 +93,10 @@ async fn recent_test_failovers(aws: &AwsRun) -> Result<Vec<DateTime<Utc>>, AwsEr
 }
 
 fn quota_text(recent: &[DateTime<Utc>]) -> String {
-    let after = recent.first().map(|t| (*t + chrono::Duration::hours(24)).format("%Y-%m-%d %H:%M UTC").to_string());
+    // A call becomes possible again when all but 14 of the calls are older than 24 h.
+    let freeing = recent.len().saturating_sub(TEST_FAILOVER_QUOTA);
+    let after =
+        recent.get(freeing).map(|t| (*t + chrono::Duration::hours(24)).format("%Y-%m-%d %H:%M UTC").to_string());
     format!(
         "TestFailover quota: {TEST_FAILOVER_QUOTA} node groups per rolling 24 h, {} used — try after {}",
         recent.len(),
@@ -418,5 +421,16 @@ mod tests {
         assert_eq!(failover_sequence(&seen, since, "0002"), None, "another node group's call");
         // A previous trial's sequence, logged before this call, is not this trial's.
         assert!(fresh(&seen, &seen).is_empty());
+    }
+
+    #[test]
+    fn the_quota_frees_when_the_call_that_filled_it_is_24_h_old() {
+        let t = |h: u32| Utc.with_ymd_and_hms(2026, 11, 27, h, 0, 0).unwrap();
+        let mut calls: Vec<_> = (0..15).map(|_| t(1)).collect();
+        calls.push(t(2));
+        assert!(quota_text(&calls).ends_with("16 used — try after 2026-11-28 01:00 UTC"), "{}", quota_text(&calls));
+        calls.remove(0);
+        calls.insert(0, t(0));
+        assert!(quota_text(&calls).contains("try after 2026-11-28 01:00 UTC"), "the second-oldest of 16 frees a slot");
     }
 }
