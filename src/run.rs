@@ -260,6 +260,7 @@ fn trigger_context(
         pid: plan.pid,
         limit: CONTROL_LIMIT,
         max_wait: plan.max_trial,
+        trials: plan.triggers.len(),
         shard: plan.shard,
         key: plan.key.clone(),
         aws: aws.clone(),

@@ -123,16 +123,24 @@ fn refusals_happen_before_anything_is_called_or_written() {
         "--allow-multi-az-toggle",
     );
 
-    // 15 TestFailover calls logged in the last 24 h: the quota is used up.
+    // 13 TestFailover calls logged in the last 24 h: room for two trials, not three.
     let first = Utc::now() - Span::hours(20);
-    for i in 0..15 {
+    let called = |i: i64| {
         emu.push_event(
             first + Span::minutes(i),
             "replication-group",
             "other-rg",
             "Test Failover API called for node group 0001",
-        );
-    }
+        )
+    };
+    (0..13).for_each(called);
+    refused(
+        "over-quota",
+        &["--trigger", "elasticache-test-failover", "--yes", "--repeat", "3"],
+        "only 2 of the 15 per rolling 24 h are left",
+    );
+    // 15: the quota is used up.
+    (13..15).for_each(called);
     let (o, _) = aws_run(&lab, &emu, "quota", &["--trigger", "elasticache-test-failover", "--yes"]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -77,9 +77,18 @@ impl TestFailover {
         if recent.len() >= TEST_FAILOVER_QUOTA {
             return Err(invalid(quota_text(&recent)));
         }
+        let left = TEST_FAILOVER_QUOTA - recent.len();
+        if ctx.trials > left {
+            return Err(invalid(format!(
+                "{} trials of TestFailover, but only {left} of the {TEST_FAILOVER_QUOTA} per rolling 24 h are left ({} used by the events of the last 24 h): use --repeat {left} or less",
+                ctx.trials,
+                recent.len()
+            )));
+        }
         eprintln!(
-            "note: TestFailover is limited to {TEST_FAILOVER_QUOTA} node groups per rolling 24 h per account and region; {} used by the events of the last 24 h",
-            recent.len()
+            "note: TestFailover is limited to {TEST_FAILOVER_QUOTA} node groups per rolling 24 h per account and region; {} used by the events of the last 24 h, this run uses {}",
+            recent.len(),
+            ctx.trials
         );
         Ok(format!("TestFailover ReplicationGroupId={} NodeGroupId={ng}", g.id))
     }

@@ -33,6 +33,8 @@ pub struct TriggerContext {
     /// Cluster: the shard to act on (`--shard N`), or the one owning `--key K`; default 0.
     pub shard: Option<usize>,
     pub key: Option<String>,
+    /// How many trials the run has (a quota-limited trigger counts them all before the first).
+    pub trials: usize,
     /// `--replication-group` / `--cache-cluster`: the AWS side of the run.
     pub aws: Option<Arc<crate::aws::watch::AwsRun>>,
 }
