@@ -380,6 +380,7 @@ fn ctrl_c_during_a_promotion_still_restores_automatic_failover() {
         .args(["--aws-poll", "200ms", "--aws-wait", "60s", "--trigger", &target, "--yes", "--allow-multi-az-toggle"])
         .envs(emu.env())
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
@@ -404,4 +405,37 @@ fn ctrl_c_during_a_promotion_still_restores_automatic_failover() {
     assert!(g.automatic_failover && g.multi_az, "restored after Ctrl-C:\n{seen}{rest}");
     assert!(rest.contains("restored:"), "{rest}");
     assert!(out.join("samples.csv").exists(), "what was measured is on disk");
+}
+
+#[test]
+fn cluster_mode_test_failover_picks_the_node_group_of_the_chosen_shard() {
+    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = TestLab::start(Topology::Cluster);
+    let emu = Emulator::start();
+    emu.add_cluster_group("fp-cl", lab.lab.redis_ports()[0]);
+    let shard = emu.state.lock().unwrap().groups["fp-cl"].shards[1].clone();
+    let args = ["--replication-group", "fp-cl", "--aws-poll", "200ms", "--aws-wait", "60s"];
+    let (o, out) = lab.run_with_env(
+        "cluster",
+        &[&args[..], &["--trigger", "elasticache-test-failover", "--shard", "1", "--yes"]].concat(),
+        &emu.env(),
+    );
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let calls = emu.params_of("TestFailover");
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].contains(&("NodeGroupId".to_string(), "0002".to_string())),
+        "shard 1 is node group 0002: {calls:?}"
+    );
+    let s = summary(&out);
+    assert!(s["target"].as_str().unwrap().starts_with("redis+cluster://127.0.0.1:"), "{}", s["target"]);
+    let t = &s["trials"][0];
+    assert!(t["trigger"]["error"].is_null(), "{}", t["trigger"]);
+    let order = classes(&t["aws"]);
+    let pos = |c: &str| order.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c} missing in {order:?}"));
+    assert!(pos("failover-started") < pos("failover-completed") && pos("failover-completed") < pos("node-recovered"));
+    let completed = t["aws"]["events"].as_array().unwrap().iter().find(|e| e["class"] == "failover-completed").unwrap();
+    let (old, new) = (&shard.members[0].cluster_id, &shard.members[1].cluster_id);
+    assert_eq!(completed["message"], format!("Failover from primary node {old} to replica node {new} completed"));
+    assert_eq!(t["shards"].as_array().unwrap().len(), 3, "every shard probed");
 }

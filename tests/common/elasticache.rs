@@ -44,6 +44,17 @@ pub struct Group {
     pub master_name: String,
     /// The primary endpoint: a forwarder to whichever node is primary.
     pub endpoint_port: u16,
+    /// Cluster mode: the node groups (shards) and the configuration endpoint.
+    pub shards: Vec<Shard>,
+    pub configuration_port: u16,
+}
+
+/// A node group of a cluster-mode group: fixed slots, its members (the first was primary).
+#[derive(Clone, Debug)]
+pub struct Shard {
+    pub id: String,
+    pub slots: (u16, u16),
+    pub members: Vec<Member>,
 }
 
 impl Group {
@@ -58,6 +69,8 @@ impl Group {
             sentinel_port: 0,
             master_name: String::new(),
             endpoint_port: 0,
+            shards: Vec::new(),
+            configuration_port: 0,
         }
     }
 }
@@ -87,8 +100,9 @@ pub struct State {
     pub update_actions: Vec<UpdateAction>,
     /// TestFailover calls left in the rolling 24 h.
     pub test_failover_quota: u32,
-    /// Every Action received, in order.
+    /// Every Action received, in order, and its parameters.
     pub calls: Vec<String>,
+    pub params: Vec<Vec<(String, String)>>,
 }
 
 pub struct Emulator {
@@ -143,6 +157,52 @@ impl Emulator {
     pub fn add_plain_group(&mut self, id: &str, members: &[&str]) {
         let members = members.iter().map(|m| Member { cluster_id: m.to_string(), port: 0 }).collect();
         self.state.lock().unwrap().groups.insert(id.into(), Group::new(id, members));
+    }
+
+    /// A cluster-mode group over a lab cluster: node groups 0001, 0002, ... in slot order (as
+    /// CLUSTER SLOTS lists them now), members `<id>-<ng>-001` (its primary) and `-002`, ...
+    pub fn add_cluster_group(&self, id: &str, seed_port: u16) {
+        let mut c = redis_conn(seed_port).expect("cluster node answers");
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let mut ranges: Vec<(u16, u16, Vec<u16>)> = slots
+            .into_iter()
+            .map(|v| {
+                let items: Vec<redis::Value> = redis::from_redis_value(v).unwrap();
+                let (lo, hi): (u16, u16) = (
+                    redis::from_redis_value(items[0].clone()).unwrap(),
+                    redis::from_redis_value(items[1].clone()).unwrap(),
+                );
+                let ports = items[2..]
+                    .iter()
+                    .map(|n| redis::from_redis_value::<Vec<redis::Value>>(n.clone()).unwrap())
+                    .map(|n| redis::from_redis_value::<u16>(n[1].clone()).unwrap())
+                    .collect();
+                (lo, hi, ports)
+            })
+            .collect();
+        ranges.sort();
+        let shards: Vec<Shard> = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, (lo, hi, ports))| {
+                let ng = format!("{:04}", i + 1);
+                let members = ports
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| Member { cluster_id: format!("{id}-{ng}-{:03}", j + 1), port: *p })
+                    .collect();
+                Shard { id: ng, slots: (lo, hi), members }
+            })
+            .collect();
+        let members = shards.iter().flat_map(|s| s.members.clone()).collect();
+        let group = Group { shards, configuration_port: seed_port, ..Group::new(id, members) };
+        self.state.lock().unwrap().groups.insert(id.into(), group);
+    }
+
+    /// The parameters of every call of `action`, in order.
+    pub fn params_of(&self, action: &str) -> Vec<Vec<(String, String)>> {
+        let st = self.state.lock().unwrap();
+        st.params.iter().filter(|p| p.iter().any(|(k, v)| k == "Action" && v == action)).cloned().collect()
     }
 
     pub fn add_memcached_cluster(&self, id: &str, ports: &[u16], lab_dir: &std::path::Path) {
@@ -363,7 +423,11 @@ fn ts(t: DateTime<Utc>) -> String {
 
 fn handle(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
     let action = p.get("Action").unwrap_or("").to_string();
-    state.lock().unwrap().calls.push(action.clone());
+    {
+        let mut st = state.lock().unwrap();
+        st.calls.push(action.clone());
+        st.params.push(p.0.clone());
+    }
     match action.as_str() {
         "DescribeEvents" => describe_events(state, p),
         "DescribeReplicationGroups" => describe_groups(state, p),
@@ -415,6 +479,9 @@ fn describe_events(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
 }
 
 fn group_xml(g: &Group) -> String {
+    if !g.shards.is_empty() {
+        return cluster_group_xml(g);
+    }
     let enabled = |b: bool| if b { "enabled" } else { "disabled" };
     let members: String = g
         .members
@@ -435,6 +502,30 @@ fn group_xml(g: &Group) -> String {
         status = g.status,
         af = enabled(g.automatic_failover),
         maz = enabled(g.multi_az),
+    )
+}
+
+/// Cluster mode: a configuration endpoint, node groups with slots, no member roles (as AWS).
+fn cluster_group_xml(g: &Group) -> String {
+    let node_groups: String = g
+        .shards
+        .iter()
+        .map(|s| {
+            let members: String = s
+                .members
+                .iter()
+                .map(|m| format!("<NodeGroupMember><CacheClusterId>{}</CacheClusterId><CacheNodeId>0001</CacheNodeId></NodeGroupMember>", m.cluster_id))
+                .collect();
+            format!(
+                "<NodeGroup><NodeGroupId>{}</NodeGroupId><Status>{}</Status><Slots>{}-{}</Slots><NodeGroupMembers>{members}</NodeGroupMembers></NodeGroup>",
+                s.id, g.status, s.slots.0, s.slots.1
+            )
+        })
+        .collect();
+    let clusters: String = g.members.iter().map(|m| format!("<ClusterId>{}</ClusterId>", m.cluster_id)).collect();
+    format!(
+        "<ReplicationGroup><ReplicationGroupId>{}</ReplicationGroupId><Status>{}</Status><MemberClusters>{clusters}</MemberClusters><NodeGroups>{node_groups}</NodeGroups><AutomaticFailover>enabled</AutomaticFailover><MultiAZ>enabled</MultiAZ><ClusterEnabled>true</ClusterEnabled><ConfigurationEndpoint><Address>127.0.0.1</Address><Port>{}</Port></ConfigurationEndpoint><Engine>redis</Engine></ReplicationGroup>",
+        g.id, g.status, g.configuration_port
     )
 }
 
@@ -529,7 +620,8 @@ fn test_failover(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
         let Some(g) = st.groups.get(&id).cloned() else {
             return fault("ReplicationGroupNotFoundFault", &format!("Replication group {id} not found."));
         };
-        if ng != "0001" {
+        let known = if g.shards.is_empty() { ng == "0001" } else { g.shards.iter().any(|s| s.id == ng) };
+        if !known {
             return fault("NodeGroupNotFoundFault", &format!("Node group {ng} not found."));
         }
         if g.status != "available" {
@@ -546,7 +638,10 @@ fn test_failover(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
     };
     log(state, "replication-group", &id, format!("Test Failover API called for node group {ng}"));
     let (st, g) = (state.clone(), group.clone());
-    std::thread::spawn(move || run_failover(&st, &g));
+    match g.shards.iter().find(|s| s.id == ng).cloned() {
+        Some(shard) => std::thread::spawn(move || run_cluster_failover(&st, &g, &shard)),
+        None => std::thread::spawn(move || run_failover(&st, &g)),
+    };
     let xml = group_xml(&group);
     ok("TestFailover", &xml)
 }
@@ -565,6 +660,29 @@ fn run_failover(state: &Arc<Mutex<State>>, g: &Group) {
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
     };
+    log_completion(state, g, old, new, deadline);
+}
+
+/// CLUSTER FAILOVER on the node group's replica, then the same events as for a group.
+fn run_cluster_failover(state: &Arc<Mutex<State>>, g: &Group, shard: &Shard) {
+    let by_role = |r: &str| shard.members.iter().find(|m| role(m.port).as_deref() == Some(r)).map(|m| m.port);
+    let (Some(old), Some(new)) = (by_role("primary"), by_role("replica")) else { return };
+    if let Some(mut c) = redis_conn(new) {
+        let _: redis::RedisResult<()> = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while role(new).as_deref() != Some("primary") {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    log_completion(state, g, old, new, deadline);
+}
+
+/// "Failover … completed" (cache cluster and group), "Recovering", and "Finished recovery" once
+/// the old primary replicates from the new one.
+fn log_completion(state: &Arc<Mutex<State>>, g: &Group, old: u16, new: u16, deadline: Instant) {
     let name = |port: u16| g.members.iter().find(|m| m.port == port).map(|m| m.cluster_id.clone()).unwrap_or_default();
     let (old_id, new_id) = (name(old), name(new));
     let text = format!("Failover from primary node {old_id} to replica node {new_id} completed");
