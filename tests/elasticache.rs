@@ -106,6 +106,37 @@ fn refusals_happen_before_anything_is_called_or_written() {
         &["--trigger", "elasticache-test-failover"],
         &format!("TestFailover ReplicationGroupId={GROUP} NodeGroupId=0001"),
     );
+    // On a terminal: the exact call is shown and only `yes` goes ahead.
+    let typed = |answer: &str| {
+        use std::io::Write;
+        let out = lab.out(&format!("typed-{}", answer.trim()));
+        let cmd = format!(
+            "{} run --lab {} --quiet --warmup 1s --out {} --replication-group {GROUP} --aws-poll 200ms --trigger elasticache-test-failover",
+            env!("CARGO_BIN_EXE_failprobe"),
+            lab.lab_dir().display(),
+            out.display()
+        );
+        // `script` (util-linux) runs it on a pseudo-terminal, as a person would.
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .envs(emu.env())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux");
+        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (code(&o), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (status, screen) = typed("no\n");
+    assert_eq!(status, 2, "{screen}");
+    assert!(
+        screen.contains(&format!("each trial calls: TestFailover ReplicationGroupId={GROUP} NodeGroupId=0001")),
+        "{screen}"
+    );
+    assert!(screen.contains("Type `yes` to go ahead"), "{screen}");
+    assert!(!emu.calls().iter().any(|c| c == "TestFailover"), "answered no: {screen}");
     refused("no-node-group", &["--trigger", "elasticache-test-failover=0002", "--yes"], "no node group `0002`");
 
     emu.with_group(GROUP, |g| g.status = "modifying".into());
