@@ -148,7 +148,7 @@ pub fn parse_replacement(message: &str, noticed: DateTime<Utc>) -> Option<Replac
 fn clean_time_text(text: &str) -> String {
     let mut t = text.trim();
     for tail in [" has been canceled", " has been cancelled", " to"] {
-        if let Some(i) = t.to_lowercase().find(tail) {
+        if let Some(i) = t.to_ascii_lowercase().find(tail) {
             t = &t[..i];
         }
     }
@@ -312,6 +312,14 @@ mod tests {
         assert_eq!(r.start_text.as_deref(), Some("sometime soon"));
         assert_eq!(r.end, None);
         assert_eq!(r.node_id.as_deref(), Some("0003"));
+    }
+
+    #[test]
+    fn odd_characters_in_a_notice_do_not_panic() {
+        let msg = "The node with Cache Cluster ID: İİ-1, Node ID: 1 is scheduled for replacement during the maintenance window from Start Time: İstanbul Ω to, End Time: ẞ has been canceled";
+        let r = parse_replacement(msg, at("2026-06-20T00:00:00Z")).unwrap();
+        assert_eq!(r.cache_cluster.as_deref(), Some("İİ-1"));
+        assert_eq!(r.start, None);
     }
 
     #[test]

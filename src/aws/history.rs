@@ -47,8 +47,10 @@ pub fn merge(path: &Path, fetched: &[AwsEvent]) -> Result<Merged> {
         .create(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    // A write cut inside a multi-byte character damages that line only, not the file.
+    let text = String::from_utf8_lossy(&bytes);
     let (known, damaged_lines) = parse(&text);
     let new: Vec<&AwsEvent> =
         fetched.iter().filter(|e| !known.contains(*e)).collect::<BTreeSet<_>>().into_iter().collect();
@@ -73,8 +75,8 @@ pub fn merge(path: &Path, fetched: &[AwsEvent]) -> Result<Merged> {
 
 /// Reads the history without changing it.
 pub fn load(path: &Path) -> Result<Vec<AwsEvent>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(parse(&text).0.into_iter().collect()),
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(parse(&String::from_utf8_lossy(&bytes)).0.into_iter().collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -134,7 +136,7 @@ mod tests {
         assert_eq!(merge(&path, &[event(2), event(1)]).unwrap().added, 0);
         // A crash in the middle of a write leaves half a line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(br#"{"date":"2027-01-15T08:00:00Z","source_ty"#).unwrap();
+        f.write_all(b"{\"date\":\"2027-01-15T08:00:00Z\",\"message\":\"\xc3").unwrap(); // cut inside a character
         let m = merge(&path, &[event(3), event(1)]).unwrap();
         assert_eq!((m.added, m.damaged_lines, m.events.len()), (1, 1, 3));
         assert_eq!(load(&path).unwrap(), vec![event(1), event(2), event(3)]);
