@@ -75,7 +75,7 @@ const EVENTS_PAGE_2: &str = r#"<DescribeEventsResponse xmlns="http://elasticache
 async fn describe_events_follows_markers_and_keeps_aws_times() {
     let (client, replay) = client(vec![(200, EVENTS_PAGE_1), (200, EVENTS_PAGE_2)]);
     let since = Utc.with_ymd_and_hms(2026, 6, 14, 0, 0, 0).unwrap();
-    let got = events::fetch(&client, since).await.unwrap();
+    let got = events::fetch(&client, events::Window::Since(since)).await.unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].date, Utc.with_ymd_and_hms(2026, 6, 20, 8, 0, 0).unwrap(), "oldest first");
     assert_eq!(got[0].class(), events::Class::ReplacementScheduled);

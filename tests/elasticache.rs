@@ -332,6 +332,8 @@ fn events_are_classified_kept_past_14_days_and_alert_on_upcoming_replacements() 
     assert_eq!(actions.len(), 1, "only pending updates: {actions:?}");
     assert_eq!(actions[0]["service_update"], "elasticache-20261101-001");
     assert_eq!(u(&j["added"]), 7);
+    let asked = emu.params_of("DescribeEvents");
+    assert!(asked[0].contains(&("Duration".to_string(), "20160".to_string())), "14 days by AWS's clock: {asked:?}");
 
     // The terminal view: the replacement first, with the time left.
     let h = history.to_string_lossy().into_owned();

@@ -213,10 +213,23 @@ fn is_month_or_day(word: &str) -> bool {
     names.iter().chain(&days).any(|n| w.starts_with(n))
 }
 
-/// Every event since `since` (paginated), oldest first.
-pub async fn fetch(client: &Client, since: DateTime<Utc>) -> Result<Vec<AwsEvent>, AwsError> {
-    let start = aws_smithy_types::DateTime::from_millis(since.timestamp_millis());
-    let mut pages = client.describe_events().start_time(start).max_records(100).into_paginator().send();
+/// Which events to ask for.
+#[derive(Clone, Copy, Debug)]
+pub enum Window {
+    Since(DateTime<Utc>),
+    /// The last N minutes by AWS's clock (`Duration`): asking for all 14 days by a start time
+    /// from this machine's clock could fall a moment outside what AWS keeps.
+    LastMinutes(i32),
+}
+
+/// Every event in the window (paginated), oldest first.
+pub async fn fetch(client: &Client, window: Window) -> Result<Vec<AwsEvent>, AwsError> {
+    let req = client.describe_events().max_records(100);
+    let req = match window {
+        Window::Since(t) => req.start_time(aws_smithy_types::DateTime::from_millis(t.timestamp_millis())),
+        Window::LastMinutes(m) => req.duration(m.clamp(1, RETENTION_MINUTES)),
+    };
+    let mut pages = req.into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| explain("DescribeEvents", e))?;

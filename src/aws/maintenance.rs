@@ -75,9 +75,12 @@ pub struct EventsReport {
 
 pub async fn run(client: &Client, q: &Query) -> Result<EventsReport> {
     let scope = scope(client, q).await?;
-    let since = q.now - chrono::Duration::days(i64::from(q.days.clamp(1, 14)));
-    let fetched: Vec<AwsEvent> =
-        events::fetch(client, since).await?.into_iter().filter(|e| in_scope(&scope, e)).collect();
+    let minutes = q.days.clamp(1, 14) as i32 * 24 * 60;
+    let fetched: Vec<AwsEvent> = events::fetch(client, events::Window::LastMinutes(minutes))
+        .await?
+        .into_iter()
+        .filter(|e| in_scope(&scope, e))
+        .collect();
     let merged = history::merge(&q.history, &fetched)?;
     if merged.damaged_lines > 0 {
         tracing::warn!("{}: {} damaged line(s) skipped", q.history.display(), merged.damaged_lines);

@@ -89,7 +89,7 @@ impl AwsRun {
     /// Fetches new events, puts each on the timeline once, returns all seen so far.
     pub async fn poll_events(&self) -> Result<Vec<AwsEvent>, AwsError> {
         let since = *self.since.get_or_init(|| Utc::now() - chrono::Duration::seconds(5));
-        let fetched = events::fetch(&self.client, since).await?;
+        let fetched = events::fetch(&self.client, events::Window::Since(since)).await?;
         let sources = self.sources.lock().map(|s| s.clone()).unwrap_or_default();
         let mut seen = self.seen.lock().map_err(|_| poisoned())?;
         for e in fetched.into_iter().filter(|e| sources.contains(&e.source_id) && e.date >= since) {

@@ -97,7 +97,7 @@ impl TestFailover {
 /// When "Test Failover API called" was logged in the last 24 h, oldest first (quota usage).
 async fn recent_test_failovers(aws: &AwsRun) -> Result<Vec<DateTime<Utc>>, AwsError> {
     let since = Utc::now() - chrono::Duration::hours(24);
-    let evs = events::fetch(&aws.client, since).await?;
+    let evs = events::fetch(&aws.client, events::Window::Since(since)).await?;
     Ok(evs.iter().filter(|e| e.class() == Class::FailoverStarted).map(|e| e.date).collect())
 }
 
