@@ -81,10 +81,10 @@ pub enum Command {
 pub struct RunArgs {
     /// Scenario file (TOML); flags override it.
     pub scenario: Option<PathBuf>,
-    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
+    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>, redis+cluster://host:port[,...], memcache://host:port[,...]. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
     #[arg(long)]
     pub target: Option<String>,
-    /// none | sentinel | promote | kill | pause=<D> | command=<shell command> | cluster-failover[=force|takeover]
+    /// none | sentinel | promote | kill | restart | pause=<D> | command=<shell command> | cluster-failover[=force|takeover] | elasticache-test-failover[=<node-group>] | elasticache-promote=<cache-cluster> | elasticache-reboot=<cache-cluster>:<node>[,<node>...]
     #[arg(long)]
     pub trigger: Option<String>,
     /// Time between probes of each stream [default: 10ms]
