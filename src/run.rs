@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
-use crate::probe::engine::Engine;
+use crate::probe::engine::{Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
 use crate::probe::slot::Reporter;
 use crate::probe::{keys, TrialKeys};
@@ -231,7 +231,8 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     }
     if let Some(api) = plan.aws.as_ref().map(|a| &a.api) {
         let region = api.region.as_deref().unwrap_or("from the AWS profile/environment");
-        let endpoint = api.endpoint_url.as_deref().unwrap_or("AWS's endpoint");
+        let endpoint = api.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_ELASTICACHE").ok());
+        let endpoint = endpoint.as_deref().map(crate::target::redact).unwrap_or_else(|| "AWS's endpoint".into());
         what.push_str(&format!("\n  region {region}, endpoint {endpoint}"));
     }
     if !std::io::stdin().is_terminal() {
@@ -412,9 +413,16 @@ fn start_streams(
                 StreamConfig { stream, shard: name, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
             let health = ctx.health[shard * 2 + stream.index()].clone();
             health.reset();
-            let (prober, keys, report, stop) =
-                (ctx.prober.clone(), keys[shard].clone(), ctx.report.clone(), stop.clone());
-            tokio::spawn(async move { prober.run_stream(shard, cfg, keys, report, health, stop).await })
+            let task = StreamTask {
+                shard,
+                cfg,
+                keys: keys[shard].clone(),
+                report: ctx.report.clone(),
+                health,
+                stop: stop.clone(),
+            };
+            let prober = ctx.prober.clone();
+            tokio::spawn(async move { prober.run_stream(task).await })
         })
         .collect()
 }

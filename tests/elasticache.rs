@@ -136,6 +136,7 @@ fn refusals_happen_before_anything_is_called_or_written() {
         "{screen}"
     );
     assert!(screen.contains("Type `yes` to go ahead"), "{screen}");
+    assert!(screen.contains(&format!("endpoint {}", emu.url())), "where the calls go: {screen}");
     assert!(!emu.calls().iter().any(|c| c == "TestFailover"), "answered no: {screen}");
     refused("no-node-group", &["--trigger", "elasticache-test-failover=0002", "--yes"], "no node group `0002`");
 

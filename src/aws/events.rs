@@ -242,10 +242,14 @@ pub async fn fetch(client: &Client, window: Window) -> Result<Vec<AwsEvent>, Aws
     Ok(out)
 }
 
+/// The SDK's timestamp as chrono's, nanoseconds kept.
+pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 fn from_sdk(e: &aws_sdk_elasticache::types::Event) -> Option<AwsEvent> {
-    let date = e.date()?;
     Some(AwsEvent {
-        date: Utc.timestamp_opt(date.secs(), date.subsec_nanos()).single()?,
+        date: to_chrono(e.date()?)?,
         source_type: e.source_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
         source_id: e.source_identifier().unwrap_or_default().to_string(),
         message: e.message().unwrap_or_default().to_string(),

@@ -91,12 +91,10 @@ pub async fn describe_group(client: &Client, id: &str) -> Result<GroupInfo, AwsE
         .send()
         .await
         .map_err(|e| explain("DescribeReplicationGroups", e))?;
-    let g = out.replication_groups().first().ok_or_else(|| AwsError {
-        operation: "DescribeReplicationGroups",
-        code: Some("ReplicationGroupNotFoundFault".into()),
-        message: format!("{id} not in the answer"),
-        hint: None,
-    })?;
+    let g = out
+        .replication_groups()
+        .first()
+        .ok_or_else(|| not_listed("DescribeReplicationGroups", "ReplicationGroupNotFoundFault", id))?;
     let node_groups = g
         .node_groups()
         .iter()
@@ -182,12 +180,10 @@ pub async fn describe_cache_cluster(client: &Client, id: &str) -> Result<CacheCl
         .send()
         .await
         .map_err(|e| explain("DescribeCacheClusters", e))?;
-    let c = out.cache_clusters().first().ok_or_else(|| AwsError {
-        operation: "DescribeCacheClusters",
-        code: Some("CacheClusterNotFoundFault".into()),
-        message: format!("{id} not in the answer"),
-        hint: None,
-    })?;
+    let c = out
+        .cache_clusters()
+        .first()
+        .ok_or_else(|| not_listed("DescribeCacheClusters", "CacheClusterNotFoundFault", id))?;
     Ok(CacheClusterInfo {
         id: c.cache_cluster_id().unwrap_or(id).to_string(),
         status: c.cache_cluster_status().unwrap_or_default().to_string(),
@@ -204,6 +200,16 @@ pub async fn describe_cache_cluster(client: &Client, id: &str) -> Result<CacheCl
             })
             .collect(),
     })
+}
+
+/// An answer without the resource asked for: said as AWS's own not-found fault would be.
+fn not_listed(operation: &'static str, code: &str, id: &str) -> AwsError {
+    AwsError {
+        operation,
+        code: Some(code.into()),
+        message: format!("{id} is not in the answer"),
+        hint: super::error::hint_for(code, operation),
+    }
 }
 
 /// Whether `slot` is in a node group's `Slots` ("0-5460,10923-10925").

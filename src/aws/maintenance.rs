@@ -218,15 +218,11 @@ async fn update_actions(client: &Client, q: &Query) -> Result<Vec<UpdateActionRo
                 severity: a.service_update_severity().map(|s| s.as_str().to_string()).unwrap_or_default(),
                 status: a.update_action_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
                 kind: a.service_update_type().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                apply_by: a.service_update_recommended_apply_by_date().and_then(to_chrono),
+                apply_by: a.service_update_recommended_apply_by_date().and_then(events::to_chrono),
             });
         }
     }
     Ok(out)
-}
-
-pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {
@@ -235,16 +231,11 @@ fn when(t: Option<DateTime<Utc>>) -> String {
 
 fn until(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
     let Some(t) = t else { return "window unreadable".into() };
-    let d = t - now;
-    if d.num_seconds() <= 0 {
+    let seconds = (t - now).num_seconds();
+    if seconds <= 0 {
         return "under way".into();
     }
-    let (days, hours, minutes) = (d.num_days(), d.num_hours() % 24, d.num_minutes() % 60);
-    if days > 0 {
-        format!("in {days}d {hours}h")
-    } else {
-        format!("in {hours}h {minutes}m")
-    }
+    format!("in {}", span_text(seconds as f64 / 3600.0))
 }
 
 /// 168 → "7d", 36 → "1d 12h", 0.5 → "30m".

@@ -50,6 +50,10 @@ pub struct AwsRun {
     report: OnceLock<Reporter>,
     last_topology: Mutex<String>,
     pending_restores: Mutex<Vec<Restore>>,
+    /// When DescribeEvents / Describe* were last called: a waiting trigger polls too, and the
+    /// background loop then skips its turn rather than ask AWS twice.
+    events_polled: Mutex<Option<std::time::Instant>>,
+    topology_polled: Mutex<Option<std::time::Instant>>,
 }
 
 impl AwsRun {
@@ -72,6 +76,8 @@ impl AwsRun {
             report: OnceLock::new(),
             last_topology: Mutex::new(String::new()),
             pending_restores: Mutex::new(Vec::new()),
+            events_polled: Mutex::new(None),
+            topology_polled: Mutex::new(None),
         }
     }
 
@@ -89,6 +95,7 @@ impl AwsRun {
     /// Fetches new events, puts each on the timeline once, returns all seen so far.
     pub async fn poll_events(&self) -> Result<Vec<AwsEvent>, AwsError> {
         let since = *self.since.get_or_init(|| Utc::now() - chrono::Duration::seconds(5));
+        stamp(&self.events_polled);
         let fetched = events::fetch(&self.client, events::Window::Since(since)).await?;
         let sources = self.sources.lock().map(|s| s.clone()).unwrap_or_default();
         let mut seen = self.seen.lock().map_err(|_| poisoned())?;
@@ -119,6 +126,7 @@ impl AwsRun {
 
     /// Status and member roles, on the timeline whenever they change.
     pub async fn poll_topology(&self) -> Result<(), AwsError> {
+        stamp(&self.topology_polled);
         let (resource, status, members) = if let Some(id) = &self.group {
             let g = group::describe_group(&self.client, id).await?;
             if let Ok(mut sources) = self.sources.lock() {
@@ -166,11 +174,15 @@ impl AwsRun {
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                if let Err(e) = self.poll_topology().await {
-                    tracing::warn!("{e}");
+                if self.due(&self.topology_polled) {
+                    if let Err(e) = self.poll_topology().await {
+                        tracing::warn!("{e}");
+                    }
                 }
-                if let Err(e) = self.poll_events().await {
-                    tracing::warn!("{e}");
+                if self.due(&self.events_polled) {
+                    if let Err(e) = self.poll_events().await {
+                        tracing::warn!("{e}");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(self.poll) => {}
@@ -178,6 +190,12 @@ impl AwsRun {
                 }
             }
         })
+    }
+
+    /// Not polled within the last poll interval (by anyone).
+    fn due(&self, last: &Mutex<Option<std::time::Instant>>) -> bool {
+        let last = last.lock().map(|l| *l).unwrap_or(None);
+        last.is_none_or(|at| at.elapsed() + Duration::from_millis(50) >= self.poll)
     }
 
     pub fn push_restore(&self, r: Restore) {
@@ -207,6 +225,12 @@ impl AwsRun {
                 Err(e) => eprintln!("error: could not restore automatic failover ({e:#}); run:\n  {}", r.cli()),
             }
         }
+    }
+}
+
+fn stamp(at: &Mutex<Option<std::time::Instant>>) {
+    if let Ok(mut at) = at.lock() {
+        *at = Some(std::time::Instant::now());
     }
 }
 

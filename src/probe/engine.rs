@@ -13,6 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Everything one stream of one shard needs to run.
+pub struct StreamTask {
+    pub shard: usize,
+    pub cfg: StreamConfig,
+    pub keys: Arc<TrialKeys>,
+    pub report: Reporter,
+    pub health: Arc<Health>,
+    pub stop: watch::Receiver<bool>,
+}
+
 pub enum Engine {
     Redis(Arc<RedisProber>),
     Memcached(Arc<MemcachedProber>, watch::Sender<bool>),
@@ -62,19 +72,11 @@ impl Engine {
         }
     }
 
-    /// One stream of one shard, until `stop`.
-    pub async fn run_stream(
-        &self,
-        shard: usize,
-        cfg: StreamConfig,
-        keys: Arc<TrialKeys>,
-        report: Reporter,
-        health: Arc<Health>,
-        stop: watch::Receiver<bool>,
-    ) -> u64 {
+    /// One stream of one shard, until `task.stop`.
+    pub async fn run_stream(&self, task: StreamTask) -> u64 {
         match self {
-            Engine::Redis(p) => stream_of(p.clone(), shard, cfg, keys, report, health, stop).await,
-            Engine::Memcached(p, _) => stream_of(p.clone(), shard, cfg, keys, report, health, stop).await,
+            Engine::Redis(p) => stream_of(p.clone(), task).await,
+            Engine::Memcached(p, _) => stream_of(p.clone(), task).await,
         }
     }
 
@@ -166,15 +168,8 @@ async fn follow_node_list(
     }
 }
 
-async fn stream_of<P: Prober>(
-    prober: Arc<P>,
-    shard: usize,
-    cfg: StreamConfig,
-    keys: Arc<TrialKeys>,
-    report: Reporter,
-    health: Arc<Health>,
-    stop: watch::Receiver<bool>,
-) -> u64 {
+async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
+    let StreamTask { shard, cfg, keys, report, health, stop } = task;
     match cfg.stream {
         Stream::Write => {
             run_stream(cfg, report, health, stop, move |seq, deadline| {
