@@ -14,6 +14,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `$FAILPROBE_HISTORY`, else `$XDG_STATE_HOME/failprobe/elasticache-events.jsonl`, else under
 /// `~/.local/state`.
 pub fn default_path() -> PathBuf {
@@ -106,12 +108,25 @@ fn lock(path: &Path) -> Result<File> {
         .write(true)
         .open(&name)
         .with_context(|| format!("opening {}", Path::new(&name).display()))?;
-    // SAFETY: flock on a descriptor we own; it blocks until other writers are done.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("locking the event history");
+    // Other writers hold it for a read and one append; one that hangs must not hang us.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own, without blocking.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(err).context("locking the event history");
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{} is held by another process for more than {LOCK_WAIT:?} (another `failprobe events` still running?)",
+                Path::new(&name).display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(file)
 }
 
 #[cfg(test)]

@@ -81,7 +81,9 @@ pub async fn run(client: &Client, q: &Query) -> Result<EventsReport> {
         .into_iter()
         .filter(|e| in_scope(&scope, e))
         .collect();
-    let merged = history::merge(&q.history, &fetched)?;
+    // File locking and fsync block: off the async workers.
+    let (path, batch) = (q.history.clone(), fetched.clone());
+    let merged = tokio::task::spawn_blocking(move || history::merge(&path, &batch)).await??;
     if merged.damaged_lines > 0 {
         tracing::warn!("{}: {} damaged line(s) skipped", q.history.display(), merged.damaged_lines);
     }
