@@ -172,7 +172,7 @@ fn write_key(keys: &TrialKeys, seq: u64) -> String {
 /// Seed key `k` of a node: a known value, different for every key.
 pub fn seed_item(tag: &str, trial: u32, k: u64) -> Item {
     Item {
-        key: format!("failprobe:{{{tag}}}:t{trial}:seed:{k}").into_bytes(),
+        key: format!("{}{{{tag}}}:t{trial}:seed:{k}", super::keys::NAMESPACE).into_bytes(),
         flags: (k % 65536) as u32,
         value: format!("seed-{tag}-{k}-{}", k.wrapping_mul(2654435761)).into_bytes(),
     }
@@ -206,5 +206,15 @@ impl Prober for MemcachedProber {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seed_keys_are_in_failprobes_namespace_and_distinct() {
+        let (a, b) = (super::seed_item("run1.0", 3, 7), super::seed_item("run1.0", 3, 8));
+        assert!(a.key.starts_with(b"failprobe:{run1.0}:t3:seed:"));
+        assert_ne!((a.key, a.value), (b.key, b.value));
     }
 }
