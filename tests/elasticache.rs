@@ -378,6 +378,15 @@ fn events_are_classified_kept_past_14_days_and_alert_on_upcoming_replacements() 
     let (code_canceled, j4, _) = run_events(&emu, &history, &["--within", "7d"]);
     assert_eq!(code_canceled, 0, "{}", j4["upcoming_replacements"]);
     assert!(j4["upcoming_replacements"].as_array().unwrap().is_empty());
+
+    // Credentials that may not list service updates: the replacement alert still works.
+    emu.push_event(now - Span::minutes(30), "cache-cluster", "fp-rg-002", &scheduled);
+    emu.state.lock().unwrap().deny_update_actions = true;
+    let (code_denied, j5, err) = run_events(&emu, &history, &["--within", "7d"]);
+    assert_eq!(code_denied, 1, "{err}");
+    let why = j5["update_actions_error"].as_str().unwrap();
+    assert!(why.contains("AccessDenied") && why.contains("elasticache:DescribeUpdateActions"), "{why}");
+    assert!(err.contains("pending service updates not listed"), "{err}");
 }
 
 #[test]

@@ -68,6 +68,9 @@ pub struct EventsReport {
     pub events: Vec<ClassifiedEvent>,
     pub upcoming_replacements: Vec<Upcoming>,
     pub update_actions: Vec<UpdateActionRow>,
+    /// DescribeUpdateActions failed (e.g. not allowed by IAM): the replacement alert still works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_actions_error: Option<String>,
     pub within_hours: Option<f64>,
     /// A replacement window starts within `--within` (or is under way, or could not be read).
     pub alert: bool,
@@ -90,6 +93,13 @@ pub async fn run(client: &Client, q: &Query) -> Result<EventsReport> {
     let events: Vec<AwsEvent> = merged.events.into_iter().filter(|e| in_scope(&scope, e)).collect();
     let upcoming = upcoming_replacements(&events, q.now);
     let alert = q.within.is_some_and(|w| upcoming.iter().any(|u| u.start.is_none_or(|s| s <= q.now + w)));
+    let (update_actions, update_actions_error) = match update_actions(client, q).await {
+        Ok(rows) => (rows, None),
+        Err(e) => {
+            eprintln!("warning: pending service updates not listed: {e}");
+            (Vec::new(), Some(e.to_string()))
+        }
+    };
     Ok(EventsReport {
         scope: scope.iter().cloned().collect(),
         history_file: q.history.display().to_string(),
@@ -99,7 +109,8 @@ pub async fn run(client: &Client, q: &Query) -> Result<EventsReport> {
         history_since: events.first().map(|e| e.date),
         events: events.iter().map(classified).collect(),
         upcoming_replacements: upcoming,
-        update_actions: update_actions(client, q).await?,
+        update_actions,
+        update_actions_error,
         within_hours: q.within.map(|w| w.num_seconds() as f64 / 3600.0),
         alert,
     })
@@ -288,8 +299,14 @@ pub fn render(r: &EventsReport, now: DateTime<Utc>) -> String {
         );
     }
     let _ = writeln!(s, "\nPending service updates:");
-    if r.update_actions.is_empty() {
-        let _ = writeln!(s, "  none");
+    match &r.update_actions_error {
+        Some(e) => {
+            let _ = writeln!(s, "  could not be listed: {e}");
+        }
+        None if r.update_actions.is_empty() => {
+            let _ = writeln!(s, "  none");
+        }
+        None => {}
     }
     for a in &r.update_actions {
         let _ = writeln!(

@@ -98,6 +98,8 @@ pub struct State {
     pub cache_clusters: HashMap<String, CacheCluster>,
     pub events: Vec<EmuEvent>,
     pub update_actions: Vec<UpdateAction>,
+    /// DescribeUpdateActions answers AccessDenied (credentials without that permission).
+    pub deny_update_actions: bool,
     /// TestFailover calls left in the rolling 24 h.
     pub test_failover_quota: u32,
     /// Every Action received, in order, and its parameters.
@@ -581,6 +583,9 @@ fn describe_cache_clusters(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
 }
 
 fn describe_update_actions(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
+    if state.lock().unwrap().deny_update_actions {
+        return fault("AccessDenied", "User is not authorized to perform: elasticache:DescribeUpdateActions");
+    }
     let mut resources = p.list("ReplicationGroupIds");
     resources.extend(p.list("CacheClusterIds"));
     let statuses = p.list("UpdateActionStatus");
