@@ -17,4 +17,5 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod secret;
 pub mod target;

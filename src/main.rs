@@ -12,10 +12,11 @@ fn main() {
     // Behave like other command-line tools when piped into `head`: stop quietly, no panic.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    failprobe::secret::register_environment();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(log_filter(&cli.log)).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(|| failprobe::secret::ScrubbingStderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -27,7 +28,8 @@ fn main() {
     let code = match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Whatever produced the error, no password leaves through it.
+            eprintln!("error: {}", failprobe::secret::scrub(&format!("{e:#}")));
             // Usage errors and failures of the run itself both mean "no verdict": exit 2.
             EXIT_USAGE
         }

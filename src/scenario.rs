@@ -123,8 +123,10 @@ pub fn load(path: &Path) -> Result<ScenarioFile> {
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
         // file:line first, the form editors jump to; then toml's message and the offending line,
         // which names the field.
-        let source = text.lines().nth(line - 1).unwrap_or("").trim();
-        invalid(format!("{}:{line}: {} (in `{source}`)", path.display(), e.message().trim()))
+        // Both may hold a password (`ulr = "redis://:pw@…"`): redacted like any URL.
+        let source = crate::secret::scrub(text.lines().nth(line - 1).unwrap_or("").trim());
+        let message = crate::secret::scrub(e.message().trim());
+        invalid(format!("{}:{line}: {message} (in `{source}`)", path.display()))
     })
 }
 
@@ -321,6 +323,15 @@ mod tests {
         assert!(err.contains("unknown unit") && err.contains("interval"), "{err}");
         let err = load_str("[probe]\nintervall = \"5ms\"\n").unwrap_err().to_string();
         assert!(err.contains(":2") && err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_line_holding_a_password_is_shown_redacted() {
+        let err = load_str("[target]\nulr = \"redis://:pa/ss+wd@127.0.0.1:1\"\n").unwrap_err().to_string();
+        assert!(err.contains(":2") && err.contains("ulr"), "{err}");
+        assert!(!err.contains("pa/ss") && !err.contains("ss+wd"), "{err}");
+        let err = load_str("[target]\nurl = 5\n# redis://:x@h\n").unwrap_err().to_string();
+        assert!(err.contains(":2"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Bad input and interruptions: clear errors, exit codes, nothing lost.
 
 mod common;
+#[path = "safety/mod.rs"]
+mod safety;
 
 use common::*;
 use failprobe::lab::Topology;

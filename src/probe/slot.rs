@@ -56,9 +56,20 @@ impl Reporter {
 
     /// An event that happened at another time than now (AWS events carry their own).
     pub fn event_at(&self, at_us: u64, kind: EventKind) {
-        let e = Event { at_us, trial: self.trial.load(Ordering::Relaxed), kind };
+        let e = Event { at_us, trial: self.trial.load(Ordering::Relaxed), kind: scrubbed(kind) };
         let _ = self.tx.send(Record::Event(e));
     }
+}
+
+/// An event's texts come from servers, commands and AWS: none of them may carry a password
+/// into events.jsonl or a report. Events are few, so a JSON round trip is cheap enough.
+fn scrubbed(kind: EventKind) -> EventKind {
+    let Ok(json) = serde_json::to_string(&kind) else { return kind };
+    let clean = crate::secret::scrub(&json);
+    if clean == json {
+        return kind;
+    }
+    serde_json::from_str(&clean).unwrap_or(kind)
 }
 
 impl ConnSlot {

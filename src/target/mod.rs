@@ -45,14 +45,20 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// Parses `redis://`, `rediss://`, `valkey://`, `redis+sentinel://` and `rediss+sentinel://`.
-    /// The password may also come from `FAILPROBE_PASSWORD` or `REDISCLI_AUTH`.
+    /// The password may also come from `FAILPROBE_PASSWORD` or `REDISCLI_AUTH`. Redaction uses
+    /// the same split (`UrlParts`), so what is read as a password is what is hidden.
     pub fn parse(url: &str) -> Result<Self> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| invalid(format!("target `{}` is not a URL (expected redis://host:port)", redact(url))))?;
-        if scheme == "memcache" || scheme == "memcached" {
-            let hosts = rest.split(['/', '?']).next().unwrap_or("");
-            let nodes = hosts.split(',').map(|h| parse_host_port(h, 11211)).collect::<Result<Vec<_>>>()?;
+        let redacted = redact(url);
+        let parts = UrlParts::split(url)
+            .filter(|p| p.sep == "://")
+            .ok_or_else(|| invalid(format!("target `{redacted}` is not a URL (expected redis://host:port)")))?;
+        let (username, url_password) = parse_userinfo(parts.userinfo)?;
+        for secret in [&url_password, &username].into_iter().flatten() {
+            crate::secret::register(secret);
+        }
+        crate::secret::register_environment();
+        if parts.scheme == "memcache" || parts.scheme == "memcached" {
+            let nodes = parts.hosts.split(',').map(|h| parse_host_port(h, 11211)).collect::<Result<Vec<_>>>()?;
             return Ok(Self {
                 discovery: Discovery::Memcache { nodes },
                 tls: false,
@@ -62,10 +68,10 @@ impl Target {
                 sentinel_password: None,
                 db: 0,
                 tls_ca: None,
-                redacted: redact(url),
+                redacted,
             });
         }
-        let (tls, sentinel, cluster) = match scheme {
+        let (tls, sentinel, cluster) = match parts.scheme {
             "redis" | "valkey" => (false, false, false),
             "rediss" | "valkeys" => (true, false, false),
             "redis+sentinel" => (false, true, false),
@@ -78,18 +84,14 @@ impl Target {
                 )))
             }
         };
-        let (rest, insecure_tls) = match rest.strip_suffix("#insecure") {
-            Some(r) => (r, true),
-            None => (rest, false),
+        let insecure_tls = match parts.fragment {
+            None => false,
+            Some("insecure") => true,
+            Some(other) => return Err(invalid(format!("unknown URL fragment `#{other}` (only #insecure is known)"))),
         };
-        let (userinfo, hostpart) = match rest.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, rest),
-        };
-        let (username, url_password) = parse_userinfo(userinfo);
-        let (hosts, path) = hostpart.split_once('/').unwrap_or((hostpart, ""));
-        let path = path.split('?').next().unwrap_or("");
-        let nodes = hosts
+        let path = parts.path.unwrap_or("");
+        let nodes = parts
+            .hosts
             .split(',')
             .map(|h| parse_host_port(h, if sentinel { 26379 } else { 6379 }))
             .collect::<Result<Vec<_>>>()?;
@@ -128,7 +130,7 @@ impl Target {
             sentinel_password: std::env::var("FAILPROBE_SENTINEL_PASSWORD").ok(),
             db,
             tls_ca,
-            redacted: redact(url),
+            redacted,
         })
     }
 
@@ -214,13 +216,23 @@ fn install_tls_provider() {
     });
 }
 
-fn parse_userinfo(userinfo: Option<&str>) -> (Option<String>, Option<String>) {
-    let Some(u) = userinfo else { return (None, None) };
-    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-    match u.split_once(':') {
-        Some((user, pw)) => (Some(user).filter(|s| !s.is_empty()).and_then(decode), decode(pw)),
-        None => (decode(u), None),
-    }
+/// `user:password`, percent-decoded (RFC 3986): `+` stays a plus, `%2B` is a plus too.
+fn parse_userinfo(userinfo: Option<&str>) -> Result<(Option<String>, Option<String>)> {
+    let Some(u) = userinfo else { return Ok((None, None)) };
+    // The message never shows the text: it is (part of) a password.
+    let decode = |s: &str, what: &str| -> Result<String> {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| invalid(format!("the {what} in the target URL is not valid UTF-8 once percent-decoded")))
+    };
+    Ok(match u.split_once(':') {
+        Some((user, pw)) => {
+            let user = if user.is_empty() { None } else { Some(decode(user, "user name")?) };
+            (user, Some(decode(pw, "password")?))
+        }
+        None => (Some(decode(u, "user name")?).filter(|s| !s.is_empty()), None),
+    })
 }
 
 fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
@@ -244,36 +256,96 @@ fn parse_db(text: &str) -> Result<i64> {
     text.parse().map_err(|_| invalid(format!("`{text}` is not a database number")))
 }
 
-/// Replaces any password in a URL (userinfo or `password=`/`token=` query values) with `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hosts}"),
-            None => format!("***@{hosts}"),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
+/// A URL cut into its parts: userinfo is everything before the *last* `@` (a password may hold
+/// `/ ? # @`), then hosts, path, query and fragment. Lenient, so that even a malformed URL
+/// (`redis:/:pw@h`) can be redacted.
+pub(crate) struct UrlParts<'a> {
+    scheme: &'a str,
+    /// `://`, or whatever stands between scheme and rest in a malformed URL (`:/`).
+    sep: &'a str,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    path: Option<&'a str>,
+    query: Option<&'a str>,
+    fragment: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    pub(crate) fn split(url: &'a str) -> Option<Self> {
+        let (scheme, sep, rest) = match url.find("://") {
+            Some(i) => (&url[..i], "://", &url[i + 3..]),
+            None => {
+                let i = url.find(':')?;
+                let after = &url[i + 1..];
+                let slashes = after.len() - after.trim_start_matches('/').len();
+                (&url[..i], &url[i..i + 1 + slashes], &after[slashes..])
+            }
+        };
+        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) {
+            return None;
+        }
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (rest, fragment) = split_opt(rest, '#');
+        let (rest, query) = split_opt(rest, '?');
+        let (hosts, path) = split_opt(rest, '/');
+        Some(Self { scheme, sep, userinfo, hosts, path, query, fragment })
+    }
+
+    fn redacted(&self) -> String {
+        let mut out = format!("{}{}", self.scheme, self.sep);
+        match self.userinfo.map(|u| u.split_once(':')) {
+            Some(Some((user, _))) => out.push_str(&format!("{user}:***@")),
+            Some(None) => out.push_str("***@"),
+            None => {}
+        }
+        out.push_str(self.hosts);
+        if let Some(path) = self.path {
+            out.push('/');
+            out.push_str(path);
+        }
+        if let Some(query) = self.query {
             let q: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
                     Some((k, _))
-                        if ["pass", "token", "secret", "auth"].iter().any(|s| k.to_lowercase().contains(s)) =>
+                        if ["pass", "token", "secret", "auth", "key"].iter().any(|s| k.to_lowercase().contains(s)) =>
                     {
                         format!("{k}=***")
                     }
                     _ => kv.to_string(),
                 })
                 .collect();
-            format!("{path}?{}", q.join("&"))
+            out.push('?');
+            out.push_str(&q.join("&"));
         }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+        if let Some(fragment) = self.fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+        out
+    }
+}
+
+fn split_opt(text: &str, at: char) -> (&str, Option<&str>) {
+    match text.split_once(at) {
+        Some((a, b)) => (a, Some(b)),
+        None => (text, None),
+    }
+}
+
+/// Replaces any password in a URL (userinfo or `password=`/`token=` query values) with `***`.
+/// Text that is not a URL at all is returned with any `…@` userinfo hidden all the same.
+pub fn redact(url: &str) -> String {
+    match UrlParts::split(url) {
+        Some(parts) => parts.redacted(),
+        None => match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +359,37 @@ mod tests {
         assert_eq!(redact("rediss://tok@host"), "rediss://***@host");
         assert_eq!(redact("redis://h:1/0?password=x&db=1"), "redis://h:1/0?password=***&db=1");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn redaction_hides_exactly_what_the_parser_reads_as_a_password() {
+        for pw in ["ab/cd", "a+b", "a#b", "a?b", "a@b", "a%b", "p%2Fq%2B", "x/y?z#w@v+%25"] {
+            for url in [
+                format!("redis://:{pw}@127.0.0.1:6390"),
+                format!("redis://default:{pw}@127.0.0.1:6390/2"),
+                format!("rediss://u:{pw}@h:1/0#insecure"),
+                format!("redis+sentinel://:{pw}@h:1,h:2/mymaster"),
+            ] {
+                let t = Target::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+                let expected = percent_encoding::percent_decode_str(pw).decode_utf8().unwrap();
+                assert_eq!(t.password.as_deref(), Some(expected.as_ref()), "{url}");
+                assert!(!t.redacted().contains(pw), "{url} -> {}", t.redacted());
+                assert!(t.redacted().contains(":***@"), "{url} -> {}", t.redacted());
+            }
+        }
+        // `+` is a plus in userinfo (not a form-encoded space).
+        assert_eq!(Target::parse("redis://:a+b@h:1").unwrap().password.as_deref(), Some("a+b"));
+        assert_eq!(Target::parse("redis://:a%2Bb@h:1").unwrap().password.as_deref(), Some("a+b"));
+    }
+
+    #[test]
+    fn malformed_urls_are_redacted_in_errors() {
+        for url in ["redis:/:s3cr3tpw@h:1", "redis:s3cr3tpw@h", "s3cr3tpw@h:1", "redis://:s3cr3tpw@h:1#bogus"] {
+            let err = format!("{:#}", Target::parse(url).err().unwrap_or_else(|| panic!("{url} parsed")));
+            assert!(!err.contains("s3cr3tpw"), "{url}: {err}");
+        }
+        let err = format!("{:#}", Target::parse("redis://:%FF%FE@h:1").unwrap_err());
+        assert!(err.contains("not valid UTF-8") && !err.contains("%FF"), "{err}");
     }
 
     #[test]

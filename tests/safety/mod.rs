@@ -1,0 +1,4 @@
+//! Issue "safe to point at anything": secrets, signals, --pid, interruptions, hostile servers.
+//! Included from tests/cli.rs (one test binary fewer to link).
+
+mod secrets;
