@@ -255,12 +255,19 @@ pub enum MemcachedAction {
         #[arg(long)]
         file: PathBuf,
     },
-    /// Write a dump back; keys that expired meanwhile are skipped; a damaged file is refused whole.
+    /// Write a dump back with `add`: a key the application wrote since is never overwritten;
+    /// keys that expired meanwhile are skipped; a damaged file is refused whole.
     Restore {
         #[arg(long)]
         target: String,
         #[arg(long)]
         file: PathBuf,
+        /// Replace existing keys with the dump's values (`set`): asks first, unless --yes.
+        #[arg(long)]
+        overwrite: bool,
+        /// Do not ask before --overwrite.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

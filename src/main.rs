@@ -8,10 +8,24 @@ use failprobe::report::{compare, exit_code, terminal, write_reports, ReportOptio
 use failprobe::scenario::{self, Overrides};
 use std::path::{Path, PathBuf};
 
+/// stdout may be a closed pipe (`| head`) or a dropped terminal: the run still finishes, stops
+/// its lab and writes its report, and a failed print is not a reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() {
-    // Behave like other command-line tools when piped into `head`: stop quietly, no panic.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    failprobe::os::set_signal_dispositions();
     failprobe::secret::register_environment();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -21,7 +35,7 @@ fn main() {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            failprobe::note!("error: starting the async runtime: {e}");
             std::process::exit(EXIT_USAGE);
         }
     };
@@ -29,7 +43,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // Whatever produced the error, no password leaves through it.
-            eprintln!("error: {}", failprobe::secret::scrub(&format!("{e:#}")));
+            failprobe::note!("error: {}", failprobe::secret::scrub(&format!("{e:#}")));
             // Usage errors and failures of the run itself both mean "no verdict": exit 2.
             EXIT_USAGE
         }
@@ -73,8 +87,8 @@ async fn run(args: RunArgs) -> Result<i32> {
     };
     let plan = scenario::plan(file, overrides(args))?;
     let result = failprobe::run::run(plan).await?;
-    print!("{}", terminal::final_summary(&result.summary));
-    println!("report: {}", result.dir.join("report.html").display());
+    say_raw!("{}", terminal::final_summary(&result.summary));
+    say!("report: {}", result.dir.join("report.html").display());
     Ok(exit_code(&result.summary))
 }
 
@@ -131,9 +145,9 @@ async fn events(args: EventsArgs) -> Result<i32> {
     };
     let report = maintenance::run(&client, &query).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", maintenance::render(&report, now));
+        say_raw!("{}", maintenance::render(&report, now));
     }
     Ok(if report.alert { failprobe::error::EXIT_BUDGET } else { failprobe::error::EXIT_PASS })
 }
@@ -147,9 +161,9 @@ fn report(dir: PathBuf, formats: Vec<String>, outputs: OutputArgs) -> Result<i32
 fn finish(dir: &Path, recorder: &recorder::Recorder, options: ReportOptions, outputs: &OutputArgs) -> Result<i32> {
     let (summary, mut files) = write_reports(dir, recorder, &options)?;
     files.extend(outputs.ci().write(&summary)?);
-    print!("{}", terminal::final_summary(&summary));
+    say_raw!("{}", terminal::final_summary(&summary));
     for f in files {
-        println!("wrote {}", f.display());
+        say!("wrote {}", f.display());
     }
     Ok(exit_code(&summary))
 }
@@ -180,10 +194,10 @@ fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
     };
     let (sa, sb) = (load(&a)?, load(&b)?);
     let (na, nb) = (a.display().to_string(), b.display().to_string());
-    print!("{}", compare::terminal(&na, &nb, &sa, &sb));
+    say_raw!("{}", compare::terminal(&na, &nb, &sa, &sb));
     std::fs::write(&html, compare::html(&na, &nb, &sa, &sb))
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", html.display()))?;
-    println!("\nwrote {}", html.display());
+    say!("\nwrote {}", html.display());
     Ok(0)
 }
 
@@ -193,8 +207,8 @@ async fn lab(action: LabAction) -> Result<i32> {
             let lab = Lab::up(Topology::parse(&topology)?, &dir, false)
                 .await
                 .map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
-            println!("lab ready in {}", lab.dir.display());
-            println!("target:  {}", lab.target_url());
+            say!("lab ready in {}", lab.dir.display());
+            say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {
                 Topology::Sentinel => "sentinel",
                 Topology::Cluster => "cluster-failover",
@@ -202,15 +216,15 @@ async fn lab(action: LabAction) -> Result<i32> {
                 Topology::Replica => "kill",
             };
             if matches!(lab.topology, Topology::Replica | Topology::Sentinel) {
-                println!("primary: {}", lab.primary_url());
+                say!("primary: {}", lab.primary_url());
             }
-            println!("measure: failprobe run --lab {} --trigger {trigger}", lab.dir.display());
+            say!("measure: failprobe run --lab {} --trigger {trigger}", lab.dir.display());
             lab.detach();
         }
         LabAction::Status { dir } => {
             let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
             for n in lab.nodes() {
-                println!(
+                say!(
                     "{:<11} {:<21} pid {:<7} {}",
                     n.name,
                     format!("127.0.0.1:{}", n.port),
@@ -219,16 +233,16 @@ async fn lab(action: LabAction) -> Result<i32> {
                 );
             }
             match lab.readiness().await {
-                Readiness::Ready { primary } => println!("ready: primary 127.0.0.1:{primary}"),
+                Readiness::Ready { primary } => say!("ready: primary 127.0.0.1:{primary}"),
                 Readiness::NotReady(why) => {
-                    println!("not ready: {why}");
+                    say!("not ready: {why}");
                     return Ok(1);
                 }
             }
         }
         LabAction::Down { dir } => {
             let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
-            println!("stopped {} process(es)", lab.down()?);
+            say!("stopped {} process(es)", lab.down()?);
         }
     }
     Ok(0)
@@ -251,19 +265,58 @@ async fn memcached(action: MemcachedAction) -> Result<i32> {
     match action {
         MemcachedAction::Dump { target, file } => {
             let c = dump::dump(&discover(nodes(&target)?).await?, &file).await?;
-            println!("dumped {} keys to {} ({} vanished while dumping)", c.items, file.display(), c.vanished);
+            say!("dumped {} keys to {} ({} vanished while dumping)", c.items, file.display(), c.vanished);
+            if c.unsafe_keys > 0 {
+                failprobe::note!(
+                    "warning: {} key(s) with whitespace or control characters (written through the binary protocol) cannot be carried by the text protocol and were left out",
+                    c.unsafe_keys
+                );
+            }
         }
-        MemcachedAction::Restore { target, file } => {
-            let c = dump::restore(&discover(nodes(&target)?).await?, &file).await?;
-            println!(
-                "restored {} keys from {} ({} skipped: expired meanwhile)",
+        MemcachedAction::Restore { target, file, overwrite, yes } => {
+            let nodes = discover(nodes(&target)?).await?;
+            let existing = if overwrite {
+                confirm_overwrite(&nodes, &file, yes)?;
+                dump::Existing::Overwrite
+            } else {
+                dump::Existing::Keep
+            };
+            let c = dump::restore(&nodes, &file, existing).await?;
+            say!(
+                "restored {} keys from {} ({} skipped: expired meanwhile; {} left as they were: written since the dump)",
                 c.items,
                 file.display(),
-                c.skipped_expired
+                c.skipped_expired,
+                c.kept_existing
             );
         }
     }
     Ok(0)
+}
+
+/// `memcached restore --overwrite` replaces whatever the application wrote since the dump:
+/// asked like a trigger, unless `--yes`.
+fn confirm_overwrite(nodes: &[(String, u16)], file: &Path, yes: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    let list: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    let what = format!(
+        "overwrite keys on {} with the values in {} (keys written since the dump get their old values back)",
+        list.join(", "),
+        file.display()
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::NotConfirmed(format!("{what}\n(pass --yes to confirm)")).into());
+    }
+    failprobe::note_raw!("failprobe will {what}.\nType `yes` to go ahead: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(UsageError::NotConfirmed(what).into());
+    }
+    Ok(())
 }
 
 async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {
@@ -272,12 +325,12 @@ async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {
     let mut plan = failprobe::run::demo_plan(out);
     plan.report = outputs.report_options(Vec::new());
     plan.ci = outputs.ci();
-    println!("demo: local primary + replica + 3 sentinels; 3 × SENTINEL FAILOVER, then 1 × kill -9 of the primary");
+    say!("demo: local primary + replica + 3 sentinels; 3 × SENTINEL FAILOVER, then 1 × kill -9 of the primary");
     let result = failprobe::run::run(plan).await?;
-    print!("{}", terminal::final_summary(&result.summary));
-    println!("report:  {}", result.dir.join("report.html").display());
-    println!("         {}", result.dir.join("report.md").display());
-    println!("plot:    {}", result.dir.join("timeline.svg").display());
-    println!("samples: {}", result.dir.join("samples.csv").display());
+    say_raw!("{}", terminal::final_summary(&result.summary));
+    say!("report:  {}", result.dir.join("report.html").display());
+    say!("         {}", result.dir.join("report.md").display());
+    say!("plot:    {}", result.dir.join("timeline.svg").display());
+    say!("samples: {}", result.dir.join("samples.csv").display());
     Ok(0)
 }

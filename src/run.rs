@@ -50,15 +50,10 @@ struct RunContext {
 }
 
 pub async fn run(plan: Plan) -> Result<RunResult> {
-    // Installed first, so a Ctrl-C while the lab starts still stops the lab cleanly.
-    let cancel = watch_ctrl_c();
-    if plan.out.join(crate::record::store::META_FILE).exists() {
-        return Err(UsageError::Invalid(format!(
-            "{} already holds a run; choose another --out (measurements are never overwritten)",
-            plan.out.display()
-        ))
-        .into());
-    }
+    // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
+    // lab cleanly.
+    let (stop, cancel) = watch_stop_signals();
+    let mut claim = crate::record::store::OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
     let lab = open_lab(&plan).await?;
     let (aws, aws_url) = open_aws(&plan).await?;
     let target_url = plan
@@ -67,7 +62,12 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         .or(aws_url)
         .or_else(|| lab.as_ref().map(|l| l.target_url()))
         .ok_or_else(|| anyhow!(UsageError::Invalid("no target".into())))?;
-    let target = Arc::new(Target::parse(&target_url)?);
+    let mut target = Target::parse(&target_url)?;
+    if plan.target.is_none() && lab.is_some() {
+        // A lab has no password: FAILPROBE_PASSWORD / REDISCLI_AUTH are for the real target.
+        target.forget_passwords();
+    }
+    let target = Arc::new(target);
     check_plan(&plan, &target, lab.as_deref())?;
     let calls_aws = plan.triggers.iter().any(|t| t.is_aws());
     if !calls_aws {
@@ -95,9 +95,10 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     let run_id = keys::new_run_id();
     let meta = run_meta(&plan, &target, &clock, lab.as_deref(), &run_id);
     let writer = RunWriter::create(&plan.out, &meta)?;
+    claim.keep();
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta)));
+    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta), stop));
     let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
     let limit = plan.timeout.max(Duration::from_millis(100));
     let prober = Engine::start(target.clone(), &run_id, limit, report.clone())
@@ -113,15 +114,24 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default(), aws };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
+    let mut completed = 0;
     for (i, spec) in ctx.plan.triggers.iter().enumerate() {
         if *ctx.cancel.borrow() {
             break;
         }
-        if let Err(e) = run_trial(&ctx, i as u32, spec, &mut last_trigger).await {
-            ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
-            failure = Some(e);
-            break;
+        match run_trial(&ctx, i as u32, spec, &mut last_trigger).await {
+            Ok(Ending::Done(_)) => completed += 1,
+            Ok(Ending::Interrupted) => break,
+            Err(e) => {
+                ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
+                failure = Some(e);
+                break;
+            }
         }
+    }
+    // Fewer trials than asked is no verdict, however the run stopped: say so on the timeline.
+    if completed < ctx.plan.triggers.len() {
+        ctx.report.event(EventKind::Interrupted);
     }
     if let Some(aws) = &ctx.aws {
         let _ = aws_stop.0.send(true);
@@ -136,11 +146,21 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     }
     ctx.prober.shutdown();
     let _ = done_tx.send(true);
-    let recorder = recorder.await.context("recorder task")??;
+    let (recorder, disk_error) = recorder.await.context("recorder task")?;
     if !ctx.plan.quiet && std::io::stdout().is_terminal() {
         terminal::clear_status();
     }
-    let (summary, mut files) = write_reports(&ctx.plan.out, &recorder, &ctx.plan.report)?;
+    // Reports are written even after a recorder failure: summary.json is small, and a full
+    // disk may have room again; if not, the error says which file could not be written.
+    let written = write_reports(&ctx.plan.out, &recorder, &ctx.plan.report);
+    if let Some(e) = disk_error {
+        let report = match &written {
+            Ok(_) => format!("the report in {} covers what was recorded", ctx.plan.out.display()),
+            Err(w) => format!("the report could not be written either: {w:#}"),
+        };
+        return Err(anyhow!("the recorder could not write the samples ({e}); no further trigger was fired; {report}"));
+    }
+    let (summary, mut files) = written?;
     files.extend(ctx.plan.ci.write(&summary)?);
     if let Some(e) = failure {
         return Err(e.context(format!("run stopped; what was measured is in {}", ctx.plan.out.display())));
@@ -158,7 +178,7 @@ async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option<String>)> 
         let g = crate::aws::group::describe_group(&client, id).await.map_err(|e| unusable(&e))?;
         sources.insert(g.id.clone());
         sources.extend(g.member_clusters.iter().cloned());
-        eprintln!(
+        crate::note!(
             "{}: {} {}, {}, automatic failover {}, {}",
             g.id,
             g.engine,
@@ -169,13 +189,13 @@ async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option<String>)> 
         );
         let password_set = ["FAILPROBE_PASSWORD", "REDISCLI_AUTH"].iter().any(|v| std::env::var_os(v).is_some());
         if g.auth_required && !password_set {
-            eprintln!("note: {id} requires AUTH; set FAILPROBE_PASSWORD (failprobe never reads it from AWS)");
+            crate::note!("note: {id} requires AUTH; set FAILPROBE_PASSWORD (failprobe never reads it from AWS)");
         }
         g.target_url().map_err(|e| unusable(&format!("{id}: {e}")))?
     } else if let Some(id) = &p.cache_cluster {
         let c = crate::aws::group::describe_cache_cluster(&client, id).await.map_err(|e| unusable(&e))?;
         sources.insert(c.id.clone());
-        eprintln!("{}: {} {}, nodes {}", c.id, c.engine, c.status, c.node_states());
+        crate::note!("{}: {} {}, nodes {}", c.id, c.engine, c.status, c.node_states());
         c.memcache_url().map_err(|e| unusable(&format!("{id}: {e}")))?
     } else {
         return Ok((None, None));
@@ -217,15 +237,24 @@ fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
     Ok(())
 }
 
-/// A destructive trigger against anything but loopback, and any trigger that calls the AWS API,
-/// needs `--yes` or a typed confirmation that shows exactly what will be called.
+/// Asks before anything destructive: a trigger against a target that is not on loopback, any
+/// trigger that calls the AWS API, and always `command=` and `--pid` (an ssh tunnel to a remote
+/// deployment is on loopback too, and a pid or a script can act on anything). `--yes` or a
+/// typed `yes`; the question shows exactly what will be done.
 fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     let destructive: Vec<String> =
         plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
-    if destructive.is_empty() || (target.is_loopback() && api_calls.is_empty()) || plan.yes {
+    let always = plan.triggers.iter().any(|t| matches!(t, TriggerSpec::Command(_)))
+        || (plan.pid.is_some() && plan.triggers.iter().any(|t| t.needs_process()));
+    if destructive.is_empty() || (target.is_loopback() && api_calls.is_empty() && !always) || plan.yes {
         return Ok(());
     }
     let mut what = format!("{} trial(s) of `{}` against {}", destructive.len(), destructive[0], target.redacted());
+    if let (Some(pid), true) = (plan.pid, plan.triggers.iter().any(|t| t.needs_process())) {
+        what.push_str(&format!(
+            "\n  signalling pid {pid} (checked before each signal: a server listening on the target's port)"
+        ));
+    }
     for call in api_calls {
         what.push_str(&format!("\n  each trial calls: {call}"));
     }
@@ -235,12 +264,17 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
         let endpoint = endpoint.as_deref().map(crate::target::redact).unwrap_or_else(|| "AWS's endpoint".into());
         what.push_str(&format!("\n  region {region}, endpoint {endpoint}"));
     }
+    let why = if !api_calls.is_empty() {
+        "calls the AWS API"
+    } else if !target.is_loopback() {
+        "not on loopback"
+    } else {
+        "runs a command or signals a process"
+    };
     if !std::io::stdin().is_terminal() {
-        let why = if api_calls.is_empty() { "not on loopback" } else { "calls the AWS API" };
         return Err(UsageError::NotConfirmed(format!("{what}\n({why}; pass --yes to confirm)")).into());
     }
-    let place = if api_calls.is_empty() { ", which is not on this machine" } else { "" };
-    eprint!("failprobe will run {what}{place}.\nType `yes` to go ahead: ");
+    crate::note_raw!("failprobe will run {what} ({why}).\nType `yes` to go ahead: ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if answer.trim() != "yes" {
@@ -306,47 +340,78 @@ fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_
     }
 }
 
-/// First Ctrl-C: finish the current trial early and write a partial report. Second: leave now
-/// (samples are on disk, at most one second behind).
-fn watch_ctrl_c() -> watch::Receiver<bool> {
+/// The first SIGINT, SIGTERM or SIGHUP finishes the current trial early; the run then resumes
+/// a paused process, restores what it changed, stops its own lab and writes a partial report
+/// (exit 2). A second signal never skips any of that: the clean-up is what keeps the
+/// deployment safe, and it is bounded by its own deadlines.
+fn watch_stop_signals() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     let (tx, rx) = watch::channel(false);
+    let stop = tx.clone();
+    let mut signals = crate::os::StopSignals::install();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping the trial and writing a partial report (Ctrl-C again to quit now)");
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
+        let name = signals.next().await;
+        let _ = tx.send(true);
+        crate::note!("\n{name}: stopping the trial, resuming and restoring what was changed, writing a partial report");
+        loop {
+            let name = signals.next().await;
+            crate::note!(
+                "{name} again: still cleaning up (resume, restore, lab stop); failprobe exits when that is done"
+            );
         }
     });
-    rx
+    (stop, rx)
 }
 
+/// Persists every record, then feeds it to the recorder. A write that fails (a full disk, a
+/// file size limit) stops the run (`stop`): no trigger may fire while nothing is recorded.
+/// The records keep flowing into the in-memory recorder, so the summary still covers them.
 async fn record_loop(
     mut rx: mpsc::UnboundedReceiver<Record>,
     mut done: watch::Receiver<bool>,
     mut writer: RunWriter,
     mut recorder: Recorder,
-) -> Result<Recorder> {
+    stop: watch::Sender<bool>,
+) -> (Recorder, Option<String>) {
+    let mut failed: Option<String> = None;
+    let fail = |e: anyhow::Error, failed: &mut Option<String>| {
+        if failed.is_none() {
+            crate::note!("\nerror: {e:#}: stopping the run (no further trigger will fire)");
+            *failed = Some(format!("{e:#}"));
+            let _ = stop.send(true);
+        }
+    };
     let mut flush = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => { writer.write(&r)?; recorder.ingest(r); }
+                Some(r) => {
+                    if failed.is_none() {
+                        if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
+                    }
+                    recorder.ingest(r);
+                }
                 None => break,
             },
-            _ = flush.tick() => writer.flush()?,
+            _ = flush.tick() => if failed.is_none() {
+                if let Err(e) = writer.flush() { fail(e, &mut failed); }
+            },
             _ = done.changed() => {
                 while let Ok(r) = rx.try_recv() {
-                    writer.write(&r)?;
+                    if failed.is_none() {
+                        if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
+                    }
                     recorder.ingest(r);
                 }
                 break;
             }
         }
     }
-    writer.flush()?;
-    Ok(recorder)
+    if failed.is_none() {
+        if let Err(e) = writer.flush() {
+            fail(e, &mut failed);
+        }
+    }
+    (recorder, failed)
 }
 
 enum Ending {
@@ -354,7 +419,12 @@ enum Ending {
     Interrupted,
 }
 
-async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigger: &mut Option<Instant>) -> Result<()> {
+async fn run_trial(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
     prepare_lab(ctx, *last_trigger).await?;
     ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
     ctx.report.event(EventKind::TrialStart);
@@ -373,17 +443,17 @@ async fn run_trial(ctx: &RunContext, trial: u32, spec: &TriggerSpec, last_trigge
         late += s.await.unwrap_or(0);
     }
     status.abort();
-    match ending {
+    match &ending {
         Ending::Done(reason) => {
             check_integrity(ctx, &keys).await;
             check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;
-            let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason };
+            let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
             ctx.report.event(EventKind::TrialEnd { reason });
         }
         Ending::Interrupted => ctx.report.event(EventKind::Interrupted),
     }
-    Ok(())
+    Ok(ending)
 }
 
 /// The lab notes' rules before each trial: dead nodes restarted, replica in sync, sentinels

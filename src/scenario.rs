@@ -273,8 +273,17 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
             trigger.label()
         )));
     }
+    let pid = o.pid.or(f.trigger.pid);
+    if let Some(pid) = pid {
+        crate::os::checked_pid(pid as u64).map_err(invalid)?;
+    }
     let out =
         o.out.unwrap_or_else(|| PathBuf::from(format!("failprobe-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    let warmup = o.warmup.or(f.trials.warmup).unwrap_or(Duration::from_secs(5));
+    let settle = o.settle.or(f.trials.settle).unwrap_or(Duration::from_secs(2));
+    let duration = o.duration.or(f.trials.duration).unwrap_or(Duration::from_secs(10));
+    let max_trial = o.max_trial.or(f.trials.max_trial).unwrap_or(Duration::from_secs(60));
+    let key_ttl = key_ttl(o.key_ttl.or(f.probe.key_ttl), warmup + max_trial.max(duration) + settle)?;
     Ok(Plan {
         name,
         target,
@@ -282,18 +291,18 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         lab_dir: o.lab,
         interval,
         timeout,
-        key_ttl: o.key_ttl.or(f.probe.key_ttl).unwrap_or(Duration::from_secs(3600)),
+        key_ttl,
         triggers: vec![trigger; repeat as usize],
-        warmup: o.warmup.or(f.trials.warmup).unwrap_or(Duration::from_secs(5)),
-        settle: o.settle.or(f.trials.settle).unwrap_or(Duration::from_secs(2)),
-        duration: o.duration.or(f.trials.duration).unwrap_or(Duration::from_secs(10)),
-        max_trial: o.max_trial.or(f.trials.max_trial).unwrap_or(Duration::from_secs(60)),
+        warmup,
+        settle,
+        duration,
+        max_trial,
         budget: Budget {
             max_outage_ms: o.max_outage.or(f.budget.max_outage).map(|d| d.as_secs_f64() * 1000.0),
             max_lost_writes: o.max_lost_writes.or(f.budget.max_lost_writes),
         },
         out,
-        pid: o.pid.or(f.trigger.pid),
+        pid,
         shard: o.shard.or(f.trigger.shard),
         key: o.key.or(f.trigger.key),
         seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(10_000),
@@ -303,6 +312,29 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         ci: o.ci,
         aws,
     })
+}
+
+/// The write log is read after the trial: keys that expire before that make every write look
+/// lost (Redis), and memcached reads an exptime of 0 as "never" and one above 30 days as an
+/// absolute date. So: at least the longest trial plus a minute for the integrity check, at
+/// most 30 days; the default is an hour, or longer when a trial is.
+const KEY_TTL_MARGIN: Duration = Duration::from_secs(60);
+const KEY_TTL_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn key_ttl(given: Option<Duration>, longest_trial: Duration) -> Result<Duration> {
+    let needed = longest_trial + KEY_TTL_MARGIN;
+    match given {
+        None => Ok(needed.max(Duration::from_secs(3600)).min(KEY_TTL_MAX)),
+        Some(ttl) if ttl < needed => Err(invalid(format!(
+            "--key-ttl {} is shorter than a trial can last ({} of warmup, trial and settle) plus {}s for the integrity check: use at least {}",
+            duration::format_ms(ttl.as_secs_f64() * 1000.0),
+            duration::format_ms(longest_trial.as_secs_f64() * 1000.0),
+            KEY_TTL_MARGIN.as_secs(),
+            duration::format_ms(needed.as_secs_f64() * 1000.0)
+        ))),
+        Some(ttl) if ttl > KEY_TTL_MAX => Err(invalid("--key-ttl must be at most 30d (memcached reads longer expiries as dates)")),
+        Some(ttl) => Ok(ttl),
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +364,20 @@ mod tests {
         assert!(!err.contains("pa/ss") && !err.contains("ss+wd"), "{err}");
         let err = load_str("[target]\nurl = 5\n# redis://:x@h\n").unwrap_err().to_string();
         assert!(err.contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn key_ttl_covers_the_longest_trial() {
+        let plan_with = |o: Overrides| plan(None, Overrides { target: Some("redis://127.0.0.1:1".into()), ..o });
+        let err = plan_with(Overrides { key_ttl: Some(Duration::from_millis(500)), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("--key-ttl") && err.to_string().contains("at least"), "{err}");
+        let err = plan_with(Overrides { key_ttl: Some(Duration::from_secs(100)), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("shorter than a trial"), "{err}");
+        let long = plan_with(Overrides { duration: Some(Duration::from_secs(7200)), ..Default::default() }).unwrap();
+        assert!(long.key_ttl >= Duration::from_secs(7200 + 60), "default grows with the trial: {:?}", long.key_ttl);
+        assert!(plan_with(Overrides { key_ttl: Some(Duration::from_secs(31 * 86400)), ..Default::default() }).is_err());
+        let ok = plan_with(Overrides { key_ttl: Some(Duration::from_secs(600)), ..Default::default() }).unwrap();
+        assert_eq!(ok.key_ttl, Duration::from_secs(600));
     }
 
     #[test]

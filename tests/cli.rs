@@ -32,6 +32,7 @@ fn unreachable_target_exits_2_before_any_trigger() {
         &format!("redis://127.0.0.1:{port}"),
         "--trigger",
         &trigger,
+        "--yes",
         "--out",
         dir.path().join("out").to_str().unwrap(),
         "--quiet",

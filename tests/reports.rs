@@ -29,8 +29,21 @@ fn check_html(dir: &Path, s: &Value) {
     assert!(external.is_empty(), "external references in report.html: {external:?}");
     assert!(!text.contains("url("), "CSS must not load anything");
     let badge: String = doc.select(&sel(".verdict .badge")).next().expect("verdict first").text().collect();
-    let expected = if s["budget"]["passed"] == true { "PASS" } else { "FAIL" };
+    // The badge is the one verdict's word, and agrees with the budget and the exit code.
+    let expected = match s["verdict"]["kind"].as_str().unwrap() {
+        "pass" => "PASS",
+        "recovered" => "RECOVERED",
+        "fail" => "FAIL",
+        _ => "INCOMPLETE",
+    };
     assert_eq!(badge, expected);
+    let budget_passed = s["budget"]["passed"] == true;
+    assert_eq!(
+        matches!(expected, "PASS" | "RECOVERED"),
+        budget_passed && s["interrupted"] == false,
+        "{}",
+        s["verdict"]
+    );
     assert!(doc.select(&sel(".plot svg")).count() >= 3, "timeline, outages and percentiles inline");
     let cells: Vec<String> = doc.select(&sel("td")).map(|td| td.text().collect()).collect();
     for t in s["trials"].as_array().unwrap() {

@@ -44,7 +44,7 @@ fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
     let trigger = format!("command=redis-cli -p {port} DEBUG SLEEP 0.8");
-    let (o, out) = lab.run("run", &["--trigger", &trigger, "--interval", "5ms"]);
+    let (o, out) = lab.run("run", &["--trigger", &trigger, "--interval", "5ms", "--yes"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let t = &summary(&out)["trials"][0];
     assert!(t["trigger"]["error"].is_null());

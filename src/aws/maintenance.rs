@@ -96,7 +96,7 @@ pub async fn run(client: &Client, q: &Query) -> Result<EventsReport> {
     let (update_actions, update_actions_error) = match update_actions(client, q).await {
         Ok(rows) => (rows, None),
         Err(e) => {
-            eprintln!("warning: pending service updates not listed: {e}");
+            crate::note!("warning: pending service updates not listed: {e}");
             (Vec::new(), Some(e.to_string()))
         }
     };

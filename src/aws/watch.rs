@@ -221,8 +221,8 @@ impl AwsRun {
                 }
             };
             match result {
-                Ok(()) => eprintln!("restored: {}", r.cli()),
-                Err(e) => eprintln!("error: could not restore automatic failover ({e:#}); run:\n  {}", r.cli()),
+                Ok(()) => crate::note!("restored: {}", r.cli()),
+                Err(e) => crate::note!("error: could not restore automatic failover ({e:#}); run:\n  {}", r.cli()),
             }
         }
     }

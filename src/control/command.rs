@@ -1,5 +1,7 @@
 //! `command=<shell command>`: anything else (kubectl, the aws cli, a script). Complete when the
-//! command exits; a non-zero exit is a trigger error on the timeline.
+//! command exits; a non-zero exit is a trigger error on the timeline. The command runs in its own
+//! process group, and the whole group is ended on timeout or when the run is interrupted: a
+//! script's children must not outlive the trial that started them.
 
 use super::{Trigger, TriggerContext, TriggerFuture};
 use anyhow::{bail, Context};
@@ -17,17 +19,44 @@ impl Trigger for Command {
                 .arg("-c")
                 .arg(&self.0)
                 .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .process_group(0)
                 .kill_on_drop(true)
-                .output();
-            let out = tokio::time::timeout(ctx.max_wait, child)
-                .await
-                .with_context(|| format!("command did not finish within {:?}", ctx.max_wait))?
+                .spawn()
                 .context("starting sh")?;
+            // Dropped on every path out of here (timeout, Ctrl-C/SIGTERM dropping this future):
+            // ends the group unless the command finished.
+            let mut group = GroupGuard { pgid: child.id(), done: false };
+            let out = tokio::time::timeout(ctx.max_wait, child.wait_with_output())
+                .await
+                .with_context(|| {
+                    format!("command did not finish within {:?}; its process group was ended", ctx.max_wait)
+                })?
+                .context("waiting for sh")?;
+            group.done = true;
             let tail = |b: &[u8]| String::from_utf8_lossy(b).lines().last().unwrap_or("").trim().to_string();
             if !out.status.success() {
                 bail!("command exited with {}: {}", out.status, tail(&out.stderr));
             }
             Ok(format!("command exited 0: {}", tail(&out.stdout)))
         })
+    }
+}
+
+struct GroupGuard {
+    pgid: Option<u32>,
+    done: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let Some(pgid) = self.pgid.filter(|_| !self.done) else { return };
+        // The group was created for this command (process_group(0)): its id is the shell's pid,
+        // which cannot be handed to another process while the group still has members.
+        if let Ok(pgid) = crate::os::checked_pid(pgid as u64) {
+            // SAFETY: killpg(2) has no memory-safety preconditions; pgid >= 1.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
     }
 }

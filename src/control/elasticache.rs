@@ -85,7 +85,7 @@ impl TestFailover {
                 recent.len()
             )));
         }
-        eprintln!(
+        crate::note!(
             "note: TestFailover is limited to {TEST_FAILOVER_QUOTA} node groups per rolling 24 h per account and region; {} used by the events of the last 24 h, this run uses {}",
             recent.len(),
             ctx.trials
@@ -250,7 +250,7 @@ impl Trigger for Promote {
             }
             let restore = Restore::AutomaticFailover { group: group.clone(), multi_az: g.multi_az == "enabled" };
             aws.push_restore(restore.clone());
-            eprintln!(
+            crate::note!(
                 "disabling automatic failover on {group}; failprobe re-enables it (if it is killed first: {})",
                 restore.cli()
             );

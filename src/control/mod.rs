@@ -5,7 +5,6 @@ pub mod cluster;
 mod command;
 pub mod elasticache;
 mod process;
-pub use process::send as send_signal;
 mod promote;
 mod sentinel;
 
@@ -173,6 +172,9 @@ impl TriggerSpec {
     }
 
     async fn check_redis(&self, ctx: &TriggerContext) -> Result<()> {
+        if matches!(self, Self::Kill | Self::Pause(_)) {
+            process::check_process(ctx).await?;
+        }
         if !ctx.target.is_cluster() {
             return match self {
                 Self::ClusterFailover(_) => Err(invalid("cluster-failover needs a redis+cluster:// target")),

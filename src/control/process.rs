@@ -2,8 +2,9 @@
 //! process: the lab's, or the one given with `--pid`.
 
 use super::{Trigger, TriggerContext, TriggerFuture};
+use crate::os::signal_verified;
 use crate::target::locate_primary;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::time::Duration;
 
 pub enum Signal {
@@ -21,31 +22,40 @@ impl Trigger for Signal {
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
-            let (pid, who) = primary_process(ctx).await?;
+            let (pid, port) = primary_process(ctx).await?;
             match self {
                 Signal::Kill => {
-                    send(pid, libc::SIGKILL)?;
-                    Ok(format!("SIGKILL to pid {pid} ({who})"))
+                    let who = signal_verified(pid as u64, port, libc::SIGKILL)?;
+                    Ok(format!("SIGKILL to {who}"))
                 }
                 Signal::Pause(d) => {
-                    send(pid, libc::SIGSTOP)?;
-                    // Resumes the process even if this future is dropped (Ctrl-C): a paused
-                    // primary must never be left behind.
-                    let guard = ResumeOnDrop(pid);
+                    let started = crate::os::start_time(pid as u64);
+                    let who = signal_verified(pid as u64, port, libc::SIGSTOP)?;
+                    // Resumes the process even if this future is dropped (Ctrl-C, SIGTERM): a
+                    // paused primary must never be left behind.
+                    let guard = ResumeOnDrop { pid, started: started.unwrap_or(0) };
                     tokio::time::sleep(*d).await;
                     drop(guard);
-                    Ok(format!("SIGSTOP to pid {pid} ({who}) for {d:?}, then SIGCONT"))
+                    Ok(format!("SIGSTOP to {who} for {d:?}, then SIGCONT"))
                 }
             }
         })
     }
 }
 
-struct ResumeOnDrop(u32);
+struct ResumeOnDrop {
+    pid: u32,
+    /// Start time of the process verified before SIGSTOP: SIGCONT goes to that process only.
+    started: u64,
+}
 
 impl Drop for ResumeOnDrop {
     fn drop(&mut self) {
-        let _ = send(self.0, libc::SIGCONT);
+        // The full check ran before SIGSTOP; at resume time only "still the same process" is
+        // asked (one small read), so the pause ends on time.
+        if let Err(e) = crate::os::signal_same_process(self.pid as u64, self.started, libc::SIGCONT) {
+            tracing::warn!("resuming pid {}: {e:#}", self.pid);
+        }
     }
 }
 
@@ -84,24 +94,25 @@ async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
     locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))
 }
 
-async fn primary_process(ctx: &TriggerContext) -> Result<(u32, String)> {
+/// The process a kill/pause acts on and the port it must listen on: `--pid` (checked against
+/// the target's node), or the lab's process on that node's port.
+pub(crate) async fn primary_process(ctx: &TriggerContext) -> Result<(u32, u16)> {
+    let (host, port) = target_node(ctx).await?;
     if let Some(pid) = ctx.pid {
-        return Ok((pid, "--pid".into()));
+        return Ok((pid, port));
     }
     let lab =
         ctx.lab.as_ref().ok_or_else(|| anyhow!("kill/pause need the primary's process: use --lab DIR or --pid PID"))?;
-    let (host, port) = target_node(ctx).await?;
     let pid = lab
         .pid_of_port(port)
         .ok_or_else(|| anyhow!("{host}:{port} is not a process of the lab in {}", lab.dir.display()))?;
-    Ok((pid, format!("lab node 127.0.0.1:{port}")))
+    Ok((pid, port))
 }
 
-pub fn send(pid: u32, signal: libc::c_int) -> Result<()> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-    if rc != 0 {
-        bail!("signal {signal} to pid {pid}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+/// Before anything is written or fired: the process exists, is a server, and listens on the
+/// port of the node the trigger acts on.
+pub(crate) async fn check_process(ctx: &TriggerContext) -> Result<()> {
+    let (pid, port) = primary_process(ctx).await?;
+    let source = if ctx.pid.is_some() { "--pid" } else { "the lab's record" };
+    crate::os::identify(pid as u64, port).map(|_| ()).map_err(|e| crate::error::invalid(format!("{source}: {e}")))
 }

@@ -90,6 +90,7 @@ impl Lab {
                 dir.display()
             );
         }
+        remove_stale_files(&dir);
         let lab =
             Lab { dir: dir.clone(), topology, nodes: Mutex::new(Vec::new()), children: Mutex::new(Vec::new()), owned };
         if topology == Topology::Cluster {
@@ -135,7 +136,9 @@ impl Lab {
         for p in self.redis_ports() {
             node::wait_port_open(p, Duration::from_secs(10)).await?;
         }
-        let out = tokio::process::Command::new("redis-cli")
+        let mut cli = std::process::Command::new("redis-cli");
+        node::scrubbed_env(&mut cli);
+        let out = tokio::process::Command::from(cli)
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -276,7 +279,7 @@ impl Lab {
             .into_iter()
             .find(|n| n.port == port)
             .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
-        crate::control::send_signal(node.pid, libc::SIGKILL)?;
+        crate::os::signal_verified(node.pid as u64, port, libc::SIGKILL)?;
         self.reap();
         node::wait_port_closed(port, Duration::from_secs(5)).await;
         let old_pid = node.pid;
@@ -313,13 +316,13 @@ impl Lab {
         nodes
     }
 
-    /// Stops exactly the processes this lab started (checked by their command line).
+    /// Stops exactly the processes this lab started: each pid is checked to be the server on its
+    /// port before it is signalled (a pid in lab.json may have been reused since).
     pub fn down(&self) -> Result<usize> {
         let nodes = self.all_known_nodes();
         let mut stopped = 0;
         for node in &nodes {
-            if node.is_alive() {
-                let _ = crate::control::send_signal(node.pid, libc::SIGTERM);
+            if node.is_alive() && crate::os::signal_verified(node.pid as u64, node.port, libc::SIGTERM).is_ok() {
                 stopped += 1;
             }
         }
@@ -330,13 +333,23 @@ impl Lab {
         }
         for node in &nodes {
             if node.is_alive() {
-                let _ = crate::control::send_signal(node.pid, libc::SIGKILL);
+                let _ = crate::os::signal_verified(node.pid as u64, node.port, libc::SIGKILL);
             }
             if node.cluster {
                 let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
             }
         }
-        self.reap();
+        // Our own children (not yet reaped, so their pids cannot have been reused) go too, even
+        // one that never came to listen on its port.
+        if let Ok(mut children) = self.children.lock() {
+            for c in children.iter_mut() {
+                if matches!(c.try_wait(), Ok(None)) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+            children.clear();
+        }
         Ok(stopped)
     }
 }
@@ -346,9 +359,25 @@ impl Drop for Lab {
         if self.owned {
             // Make sure no paused node survives us.
             for n in self.nodes() {
-                let _ = crate::control::send_signal(n.pid, libc::SIGCONT);
+                let _ = crate::os::signal_verified(n.pid as u64, n.port, libc::SIGCONT);
             }
             let _ = self.down();
+        }
+    }
+}
+
+/// What an earlier lab in the same directory left: a sentinel keeps its rewritten config on
+/// restart (it knows the current primary), which for a *new* lab would name the old one's ports.
+/// Only the files a lab writes are removed.
+fn remove_stale_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name == LAB_FILE
+            || ((name.starts_with("redis-") || name.starts_with("sentinel-") || name.starts_with("memcached-"))
+                && (name.ends_with(".conf") || name.ends_with(".log")));
+        if ours {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

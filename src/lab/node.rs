@@ -71,15 +71,16 @@ impl Node {
     }
 
     fn config(&self, dir: &Path) -> String {
-        let d = dir.display();
+        let d = quote(&dir.display().to_string());
+        let log = |name: &str| quote(&dir.join(format!("{name}.log")).display().to_string());
         let port = self.port;
         match self.kind {
             NodeKind::Redis => {
                 let mut c = format!(
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\n\
-                     dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {d}/{name}.log\n\
+                     dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {log}\n\
                      repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nenable-debug-command local\n",
-                    name = self.name
+                    log = log(&self.name)
                 );
                 if let Some(p) = self.replica_of.filter(|_| !self.cluster) {
                     c.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
@@ -88,19 +89,19 @@ impl Node {
                     // Lab notes: node-timeout 1000 gives a ~2.3 s failover on kill -9.
                     c.push_str(&format!(
                         "cluster-enabled yes\ncluster-config-file {}\ncluster-node-timeout 1000\n",
-                        self.cluster_config_file(dir).display()
+                        quote(&self.cluster_config_file(dir).display().to_string())
                     ));
                 }
                 c
             }
             NodeKind::Memcached => String::new(),
             NodeKind::Sentinel => format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {d}/{name}.log\n\
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {log}\n\
                  sentinel monitor {m} 127.0.0.1 {p} 2\n\
                  sentinel down-after-milliseconds {m} {down}\n\
                  sentinel failover-timeout {m} {fo}\n\
                  sentinel parallel-syncs {m} 1\n",
-                name = self.name,
+                log = log(&self.name),
                 m = super::MASTER_NAME,
                 p = self.monitors.unwrap_or(0),
                 down = super::DOWN_AFTER_MS,
@@ -117,6 +118,7 @@ impl Node {
         if self.kind == NodeKind::Memcached {
             // As root memcached needs a user to drop to (lab notes).
             let mut cmd = Command::new("memcached");
+            scrubbed_env(&mut cmd);
             cmd.args(["-p", &self.port.to_string(), "-l", "127.0.0.1", "-U", "0", "-m", "64"]);
             if unsafe { libc::geteuid() } == 0 {
                 cmd.args(["-u", "nobody"]);
@@ -138,7 +140,8 @@ impl Node {
             NodeKind::Redis => "redis-server",
             NodeKind::Sentinel | NodeKind::Memcached => "redis-sentinel", // memcached returned above
         };
-        Command::new(bin)
+        let mut cmd = Command::new(bin);
+        scrubbed_env(&mut cmd)
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -185,6 +188,37 @@ impl Node {
         let ours = cmdline.split(['\0', ' ', ':']).any(|t| t == port);
         (cmdline.contains("redis") || cmdline.contains("memcached")) && ours
     }
+}
+
+/// A value for a redis config line: double-quoted with `\\`, `"` and newlines escaped, so a
+/// directory with spaces, quotes or a newline in its name is one value, not several directives.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Servers get only what they need from our environment: a password in FAILPROBE_PASSWORD,
+/// REDISCLI_AUTH or an AWS key must not sit in /proc/PID/environ of a long-lived lab server
+/// (nor make redis-cli authenticate to a lab that has no password).
+pub fn scrubbed_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear();
+    for var in ["PATH", "LANG", "TZ"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd
 }
 
 /// A port the OS considers free right now. The OS hands out ephemeral ports in sequence, so a

@@ -5,7 +5,7 @@
 //! item count and a checksum of every item line. A file that is cut short or altered is
 //! rejected as a whole before anything is written back: never half-applied.
 
-use super::proto::{Conn, Item};
+use super::proto::{Conn, Item, RELATIVE_EXPTIME_MAX};
 use crate::error::invalid;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -40,7 +40,16 @@ pub struct Counts {
     pub items: u64,
     pub skipped_expired: u64,
     pub vanished: u64,
+    /// Restore without --overwrite: keys the application has written since (left as they are).
+    pub kept_existing: u64,
+    /// Dump: keys the text protocol cannot carry (stored through the binary protocol).
+    pub unsafe_keys: u64,
 }
+
+/// Items per request, and how long one batch may take: a restore of millions of keys makes
+/// progress batch by batch, and a node that stops answering is noticed within a batch.
+const BATCH: usize = 100;
+const BATCH_DEADLINE: Duration = Duration::from_secs(10);
 
 fn fnv1a(hash: &mut u64, bytes: &[u8]) {
     for b in bytes {
@@ -53,16 +62,21 @@ fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn progress(what: &str, done: u64, total: u64) {
-    if total >= 1000 && (done.is_multiple_of((total / 10).max(1)) || done == total) {
-        eprintln!("{what} {done}/{total}");
+/// A line each time another tenth is done (from `before` to `done` of `total`).
+fn progress(what: &str, before: u64, done: u64, total: u64) {
+    if total >= 1000 && (before * 10 / total != done * 10 / total || done == total) {
+        crate::note!("{what} {done}/{total}");
     }
 }
 
 pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
     let tmp = file.with_extension("partial");
-    let mut out =
-        std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+    // The application's data: readable by its owner only.
+    let created = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)
+    };
+    let mut out = std::io::BufWriter::new(created.with_context(|| format!("creating {}", tmp.display()))?);
     writeln!(out, "{HEADER}")?;
     let mut hash = 0xcbf29ce484222325u64;
     let mut counts = Counts::default();
@@ -72,12 +86,16 @@ pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
         let mut conn = Conn::connect(&addr, Instant::now() + Duration::from_secs(2))
             .await
             .map_err(|e| invalid(format!("memcached {addr} not reachable: {e}")))?;
-        let listed = conn.metadump(deadline).await.map_err(|e| anyhow!("{addr}: lru_crawler metadump: {e}"))?;
+        let mut listed = conn.metadump(deadline).await.map_err(|e| anyhow!("{addr}: lru_crawler metadump: {e}"))?;
+        let before = listed.len();
+        listed.retain(|(k, _)| super::proto::valid_key(k));
+        counts.unsafe_keys += (before - listed.len()) as u64;
         let total = listed.len() as u64;
         let mut done = 0;
-        for chunk in listed.chunks(100) {
+        for chunk in listed.chunks(BATCH) {
             let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| k.as_slice()).collect();
-            let found = conn.get_many(&keys, deadline).await.map_err(|e| anyhow!("{addr}: get: {e}"))?;
+            let batch_deadline = Instant::now() + BATCH_DEADLINE;
+            let found = conn.get_many(&keys, batch_deadline).await.map_err(|e| anyhow!("{addr}: get: {e}"))?;
             counts.vanished += (chunk.len() - found.len()) as u64;
             for item in found {
                 let exp = chunk.iter().find(|(k, _)| *k == item.key).map(|(_, e)| *e).unwrap_or(-1);
@@ -93,8 +111,8 @@ pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
                 writeln!(out, "{line}")?;
                 counts.items += 1;
             }
+            progress(&format!("dumping {addr}:"), done, done + chunk.len() as u64, total);
             done += chunk.len() as u64;
-            progress(&format!("dumping {addr}:"), done, total);
         }
     }
     writeln!(out, "{}", serde_json::to_string(&Trailer { items: counts.items, fnv1a: format!("{hash:016x}") })?)?;
@@ -122,6 +140,13 @@ fn read_dump(file: &Path) -> Result<Vec<Record>> {
     for (i, line) in lines[1..lines.len() - 1].iter().enumerate() {
         fnv1a(&mut hash, line.as_bytes());
         let r: Record = serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+        let key_ok = B64.decode(&r.key).is_ok_and(|k| super::proto::valid_key(&k)) && B64.decode(&r.value).is_ok();
+        if !key_ok {
+            return Err(bad(format!(
+                "line {}: the key is not one memcached's text protocol can carry (1-250 bytes, no whitespace or control characters) or is not base64",
+                i + 2
+            )));
+        }
         records.push(r);
     }
     if records.len() as u64 != trailer.items || format!("{hash:016x}") != trailer.fnv1a {
@@ -135,7 +160,16 @@ fn read_dump(file: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-pub async fn restore(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
+/// How a restore treats keys that exist on the node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Existing {
+    /// `add`: the application's newer value stays (the default).
+    Keep,
+    /// `set`: the dump's value replaces it (`--overwrite`, confirmed).
+    Overwrite,
+}
+
+pub async fn restore(nodes: &[(String, u16)], file: &Path, existing: Existing) -> Result<Counts> {
     let records = read_dump(file)?;
     if let Some(r) = records.iter().find(|r| r.node >= nodes.len()) {
         bail!(invalid(format!("the dump has keys of node {} but the target names {} node(s)", r.node, nodes.len())));
@@ -150,21 +184,38 @@ pub async fn restore(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
     }
     let mut counts = Counts::default();
     let total = records.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    for (done, r) in records.into_iter().enumerate() {
-        let ttl = match r.exp {
-            -1 => Duration::ZERO,
-            exp if exp <= now_unix() => {
-                counts.skipped_expired += 1;
-                continue;
+    let command = match existing {
+        Existing::Keep => "add",
+        Existing::Overwrite => "set",
+    };
+    let mut done = 0;
+    for batch in records.chunks(BATCH) {
+        let deadline = Instant::now() + BATCH_DEADLINE;
+        for r in batch {
+            let now = now_unix();
+            let exptime = match r.exp {
+                -1 => 0,
+                exp if exp <= now => {
+                    counts.skipped_expired += 1;
+                    continue;
+                }
+                // Never longer than it had left: relative seconds up to 30 days, the original
+                // absolute time beyond (memcached reads a larger number as a date).
+                exp if (exp - now) as u64 <= RELATIVE_EXPTIME_MAX => (exp - now) as u64,
+                exp => exp as u64,
+            };
+            let item = Item { key: B64.decode(&r.key)?, flags: r.flags, value: B64.decode(&r.value)? };
+            let stored = conns[r.node]
+                .store(command, &item, exptime, deadline)
+                .await
+                .map_err(|e| anyhow!("restoring into node {} ({done} of {total} done): {e}", r.node))?;
+            match stored {
+                true => counts.items += 1,
+                false => counts.kept_existing += 1,
             }
-            // Never longer than it had left: round the remaining time down.
-            exp => Duration::from_secs((exp - now_unix()).max(1) as u64),
-        };
-        let item = Item { key: B64.decode(&r.key)?, flags: r.flags, value: B64.decode(&r.value)? };
-        conns[r.node].set(&item, ttl, deadline).await.map_err(|e| anyhow!("restoring into node {}: {e}", r.node))?;
-        counts.items += 1;
-        progress("restoring:", done as u64 + 1, total);
+        }
+        progress("restoring:", done, done + batch.len() as u64, total);
+        done += batch.len() as u64;
     }
     Ok(counts)
 }

@@ -50,30 +50,63 @@ impl Conn {
         Ok(Self { stream: BufReader::new(tcp), addr: addr.to_string() })
     }
 
-    async fn line(&mut self, deadline: Instant) -> Result<String, ProbeError> {
-        let mut line = String::new();
-        let n = within(deadline, "read", self.stream.read_line(&mut line)).await?;
+    /// One reply line as bytes (keys are bytes, not UTF-8), at most `MAX_LINE` long: a server
+    /// that never ends its line cannot make failprobe buffer without bound.
+    async fn line_bytes(&mut self, deadline: Instant) -> Result<Vec<u8>, ProbeError> {
+        let mut line = Vec::new();
+        let limited = (&mut self.stream).take(MAX_LINE as u64 + 1);
+        let n = within(deadline, "read", read_until_newline(limited, &mut line)).await?;
         if n == 0 {
             return Err(ProbeError::new(ErrorClass::Reset, "connection closed by the server"));
         }
-        Ok(line.trim_end().to_string())
+        if !line.ends_with(b"\n") {
+            return Err(if line.len() > MAX_LINE {
+                ProbeError::new(ErrorClass::Other, format!("memcached sent a line longer than {MAX_LINE} bytes"))
+            } else {
+                ProbeError::new(ErrorClass::Reset, "connection closed in the middle of a reply")
+            });
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        Ok(line)
+    }
+
+    async fn line(&mut self, deadline: Instant) -> Result<String, ProbeError> {
+        Ok(String::from_utf8_lossy(&self.line_bytes(deadline).await?).into_owned())
     }
 
     async fn send(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ProbeError> {
         within(deadline, "write", self.stream.get_mut().write_all(bytes)).await
     }
 
-    /// `set`; `ttl` 0 means no expiry. Keys must be protocol-safe (no spaces or control bytes).
+    /// `set`; `ttl` 0 means no expiry.
     pub async fn set(&mut self, item: &Item, ttl: Duration, deadline: Instant) -> Result<(), ProbeError> {
+        match self.store("set", item, exptime(ttl), deadline).await? {
+            true => Ok(()),
+            false => Err(server_error("NOT_STORED")),
+        }
+    }
+
+    /// `add`: stores only when the key is absent; `Ok(false)` when it exists (never overwritten).
+    pub async fn add(&mut self, item: &Item, exptime: u64, deadline: Instant) -> Result<bool, ProbeError> {
+        self.store("add", item, exptime, deadline).await
+    }
+
+    /// `set`/`add` with a raw exptime (see `exptime`): `Ok(true)` STORED, `Ok(false)` NOT_STORED.
+    pub async fn store(&mut self, cmd: &str, item: &Item, exptime: u64, deadline: Instant) -> Result<bool, ProbeError> {
+        check_key(&item.key)?;
         let mut req = Vec::with_capacity(item.key.len() + item.value.len() + 40);
-        req.extend_from_slice(b"set ");
+        req.extend_from_slice(cmd.as_bytes());
+        req.push(b' ');
         req.extend_from_slice(&item.key);
-        req.extend_from_slice(format!(" {} {} {}\r\n", item.flags, ttl.as_secs(), item.value.len()).as_bytes());
+        req.extend_from_slice(format!(" {} {exptime} {}\r\n", item.flags, item.value.len()).as_bytes());
         req.extend_from_slice(&item.value);
         req.extend_from_slice(b"\r\n");
         self.send(&req, deadline).await?;
         match self.line(deadline).await?.as_str() {
-            "STORED" => Ok(()),
+            "STORED" => Ok(true),
+            "NOT_STORED" => Ok(false),
             other => Err(server_error(other)),
         }
     }
@@ -82,6 +115,7 @@ impl Conn {
     pub async fn get_many(&mut self, keys: &[&[u8]], deadline: Instant) -> Result<Vec<Item>, ProbeError> {
         let mut req = b"get".to_vec();
         for k in keys {
+            check_key(k)?;
             req.push(b' ');
             req.extend_from_slice(k);
         }
@@ -89,21 +123,35 @@ impl Conn {
         self.send(&req, deadline).await?;
         let mut items = Vec::new();
         loop {
-            let line = self.line(deadline).await?;
-            if line == "END" {
+            let line = self.line_bytes(deadline).await?;
+            if line == b"END" {
                 return Ok(items);
             }
-            let mut parts = line.split(' ');
-            let (Some("VALUE"), Some(key), Some(flags), Some(len)) =
+            let mut parts = line.split(|b| *b == b' ');
+            let (Some(b"VALUE"), Some(key), Some(flags), Some(len)) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
             else {
-                return Err(server_error(&line));
+                return Err(server_error(&String::from_utf8_lossy(&line)));
             };
-            let (flags, len): (u32, usize) = (flags.parse().unwrap_or(0), len.parse().unwrap_or(0));
-            let mut value = vec![0; len + 2];
-            within(deadline, "read", self.stream.read_exact(&mut value)).await?;
-            value.truncate(len);
-            items.push(Item { key: key.as_bytes().to_vec(), flags, value });
+            let number = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|t| t.parse::<u64>().ok());
+            let (Some(flags), Some(len)) = (number(flags), number(len)) else {
+                return Err(server_error(&String::from_utf8_lossy(&line)));
+            };
+            if len > MAX_VALUE as u64 {
+                return Err(ProbeError::new(
+                    ErrorClass::Other,
+                    format!("memcached announced a {len}-byte value (more than failprobe reads: {MAX_VALUE})"),
+                ));
+            }
+            // Read as it arrives: an announced length allocates nothing before the bytes come.
+            let mut value = Vec::new();
+            let body = (&mut self.stream).take(len + 2);
+            within(deadline, "read", read_all(body, &mut value)).await?;
+            if value.len() as u64 != len + 2 || !value.ends_with(b"\r\n") {
+                return Err(ProbeError::new(ErrorClass::Reset, "connection closed in the middle of a value"));
+            }
+            value.truncate(len as usize);
+            items.push(Item { key: key.to_vec(), flags: flags as u32, value });
         }
     }
 
@@ -164,6 +212,46 @@ pub fn parse_cluster_config(line: &str) -> Vec<(String, u16)> {
         .collect()
 }
 
+/// The longest reply line failprobe reads (metadump and VALUE lines are well under 1 kB).
+const MAX_LINE: usize = 64 * 1024;
+/// The largest value failprobe reads back (memcached's item size limit is 1 MB by default and
+/// 1 GB at most; anything announced above this is refused, not allocated).
+pub const MAX_VALUE: usize = 128 << 20;
+/// memcached reads an exptime above 30 days as an absolute unix time.
+pub const RELATIVE_EXPTIME_MAX: u64 = 30 * 24 * 3600;
+
+async fn read_until_newline(mut r: impl tokio::io::AsyncBufRead + Unpin, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    r.read_until(b'\n', buf).await
+}
+
+async fn read_all(mut r: impl tokio::io::AsyncRead + Unpin, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    r.read_to_end(buf).await
+}
+
+/// The exptime for a TTL: 0 never expires, up to 30 days relative seconds, beyond that the
+/// absolute unix time (sent relative, memcached would read it as a date in 1970).
+pub fn exptime(ttl: Duration) -> u64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    if secs <= RELATIVE_EXPTIME_MAX {
+        return secs;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    now + secs
+}
+
+/// A key the text protocol can carry: 1 to 250 bytes, no whitespace or control characters
+/// (anything else would end the command early and let the rest be read as another command).
+pub fn valid_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= 250 && key.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80)
+}
+
+fn check_key(key: &[u8]) -> Result<(), ProbeError> {
+    if valid_key(key) {
+        return Ok(());
+    }
+    Err(ProbeError::new(ErrorClass::Other, "a key with whitespace, control characters or over 250 bytes was refused"))
+}
+
 fn server_error(line: &str) -> ProbeError {
     ProbeError::new(ErrorClass::Other, format!("memcached answered `{line}`"))
 }
@@ -197,6 +285,19 @@ mod tests {
             super::parse_cluster_config(line),
             vec![("my.0001.use1.cache.amazonaws.com".to_string(), 11211), ("10.80.249.27".to_string(), 11212)]
         );
+    }
+
+    #[test]
+    fn keys_and_expiry_follow_the_text_protocol() {
+        assert!(super::valid_key(b"failprobe:{ab}:seed:1") && super::valid_key(&[0xff, 0xfe, b'k']));
+        for bad in [&b""[..], b"a b", b"a\r\nflush_all", b"tab\there", &[0x7f], &[b'k'; 251]] {
+            assert!(!super::valid_key(bad), "{bad:?}");
+        }
+        assert_eq!(super::exptime(std::time::Duration::ZERO), 0);
+        assert_eq!(super::exptime(std::time::Duration::from_millis(500)), 1, "under a second is not 'never'");
+        assert_eq!(super::exptime(std::time::Duration::from_secs(3600)), 3600);
+        let forty_days = super::exptime(std::time::Duration::from_secs(40 * 86400));
+        assert!(forty_days > 1_700_000_000, "absolute above 30 days: {forty_days}");
     }
 
     #[test]

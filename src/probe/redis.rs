@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
+/// How long a `+switch-master` subscription may stay silent before it is made again.
+const SUBSCRIPTION_IDLE: Duration = Duration::from_secs(30);
+
 /// One independently probed part of the target: the primary, or one cluster shard.
 pub struct Shard {
     /// `shard0`, `shard1`, ... for a cluster; None for a single primary.
@@ -55,12 +58,14 @@ impl RedisProber {
                 .iter()
                 .enumerate()
                 .map(|(i, info)| {
-                    let tag = tag_for(run_id, info);
+                    let tag = tag_for(run_id, info).ok_or_else(|| {
+                        ProbeError::new(ErrorClass::Clusterdown, format!("shard {i} owns no usable slot range"))
+                    })?;
                     let slot = slot_of(tag.as_bytes());
                     let locator = Locator::ClusterSlot { target: target.clone(), slot, map: map.clone() };
-                    Shard::new(Some(format!("shard{i}")), tag, locator)
+                    Ok(Shard::new(Some(format!("shard{i}")), tag, locator))
                 })
-                .collect();
+                .collect::<Result<Vec<_>, ProbeError>>()?;
             (shards, Some(map))
         } else {
             (vec![Shard::new(None, run_id.to_string(), Locator::Primary(target.clone()))], None)
@@ -265,9 +270,11 @@ impl RedisProber {
         use futures_util::StreamExt;
         let client = self.target.sentinel_client(host, port)?;
         let mut pubsub = timeout(self.limit, client.get_async_pubsub()).await.context("connect timeout")??;
-        pubsub.subscribe("+switch-master").await?;
+        timeout(self.limit, pubsub.subscribe("+switch-master")).await.context("SUBSCRIBE timeout")??;
         let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
+        // Every read has a deadline: a sentinel that went silent (or a half-open connection) is
+        // left and subscribed again; the topology poll asks the sentinels every second anyway.
+        while let Some(msg) = timeout(SUBSCRIPTION_IDLE, messages.next()).await.ok().flatten() {
             let payload: String = msg.get_payload().unwrap_or_default();
             // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
             let parts: Vec<&str> = payload.split_whitespace().collect();
@@ -282,7 +289,7 @@ impl RedisProber {
                 self.reconnect_all();
             }
         }
-        anyhow::bail!("subscription closed")
+        anyhow::bail!("subscription closed or idle for {SUBSCRIPTION_IDLE:?}")
     }
 
     /// The trial's write log of one shard as its current primary has it, on a fresh connection.

@@ -122,12 +122,16 @@ impl Recorder {
 
     fn summary_of(&self, trials: Vec<TrialSummary>) -> Summary {
         // A trial with no recorded end was cut short: by Ctrl-C, or by a crash (read back from disk).
-        let interrupted = self.trials.values().any(|t| {
-            let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
-            t.events.iter().any(|e| e.kind == EventKind::Interrupted) || !t.events.iter().any(ended)
-        });
+        // Fewer trials than planned means the run stopped early, however it stopped.
+        let planned = self.meta.triggers.len();
+        let interrupted = trials.len() < planned
+            || self.trials.values().any(|t| {
+                let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
+                t.events.iter().any(|e| e.kind == EventKind::Interrupted) || !t.events.iter().any(ended)
+            });
         let outage_histogram_ms = outage_histogram(&trials);
         let budget = evaluate_budget(&self.meta.budget, &trials, interrupted);
+        let verdict = crate::report::summary::Verdict::decide(planned, interrupted, &trials, &budget);
         Summary {
             version: self.meta.version.clone(),
             scenario: self.meta.scenario.clone(),
@@ -152,6 +156,7 @@ impl Recorder {
             trials,
             outage_histogram_ms,
             budget,
+            verdict,
         }
     }
 
@@ -600,4 +605,79 @@ pub fn replay(run: crate::record::store::StoredRun) -> Recorder {
         r.ingest(Record::Sample(s));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Event, EventKind, RunMeta};
+
+    fn recorder(planned: usize, budget: Budget) -> Recorder {
+        Recorder::new(RunMeta {
+            version: "test".into(),
+            scenario: "t".into(),
+            run_id: "r".into(),
+            target: "redis://127.0.0.1:1".into(),
+            started_at: "2026-11-29T00:00:00Z".into(),
+            interval_us: 10_000,
+            timeout_us: 250_000,
+            triggers: vec!["none".into(); planned],
+            budget,
+            lab: None,
+        })
+    }
+
+    fn event(r: &mut Recorder, trial: u32, at_us: u64, kind: EventKind) {
+        r.ingest(Record::Event(Event { at_us, trial, kind }));
+    }
+
+    #[test]
+    fn fewer_trials_than_planned_is_no_verdict_everywhere() {
+        let mut r = recorder(3, Budget::default());
+        event(&mut r, 0, 0, EventKind::TrialStart);
+        event(&mut r, 0, 1_000, EventKind::TrialEnd { reason: "observed".into() });
+        let s = r.summary();
+        assert!(s.interrupted);
+        assert_eq!(s.verdict.kind, "incomplete");
+        assert_eq!(crate::report::exit_code(&s), 2);
+        assert!(s.verdict.headline.contains("1 of 3"), "{}", s.verdict.headline);
+        assert!(crate::report::terminal::final_summary(&s).starts_with("INCOMPLETE"));
+        assert!(crate::report::junit::junit(&s).contains(r#"type="incomplete""#));
+        assert!(crate::report::junit::step_summary(&s).contains("INCOMPLETE"));
+        // A run that stopped before its first trial (memcached seeding, a Ctrl-C in prepare).
+        let s = recorder(1, Budget::default()).summary();
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("incomplete", 2), "{}", s.verdict.headline);
+    }
+
+    #[test]
+    fn the_timeline_image_stays_bounded_for_many_trials() {
+        let mut r = recorder(40, Budget::default());
+        for t in 0..40 {
+            event(&mut r, t, t as u64 * 1000, EventKind::TrialStart);
+            event(&mut r, t, t as u64 * 1000 + 500, EventKind::TrialEnd { reason: "observed".into() });
+        }
+        let (w, h) = crate::report::plot::timeline::size(&r.summary());
+        // 80 panels asked for; at most 24 drawn (1200 × 6240 px, about 22 MB of pixels).
+        assert!(u64::from(w) * u64::from(h) <= 1200 * 24 * 260, "{w} x {h}");
+    }
+
+    #[test]
+    fn no_budget_never_reads_pass_and_a_failed_trigger_is_no_verdict() {
+        let mut r = recorder(1, Budget::default());
+        event(&mut r, 0, 0, EventKind::TrialStart);
+        event(&mut r, 0, 1_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let s = r.summary();
+        assert_eq!(s.verdict.kind, "recovered");
+        assert!(s.verdict.headline.starts_with("RECOVERED") && s.verdict.headline.contains("no budget set"));
+        assert!(!s.verdict.headline.contains("PASS"));
+        let mut r = recorder(1, Budget { max_outage_ms: Some(1000.0), max_lost_writes: None });
+        event(&mut r, 0, 0, EventKind::TrialStart);
+        event(&mut r, 0, 10, EventKind::TriggerStart { kind: "kill".into(), detail: "kill".into() });
+        event(&mut r, 0, 20, EventKind::TriggerError { message: "no such process".into() });
+        event(&mut r, 0, 1_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let s = r.summary();
+        assert_eq!(s.verdict.kind, "incomplete", "{}", s.verdict.headline);
+        assert_eq!(crate::report::exit_code(&s), 2);
+        assert!(crate::report::junit::junit(&s).contains("trigger of trial 0 failed"));
+    }
 }

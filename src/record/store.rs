@@ -47,11 +47,92 @@ fn create(path: &Path) -> Result<BufWriter<File>> {
     Ok(BufWriter::with_capacity(1 << 16, f))
 }
 
+/// Writes beside, syncs, renames, syncs the directory: a crash or a power cut never leaves a
+/// half-written or empty report behind. The temporary name is per file and per process, so
+/// timeline.svg and timeline.png (or two processes) never share one.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    // Write beside, then rename: a crash never leaves a half-written report behind.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("writing {}: {e}", path.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable only once the directory is.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// An output directory claimed for one run. Two runs given the same `--out` must not
+/// truncate each other's files: the directory is created new (or must be empty), and a lock
+/// file made with create-new semantics decides a race. A run that stops before it recorded
+/// anything gives the directory back.
+pub struct OutClaim {
+    dir: PathBuf,
+    created: bool,
+    kept: bool,
+}
+
+pub const LOCK_FILE: &str = "failprobe.lock";
+
+impl OutClaim {
+    pub fn claim(dir: &Path) -> Result<Self, String> {
+        let taken =
+            |why: &str| format!("{} {why}; choose another --out (measurements are never overwritten)", dir.display());
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let created = match std::fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut entries =
+                    std::fs::read_dir(dir).map_err(|e| taken(&format!("exists and cannot be read ({e})")))?;
+                if entries.next().is_some() {
+                    return Err(taken(if dir.join(META_FILE).exists() {
+                        "already holds a run"
+                    } else {
+                        "is not empty"
+                    }));
+                }
+                false
+            }
+            Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+        };
+        let lock = std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join(LOCK_FILE));
+        match lock {
+            Ok(mut f) => {
+                let _ = writeln!(f, "pid {}", std::process::id());
+                Ok(Self { dir: dir.to_path_buf(), created, kept: false })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(taken("is being used by another run")),
+            Err(e) => Err(format!("claiming {}: {e}", dir.display())),
+        }
+    }
+
+    /// The run recorded something: the directory is its, whatever happens next.
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for OutClaim {
+    fn drop(&mut self) {
+        if self.kept || self.dir.join(META_FILE).exists() {
+            return;
+        }
+        let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
+        if self.created {
+            // Only what this run put there (an owned lab's files); never a directory we found.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 pub struct StoredRun {

@@ -27,7 +27,7 @@ body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 au
 h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .meta{color:#555;margin:0}.meta code{font-size:.95em}
 .verdict{display:flex;gap:1.5em;align-items:flex-start;border-radius:8px;padding:1em 1.2em;margin:1.2em 0;border:2px solid}
-.verdict.pass{background:#eefaf0;border-color:#2e9d46}.verdict.fail{background:#fdeeee;border-color:#c62828}.verdict.incomplete{background:#fff6e5;border-color:#e69500}
+.verdict.pass{background:#eefaf0;border-color:#2e9d46}.verdict.fail{background:#fdeeee;border-color:#c62828}.verdict.incomplete{background:#fff6e5;border-color:#e69500}.verdict.recovered{background:#eef3fb;border-color:#3b6ea8}
 .badge{font-size:1.7em;font-weight:700;min-width:5.5em}.pass .badge{color:#1f7a35}.fail .badge{color:#b71c1c}.incomplete .badge{color:#a66b00}
 .figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:.6em 1.5em;flex:1}
 .verdict>div:last-child{flex:1}.figure b{display:block;font-size:1.35em}.figure span{color:#555;font-size:.9em}.figure.warn b{color:#b71c1c}
@@ -98,20 +98,8 @@ fn errors_seen(s: &Summary) -> BTreeMap<String, u64> {
 }
 
 fn verdict(h: &mut String, s: &Summary) {
-    let class = if s.interrupted {
-        "incomplete"
-    } else if s.budget.passed {
-        "pass"
-    } else {
-        "fail"
-    };
-    let word = if s.interrupted {
-        "INCOMPLETE"
-    } else if s.budget.passed {
-        "PASS"
-    } else {
-        "FAIL"
-    };
+    let class = s.verdict.kind.as_str();
+    let word = s.verdict.word();
     let errors = errors_seen(s);
     let seen = if errors.is_empty() {
         "no errors".to_string()

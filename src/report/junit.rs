@@ -30,10 +30,10 @@ pub fn junit(s: &Summary) -> String {
     // An interrupted run has no verdict and exits 2: CI must see a failure, not a pass.
     tests += 1;
     let _ = write!(cases, r#"    <testcase classname="{}" name="run completed" time="0">"#, esc(&s.scenario));
-    if s.interrupted {
+    if let Some(reason) = &s.verdict.incomplete_reason {
         failures += 1;
-        cases
-            .push_str(r#"<failure message="run interrupted: no verdict" type="interrupted">run interrupted</failure>"#);
+        let msg = format!("{reason}: no verdict");
+        let _ = write!(cases, r#"<failure message="{}" type="incomplete">{}</failure>"#, esc(&msg), esc(&msg));
     }
     cases.push_str("</testcase>\n");
     format!(
@@ -47,12 +47,10 @@ pub fn junit(s: &Summary) -> String {
 /// A short Markdown block for `$GITHUB_STEP_SUMMARY`.
 pub fn step_summary(s: &Summary) -> String {
     let mut md = String::new();
-    let icon = if s.interrupted {
-        "⚠️"
-    } else if s.budget.passed {
-        "✅"
-    } else {
-        "❌"
+    let icon = match s.verdict.kind.as_str() {
+        "pass" | "recovered" => "✅",
+        "fail" => "❌",
+        _ => "⚠️",
     };
     let _ = writeln!(md, "### {icon} failprobe: {} — {}\n", s.scenario, s.verdict());
     let _ =

@@ -130,16 +130,10 @@ fn write_plain(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
-/// Exit code for CI: 0 within budget, 1 budget exceeded, 2 interrupted (no verdict).
+/// Exit code for CI: 0 within budget (or recovered, without one), 1 budget exceeded or a stream
+/// that never recovered, 2 no verdict. Read from the one verdict, like every other output.
 pub fn exit_code(summary: &Summary) -> i32 {
-    // A trial whose trigger failed measured no failover: no verdict either way.
-    if summary.interrupted || summary.trials.iter().any(|t| t.trigger.error.is_some()) {
-        crate::error::EXIT_USAGE
-    } else if summary.budget.passed {
-        crate::error::EXIT_PASS
-    } else {
-        crate::error::EXIT_BUDGET
-    }
+    summary.verdict.exit_code
 }
 
 pub fn escape_html(s: &str) -> String {

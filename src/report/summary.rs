@@ -18,6 +18,70 @@ pub struct Summary {
     pub trials: Vec<TrialSummary>,
     pub outage_histogram_ms: OutageHistogram,
     pub budget: BudgetResult,
+    /// The one verdict every output shows and the exit code comes from.
+    #[serde(default)]
+    pub verdict: Verdict,
+}
+
+/// Decided once (`Verdict::decide`); the terminal, summary.json, report.md/html, JUnit, the step
+/// summary and the exit code all read it, so they cannot disagree.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Verdict {
+    /// `pass` (within the budget), `recovered` (no budget set, every stream recovered), `fail`,
+    /// or `incomplete` (no verdict: interrupted, fewer trials than asked, a trigger that failed).
+    pub kind: String,
+    /// The report's first line, e.g. "RECOVERED — 189 acknowledged writes lost — no budget set".
+    pub headline: String,
+    /// 0 pass/recovered, 1 fail, 2 incomplete.
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_reason: Option<String>,
+}
+
+impl Verdict {
+    pub fn decide(planned_trials: usize, interrupted: bool, trials: &[TrialSummary], budget: &BudgetResult) -> Self {
+        let failed_trigger = trials.iter().find(|t| t.trigger.error.is_some());
+        let reason = if trials.len() < planned_trials {
+            Some(format!("{} of {planned_trials} trial(s) ran", trials.len()))
+        } else if interrupted {
+            Some("interrupted".to_string())
+        } else {
+            failed_trigger.map(|t| format!("the trigger of trial {} failed", t.index))
+        };
+        if let Some(reason) = reason {
+            return Self {
+                kind: "incomplete".into(),
+                headline: format!("INCOMPLETE ({reason}: no verdict)"),
+                exit_code: crate::error::EXIT_USAGE,
+                incomplete_reason: Some(reason),
+            };
+        }
+        let lost: u64 = trials.iter().map(|t| t.integrity.lost_acked_writes).sum();
+        let lost_text = match lost {
+            0 => String::new(),
+            n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
+        };
+        let has_budget = budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some();
+        let (kind, headline, exit_code) = if !budget.passed {
+            let n = budget.violations.len();
+            ("fail", format!("FAIL — {n} check{} failed{lost_text}", if n == 1 { "" } else { "s" }), 1)
+        } else if has_budget {
+            ("pass", format!("PASS — within the budget{lost_text}"), 0)
+        } else {
+            ("recovered", format!("RECOVERED{lost_text} — no budget set"), 0)
+        };
+        Self { kind: kind.into(), headline, exit_code, incomplete_reason: None }
+    }
+
+    /// The badge word: PASS, RECOVERED, FAIL or INCOMPLETE.
+    pub fn word(&self) -> &'static str {
+        match self.kind.as_str() {
+            "pass" => "PASS",
+            "recovered" => "RECOVERED",
+            "fail" => "FAIL",
+            _ => "INCOMPLETE",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -209,15 +273,9 @@ pub struct BudgetCheck {
 }
 
 impl Summary {
-    /// One word for the terminal and the report's first line.
-    pub fn verdict(&self) -> &'static str {
-        let has_budget = self.budget.max_outage_ms.is_some() || self.budget.max_lost_writes.is_some();
-        match (self.interrupted, self.budget.passed, has_budget) {
-            (true, _, _) => "INCOMPLETE (interrupted: no verdict)",
-            (false, false, _) => "FAIL",
-            (false, true, true) => "PASS",
-            (false, true, false) => "PASS (no budget set; every stream recovered)",
-        }
+    /// The headline for the terminal and the report's first line.
+    pub fn verdict(&self) -> &str {
+        &self.verdict.headline
     }
 
     pub fn longest_outage_ms(&self) -> f64 {

@@ -102,6 +102,11 @@ fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
         let (Ok(lo), Ok(hi)) = (redis::from_redis_value_ref::<i64>(lo), redis::from_redis_value_ref::<i64>(hi)) else {
             continue;
         };
+        // A range outside 0..16384 or upside down is not a real cluster's: skipped, so it can
+        // neither own a slot by mistake nor make a tag search run forever.
+        if !(0..SLOTS as i64).contains(&lo) || !(lo..SLOTS as i64).contains(&hi) {
+            continue;
+        }
         let Some(primary) = parts.get(2).and_then(|n| parse_node(n, default_host)) else { continue };
         let replicas: Vec<Node> = parts.iter().skip(3).filter_map(|n| parse_node(n, default_host)).collect();
         match shards.iter_mut().find(|s| s.primary.addr() == primary.addr()) {
@@ -117,11 +122,10 @@ fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
 }
 
 /// A hash tag `<run-id>.<n>` whose slot lies in `shard`: every key of that shard's probe uses it.
-pub fn tag_for(run_id: &str, shard: &ShardInfo) -> String {
-    (0u32..)
-        .map(|n| format!("{run_id}.{n}"))
-        .find(|tag| shard.owns(slot_of(tag.as_bytes())))
-        .expect("some tag lands in every non-empty slot range")
+/// Bounded: a shard owning one slot of 16 384 is found within ~200 000 tries with near
+/// certainty; a shard that owns nothing (a broken CLUSTER SLOTS) is an error, not a spin.
+pub fn tag_for(run_id: &str, shard: &ShardInfo) -> Option<String> {
+    (0u32..2_000_000).map(|n| format!("{run_id}.{n}")).find(|tag| shard.owns(slot_of(tag.as_bytes())))
 }
 
 pub fn seeds(target: &Target) -> Vec<(String, u16)> {
@@ -150,8 +154,20 @@ mod tests {
         let node = Node { host: "h".into(), port: 1, id: String::new() };
         for ranges in [vec![(0, 5460)], vec![(5461, 10922)], vec![(10923, 16383)], vec![(100, 100)]] {
             let shard = ShardInfo { ranges, primary: node.clone(), replicas: vec![] };
-            let tag = tag_for("abc", &shard);
+            let tag = tag_for("abc", &shard).unwrap();
             assert!(shard.owns(slot_of(format!("failprobe:{{{tag}}}:t0:log").as_bytes())));
         }
+        let nothing = ShardInfo { ranges: vec![], primary: node.clone(), replicas: vec![] };
+        assert_eq!(tag_for("abc", &nothing), None);
+    }
+
+    #[test]
+    fn malformed_slot_ranges_are_skipped() {
+        let node = |port: i64| Value::Array(vec![Value::BulkString(b"127.0.0.1".to_vec()), Value::Int(port)]);
+        let range = |lo: i64, hi: i64, port: i64| Value::Array(vec![Value::Int(lo), Value::Int(hi), node(port)]);
+        let v = Value::Array(vec![range(16000, 5, 1), range(0, 99999, 2), range(-1, 5, 3), range(0, 16383, 4)]);
+        let shards = parse_slots(v, "h");
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].primary.port, 4);
     }
 }

@@ -87,10 +87,26 @@ async fn connect_raw(
     let client = client.map_err(|e| classify(&e))?;
     // Our own deadlines govern every request; the connection itself imposes none.
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(limit)).set_response_timeout(None);
-    timeout(limit, client.get_multiplexed_async_connection_with_config(&config))
-        .await
-        .map_err(|_| ProbeError::timeout("connect"))?
-        .map_err(|e| classify(&e))
+    let info = client.get_connection_info();
+    let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
+        // TLS: the library's own stream (its reply buffer is not bounded by the guard).
+        return timeout(limit, client.get_multiplexed_async_connection_with_config(&config))
+            .await
+            .map_err(|_| ProbeError::timeout("connect"))?
+            .map_err(|e| classify(&e));
+    };
+    // Plain TCP: our socket, wrapped in the guard that bounds what a server can make us buffer.
+    let setup = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(|e| classify(&e.into()))?;
+        let _ = tcp.set_nodelay(true);
+        let (conn, driver) =
+            MultiplexedConnection::new_with_config(info.redis_settings(), super::guard::Guarded::new(tcp), config)
+                .await
+                .map_err(|e| classify(&e))?;
+        tokio::spawn(driver);
+        Ok(conn)
+    };
+    timeout(limit, setup).await.map_err(|_| ProbeError::timeout("connect"))?
 }
 
 /// A fresh DNS lookup on every connect, so a moved endpoint is followed.

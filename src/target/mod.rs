@@ -2,6 +2,7 @@
 
 pub mod cluster;
 mod connect;
+mod guard;
 pub use connect::{
     connect_node, connect_primary, info_field, locate_primary, query_role, sentinel_primary, ServerInfo,
 };
@@ -132,6 +133,13 @@ impl Target {
             tls_ca,
             redacted,
         })
+    }
+
+    /// For a local lab's URL: no password applies (one from the environment is meant for the
+    /// real deployment, and a lab without requirepass refuses AUTH).
+    pub fn forget_passwords(&mut self) {
+        self.password = None;
+        self.sentinel_password = None;
     }
 
     pub fn redacted(&self) -> &str {

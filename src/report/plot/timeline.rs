@@ -42,7 +42,20 @@ impl Panel<'_> {
     }
 }
 
+/// At most this many panels (a run of many trials on a many-shard cluster would otherwise ask
+/// for an image of gigabytes); the tables of report.md/html cover every trial and shard.
+const MAX_PANELS: usize = 24;
+
 fn panels(s: &Summary) -> Vec<Panel<'_>> {
+    let mut out = all_panels(s);
+    if out.len() > MAX_PANELS {
+        tracing::warn!("timeline: drawing the first {MAX_PANELS} of {} panels", out.len());
+        out.truncate(MAX_PANELS);
+    }
+    out
+}
+
+fn all_panels(s: &Summary) -> Vec<Panel<'_>> {
     let mut out = Vec::new();
     for trial in &s.trials {
         let shards: Vec<Option<&ShardSummary>> =

@@ -1,0 +1,162 @@
+//! A fake Redis on loopback that answers the handshake and ROLE like a primary, then answers
+//! failprobe's probes with replies no real server sends. Each run must end within its
+//! deadlines, classify the failures, not panic, and keep its memory bounded.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug)]
+enum Hostility {
+    /// `$4294967296` and then as many bytes as the client will take.
+    HugeBulk,
+    /// A simple string in bytes that are not UTF-8.
+    NotUtf8,
+    /// `+aaaa…` that never ends.
+    EndlessLine,
+    /// Half of a bulk reply, then silence.
+    HalfThenSilence,
+    /// CLUSTER SLOTS with upside-down and out-of-range slot ranges.
+    BrokenClusterSlots,
+}
+
+/// Reads one RESP command (an array of bulk strings); None when the client is gone.
+fn read_command(r: &mut std::io::BufReader<TcpStream>) -> Option<Vec<String>> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    r.read_line(&mut line).ok().filter(|n| *n > 0)?;
+    let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut buf = vec![0; len + 2];
+        r.read_exact(&mut buf).ok()?;
+        args.push(String::from_utf8_lossy(&buf[..len]).to_uppercase());
+    }
+    Some(args)
+}
+
+fn serve(mut out: TcpStream, how: Hostility, port: u16) {
+    let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
+    let started = Instant::now();
+    while let Some(cmd) = read_command(&mut reader) {
+        let name = cmd.first().cloned().unwrap_or_default();
+        let reply: Vec<u8> = match (name.as_str(), cmd.get(1).map(String::as_str)) {
+            ("ROLE", _) => b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n".to_vec(),
+            ("INFO", _) => {
+                let body = "# Server\r\nrun_id:fake\r\n";
+                format!("${}\r\n{body}\r\n", body.len()).into_bytes()
+            }
+            ("CLUSTER", Some("SLOTS")) => {
+                let node = format!("*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$4\r\nfake\r\n");
+                format!("*2\r\n*3\r\n:16000\r\n:5\r\n{node}*3\r\n:0\r\n:99999\r\n{node}").into_bytes()
+            }
+            ("MULTI", _) => b"+OK\r\n".to_vec(),
+            ("RPUSH" | "PEXPIRE" | "EVAL", _) => b"+QUEUED\r\n".to_vec(),
+            ("EXEC" | "GET" | "LRANGE" | "DBSIZE" | "EXISTS", _) => match how {
+                Hostility::HugeBulk => {
+                    let _ = out.write_all(b"$4294967296\r\n");
+                    let chunk = vec![b'x'; 1 << 20];
+                    while started.elapsed() < Duration::from_secs(20) && out.write_all(&chunk).is_ok() {}
+                    return;
+                }
+                Hostility::EndlessLine => {
+                    let _ = out.write_all(b"+");
+                    let chunk = vec![b'a'; 1 << 20];
+                    while started.elapsed() < Duration::from_secs(20) && out.write_all(&chunk).is_ok() {}
+                    return;
+                }
+                Hostility::NotUtf8 => b"+\xff\xfe\xfd\r\n".to_vec(),
+                Hostility::HalfThenSilence => {
+                    let _ = out.write_all(b"$10\r\nabc");
+                    std::thread::sleep(Duration::from_secs(20));
+                    return;
+                }
+                Hostility::BrokenClusterSlots => b"+OK\r\n".to_vec(),
+            },
+            _ => b"+OK\r\n".to_vec(),
+        };
+        if out.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn fake_server(how: Hostility) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Bounded: a run opens a handful of connections (probes, topology, integrity).
+        for stream in listener.incoming().take(200).flatten() {
+            std::thread::spawn(move || serve(stream, how, port));
+        }
+    });
+    port
+}
+
+/// Peak resident memory of a running process (kB), from /proc.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn run_against(how: Hostility) -> (std::process::Output, Option<serde_json::Value>, u64, Duration) {
+    let port = fake_server(how);
+    let scheme = if matches!(how, Hostility::BrokenClusterSlots) { "redis+cluster" } else { "redis" };
+    let target = format!("{scheme}://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        .args(["run", "--target", &target, "--trigger", "none", "--duration", "2s", "--timeout", "100ms", "--quiet"])
+        .arg("--out")
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let mut peak = 0;
+    while !waiter.is_finished() {
+        peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+        assert!(started.elapsed() < Duration::from_secs(60), "{how:?}: the run did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = waiter.join().unwrap();
+    let s = std::fs::read_to_string(out.join("summary.json")).ok().map(|t| serde_json::from_str(&t).unwrap());
+    (o, s, peak, started.elapsed())
+}
+
+#[test]
+fn hostile_replies_end_in_classified_errors_with_bounded_memory() {
+    for how in [Hostility::HugeBulk, Hostility::EndlessLine, Hostility::NotUtf8, Hostility::HalfThenSilence] {
+        let (o, s, peak_kb, took) = run_against(how);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{how:?}: {}", explain(&o));
+        assert!(matches!(code(&o), 0..=2), "{how:?}: {}", explain(&o));
+        assert!(took < Duration::from_secs(30), "{how:?} took {took:?}");
+        assert!(peak_kb < 200_000, "{how:?}: peak RSS {peak_kb} kB");
+        let s = s.unwrap_or_else(|| panic!("{how:?}: no summary: {}", explain(&o)));
+        let writes = &s["trials"][0]["writes"];
+        assert!(u(&writes["failed"]) > 0, "{how:?}: {writes}");
+        let errors = writes["errors"].as_object().unwrap();
+        assert!(!errors.is_empty(), "{how:?}: failures without a class");
+        eprintln!("{how:?}: exit {}, peak RSS {peak_kb} kB, {took:?}, errors {errors:?}", code(&o));
+    }
+}
+
+#[test]
+fn a_broken_cluster_slots_reply_is_refused_clearly() {
+    let (o, _, _, took) = run_against(Hostility::BrokenClusterSlots);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no slots"), "{}", explain(&o));
+}
