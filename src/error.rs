@@ -22,3 +22,19 @@ pub enum UsageError {
 pub fn invalid(msg: impl Into<String>) -> anyhow::Error {
     UsageError::Invalid(msg.into()).into()
 }
+
+/// Asks before something destructive: on a terminal the user types `yes`; anywhere else (CI, a
+/// pipe) the answer is no and the error says to pass `--yes`. `what` completes "failprobe will …".
+pub fn ask_to_confirm(what: &str, why: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::NotConfirmed(format!("{what}\n({why}; pass --yes to confirm)")).into());
+    }
+    crate::note_raw!("failprobe will {what} ({why}).\nType `yes` to go ahead: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(UsageError::NotConfirmed(what.to_string()).into());
+    }
+    Ok(())
+}

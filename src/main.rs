@@ -297,26 +297,12 @@ async fn memcached(action: MemcachedAction) -> Result<i32> {
 /// `memcached restore --overwrite` replaces whatever the application wrote since the dump:
 /// asked like a trigger, unless `--yes`.
 fn confirm_overwrite(nodes: &[(String, u16)], file: &Path, yes: bool) -> Result<()> {
-    use std::io::IsTerminal;
     if yes {
         return Ok(());
     }
     let list: Vec<String> = nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
-    let what = format!(
-        "overwrite keys on {} with the values in {} (keys written since the dump get their old values back)",
-        list.join(", "),
-        file.display()
-    );
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError::NotConfirmed(format!("{what}\n(pass --yes to confirm)")).into());
-    }
-    failprobe::note_raw!("failprobe will {what}.\nType `yes` to go ahead: ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if answer.trim() != "yes" {
-        return Err(UsageError::NotConfirmed(what).into());
-    }
-    Ok(())
+    let what = format!("overwrite keys on {} with the values in {}", list.join(", "), file.display());
+    failprobe::error::ask_to_confirm(&what, "keys written since the dump get their old values back")
 }
 
 async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {

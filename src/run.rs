@@ -271,16 +271,7 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     } else {
         "runs a command or signals a process"
     };
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError::NotConfirmed(format!("{what}\n({why}; pass --yes to confirm)")).into());
-    }
-    crate::note_raw!("failprobe will run {what} ({why}).\nType `yes` to go ahead: ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if answer.trim() != "yes" {
-        return Err(UsageError::NotConfirmed(what).into());
-    }
-    Ok(())
+    crate::error::ask_to_confirm(&format!("run {what}"), why)
 }
 
 fn trigger_context(
