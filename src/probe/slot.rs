@@ -61,15 +61,12 @@ impl Reporter {
     }
 }
 
-/// An event's texts come from servers, commands and AWS: none of them may carry a password
-/// into events.jsonl or a report. Events are few, so a JSON round trip is cheap enough.
-fn scrubbed(kind: EventKind) -> EventKind {
-    let Ok(json) = serde_json::to_string(&kind) else { return kind };
-    let clean = crate::secret::scrub(&json);
-    if clean == json {
-        return kind;
-    }
-    serde_json::from_str(&clean).unwrap_or(kind)
+/// An event's free texts come from servers, commands and AWS: none of them may carry a password
+/// into events.jsonl or a report. Only those texts are scrubbed: roles, addresses and names are
+/// data the analysis reads (a password "master" must not turn every role into `***`).
+fn scrubbed(mut kind: EventKind) -> EventKind {
+    kind.scrub_texts(crate::secret::scrub);
+    kind
 }
 
 impl ConnSlot {

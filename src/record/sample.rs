@@ -211,6 +211,28 @@ pub enum EventKind {
     Interrupted,
 }
 
+impl EventKind {
+    /// Applies `scrub` to every free text (messages, details, reasons): what a server, a command
+    /// or AWS said, which may echo anything. Structured fields stay as they are.
+    pub fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String) {
+        let texts: Vec<&mut String> = match self {
+            EventKind::TriggerStart { kind, detail } => vec![kind, detail],
+            EventKind::TriggerFinish { detail } => vec![detail],
+            EventKind::TriggerError { message } | EventKind::IntegrityError { message } => vec![message],
+            EventKind::Reconnect { error: Some(error), .. } => vec![error],
+            EventKind::Aws { message, .. } => vec![message],
+            EventKind::TrialEnd { reason } => vec![reason],
+            _ => Vec::new(),
+        };
+        for text in texts {
+            let clean = scrub(text);
+            if clean != *text {
+                *text = clean;
+            }
+        }
+    }
+}
+
 /// Everything about the run that the report needs and the samples do not carry.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunMeta {
@@ -255,6 +277,24 @@ pub fn ranges_contain(ranges: &[(u64, u64)], n: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_free_texts_are_scrubbed() {
+        let scrub = |t: &str| t.replace("master", "***");
+        let mut topology = EventKind::Topology {
+            source: "sentinel".into(),
+            server: Some("h:1".into()),
+            role: Some("master".into()),
+            run_id: None,
+            primary: Some("h:1".into()),
+        };
+        let before = topology.clone();
+        topology.scrub_texts(scrub);
+        assert_eq!(topology, before, "roles are data, not text");
+        let mut error = EventKind::TriggerError { message: "AUTH master failed".into() };
+        error.scrub_texts(scrub);
+        assert_eq!(error, EventKind::TriggerError { message: "AUTH *** failed".into() });
+    }
+
     use super::*;
 
     #[test]

@@ -88,9 +88,10 @@ fn parse_node(v: &Value, default_host: &str) -> Option<Node> {
     let Value::Array(items) = v else { return None };
     let host: String = redis::from_redis_value_ref(items.first()?).ok()?;
     let port: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
+    let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
     let id: String = items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default();
     let host = if host.is_empty() { default_host.to_string() } else { host };
-    Some(Node { host, port: port as u16, id })
+    Some(Node { host, port, id })
 }
 
 fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {

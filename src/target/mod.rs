@@ -54,7 +54,10 @@ impl Target {
             .filter(|p| p.sep == "://")
             .ok_or_else(|| invalid(format!("target `{redacted}` is not a URL (expected redis://host:port)")))?;
         let (username, url_password) = parse_userinfo(parts.userinfo)?;
-        for secret in [&url_password, &username].into_iter().flatten() {
+        // `redis://token@host` carries a token where the user name stands: secret too. A user
+        // name beside a password (`default:pw@`) is not, and is not scrubbed from texts.
+        let token = username.as_ref().filter(|_| url_password.is_none());
+        for secret in [url_password.as_ref(), token].into_iter().flatten() {
             crate::secret::register(secret);
         }
         crate::secret::register_environment();
