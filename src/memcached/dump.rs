@@ -50,6 +50,8 @@ pub struct Counts {
 /// progress batch by batch, and a node that stops answering is noticed within a batch.
 const BATCH: usize = 100;
 const BATCH_DEADLINE: Duration = Duration::from_secs(10);
+/// A dump's total is not known up front (the key list streams): a line every so many keys.
+const PROGRESS_EVERY: u64 = 10_000;
 
 fn fnv1a(hash: &mut u64, bytes: &[u8]) {
     for b in bytes {
@@ -69,12 +71,22 @@ fn progress(what: &str, before: u64, done: u64, total: u64) {
     }
 }
 
+/// Writes beside (`.partial`), then renames: a dump that fails leaves no file behind, neither
+/// one that looks complete nor a partial copy of the application's data.
 pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
     let tmp = file.with_extension("partial");
+    let result = dump_into(nodes, file, &tmp).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+async fn dump_into(nodes: &[(String, u16)], file: &Path, tmp: &Path) -> Result<Counts> {
     // The application's data: readable by its owner only.
     let created = {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp)
     };
     let mut out = std::io::BufWriter::new(created.with_context(|| format!("creating {}", tmp.display()))?);
     writeln!(out, "{HEADER}")?;
@@ -82,23 +94,35 @@ pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
     let mut counts = Counts::default();
     for (i, (host, port)) in nodes.iter().enumerate() {
         let addr = format!("{host}:{port}");
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let mut conn = Conn::connect(&addr, Instant::now() + Duration::from_secs(2))
-            .await
-            .map_err(|e| invalid(format!("memcached {addr} not reachable: {e}")))?;
-        let mut listed = conn.metadump(deadline).await.map_err(|e| anyhow!("{addr}: lru_crawler metadump: {e}"))?;
-        let before = listed.len();
-        listed.retain(|(k, _)| super::proto::valid_key(k));
-        counts.unsafe_keys += (before - listed.len()) as u64;
-        let total = listed.len() as u64;
-        let mut done = 0;
-        for chunk in listed.chunks(BATCH) {
-            let keys: Vec<&[u8]> = chunk.iter().map(|(k, _)| k.as_slice()).collect();
+        // Two connections: one streams the key list, the other fetches values batch by batch,
+        // so memory holds one batch, never a node's whole key list.
+        let connect = || async {
+            Conn::connect(&addr, Instant::now() + Duration::from_secs(2))
+                .await
+                .map_err(|e| invalid(format!("memcached {addr} not reachable: {e}")))
+        };
+        let (mut lister, mut getter) = (connect().await?, connect().await?);
+        let listing = |e| anyhow!("{addr}: lru_crawler metadump: {e}");
+        lister.metadump_start(Instant::now() + BATCH_DEADLINE).await.map_err(listing)?;
+        let mut done = 0u64;
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                match lister.metadump_next(Instant::now() + BATCH_DEADLINE).await.map_err(listing)? {
+                    Some((key, _)) if !super::proto::valid_key(&key) => counts.unsafe_keys += 1,
+                    Some(entry) => batch.push(entry),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let keys: Vec<&[u8]> = batch.iter().map(|(k, _)| k.as_slice()).collect();
             let batch_deadline = Instant::now() + BATCH_DEADLINE;
-            let found = conn.get_many(&keys, batch_deadline).await.map_err(|e| anyhow!("{addr}: get: {e}"))?;
-            counts.vanished += (chunk.len() - found.len()) as u64;
+            let found = getter.get_many(&keys, batch_deadline).await.map_err(|e| anyhow!("{addr}: get: {e}"))?;
+            counts.vanished += (batch.len() - found.len()) as u64;
             for item in found {
-                let exp = chunk.iter().find(|(k, _)| *k == item.key).map(|(_, e)| *e).unwrap_or(-1);
+                let exp = batch.iter().find(|(k, _)| *k == item.key).map(|(_, e)| *e).unwrap_or(-1);
                 let record = Record {
                     node: i,
                     key: B64.encode(&item.key),
@@ -111,13 +135,18 @@ pub async fn dump(nodes: &[(String, u16)], file: &Path) -> Result<Counts> {
                 writeln!(out, "{line}")?;
                 counts.items += 1;
             }
-            progress(&format!("dumping {addr}:"), done, done + chunk.len() as u64, total);
-            done += chunk.len() as u64;
+            done += batch.len() as u64;
+            if done.is_multiple_of(PROGRESS_EVERY) {
+                crate::note!("dumping {addr}: {done} keys");
+            }
+            if batch.len() < BATCH {
+                break;
+            }
         }
     }
     writeln!(out, "{}", serde_json::to_string(&Trailer { items: counts.items, fnv1a: format!("{hash:016x}") })?)?;
     out.into_inner().map_err(|e| anyhow!("writing {}: {e}", tmp.display()))?.sync_all()?;
-    std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::rename(tmp, file).with_context(|| format!("writing {}", file.display()))?;
     Ok(counts)
 }
 

@@ -88,12 +88,8 @@ impl Conn {
         }
     }
 
-    /// `add`: stores only when the key is absent; `Ok(false)` when it exists (never overwritten).
-    pub async fn add(&mut self, item: &Item, exptime: u64, deadline: Instant) -> Result<bool, ProbeError> {
-        self.store("add", item, exptime, deadline).await
-    }
-
-    /// `set`/`add` with a raw exptime (see `exptime`): `Ok(true)` STORED, `Ok(false)` NOT_STORED.
+    /// `set`, or `add` (stores only when the key is absent), with a raw exptime (see `exptime`):
+    /// `Ok(true)` STORED, `Ok(false)` NOT_STORED (with `add`: the key exists, left as it is).
     pub async fn store(&mut self, cmd: &str, item: &Item, exptime: u64, deadline: Instant) -> Result<bool, ProbeError> {
         check_key(&item.key)?;
         let mut req = Vec::with_capacity(item.key.len() + item.value.len() + 40);
@@ -133,8 +129,11 @@ impl Conn {
             else {
                 return Err(server_error(&String::from_utf8_lossy(&line)));
             };
-            let number = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|t| t.parse::<u64>().ok());
-            let (Some(flags), Some(len)) = (number(flags), number(len)) else {
+            let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+            let flags = text(flags).and_then(|t| t.parse::<u32>().ok());
+            let len = text(len).and_then(|t| t.parse::<u64>().ok());
+            // At most one VALUE per key asked: a server that sends more is not memcached.
+            let (Some(flags), Some(len), true) = (flags, len, items.len() < keys.len()) else {
                 return Err(server_error(&String::from_utf8_lossy(&line)));
             };
             if len > MAX_VALUE as u64 {
@@ -151,7 +150,7 @@ impl Conn {
                 return Err(ProbeError::new(ErrorClass::Reset, "connection closed in the middle of a value"));
             }
             value.truncate(len as usize);
-            items.push(Item { key: key.to_vec(), flags: flags as u32, value });
+            items.push(Item { key: key.to_vec(), flags, value });
         }
     }
 
@@ -159,22 +158,36 @@ impl Conn {
         Ok(self.get_many(&[key], deadline).await?.into_iter().next())
     }
 
-    /// `lru_crawler metadump all`: every key with its expiry (unix time, -1 = never).
+    /// `lru_crawler metadump all`: every key with its expiry (unix time, -1 = never), in memory.
+    /// For a small node (tests, checks); a dump streams with `metadump_start` / `metadump_next`.
     /// `stats cachedump` misses keys (lab notes), so a dump is built on this.
     pub async fn metadump(&mut self, deadline: Instant) -> Result<Vec<(Vec<u8>, i64)>, ProbeError> {
-        self.send(b"lru_crawler metadump all\r\n", deadline).await?;
+        self.metadump_start(deadline).await?;
         let mut out = Vec::new();
+        while let Some(entry) = self.metadump_next(deadline).await? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    pub async fn metadump_start(&mut self, deadline: Instant) -> Result<(), ProbeError> {
+        self.send(b"lru_crawler metadump all\r\n", deadline).await
+    }
+
+    /// The next key of a metadump and its expiry; `None` at its end. One line at a time, so a
+    /// node with millions of keys never has its key list held in memory.
+    pub async fn metadump_next(&mut self, deadline: Instant) -> Result<Option<(Vec<u8>, i64)>, ProbeError> {
         loop {
             let line = self.line(deadline).await?;
             if line == "END" {
-                return Ok(out);
+                return Ok(None);
             }
             if line.starts_with("ERROR") || line.starts_with("BUSY") || line.starts_with("CLIENT_ERROR") {
                 return Err(server_error(&line));
             }
             let field = |name: &str| line.split(' ').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
             if let Some(key) = field("key") {
-                out.push((url_decode(key), field("exp").and_then(|e| e.parse().ok()).unwrap_or(-1)));
+                return Ok(Some((url_decode(key), field("exp").and_then(|e| e.parse().ok()).unwrap_or(-1))));
             }
         }
     }

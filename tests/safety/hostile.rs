@@ -160,3 +160,69 @@ fn a_broken_cluster_slots_reply_is_refused_clearly() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no slots"), "{}", explain(&o));
 }
+
+/// A fake memcached: `lru_crawler metadump` lists keys, `get` answers with `reply`.
+fn fake_memcached(reply: &'static [u8], endless: bool) -> u16 {
+    use std::io::BufRead;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20).flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                let mut line = String::new();
+                let started = Instant::now();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line.starts_with("lru_crawler") {
+                        let _ = out.write_all(b"key=k1 exp=-1 la=1 cas=1 fetch=no cls=1 size=60\r\nEND\r\n");
+                    } else if line.starts_with("get") {
+                        let _ = out.write_all(reply);
+                        let chunk = vec![b'x'; 1 << 20];
+                        while endless && started.elapsed() < Duration::from_secs(20) && out.write_all(&chunk).is_ok() {}
+                    } else {
+                        let _ = out.write_all(b"ERROR\r\n");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_hostile_memcached_cannot_make_a_dump_allocate_what_it_announces() {
+    let cases: [(&str, &'static [u8], bool); 3] = [
+        ("4 GiB value", b"VALUE k1 0 4294967296\r\n", true),
+        ("endless line", b"VALUE k1 0 ", true),
+        ("more values than keys", b"VALUE k1 0 1\r\na\r\nVALUE k2 0 1\r\nb\r\nEND\r\n", false),
+    ];
+    for (what, reply, endless) in cases {
+        let port = fake_memcached(reply, endless);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dump.fpmd");
+        let started = Instant::now();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+            .args(["memcached", "dump", "--target", &format!("memcache://127.0.0.1:{port}"), "--file"])
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+        let mut peak = 0;
+        while !waiter.is_finished() {
+            peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}: the dump did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = waiter.join().unwrap();
+        assert_eq!(code(&o), 2, "{what}: {}", explain(&o));
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{what}: {}", explain(&o));
+        assert!(peak < 200_000, "{what}: peak RSS {peak} kB");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{what}: a failed dump left {left:?}");
+    }
+}
