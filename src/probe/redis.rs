@@ -268,8 +268,10 @@ impl RedisProber {
 
     async fn listen(&self, host: &str, port: u16, master: &str) -> Result<()> {
         use futures_util::StreamExt;
-        let client = self.target.sentinel_client(host, port)?;
-        let mut pubsub = timeout(self.limit, client.get_async_pubsub()).await.context("connect timeout")??;
+        let client = self.target.sentinel_client(host, port);
+        let mut pubsub = crate::target::connect_pubsub(&self.target, client, self.limit)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.text))?;
         timeout(self.limit, pubsub.subscribe("+switch-master")).await.context("SUBSCRIBE timeout")??;
         let mut messages = pubsub.on_message();
         // Every read has a deadline: a sentinel that went silent (or a half-open connection) is

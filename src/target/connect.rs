@@ -50,7 +50,7 @@ pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(Strin
     let mut last = ProbeError::new(ErrorClass::Other, "no sentinel configured");
     for (host, port) in sentinels {
         let answer = async {
-            let mut conn = connect_raw(target.sentinel_client(host, *port), limit).await?;
+            let mut conn = connect_raw(target, target.sentinel_client(host, *port), limit).await?;
             let reply: Option<(String, u16)> = timeout(
                 limit,
                 redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn),
@@ -76,11 +76,14 @@ pub async fn connect_node(
     limit: Duration,
 ) -> Result<(MultiplexedConnection, String), ProbeError> {
     let addr = resolve(host, port, limit).await?;
-    let conn = connect_raw(target.node_client(host, port), limit).await?;
+    let conn = connect_raw(target, target.node_client(host, port), limit).await?;
     Ok((conn, addr))
 }
 
+/// Connects on failprobe's own socket (and TLS stream, for rediss://), wrapped in the guard
+/// that bounds what a server can make us buffer, and hands it to the client library.
 async fn connect_raw(
+    target: &Target,
     client: Result<Client, redis::RedisError>,
     limit: Duration,
 ) -> Result<MultiplexedConnection, ProbeError> {
@@ -88,25 +91,56 @@ async fn connect_raw(
     // Our own deadlines govern every request; the connection itself imposes none.
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(limit)).set_response_timeout(None);
     let info = client.get_connection_info();
-    let redis::ConnectionAddr::Tcp(host, port) = info.addr() else {
-        // TLS: the library's own stream (its reply buffer is not bounded by the guard).
-        return timeout(limit, client.get_multiplexed_async_connection_with_config(&config))
-            .await
-            .map_err(|_| ProbeError::timeout("connect"))?
-            .map_err(|e| classify(&e));
-    };
-    // Plain TCP: our socket, wrapped in the guard that bounds what a server can make us buffer.
     let setup = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await.map_err(|e| classify(&e.into()))?;
-        let _ = tcp.set_nodelay(true);
-        let (conn, driver) =
-            MultiplexedConnection::new_with_config(info.redis_settings(), super::guard::Guarded::new(tcp), config)
-                .await
-                .map_err(|e| classify(&e))?;
+        let stream = open_guarded(target, info).await?;
+        let (conn, driver) = MultiplexedConnection::new_with_config(info.redis_settings(), stream, config)
+            .await
+            .map_err(|e| classify(&e))?;
         tokio::spawn(driver);
         Ok(conn)
     };
     timeout(limit, setup).await.map_err(|_| ProbeError::timeout("connect"))?
+}
+
+/// A pub/sub connection (Sentinel's `+switch-master`) over the same guarded stream.
+pub(crate) async fn connect_pubsub(
+    target: &Target,
+    client: Result<Client, redis::RedisError>,
+    limit: Duration,
+) -> Result<redis::aio::PubSub, ProbeError> {
+    let client = client.map_err(|e| classify(&e))?;
+    let info = client.get_connection_info();
+    let setup = async {
+        let stream = open_guarded(target, info).await?;
+        redis::aio::PubSub::new(info.redis_settings(), stream).await.map_err(|e| classify(&e))
+    };
+    timeout(limit, setup).await.map_err(|_| ProbeError::timeout("connect"))?
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// TCP, then TLS when the target is rediss://, then the guard.
+async fn open_guarded(
+    target: &Target,
+    info: &redis::ConnectionInfo,
+) -> Result<super::guard::Guarded<Box<dyn Stream>>, ProbeError> {
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port),
+        other => return Err(ProbeError::new(ErrorClass::Other, format!("unsupported address {other}"))),
+    };
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| classify(&e.into()))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = match target.tls_config() {
+        None => Box::new(tcp),
+        Some(tls) => {
+            let tls_error = |e: String| ProbeError::new(ErrorClass::Tls, format!("tls with {host}:{port}: {e}"));
+            let name = super::tls::server_name(host).map_err(tls_error)?;
+            let connector = tokio_rustls::TlsConnector::from(tls.clone());
+            Box::new(connector.connect(name, tcp).await.map_err(|e| tls_error(e.to_string()))?)
+        }
+    };
+    Ok(super::guard::Guarded::new(stream))
 }
 
 /// A fresh DNS lookup on every connect, so a moved endpoint is followed.

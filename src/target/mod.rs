@@ -3,6 +3,8 @@
 pub mod cluster;
 mod connect;
 mod guard;
+mod tls;
+pub(crate) use connect::connect_pubsub;
 pub use connect::{
     connect_node, connect_primary, info_field, locate_primary, query_role, sentinel_primary, ServerInfo,
 };
@@ -34,6 +36,8 @@ pub struct Target {
     pub db: i64,
     /// PEM CA bundle from `FAILPROBE_TLS_CA_FILE`, trusted instead of the public roots.
     tls_ca: Option<Vec<u8>>,
+    /// rediss://: the TLS configuration failprobe's own streams use (built once, checked at parse).
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     redacted: String,
 }
 
@@ -72,6 +76,7 @@ impl Target {
                 sentinel_password: None,
                 db: 0,
                 tls_ca: None,
+                tls_config: None,
                 redacted,
             });
         }
@@ -124,6 +129,10 @@ impl Target {
             })?),
             _ => None,
         };
+        let tls_config = match tls {
+            true => Some(tls::client_config(tls_ca.as_deref(), insecure_tls).map_err(invalid)?),
+            false => None,
+        };
         let env_password = std::env::var("FAILPROBE_PASSWORD").or_else(|_| std::env::var("REDISCLI_AUTH")).ok();
         Ok(Self {
             discovery,
@@ -134,6 +143,7 @@ impl Target {
             sentinel_password: std::env::var("FAILPROBE_SENTINEL_PASSWORD").ok(),
             db,
             tls_ca,
+            tls_config,
             redacted,
         })
     }
@@ -143,6 +153,10 @@ impl Target {
     pub fn forget_passwords(&mut self) {
         self.password = None;
         self.sentinel_password = None;
+    }
+
+    pub(crate) fn tls_config(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
+        self.tls_config.as_ref()
     }
 
     pub fn redacted(&self) -> &str {

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
@@ -22,7 +22,7 @@ enum Hostility {
 }
 
 /// Reads one RESP command (an array of bulk strings); None when the client is gone.
-fn read_command(r: &mut std::io::BufReader<TcpStream>) -> Option<Vec<String>> {
+fn read_command<S: Read>(r: &mut std::io::BufReader<S>) -> Option<Vec<String>> {
     use std::io::BufRead;
     let mut line = String::new();
     r.read_line(&mut line).ok().filter(|n| *n > 0)?;
@@ -39,10 +39,11 @@ fn read_command(r: &mut std::io::BufReader<TcpStream>) -> Option<Vec<String>> {
     Some(args)
 }
 
-fn serve(mut out: TcpStream, how: Hostility, port: u16) {
-    let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
+fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
+    let mut reader = std::io::BufReader::new(stream);
     let started = Instant::now();
     while let Some(cmd) = read_command(&mut reader) {
+        let out = reader.get_mut();
         let name = cmd.first().cloned().unwrap_or_default();
         let reply: Vec<u8> = match (name.as_str(), cmd.get(1).map(String::as_str)) {
             ("ROLE", _) => b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n".to_vec(),
@@ -79,22 +80,48 @@ fn serve(mut out: TcpStream, how: Hostility, port: u16) {
             },
             _ => b"+OK\r\n".to_vec(),
         };
-        if out.write_all(&reply).is_err() {
+        if out.write_all(&reply).and_then(|_| out.flush()).is_err() {
             return;
         }
     }
 }
 
-fn fake_server(how: Hostility) -> u16 {
+/// The fake server, in plain TCP or (with a server configuration) TLS.
+fn fake_server(how: Hostility, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         // Bounded: a run opens a handful of connections (probes, topology, integrity).
         for stream in listener.incoming().take(200).flatten() {
-            std::thread::spawn(move || serve(stream, how, port));
+            let tls = tls.clone();
+            std::thread::spawn(move || match tls {
+                None => serve(stream, how, port),
+                Some(config) => {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    serve(rustls::StreamOwned::new(conn, stream), how, port)
+                }
+            });
         }
     });
     port
+}
+
+/// A TLS server configuration from `certificates` (a private CA and a localhost certificate).
+fn tls_server_config(dir: &std::path::Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    certificates(dir);
+    let certs: Vec<CertificateDer> =
+        CertificateDer::pem_file_iter(dir.join("server.crt")).unwrap().map(|c| c.unwrap()).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    std::sync::Arc::new(config)
 }
 
 /// Peak resident memory of a running process (kB), from /proc.
@@ -106,14 +133,24 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn run_against(how: Hostility) -> (std::process::Output, Option<serde_json::Value>, u64, Duration) {
-    let port = fake_server(how);
-    let scheme = if matches!(how, Hostility::BrokenClusterSlots) { "redis+cluster" } else { "redis" };
-    let target = format!("{scheme}://127.0.0.1:{port}");
+type RunOutcome = (std::process::Output, Option<serde_json::Value>, u64, Duration);
+
+fn run_against(how: Hostility, tls: bool) -> RunOutcome {
     let dir = tempfile::tempdir().unwrap();
+    let port = fake_server(how, tls.then(|| tls_server_config(dir.path())));
+    let scheme = match (how, tls) {
+        (Hostility::BrokenClusterSlots, _) => "redis+cluster",
+        (_, true) => "rediss",
+        (_, false) => "redis",
+    };
+    let target = format!("{scheme}://localhost:{port}");
     let out = dir.path().join("run");
     let started = Instant::now();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    if tls {
+        cmd.env("FAILPROBE_TLS_CA_FILE", dir.path().join("ca.crt"));
+    }
+    let child = cmd
         .args(["run", "--target", &target, "--trigger", "none", "--duration", "2s", "--timeout", "100ms", "--quiet"])
         .arg("--out")
         .arg(&out)
@@ -137,8 +174,11 @@ fn run_against(how: Hostility) -> (std::process::Output, Option<serde_json::Valu
 
 #[test]
 fn hostile_replies_end_in_classified_errors_with_bounded_memory() {
-    for how in [Hostility::HugeBulk, Hostility::EndlessLine, Hostility::NotUtf8, Hostility::HalfThenSilence] {
-        let (o, s, peak_kb, took) = run_against(how);
+    let cases = [Hostility::HugeBulk, Hostility::EndlessLine, Hostility::NotUtf8, Hostility::HalfThenSilence];
+    // The same replies over TLS: failprobe's own TLS stream passes through the same bounds.
+    let tls_cases = [Hostility::HugeBulk, Hostility::EndlessLine];
+    for (how, tls) in cases.map(|h| (h, false)).into_iter().chain(tls_cases.map(|h| (h, true))) {
+        let (o, s, peak_kb, took) = run_against(how, tls);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{how:?}: {}", explain(&o));
         assert!(matches!(code(&o), 0..=2), "{how:?}: {}", explain(&o));
@@ -149,13 +189,13 @@ fn hostile_replies_end_in_classified_errors_with_bounded_memory() {
         assert!(u(&writes["failed"]) > 0, "{how:?}: {writes}");
         let errors = writes["errors"].as_object().unwrap();
         assert!(!errors.is_empty(), "{how:?}: failures without a class");
-        eprintln!("{how:?}: exit {}, peak RSS {peak_kb} kB, {took:?}, errors {errors:?}", code(&o));
+        eprintln!("{how:?} (tls {tls}): exit {}, peak RSS {peak_kb} kB, {took:?}, errors {errors:?}", code(&o));
     }
 }
 
 #[test]
 fn a_broken_cluster_slots_reply_is_refused_clearly() {
-    let (o, _, _, took) = run_against(Hostility::BrokenClusterSlots);
+    let (o, _, _, took) = run_against(Hostility::BrokenClusterSlots, false);
     assert_eq!(code(&o), 2, "{}", explain(&o));
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no slots"), "{}", explain(&o));
