@@ -169,15 +169,15 @@ fn finish(dir: &Path, recorder: &recorder::Recorder, options: ReportOptions, out
 }
 
 fn merge(dirs: Vec<PathBuf>, out: PathBuf, outputs: OutputArgs) -> Result<i32> {
-    if out.join(store::META_FILE).exists() {
-        return Err(UsageError::Invalid(format!("{} already holds a run; choose another --out", out.display())).into());
-    }
     let runs = dirs
         .iter()
         .map(|d| store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")).into()))
         .collect::<Result<Vec<_>>>()?;
     let merged = failprobe::record::merge::merge(runs)?;
+    // Claimed like a run's --out: never written into another run's (or anyone's) directory.
+    let mut claim = store::OutClaim::claim(&out).map_err(UsageError::Invalid)?;
     let mut writer = store::RunWriter::create(&out, &merged.meta)?;
+    claim.keep();
     let mut recorder = recorder::Recorder::new(merged.meta.clone());
     for r in merged.records {
         writer.write(&r)?;

@@ -143,6 +143,11 @@ fn reports_of_a_clean_run_and_an_unrecovered_one_then_merged_and_compared() {
     let merged = lab.out("merged");
     let o = failprobe(&["merge", clean.to_str().unwrap(), down.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert_eq!(code(&o), 1, "the merged run still holds the unrecovered trial: {}", explain(&o));
+    // A second merge into the same directory is refused; the first is kept whole.
+    let again =
+        failprobe(&["merge", clean.to_str().unwrap(), down.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
+    assert_eq!(code(&again), 2, "{}", explain(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a run"), "{}", explain(&again));
     let (a, b, m) = (summary(&clean), summary(&down), summary(&merged));
     assert_eq!(m["trials"].as_array().unwrap().len(), 2);
     let probes = |s: &Value| s["trials"].as_array().unwrap().iter().map(|t| u(&t["writes"]["probes"])).sum::<u64>();
