@@ -306,8 +306,7 @@ fn confirm_overwrite(nodes: &[(String, u16)], file: &Path, yes: bool) -> Result<
 }
 
 async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {
-    let out = out
-        .unwrap_or_else(|| PathBuf::from(format!("failprobe-demo-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    let out = out.unwrap_or_else(|| store::default_out("failprobe-demo"));
     let mut plan = failprobe::run::demo_plan(out);
     plan.report = outputs.report_options(Vec::new());
     plan.ci = outputs.ci();

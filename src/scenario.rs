@@ -277,8 +277,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     if let Some(pid) = pid {
         crate::os::checked_pid(pid as u64).map_err(invalid)?;
     }
-    let out =
-        o.out.unwrap_or_else(|| PathBuf::from(format!("failprobe-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))));
+    let out = o.out.unwrap_or_else(|| crate::record::store::default_out("failprobe"));
     let warmup = o.warmup.or(f.trials.warmup).unwrap_or(Duration::from_secs(5));
     let settle = o.settle.or(f.trials.settle).unwrap_or(Duration::from_secs(2));
     let duration = o.duration.or(f.trials.duration).unwrap_or(Duration::from_secs(10));

@@ -82,6 +82,16 @@ pub struct OutClaim {
 
 pub const LOCK_FILE: &str = "failprobe.lock";
 
+/// `<prefix>-<local time>`, with `-2`, `-3`… when a run of the same second already took it: two
+/// runs started together get two directories (the claim still decides a true race).
+pub fn default_out(prefix: &str) -> PathBuf {
+    let base = format!("{prefix}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"));
+    (1..1000)
+        .map(|n| if n == 1 { PathBuf::from(&base) } else { PathBuf::from(format!("{base}-{n}")) })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| PathBuf::from(base))
+}
+
 impl OutClaim {
     pub fn claim(dir: &Path) -> Result<Self, String> {
         let taken =
@@ -189,4 +199,23 @@ fn read_events(path: &Path) -> Result<Vec<Event>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_of_the_same_second_differ_and_a_claim_is_exclusive() {
+        let parent = tempfile::tempdir().unwrap();
+        let prefix = parent.path().join("failprobe").display().to_string();
+        let first = default_out(&prefix);
+        let claim = OutClaim::claim(&first).unwrap();
+        let second = default_out(&prefix);
+        // Unless the clock's second turned in between, the name gets a suffix.
+        assert_ne!(first, second);
+        assert!(OutClaim::claim(&first).is_err(), "a claimed directory is claimed once");
+        drop(claim);
+        assert!(!first.exists(), "a claim that recorded nothing gives its directory back");
+    }
 }
