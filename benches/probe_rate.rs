@@ -11,7 +11,7 @@ use failprobe::probe::redis::RedisProber;
 use failprobe::probe::schedule::{run_stream, Health, StreamConfig};
 use failprobe::probe::slot::Reporter;
 use failprobe::probe::{Prober, TrialKeys};
-use failprobe::record::{Record, Stream};
+use failprobe::sample::{Record, Stream};
 use failprobe::target::Target;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;

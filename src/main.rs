@@ -1,9 +1,10 @@
 use anyhow::Result;
 use clap::Parser;
+use failprobe::analysis;
 use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, OutputArgs, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, Readiness, Topology};
-use failprobe::record::{recorder, store};
+use failprobe::record::store;
 use failprobe::report::{compare, exit_code, terminal, write_reports, ReportOptions};
 use failprobe::scenario::{self, Overrides};
 use std::path::{Path, PathBuf};
@@ -154,12 +155,12 @@ async fn events(args: EventsArgs) -> Result<i32> {
 
 fn report(dir: PathBuf, formats: Vec<String>, outputs: OutputArgs) -> Result<i32> {
     let run = store::read_run(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
-    let recorder = recorder::replay(run);
-    finish(&dir, &recorder, outputs.report_options(formats), &outputs)
+    let analysis = analysis::replay(&run).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+    finish(&dir, analysis, outputs.report_options(formats), &outputs)
 }
 
-fn finish(dir: &Path, recorder: &recorder::Recorder, options: ReportOptions, outputs: &OutputArgs) -> Result<i32> {
-    let (summary, mut files) = write_reports(dir, recorder, &options)?;
+fn finish(dir: &Path, analysis: analysis::Analysis, options: ReportOptions, outputs: &OutputArgs) -> Result<i32> {
+    let (summary, mut files) = write_reports(dir, analysis, &options)?;
     files.extend(outputs.ci().write(&summary)?);
     say_raw!("{}", terminal::final_summary(&summary));
     for f in files {
@@ -173,24 +174,25 @@ fn merge(dirs: Vec<PathBuf>, out: PathBuf, outputs: OutputArgs) -> Result<i32> {
         .iter()
         .map(|d| store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")).into()))
         .collect::<Result<Vec<_>>>()?;
-    let merged = failprobe::record::merge::merge(runs)?;
+    let merged = failprobe::record::merge::Merge::new(runs)?;
     // Claimed like a run's --out: never written into another run's (or anyone's) directory.
     let mut claim = store::OutClaim::claim(&out).map_err(UsageError::Invalid)?;
-    let mut writer = store::RunWriter::create(&out, &merged.meta)?;
+    let mut writer = store::RunWriter::create(&out, merged.meta())?;
     claim.keep();
-    let mut recorder = recorder::Recorder::new(merged.meta.clone());
-    for r in merged.records {
+    let mut analyzer = analysis::Analyzer::new(merged.meta().clone());
+    merged.for_each(|r| {
         writer.write(&r)?;
-        recorder.ingest(r);
-    }
+        analyzer.ingest(r);
+        Ok(())
+    })?;
     writer.flush()?;
-    finish(&out, &recorder, outputs.report_options(Vec::new()), &outputs)
+    finish(&out, analyzer.finish(), outputs.report_options(Vec::new()), &outputs)
 }
 
 fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
     let load = |d: &Path| -> Result<_> {
         let run = store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
-        Ok(recorder::replay(run).summary())
+        Ok(analysis::replay(&run)?.summary)
     };
     let (sa, sb) = (load(&a)?, load(&b)?);
     let (na, nb) = (a.display().to_string(), b.display().to_string());

@@ -2,6 +2,7 @@
 //! for recovery and settle, check integrity. Samples and events go over one channel to a single
 //! recorder task that persists first; probe tasks never block on disk.
 
+use crate::analysis::Analyzer;
 use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
@@ -9,14 +10,14 @@ use crate::error::UsageError;
 use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
 use crate::probe::engine::{Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
-use crate::probe::slot::Reporter;
 use crate::probe::{keys, TrialKeys};
-use crate::record::sample::{to_ranges, KeyspacePhase};
 use crate::record::store::RunWriter;
-use crate::record::{EventKind, Record, Recorder, RunMeta, Stream};
 use crate::report::summary::Summary;
 use crate::report::{terminal, write_reports};
+use crate::sample::KeyspacePhase;
+use crate::sample::{EventKind, Record, RunMeta, Stream};
 use crate::scenario::Plan;
+use crate::sink::Reporter;
 use crate::target::{connect_primary, Target};
 use anyhow::{anyhow, Context, Result};
 use std::io::IsTerminal;
@@ -98,7 +99,7 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     claim.keep();
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Recorder::new(meta), stop));
+    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Analyzer::new(meta), stop));
     let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
     let limit = plan.timeout.max(Duration::from_millis(100));
     let prober = Engine::start(target.clone(), &run_id, limit, report.clone())
@@ -146,13 +147,13 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     }
     ctx.prober.shutdown();
     let _ = done_tx.send(true);
-    let (recorder, disk_error) = recorder.await.context("recorder task")?;
+    let (analyzer, disk_error) = recorder.await.context("recorder task")?;
     if !ctx.plan.quiet && std::io::stdout().is_terminal() {
         terminal::clear_status();
     }
     // Reports are written even after a recorder failure: summary.json is small, and a full
     // disk may have room again; if not, the error says which file could not be written.
-    let written = write_reports(&ctx.plan.out, &recorder, &ctx.plan.report);
+    let written = write_reports(&ctx.plan.out, analyzer.finish(), &ctx.plan.report);
     if let Some(e) = disk_error {
         let report = match &written {
             Ok(_) => format!("the report in {} covers what was recorded", ctx.plan.out.display()),
@@ -353,16 +354,16 @@ fn watch_stop_signals() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     (stop, rx)
 }
 
-/// Persists every record, then feeds it to the recorder. A write that fails (a full disk, a
+/// Persists every record, then feeds it to the analysis. A write that fails (a full disk, a
 /// file size limit) stops the run (`stop`): no trigger may fire while nothing is recorded.
-/// The records keep flowing into the in-memory recorder, so the summary still covers them.
+/// The records keep flowing into the analysis, so the summary still covers them.
 async fn record_loop(
     mut rx: mpsc::UnboundedReceiver<Record>,
     mut done: watch::Receiver<bool>,
     mut writer: RunWriter,
-    mut recorder: Recorder,
+    mut analyzer: Analyzer,
     stop: watch::Sender<bool>,
-) -> (Recorder, Option<String>) {
+) -> (Analyzer, Option<String>) {
     let mut failed: Option<String> = None;
     let fail = |e: anyhow::Error, failed: &mut Option<String>| {
         if failed.is_none() {
@@ -379,7 +380,7 @@ async fn record_loop(
                     if failed.is_none() {
                         if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
                     }
-                    recorder.ingest(r);
+                    analyzer.ingest(r);
                 }
                 None => break,
             },
@@ -391,7 +392,7 @@ async fn record_loop(
                     if failed.is_none() {
                         if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
                     }
-                    recorder.ingest(r);
+                    analyzer.ingest(r);
                 }
                 break;
             }
@@ -402,7 +403,7 @@ async fn record_loop(
             fail(e, &mut failed);
         }
     }
-    (recorder, failed)
+    (analyzer, failed)
 }
 
 enum Ending {
@@ -561,7 +562,9 @@ async fn check_integrity(ctx: &RunContext, keys: &[Arc<TrialKeys>]) {
     for (i, shard) in ctx.prober.shard_names().into_iter().enumerate() {
         let max_seq = ctx.health[i * 2 + Stream::Write.index()].snapshot().max_seq;
         match ctx.prober.present_writes(i, &keys[i], max_seq).await {
-            Ok((server, seqs)) => ctx.report.event(EventKind::WriteLog { server, present: to_ranges(&seqs), shard }),
+            Ok((server, present)) => {
+                ctx.report.event(EventKind::WriteLog { server, present: present.into_ranges(), shard })
+            }
             Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
         }
     }

@@ -4,7 +4,7 @@ use crate::control::TriggerSpec;
 use crate::duration;
 use crate::error::{invalid, UsageError};
 use crate::lab::Topology;
-use crate::record::recorder::Budget;
+use crate::sample::Budget;
 use anyhow::Result;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

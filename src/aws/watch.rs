@@ -5,8 +5,8 @@
 use super::error::AwsError;
 use super::events::{self, AwsEvent};
 use super::{group, Client};
-use crate::probe::slot::Reporter;
-use crate::record::EventKind;
+use crate::sample::EventKind;
+use crate::sink::Reporter;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -217,7 +217,7 @@ impl AwsRun {
         for r in pending {
             let result = match &r {
                 Restore::AutomaticFailover { group, multi_az } => {
-                    crate::control::elasticache::set_automatic_failover(self, group, true, *multi_az).await
+                    super::modify::set_automatic_failover(self, group, true, *multi_az).await
                 }
             };
             match result {

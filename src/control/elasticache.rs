@@ -6,6 +6,7 @@ use super::{Trigger, TriggerContext, TriggerFuture};
 use crate::aws::error::{explain, AwsError};
 use crate::aws::events::{self, AwsEvent, Class};
 use crate::aws::group::{describe_cache_cluster, describe_group, slots_contain, GroupInfo};
+use crate::aws::modify::{set_automatic_failover, set_primary};
 use crate::aws::watch::{AwsRun, Restore};
 use crate::error::invalid;
 use anyhow::{anyhow, bail, Result};
@@ -273,58 +274,9 @@ impl Trigger for Promote {
 
 impl Promote {
     async fn promote(&self, aws: &AwsRun, group: &str, before: &str) -> Result<String> {
-        aws.client
-            .modify_replication_group()
-            .replication_group_id(group)
-            .primary_cluster_id(&self.0)
-            .apply_immediately(true)
-            .send()
-            .await
-            .map_err(|e| explain("ModifyReplicationGroup", e))?;
-        let want = self.0.clone();
-        wait_group(aws, group, "the new primary", move |g| {
-            g.status == "available" && g.primary().is_some_and(|m| m.cache_cluster == want)
-        })
-        .await?;
+        set_primary(aws, group, &self.0).await?;
         Ok(format!("ModifyReplicationGroup PrimaryClusterId={}: primary {before} → {}", self.0, self.0))
     }
-}
-
-/// Describes the group every poll until `done`, or fails after the run's AWS wait.
-async fn wait_group(aws: &AwsRun, group: &str, what: &str, done: impl Fn(&GroupInfo) -> bool) -> Result<GroupInfo> {
-    let until = tokio::time::Instant::now() + aws.wait;
-    loop {
-        let g = describe_group(&aws.client, group).await?;
-        if done(&g) {
-            return Ok(g);
-        }
-        if tokio::time::Instant::now() + aws.poll > until {
-            bail!("{group} did not reach {what} within {:?} (status {}, {})", aws.wait, g.status, g.roles());
-        }
-        let _ = aws.poll_events().await;
-        tokio::time::sleep(aws.poll).await;
-    }
-}
-
-/// ModifyReplicationGroup AutomaticFailoverEnabled (+ MultiAZEnabled), then waits until applied.
-/// AWS refuses changes while the group is modifying (e.g. an interrupted promotion): wait first.
-pub async fn set_automatic_failover(aws: &AwsRun, group: &str, enabled: bool, multi_az: bool) -> Result<()> {
-    wait_group(aws, group, "`available`", |g| g.status == "available").await?;
-    aws.client
-        .modify_replication_group()
-        .replication_group_id(group)
-        .automatic_failover_enabled(enabled)
-        .multi_az_enabled(enabled && multi_az)
-        .apply_immediately(true)
-        .send()
-        .await
-        .map_err(|e| explain("ModifyReplicationGroup", e))?;
-    let want = if enabled { "enabled" } else { "disabled" };
-    wait_group(aws, group, &format!("automatic failover {want}"), |g| {
-        g.status == "available" && g.automatic_failover == want
-    })
-    .await
-    .map(|_| ())
 }
 
 /// `elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]`.

@@ -233,7 +233,7 @@ impl Lab {
             primary_url: self.primary_url(),
             nodes: self.nodes(),
         };
-        crate::record::store::write_file(&self.dir.join(LAB_FILE), &serde_json::to_vec_pretty(&file)?)
+        crate::file::write_file(&self.dir.join(LAB_FILE), &serde_json::to_vec_pretty(&file)?)
     }
 
     fn spawn(&self, mut node: Node) -> Result<()> {

@@ -6,8 +6,8 @@
 //! every 10 ms with a 250 ms deadline would either double its latency or tie up a thread per
 //! probe for seconds while a node restarts. On tokio a deadline is simply a timeout.
 
-use crate::probe::error::ProbeError;
-use crate::record::ErrorClass;
+use crate::sample::ErrorClass;
+use crate::target::error::ProbeError;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -30,7 +30,7 @@ fn io_error(e: std::io::Error) -> ProbeError {
     let class = match e.kind() {
         std::io::ErrorKind::ConnectionRefused => ErrorClass::Refused,
         std::io::ErrorKind::TimedOut => ErrorClass::Timeout,
-        _ => crate::probe::error::class_from_text(&e.to_string()).unwrap_or(ErrorClass::Reset),
+        _ => crate::target::error::class_from_text(&e.to_string()).unwrap_or(ErrorClass::Reset),
     };
     ProbeError::new(class, e.to_string())
 }

@@ -1,13 +1,13 @@
 //! The engines failprobe can probe, behind one face for the run loop: shards (or nodes), their
 //! keys, the integrity check after recovery, key counts and seeding.
 
-use super::error::ProbeError;
 use super::memcached::MemcachedProber;
 use super::redis::RedisProber;
 use super::schedule::{run_stream, Health, StreamConfig};
 use super::slot::Reporter;
 use super::{Prober, TrialKeys};
-use crate::record::{EventKind, Stream};
+use crate::sample::{EventKind, SeqSet, Stream};
+use crate::target::error::ProbeError;
 use crate::target::Target;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +86,7 @@ impl Engine {
         shard: usize,
         keys: &TrialKeys,
         max_seq: u64,
-    ) -> Result<(String, Vec<u64>), ProbeError> {
+    ) -> Result<(String, SeqSet), ProbeError> {
         match self {
             Engine::Redis(p) => p.read_write_log(shard, keys).await,
             Engine::Memcached(p, _) => p.present_writes(shard, keys, max_seq).await,

@@ -1,9 +1,9 @@
 //! Where a probe connection should go: the target's primary (directly or through Sentinel), or
 //! the current owner of one cluster slot. Every reconnect asks again.
 
-use super::error::ProbeError;
-use crate::record::ErrorClass;
+use crate::sample::ErrorClass;
 use crate::target::cluster::{cluster_shards, seeds, Node, ShardInfo};
+use crate::target::error::ProbeError;
 use crate::target::{connect_node, connect_primary, query_role, ServerInfo, Target};
 use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, RwLock};

@@ -2,10 +2,10 @@
 //! A cache keeps no log, so each write stores its own key (`…:log:<seq>`) besides raising the
 //! sentinel key; after recovery the acknowledged write keys are looked up again.
 
-use super::error::ProbeError;
 use super::{Attempt, Prober, TrialKeys};
 use crate::memcached::proto::{Conn, Item};
-use crate::record::Stream;
+use crate::sample::{SeqSet, Stream};
+use crate::target::error::ProbeError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -106,21 +106,22 @@ impl MemcachedProber {
         node: usize,
         keys: &TrialKeys,
         max_seq: u64,
-    ) -> Result<(String, Vec<u64>), ProbeError> {
+    ) -> Result<(String, SeqSet), ProbeError> {
         let n = &self.nodes[node];
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A get of 100 keys per round trip: 30 s, and a further second per 10 000 writes.
+        let deadline = Instant::now() + Duration::from_secs(30 + max_seq / 10_000);
         let mut conn = Conn::connect(&n.addr, Instant::now() + self.limit).await?;
-        let mut present = Vec::new();
-        let all: Vec<String> = (1..=max_seq).map(|s| write_key(keys, s)).collect();
-        for chunk in all.chunks(100) {
-            let refs: Vec<&[u8]> = chunk.iter().map(|k| k.as_bytes()).collect();
+        let mut present = SeqSet::default();
+        for first in (1..=max_seq).step_by(100) {
+            // One batch of key names at a time: a long trial has millions.
+            let batch: Vec<String> = (first..=max_seq.min(first + 99)).map(|s| write_key(keys, s)).collect();
+            let refs: Vec<&[u8]> = batch.iter().map(|k| k.as_bytes()).collect();
             for item in conn.get_many(&refs, deadline).await? {
                 if let Some(seq) = std::str::from_utf8(&item.value).ok().and_then(|v| v.parse().ok()) {
-                    present.push(seq);
+                    present.insert(seq);
                 }
             }
         }
-        present.sort_unstable();
         Ok((n.addr.clone(), present))
     }
 

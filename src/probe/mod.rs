@@ -2,7 +2,6 @@
 //! engine behind the `Prober` trait (`redis` for standalone and Sentinel targets).
 
 pub mod engine;
-pub mod error;
 pub mod keys;
 pub mod locate;
 pub mod memcached;
@@ -10,7 +9,7 @@ pub mod redis;
 pub mod schedule;
 pub mod slot;
 
-use error::ProbeError;
+use crate::target::error::ProbeError;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;

@@ -5,12 +5,12 @@
 //! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, raise the sentinel
 //! key to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
-use super::error::{classify, ProbeError};
 use super::locate::{parse_moved, Locator, SlotMap};
 use super::slot::{ConnSlot, Live, Reporter};
 use super::{Attempt, Prober, TrialKeys};
-use crate::record::{ErrorClass, EventKind, Stream};
+use crate::sample::{ErrorClass, EventKind, SeqSet, Stream};
 use crate::target::cluster::{slot_of, tag_for};
+use crate::target::error::{classify, ProbeError};
 use crate::target::{query_role, sentinel_primary, Discovery, Target};
 use anyhow::{Context, Result};
 use redis::aio::MultiplexedConnection;
@@ -295,15 +295,28 @@ impl RedisProber {
     }
 
     /// The trial's write log of one shard as its current primary has it, on a fresh connection.
-    pub async fn read_write_log(&self, shard: usize, keys: &TrialKeys) -> Result<(String, Vec<u64>), ProbeError> {
+    /// Read a page at a time into ranges: a long trial's log (millions of entries) never
+    /// arrives as one reply.
+    pub async fn read_write_log(&self, shard: usize, keys: &TrialKeys) -> Result<(String, SeqSet), ProbeError> {
+        const PAGE: u64 = 10_000;
         let (mut conn, server) = self.shards[shard].locator.connect(self.limit).await?;
-        let mut seqs: Vec<u64> =
-            timeout(Duration::from_secs(30), redis::cmd("LRANGE").arg(&keys.log).arg(0).arg(-1).query_async(&mut conn))
+        let len: u64 = timeout(Duration::from_secs(30), redis::cmd("LLEN").arg(&keys.log).query_async(&mut conn))
+            .await
+            .map_err(|_| ProbeError::timeout("LLEN"))?
+            .map_err(|e| classify(&e))?;
+        let mut present = SeqSet::default();
+        for start in (0..len).step_by(PAGE as usize) {
+            let mut page = redis::cmd("LRANGE");
+            page.arg(&keys.log).arg(start).arg(start + PAGE - 1);
+            let seqs: Vec<u64> = timeout(Duration::from_secs(30), page.query_async(&mut conn))
                 .await
                 .map_err(|_| ProbeError::timeout("LRANGE"))?
                 .map_err(|e| classify(&e))?;
-        seqs.sort_unstable();
-        Ok((server.addr, seqs))
+            for seq in seqs {
+                present.insert(seq);
+            }
+        }
+        Ok((server.addr, present))
     }
 
     /// DBSIZE without failprobe's own keys (those we know we wrote; no KEYS/SCAN needed),

@@ -6,9 +6,9 @@
 
 use super::Attempt;
 use crate::clock::Clock;
-use crate::probe::slot::Reporter;
-use crate::record::sample::Outcome;
-use crate::record::{ErrorClass, EventKind, Record, Sample, Stream};
+use crate::sample::Outcome;
+use crate::sample::{ErrorClass, EventKind, Record, Sample, Stream};
+use crate::sink::Reporter;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -110,7 +110,7 @@ where
                 runtime.spawn(async move {
                     let started = Instant::now();
                     let attempt = timeout_at(deadline, fut).await.unwrap_or_else(|_| Attempt {
-                        result: Err(super::error::ProbeError::timeout("probe")),
+                        result: Err(crate::target::error::ProbeError::timeout("probe")),
                         server: None,
                     });
                     let sample = to_sample(&report.clock, &cfg, n, scheduled, started, Instant::now(), attempt);

@@ -2,17 +2,17 @@
 //! that errors, times out or reaches a non-primary is dropped and a fresh one is made, with a
 //! fresh primary lookup, under a connect deadline and a bounded reconnect rate.
 
-use super::error::ProbeError;
 use super::locate::Locator;
-use crate::clock::Clock;
-use crate::record::ErrorClass;
-use crate::record::{Event, EventKind, Record, Stream};
+use crate::sample::ErrorClass;
+use crate::sample::{EventKind, Stream};
+pub use crate::sink::Reporter;
+use crate::target::error::ProbeError;
 use crate::target::ServerInfo;
 use redis::aio::MultiplexedConnection;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 /// First retry after 25 ms, doubling to at most 200 ms: an outage never becomes a reconnect
@@ -39,34 +39,6 @@ pub struct ConnSlot {
     wake: Notify,
     skip_backoff: AtomicBool,
     generation: AtomicU64,
-}
-
-/// What a connector needs to report what it does.
-#[derive(Clone)]
-pub struct Reporter {
-    pub clock: Clock,
-    pub tx: mpsc::UnboundedSender<Record>,
-    pub trial: Arc<AtomicU32>,
-}
-
-impl Reporter {
-    pub fn event(&self, kind: EventKind) {
-        self.event_at(self.clock.now_us(), kind);
-    }
-
-    /// An event that happened at another time than now (AWS events carry their own).
-    pub fn event_at(&self, at_us: u64, kind: EventKind) {
-        let e = Event { at_us, trial: self.trial.load(Ordering::Relaxed), kind: scrubbed(kind) };
-        let _ = self.tx.send(Record::Event(e));
-    }
-}
-
-/// An event's free texts come from servers, commands and AWS: none of them may carry a password
-/// into events.jsonl or a report. Only those texts are scrubbed: roles, addresses and names are
-/// data the analysis reads (a password "master" must not turn every role into `***`).
-fn scrubbed(mut kind: EventKind) -> EventKind {
-    kind.scrub_texts(crate::secret::scrub);
-    kind
 }
 
 impl ConnSlot {

@@ -3,57 +3,78 @@
 //! the parts) and are labelled with the run they came from, so vantage points stay distinguishable.
 
 use super::store::StoredRun;
-use super::{Event, EventKind, RunMeta};
 use crate::error::invalid;
+use crate::sample::{Event, EventKind, Record, RunMeta};
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
-pub struct Merged {
-    pub meta: RunMeta,
-    pub records: Vec<super::Record>,
+/// Several stored runs, aligned on the earliest start.
+pub struct Merge {
+    runs: Vec<StoredRun>,
+    /// Each run's offset from the earliest start, µs.
+    shifts: Vec<u64>,
+    meta: RunMeta,
 }
 
-pub fn merge(runs: Vec<StoredRun>) -> Result<Merged> {
-    let starts: Vec<DateTime<FixedOffset>> = runs
-        .iter()
-        .map(|r| {
-            DateTime::parse_from_rfc3339(&r.meta.started_at)
-                .map_err(|e| invalid(format!("{}: bad started_at `{}`: {e}", r.dir.display(), r.meta.started_at)))
-        })
-        .collect::<Result<_>>()?;
-    let base = *starts.iter().min().ok_or_else(|| invalid("nothing to merge"))?;
-    let mut records = Vec::new();
-    let mut next_trial = 0u32;
-    for (run, start) in runs.iter().zip(&starts) {
-        let shift = (*start - base).num_microseconds().unwrap_or(0).max(0) as u64;
-        let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut trials: Vec<u32> =
-            run.samples.iter().map(|s| s.trial).chain(run.events.iter().map(|e| e.trial)).collect();
-        trials.sort_unstable();
-        trials.dedup();
-        let renumber = |t: u32| next_trial + trials.binary_search(&t).unwrap_or(0) as u32;
-        for &t in &trials {
-            let at_us = run.events.iter().find(|e| e.trial == t).map(|e| e.at_us + shift).unwrap_or(shift);
-            let source = EventKind::Source { name: format!("{name} · {}", run.meta.target) };
-            records.push(super::Record::Event(Event { at_us, trial: renumber(t), kind: source }));
-        }
-        for e in &run.events {
-            let mut e = e.clone();
-            e.at_us += shift;
-            e.trial = renumber(e.trial);
-            records.push(super::Record::Event(e));
-        }
-        for s in &run.samples {
-            let mut s = s.clone();
-            s.scheduled_us += shift;
-            s.start_us += shift;
-            s.end_us += shift;
-            s.trial = renumber(s.trial);
-            records.push(super::Record::Sample(s));
-        }
-        next_trial += trials.len() as u32;
+impl Merge {
+    pub fn new(runs: Vec<StoredRun>) -> Result<Self> {
+        let starts: Vec<DateTime<FixedOffset>> = runs
+            .iter()
+            .map(|r| {
+                DateTime::parse_from_rfc3339(&r.meta.started_at)
+                    .map_err(|e| invalid(format!("{}: bad started_at `{}`: {e}", r.dir.display(), r.meta.started_at)))
+            })
+            .collect::<Result<_>>()?;
+        let base = *starts.iter().min().ok_or_else(|| invalid("nothing to merge"))?;
+        let shifts = starts.iter().map(|s| (*s - base).num_microseconds().unwrap_or(0).max(0) as u64).collect();
+        let meta = merged_meta(&runs, base);
+        Ok(Self { runs, shifts, meta })
     }
-    Ok(Merged { meta: merged_meta(&runs, base), records })
+
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    /// Every record of every run, run by run, shifted and renumbered, into `sink`. Samples are
+    /// streamed from disk (read twice: once for the trial numbers, once to pass them on).
+    pub fn for_each(&self, mut sink: impl FnMut(Record) -> Result<()>) -> Result<()> {
+        let mut next_trial = 0u32;
+        for (run, &shift) in self.runs.iter().zip(&self.shifts) {
+            let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut trials: Vec<u32> = run.events.iter().map(|e| e.trial).collect();
+            for s in run.samples()? {
+                trials.push(s?.trial);
+                if trials.len() > 4096 {
+                    trials.sort_unstable();
+                    trials.dedup();
+                }
+            }
+            trials.sort_unstable();
+            trials.dedup();
+            let renumber = |t: u32| next_trial + trials.binary_search(&t).unwrap_or(0) as u32;
+            for &t in &trials {
+                let at_us = run.events.iter().find(|e| e.trial == t).map(|e| e.at_us + shift).unwrap_or(shift);
+                let source = EventKind::Source { name: format!("{name} · {}", run.meta.target) };
+                sink(Record::Event(Event { at_us, trial: renumber(t), kind: source }))?;
+            }
+            for e in &run.events {
+                let mut e = e.clone();
+                e.at_us += shift;
+                e.trial = renumber(e.trial);
+                sink(Record::Event(e))?;
+            }
+            for s in run.samples()? {
+                let mut s = s?;
+                s.scheduled_us += shift;
+                s.start_us += shift;
+                s.end_us += shift;
+                s.trial = renumber(s.trial);
+                sink(Record::Sample(s))?;
+            }
+            next_trial += trials.len() as u32;
+        }
+        Ok(())
+    }
 }
 
 fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {

@@ -1,7 +1,8 @@
 //! On-disk form of a run: `run.json` (meta), `samples.csv` (one row per probe) and
 //! `events.jsonl`. Writers flush at least once a second so a crash loses at most the last second.
 
-use super::{Event, Record, RunMeta, Sample};
+use crate::file::write_file;
+use crate::sample::{Event, Record, RunMeta, Sample};
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -45,29 +46,6 @@ impl RunWriter {
 fn create(path: &Path) -> Result<BufWriter<File>> {
     let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     Ok(BufWriter::with_capacity(1 << 16, f))
-}
-
-/// Writes beside, syncs, renames, syncs the directory: a crash or a power cut never leaves a
-/// half-written or empty report behind. The temporary name is per file and per process, so
-/// timeline.svg and timeline.png (or two processes) never share one.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::anyhow!("writing {}: {e}", path.display()));
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The rename is durable only once the directory is.
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
 }
 
 /// An output directory claimed for one run. Two runs given the same `--out` must not
@@ -145,10 +123,11 @@ impl Drop for OutClaim {
     }
 }
 
+/// A stored run: its meta and events (few) in memory; its samples read on demand, one at a
+/// time, so a run of any length can be reported.
 pub struct StoredRun {
     pub dir: PathBuf,
     pub meta: RunMeta,
-    pub samples: Vec<Sample>,
     pub events: Vec<Event>,
 }
 
@@ -159,28 +138,45 @@ pub fn read_run(dir: &Path) -> Result<StoredRun> {
         &std::fs::read(&meta_path).with_context(|| format!("{} is not a failprobe output directory", dir.display()))?,
     )
     .with_context(|| format!("reading {}", meta_path.display()))?;
-    let samples = read_samples(&dir.join(SAMPLES_FILE))?;
     let events = read_events(&dir.join(EVENTS_FILE))?;
-    Ok(StoredRun { dir: dir.to_path_buf(), meta, samples, events })
+    Ok(StoredRun { dir: dir.to_path_buf(), meta, events })
 }
 
-fn read_samples(path: &Path) -> Result<Vec<Sample>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut pending_error = None;
-    for (i, row) in reader.deserialize::<Sample>().enumerate() {
-        match row {
-            Ok(s) => {
-                if let Some(e) = pending_error.take() {
-                    return Err(e);
+impl StoredRun {
+    /// The samples in the order they were recorded.
+    pub fn samples(&self) -> Result<SampleReader> {
+        let path = self.dir.join(SAMPLES_FILE);
+        let reader = csv::Reader::from_path(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(SampleReader { rows: reader.into_deserialize(), path, row: 1, pending_error: None })
+    }
+}
+
+pub struct SampleReader {
+    rows: csv::DeserializeRecordsIntoIter<File, Sample>,
+    path: PathBuf,
+    row: usize,
+    pending_error: Option<anyhow::Error>,
+}
+
+impl Iterator for SampleReader {
+    type Item = Result<Sample>;
+
+    fn next(&mut self) -> Option<Result<Sample>> {
+        loop {
+            self.row += 1;
+            match self.rows.next() {
+                // Only the very last row may be damaged (cut by a crash mid-write).
+                None => return None,
+                Some(Ok(s)) => return Some(self.pending_error.take().map_or(Ok(s), Err)),
+                Some(Err(e)) => {
+                    if let Some(earlier) = self.pending_error.take() {
+                        return Some(Err(earlier));
+                    }
+                    self.pending_error = Some(anyhow::anyhow!("{}: row {}: {e}", self.path.display(), self.row));
                 }
-                out.push(s)
             }
-            // Only the very last row may be damaged (cut by a crash mid-write).
-            Err(e) => pending_error = Some(anyhow::anyhow!("{}: row {}: {e}", path.display(), i + 2)),
         }
     }
-    Ok(out)
 }
 
 fn read_events(path: &Path) -> Result<Vec<Event>> {

@@ -3,7 +3,8 @@
 //! one HdrHistogram V2 interval log (`histograms.hlog`, compressed, tagged) for merging.
 
 use super::{Exporter, ReportData};
-use crate::record::store::write_file;
+use crate::analysis::histogram::Packed;
+use crate::file::write_file;
 use anyhow::{anyhow, Context, Result};
 use base64::Engine;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag};
@@ -31,7 +32,7 @@ impl Exporter for Hgrm {
         let mut written = Vec::new();
         for (name, h) in &named {
             let path = out_dir.join(format!("{name}.hgrm"));
-            write_file(&path, percentile_distribution(h, 1000.0).as_bytes())?;
+            write_file(&path, percentile_distribution(&h.unpack(), 1000.0).as_bytes())?;
             written.push(path);
         }
         let log = out_dir.join(LOG_FILE);
@@ -42,18 +43,19 @@ impl Exporter for Hgrm {
 }
 
 /// `trial0-writes`, `trial0-writes-during`, ..., `outages`: every histogram of the run, in µs.
-pub fn named_histograms<'a>(data: &'a ReportData) -> Vec<(String, &'a Histogram<u64>)> {
+/// Packed: each is unpacked only while it is written.
+pub fn named_histograms(data: &ReportData) -> Vec<(String, Packed)> {
     let mut out = Vec::new();
     for ((trial, stream), h) in &data.analysis.histograms {
         let base = format!("trial{trial}-{}", stream.name());
-        out.push((base.clone(), &h.all));
+        out.push((base.clone(), h.all.clone()));
         if let Some(phases) = &h.phases {
             for (phase, h) in PHASES.iter().zip(phases) {
-                out.push((format!("{base}-{phase}"), h));
+                out.push((format!("{base}-{phase}"), h.clone()));
             }
         }
     }
-    out.push(("outages".to_string(), &data.analysis.outages));
+    out.push(("outages".to_string(), Packed::pack(&data.analysis.outages)));
     out
 }
 
@@ -83,7 +85,7 @@ pub fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
     out
 }
 
-fn interval_log(named: &[(String, &Histogram<u64>)], summary: &crate::report::summary::Summary) -> Result<Vec<u8>> {
+fn interval_log(named: &[(String, Packed)], summary: &crate::analysis::summary::Summary) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
@@ -95,7 +97,7 @@ fn interval_log(named: &[(String, &Histogram<u64>)], summary: &crate::report::su
         builder.with_start_time(start).with_base_time(start);
         let mut log = builder.begin_log_with(&mut bytes, &mut serializer).map_err(|e| anyhow!("hlog: {e}"))?;
         for (name, h) in named {
-            log.write_histogram(*h, Duration::ZERO, Duration::ZERO, Tag::new(name))
+            log.write_histogram(&h.unpack(), Duration::ZERO, Duration::ZERO, Tag::new(name))
                 .map_err(|e| anyhow!("hlog {name}: {e:?}"))?;
         }
     }

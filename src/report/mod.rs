@@ -1,5 +1,5 @@
-//! Reports never talk to servers: they turn the recorder's analysis (summary, histograms and,
-//! for plots, samples) into files, one exporter per format behind one trait.
+//! Reports never talk to servers: they turn the analysis (summary, histograms, plot series) into
+//! files, one exporter per format behind one trait.
 
 pub mod compare;
 pub mod hgrm;
@@ -9,28 +9,26 @@ pub mod junit;
 pub mod markdown;
 pub mod plot;
 pub mod png;
-pub mod summary;
+pub use crate::analysis::summary;
 pub mod svg;
 pub mod terminal;
 
-use crate::record::recorder::Analysis;
-use crate::record::store::write_file;
-use crate::record::Recorder;
+use crate::analysis::Analysis;
+use crate::file::write_file;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use summary::Summary;
 
 /// Everything an exporter may use.
-pub struct ReportData<'a> {
+pub struct ReportData {
     pub analysis: Analysis,
-    pub recorder: &'a Recorder,
     /// The SVG plots, drawn once for timeline.svg & co. and for the HTML report.
     plots: std::cell::OnceCell<Vec<(&'static str, String)>>,
 }
 
-impl<'a> ReportData<'a> {
-    pub fn new(analysis: Analysis, recorder: &'a Recorder) -> Self {
-        Self { analysis, recorder, plots: Default::default() }
+impl ReportData {
+    pub fn new(analysis: Analysis) -> Self {
+        Self { analysis, plots: Default::default() }
     }
 
     pub fn summary(&self) -> &Summary {
@@ -68,8 +66,6 @@ pub struct ReportOptions {
     pub png: bool,
 }
 
-pub const FORMATS: [&str; 5] = ["json", "md", "html", "svg", "hgrm"];
-
 fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
     let mut all: Vec<Box<dyn Exporter>> = vec![
         Box::new(json::Json),
@@ -88,8 +84,8 @@ fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
 }
 
 /// Writes the report files into `dir`; returns the summary and the paths written.
-pub fn write_reports(dir: &Path, recorder: &Recorder, options: &ReportOptions) -> Result<(Summary, Vec<PathBuf>)> {
-    let data = ReportData::new(recorder.analyse(), recorder);
+pub fn write_reports(dir: &Path, analysis: Analysis, options: &ReportOptions) -> Result<(Summary, Vec<PathBuf>)> {
+    let data = ReportData::new(analysis);
     let mut written = Vec::new();
     for e in exporters(options) {
         written.extend(e.write(dir, &data)?);
@@ -149,4 +145,45 @@ pub fn escape_html(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::tests::{event, meta};
+    use crate::analysis::Analyzer;
+    use crate::sample::{Budget, EventKind};
+
+    #[test]
+    fn every_output_shows_the_one_verdict() {
+        // Fewer trials than planned: no verdict, in every output and in the exit code.
+        let mut a = Analyzer::new(meta(3, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 1_000, EventKind::TrialEnd { reason: "observed".into() });
+        let s = a.finish().summary;
+        assert_eq!(super::exit_code(&s), 2);
+        assert!(super::terminal::final_summary(&s).starts_with("INCOMPLETE"));
+        assert!(super::junit::junit(&s).contains(r#"type="incomplete""#));
+        assert!(super::junit::step_summary(&s).contains("INCOMPLETE"));
+        // A trigger that failed.
+        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), max_lost_writes: None }));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 10, EventKind::TriggerStart { kind: "kill".into(), detail: "kill".into() });
+        event(&mut a, 0, 20, EventKind::TriggerError { message: "no such process".into() });
+        event(&mut a, 0, 1_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let s = a.finish().summary;
+        assert_eq!(super::exit_code(&s), 2);
+        assert!(super::junit::junit(&s).contains("trigger of trial 0 failed"));
+    }
+
+    #[test]
+    fn the_timeline_image_stays_bounded_for_many_trials() {
+        let mut a = Analyzer::new(meta(40, Budget::default()));
+        for t in 0..40 {
+            event(&mut a, t, t as u64 * 1000, EventKind::TrialStart);
+            event(&mut a, t, t as u64 * 1000 + 500, EventKind::TrialEnd { reason: "observed".into() });
+        }
+        let (w, h) = super::plot::timeline::size(&a.finish().summary);
+        // 80 panels asked for; at most 24 drawn (1200 × 6240 px, about 22 MB of pixels).
+        assert!(u64::from(w) * u64::from(h) <= 1200 * 24 * 260, "{w} x {h}");
+    }
 }

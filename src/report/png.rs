@@ -15,7 +15,7 @@ impl Exporter for Png {
     fn write(&self, dir: &Path, data: &ReportData) -> Result<Vec<PathBuf>> {
         let s = data.summary();
         let paths = [dir.join("timeline.png"), dir.join("latency-percentiles.png"), dir.join("outages.png")];
-        plot::png(&paths[0], timeline::size(s), |root| timeline::draw(root, s, data.recorder))?;
+        plot::png(&paths[0], timeline::size(s), |root| timeline::draw(root, s, &data.analysis))?;
         plot::png(&paths[1], percentiles::SIZE, |root| percentiles::draw(root, &data.analysis))?;
         plot::png(&paths[2], outages::SIZE, |root| outages::draw(root, s))?;
         Ok(paths.to_vec())

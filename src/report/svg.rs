@@ -25,7 +25,7 @@ impl Exporter for Svg {
 pub(super) fn render_all(data: &ReportData) -> Result<Vec<(&'static str, String)>> {
     let s = data.summary();
     Ok(vec![
-        ("timeline.svg", plot::svg(timeline::size(s), |root| timeline::draw(root, s, data.recorder))?),
+        ("timeline.svg", plot::svg(timeline::size(s), |root| timeline::draw(root, s, &data.analysis))?),
         ("latency-percentiles.svg", plot::svg(percentiles::SIZE, |root| percentiles::draw(root, &data.analysis))?),
         ("outages.svg", plot::svg(outages::SIZE, |root| outages::draw(root, s))?),
     ])

@@ -1,8 +1,8 @@
 //! Redis Cluster: which shard owns which slots, and keys that land in a given shard.
 
 use super::{Discovery, Target};
-use crate::probe::error::{classify, ProbeError};
-use crate::record::ErrorClass;
+use crate::sample::ErrorClass;
+use crate::target::error::{classify, ProbeError};
 use redis::Value;
 use std::time::Duration;
 use tokio::time::timeout;

@@ -2,8 +2,8 @@
 //! fresh Sentinel answer), made under a deadline, and checked with `ROLE` before use.
 
 use super::{Discovery, Target};
-use crate::probe::error::{classify, ProbeError};
-use crate::record::ErrorClass;
+use crate::sample::ErrorClass;
+use crate::target::error::{classify, ProbeError};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 mod connect;
+pub mod error;
 mod guard;
 mod tls;
 pub(crate) use connect::connect_pubsub;

@@ -2,8 +2,8 @@
 //! merged across trials: x is the percentile on the usual 1/(1-p) log axis.
 
 use super::plot_err;
-use crate::record::recorder::Analysis;
-use crate::record::Stream;
+use crate::analysis::Analysis;
+use crate::sample::Stream;
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
@@ -13,18 +13,18 @@ pub const SIZE: (u32, u32) = (1200, 380);
 
 /// (label, colour, histogram) per curve of one stream: by phase when there was a trigger.
 pub fn curves(a: &Analysis, stream: Stream) -> Vec<(&'static str, RGBColor, Histogram<u64>)> {
-    let mut all = crate::record::histogram::new_histogram();
+    let mut all = crate::analysis::histogram::new_histogram();
     let mut phases = [all.clone(), all.clone(), all.clone()];
     let mut any_phase = false;
     for ((_, s), h) in &a.histograms {
         if *s != stream {
             continue;
         }
-        let _ = all.add(&h.all);
+        let _ = all.add(h.all.unpack());
         if let Some(p) = &h.phases {
             any_phase = true;
             for (acc, h) in phases.iter_mut().zip(p) {
-                let _ = acc.add(h);
+                let _ = acc.add(h.unpack());
             }
         }
     }

@@ -4,18 +4,16 @@
 //! target has several.
 
 use super::{plot_err, GREEN, GREY, ORANGE};
-use crate::record::integrity::Integrity;
-use crate::record::sample::ranges_contain;
-use crate::record::{ErrorClass, Event, EventKind, Recorder, Sample, Stream};
-use crate::report::summary::{ShardSummary, StreamSummary, Summary, TrialSummary};
+use crate::analysis::series::Series;
+use crate::analysis::summary::{Integrity, ShardSummary, StreamSummary, Summary, TrialSummary};
+use crate::analysis::{Analysis, MAX_PANELS};
+use crate::sample::{ErrorClass, Stream};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub const WIDTH: u32 = 1200;
 pub const PANEL_HEIGHT: u32 = 260;
-/// One point per pixel column and outcome keeps a million-sample trial readable.
-const COLUMNS: usize = 1100;
 
 /// One plot: a stream of a trial, for the whole target or for one of its shards.
 struct Panel<'a> {
@@ -42,10 +40,7 @@ impl Panel<'_> {
     }
 }
 
-/// At most this many panels (a run of many trials on a many-shard cluster would otherwise ask
-/// for an image of gigabytes); the tables of report.md/html cover every trial and shard.
-const MAX_PANELS: usize = 24;
-
+// At most MAX_PANELS panels; the tables of report.md/html cover every trial and shard.
 fn panels(s: &Summary) -> Vec<Panel<'_>> {
     let mut out = all_panels(s);
     if out.len() > MAX_PANELS {
@@ -71,11 +66,12 @@ pub fn size(summary: &Summary) -> (u32, u32) {
     (WIDTH, PANEL_HEIGHT * panels(summary).len().max(1) as u32)
 }
 
-pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, rec: &Recorder) -> Result<()> {
+pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, a: &Analysis) -> Result<()> {
     let panels = panels(s);
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (area, panel) in areas.iter().zip(&panels) {
-        draw_panel(area, s, panel, rec).map_err(plot_err)?;
+        let key = (panel.trial.index, panel.shard.map(|sh| sh.name.clone()), panel.stream);
+        draw_panel(area, s, panel, a.series.get(&key)).map_err(plot_err)?;
     }
     Ok(())
 }
@@ -100,14 +96,10 @@ fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     s: &Summary,
     panel: &Panel,
-    rec: &Recorder,
+    series: Option<&Series>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let (t, stream) = (panel.trial, panel.stream);
     let shard = panel.shard.map(|sh| sh.name.as_str());
-    let samples = match shard {
-        Some(name) => rec.shard_samples(t.index, name, stream),
-        None => rec.samples(t.index, stream),
-    };
     let x0 = t.started_at_ms / 1000.0;
     let x1 = (t.ended_at_ms / 1000.0).max(x0 + 0.001);
     // Log scale: sub-millisecond latency and a 250 ms timeout are both readable.
@@ -149,7 +141,7 @@ fn draw_panel<DB: DrawingBackend>(
             color.filled(),
         )))?;
     }
-    let (ok, failed) = downsample(&samples, x0, x1);
+    let (ok, failed) = series.map(points).unwrap_or_default();
     let mut has_legend = !failed.is_empty();
     let clamp = |y: f64| y.clamp(y_min, y_max);
     chart.draw_series(ok.into_iter().map(|(x, y)| Circle::new((x, clamp(y)), 1, BLUE.filled())))?;
@@ -160,17 +152,13 @@ fn draw_panel<DB: DrawingBackend>(
             .label(class.as_str())
             .legend(move |(x, y)| Cross::new((x, y), 3, color.stroke_width(1)));
     }
-    if stream == Stream::Write {
-        let lost = lost_writes(&samples, rec.events(t.index), shard);
+    if let Some(series) = series.filter(|_| stream == Stream::Write) {
+        let lost: Vec<(u64, u32)> = series.lost().collect();
         if !lost.is_empty() {
             has_legend = true;
             chart
-                .draw_series(lost.iter().map(|s| {
-                    TriangleMarker::new(
-                        (s.scheduled_us as f64 / 1e6, clamp(s.latency_us as f64 / 1000.0)),
-                        4,
-                        ORANGE.filled(),
-                    )
+                .draw_series(lost.iter().map(|&(at_us, latency_us)| {
+                    TriangleMarker::new((at_us as f64 / 1e6, clamp(latency_us as f64 / 1000.0)), 4, ORANGE.filled())
                 }))?
                 .label("acknowledged, then lost")
                 .legend(|(x, y)| TriangleMarker::new((x, y), 4, ORANGE.filled()));
@@ -221,51 +209,21 @@ fn draw_panel<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Acknowledged writes missing from the write log read back after recovery.
-fn lost_writes<'a>(samples: &'a [Sample], events: &[Event], shard: Option<&str>) -> Vec<&'a Sample> {
-    type Log<'e> = (&'e Option<String>, &'e Vec<(u64, u64)>);
-    let logs: Vec<Log> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::WriteLog { present, shard, .. } => Some((shard, present)),
-            _ => None,
-        })
-        .collect();
-    let log_of = |name: Option<&str>| logs.iter().rev().find(|(s, _)| s.as_deref() == name).map(|(_, p)| *p);
-    samples
-        .iter()
-        .filter(|s| s.ok())
-        .filter(|s| match log_of(shard.or(s.shard.as_deref())) {
-            Some(present) => !ranges_contain(present, s.seq),
-            None => false,
-        })
-        .collect()
-}
-
 type Failed = Vec<(ErrorClass, Vec<f64>)>;
 
-/// Highest latency of successful probes per pixel column, and per error class the columns
-/// with a failed probe.
-fn downsample(samples: &[Sample], x0: f64, x1: f64) -> (Vec<(f64, f64)>, Failed) {
-    let width = (x1 - x0) / COLUMNS as f64;
-    let mut ok: Vec<Option<f64>> = vec![None; COLUMNS + 1];
-    let mut failed: std::collections::BTreeMap<ErrorClass, Vec<bool>> = Default::default();
-    for s in samples {
-        let x = s.scheduled_us as f64 / 1e6;
-        let col = (((x - x0) / width).max(0.0) as usize).min(COLUMNS);
-        if s.ok() {
-            let ms = s.latency_us as f64 / 1000.0;
-            ok[col] = Some(ok[col].map_or(ms, |m: f64| m.max(ms)));
-        } else {
-            let class = s.error_class.unwrap_or(ErrorClass::Other);
-            failed.entry(class).or_insert_with(|| vec![false; COLUMNS + 1])[col] = true;
+/// The highest latency of successful probes per bucket, and per error class the buckets with a
+/// failed probe (x in seconds on the run clock).
+fn points(series: &Series) -> (Vec<(f64, f64)>, Failed) {
+    let mut ok = Vec::new();
+    let mut failed: std::collections::BTreeMap<ErrorClass, Vec<f64>> = Default::default();
+    for (at_us, b) in series.buckets() {
+        let x = at_us as f64 / 1e6;
+        if b.has_ok() {
+            ok.push((x, b.max_ok_us as f64 / 1000.0));
+        }
+        for class in b.failed_classes() {
+            failed.entry(class).or_default().push(x);
         }
     }
-    let x_of = |c: usize| x0 + (c as f64 + 0.5) * width;
-    let ok_points = ok.iter().enumerate().filter_map(|(c, v)| v.map(|ms| (x_of(c), ms))).collect();
-    let failed_points = failed
-        .into_iter()
-        .map(|(class, cols)| (class, cols.iter().enumerate().filter(|(_, f)| **f).map(|(c, _)| x_of(c)).collect()))
-        .collect();
-    (ok_points, failed_points)
+    (ok, failed.into_iter().collect())
 }

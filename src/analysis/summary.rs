@@ -1,7 +1,7 @@
 //! summary.json: the contract CI users read. Extend freely; never rename a field.
 
-pub use crate::record::histogram::Percentiles;
-use crate::record::integrity::Integrity;
+pub use super::histogram::Percentiles;
+pub use super::integrity::Integrity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ pub struct Summary {
     pub verdict: Verdict,
 }
 
-/// Decided once (`Verdict::decide`); the terminal, summary.json, report.md/html, JUnit, the step
+/// Decided once (`analysis::verdict`); the terminal, summary.json, report.md/html, JUnit, the step
 /// summary and the exit code all read it, so they cannot disagree.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Verdict {
@@ -39,40 +39,6 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn decide(planned_trials: usize, interrupted: bool, trials: &[TrialSummary], budget: &BudgetResult) -> Self {
-        let failed_trigger = trials.iter().find(|t| t.trigger.error.is_some());
-        let reason = if trials.len() < planned_trials {
-            Some(format!("{} of {planned_trials} trial(s) ran", trials.len()))
-        } else if interrupted {
-            Some("interrupted".to_string())
-        } else {
-            failed_trigger.map(|t| format!("the trigger of trial {} failed", t.index))
-        };
-        if let Some(reason) = reason {
-            return Self {
-                kind: "incomplete".into(),
-                headline: format!("INCOMPLETE ({reason}: no verdict)"),
-                exit_code: crate::error::EXIT_USAGE,
-                incomplete_reason: Some(reason),
-            };
-        }
-        let lost: u64 = trials.iter().map(|t| t.integrity.lost_acked_writes).sum();
-        let lost_text = match lost {
-            0 => String::new(),
-            n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
-        };
-        let has_budget = budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some();
-        let (kind, headline, exit_code) = if !budget.passed {
-            let n = budget.violations.len();
-            ("fail", format!("FAIL — {n} check{} failed{lost_text}", if n == 1 { "" } else { "s" }), 1)
-        } else if has_budget {
-            ("pass", format!("PASS — within the budget{lost_text}"), 0)
-        } else {
-            ("recovered", format!("RECOVERED{lost_text} — no budget set"), 0)
-        };
-        Self { kind: kind.into(), headline, exit_code, incomplete_reason: None }
-    }
-
     /// The badge word: PASS, RECOVERED, FAIL or INCOMPLETE.
     pub fn word(&self) -> &'static str {
         match self.kind.as_str() {

@@ -45,6 +45,22 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    pub const ALL: [ErrorClass; 13] = [
+        ErrorClass::Refused,
+        ErrorClass::Reset,
+        ErrorClass::Timeout,
+        ErrorClass::Dns,
+        ErrorClass::Tls,
+        ErrorClass::Auth,
+        ErrorClass::Readonly,
+        ErrorClass::Loading,
+        ErrorClass::Masterdown,
+        ErrorClass::Clusterdown,
+        ErrorClass::Tryagain,
+        ErrorClass::Moved,
+        ErrorClass::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Refused => "refused",
@@ -233,6 +249,13 @@ impl EventKind {
     }
 }
 
+/// The limits a run is judged against (`--max-outage`, `--max-lost-writes`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Budget {
+    pub max_outage_ms: Option<f64>,
+    pub max_lost_writes: Option<u64>,
+}
+
 /// Everything about the run that the report needs and the samples do not carry.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunMeta {
@@ -245,7 +268,7 @@ pub struct RunMeta {
     pub interval_us: u64,
     pub timeout_us: u64,
     pub triggers: Vec<String>,
-    pub budget: crate::record::recorder::Budget,
+    pub budget: Budget,
     pub lab: Option<String>,
 }
 
@@ -254,6 +277,55 @@ pub struct RunMeta {
 pub enum Record {
     Sample(Sample),
     Event(Event),
+}
+
+/// Sequence numbers as sorted, disjoint inclusive ranges: a stream of a million writes with a few
+/// failures is a handful of ranges.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeqSet {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl SeqSet {
+    pub fn insert(&mut self, n: u64) {
+        match self.ranges.last_mut() {
+            None => self.ranges.push((n, n)),
+            Some((_, hi)) if *hi + 1 == n => *hi = n,
+            Some((_, hi)) if *hi + 1 < n => self.ranges.push((n, n)),
+            // Out of order (probes complete out of order): rare, so a plain insert and merge.
+            _ => {
+                let at = self.ranges.partition_point(|(lo, _)| *lo <= n);
+                if at > 0 && self.ranges[at - 1].1 >= n {
+                    return;
+                }
+                self.ranges.insert(at, (n, n));
+                let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.ranges.len());
+                for &(lo, hi) in &self.ranges {
+                    match merged.last_mut() {
+                        Some((_, h)) if *h + 1 >= lo => *h = (*h).max(hi),
+                        _ => merged.push((lo, hi)),
+                    }
+                }
+                self.ranges = merged;
+            }
+        }
+    }
+
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn into_ranges(self) -> Vec<(u64, u64)> {
+        self.ranges
+    }
 }
 
 /// Compresses sorted sequence numbers into inclusive ranges (a write log of a million entries

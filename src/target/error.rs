@@ -1,6 +1,6 @@
 //! What went wrong with a probe, in the words a client would use.
 
-use crate::record::ErrorClass;
+use crate::sample::ErrorClass;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 #[derive(Clone, Debug, PartialEq)]

@@ -3,7 +3,7 @@
 //! completion of the first successful probe after it; its uncertainty is one probe interval
 //! (the outage may have begun up to one interval before the first failed probe was scheduled).
 
-use super::{ErrorClass, Sample};
+use crate::sample::{ErrorClass, Sample};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,34 +23,65 @@ impl Window {
     }
 }
 
-/// `samples` must be one stream of one trial, sorted by `scheduled_us`.
-pub fn find_windows(samples: &[Sample]) -> Vec<Window> {
-    let mut windows = Vec::new();
-    let mut open: Option<Window> = None;
-    for s in samples {
-        match (&mut open, s.ok()) {
-            (None, true) => {}
+/// What a probe did to the window state of its stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Edge {
+    Opened { start_us: u64 },
+    Closed { start_us: u64, end_us: u64 },
+}
+
+/// The run-length outage detector of one stream, fed one probe at a time in scheduled order:
+/// it holds the open window and the closed ones (few), never the probes.
+#[derive(Default, Debug)]
+pub struct OutageDetector {
+    open: Option<Window>,
+    closed: Vec<Window>,
+}
+
+impl OutageDetector {
+    pub(crate) fn feed(&mut self, scheduled_us: u64, end_us: u64, ok: bool, class: ErrorClass) -> Option<Edge> {
+        match (&mut self.open, ok) {
+            (None, true) => None,
             (None, false) => {
                 let mut w = Window {
-                    start_us: s.scheduled_us,
-                    end_us: s.end_us,
+                    start_us: scheduled_us,
+                    end_us,
                     recovered: false,
                     failed_probes: 0,
                     errors: BTreeMap::new(),
                 };
-                count_failure(&mut w, s);
-                open = Some(w);
+                count_failure(&mut w, end_us, class);
+                self.open = Some(w);
+                Some(Edge::Opened { start_us: scheduled_us })
             }
-            (Some(w), false) => count_failure(w, s),
+            (Some(w), false) => {
+                count_failure(w, end_us, class);
+                None
+            }
             (Some(w), true) => {
-                w.end_us = s.end_us.max(w.start_us);
+                w.end_us = end_us.max(w.start_us);
                 w.recovered = true;
-                windows.extend(open.take());
+                let edge = Edge::Closed { start_us: w.start_us, end_us: w.end_us };
+                self.closed.extend(self.open.take());
+                Some(edge)
             }
         }
     }
-    windows.extend(open);
-    windows
+
+    /// Every window, the last one open (unrecovered) if the stream never came back.
+    pub fn finish(mut self) -> Vec<Window> {
+        self.closed.extend(self.open.take());
+        self.closed
+    }
+}
+
+/// `samples` must be one stream of one trial, sorted by `scheduled_us`.
+pub fn find_windows(samples: &[Sample]) -> Vec<Window> {
+    let mut d = OutageDetector::default();
+    for s in samples {
+        d.feed(s.scheduled_us, s.end_us, s.ok(), s.error_class.unwrap_or(ErrorClass::Other));
+    }
+    d.finish()
 }
 
 /// Merges windows of several shards into "some shard was down" windows: overlapping windows
@@ -74,16 +105,16 @@ pub fn union(mut windows: Vec<Window>) -> Vec<Window> {
     out
 }
 
-fn count_failure(w: &mut Window, s: &Sample) {
+fn count_failure(w: &mut Window, end_us: u64, class: ErrorClass) {
     w.failed_probes += 1;
-    w.end_us = w.end_us.max(s.end_us);
-    *w.errors.entry(s.error_class.unwrap_or(ErrorClass::Other)).or_default() += 1;
+    w.end_us = w.end_us.max(end_us);
+    *w.errors.entry(class).or_default() += 1;
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::sample::{Outcome, Stream};
+    use crate::sample::{Outcome, Stream};
 
     pub fn sample(seq: u64, scheduled_ms: u64, latency_ms: u64, ok: bool) -> Sample {
         let scheduled_us = scheduled_ms * 1000;

@@ -1,0 +1,439 @@
+//! The analysis stage, between `record` and `report`: probes and events stream in one at a time
+//! (live, or read back from disk by `failprobe report`), accumulators keep what the summary and
+//! the plots need (counts, HDR histograms, outage windows, sequence-number ranges, plot buckets),
+//! never the probes. Memory depends on the probe rate and the number of shards and trials, not
+//! on how long a run lasts.
+
+pub mod histogram;
+pub mod integrity;
+pub mod outage;
+pub(crate) mod phases;
+pub(crate) mod reorder;
+pub mod series;
+pub(crate) mod stream;
+pub(crate) mod summarize;
+pub mod summary;
+pub(crate) mod trial;
+pub(crate) mod verdict;
+
+use crate::sample::{Event, EventKind, Record, RunMeta, Sample, Stream};
+use hdrhistogram::Histogram;
+use histogram::{new_histogram, percentiles_ms, record, Packed};
+use series::Series;
+use std::collections::BTreeMap;
+use summary::*;
+use trial::{Params, TrialState};
+
+/// The timeline draws at most this many panels (a run of many trials on a many-shard cluster
+/// would otherwise ask for an image of gigabytes); series past them are not kept.
+pub const MAX_PANELS: usize = 24;
+
+/// Probes may report this long after the latest one due (deadline plus a scheduler stall).
+const REORDER_SLACK_US: u64 = 5_000_000;
+
+/// HDR histograms of one stream of one trial, packed.
+#[derive(Clone, Debug)]
+pub struct StreamHistograms {
+    pub all: Packed,
+    /// Before, during and after the trigger (absent without a trigger).
+    pub phases: Option<[Packed; 3]>,
+}
+
+impl StreamHistograms {
+    fn empty(with_phases: bool) -> Self {
+        let empty = Packed::pack(&new_histogram());
+        Self { all: empty.clone(), phases: with_phases.then(|| [empty.clone(), empty.clone(), empty]) }
+    }
+}
+
+/// What the reports are made from.
+pub struct Analysis {
+    pub summary: Summary,
+    pub histograms: BTreeMap<(u32, Stream), StreamHistograms>,
+    /// Every outage window of every trial, in microseconds.
+    pub outages: Histogram<u64>,
+    /// The timeline's series by trial, shard (None for a single primary) and stream.
+    pub series: BTreeMap<(u32, Option<String>, Stream), Series>,
+}
+
+pub struct Analyzer {
+    meta: RunMeta,
+    params: Params,
+    trials: BTreeMap<u32, TrialState>,
+    /// Timeline panels whose series closed trials kept.
+    panels: usize,
+}
+
+impl Analyzer {
+    pub fn new(meta: RunMeta) -> Self {
+        let params = Params {
+            timeout_us: meta.timeout_us,
+            late_threshold_us: late_threshold_us(&meta),
+            horizon_us: meta.timeout_us + REORDER_SLACK_US,
+        };
+        Self { meta, params, trials: BTreeMap::new(), panels: 0 }
+    }
+
+    pub fn meta(&self) -> &RunMeta {
+        &self.meta
+    }
+
+    pub fn ingest(&mut self, r: Record) {
+        match r {
+            Record::Sample(s) => self.sample(&s),
+            Record::Event(e) => self.event(e),
+        }
+    }
+
+    pub fn event(&mut self, e: Event) {
+        let params = self.params;
+        self.trials.entry(e.trial).or_insert_with(|| TrialState::new(&params)).event(e);
+    }
+
+    pub fn sample(&mut self, s: &Sample) {
+        // Trials run one after the other: a probe of a later trial means the earlier ones are over.
+        let earlier_open = self.trials.range(..s.trial).any(|(_, t)| !t.is_closed());
+        if earlier_open {
+            self.close_until(s.trial);
+        }
+        let params = self.params;
+        self.trials.entry(s.trial).or_insert_with(|| TrialState::new(&params)).sample(s, &params);
+    }
+
+    fn close_until(&mut self, trial: u32) {
+        for t in self.trials.range_mut(..trial).map(|(_, t)| t).filter(|t| !t.is_closed()) {
+            let keep = self.panels < MAX_PANELS;
+            t.close(&self.params, keep);
+            if keep {
+                self.panels += t.closed().map_or(0, |c| c.shards.len().max(1) * 2);
+            }
+        }
+    }
+
+    /// The summary and everything the plots need.
+    pub fn finish(mut self) -> Analysis {
+        self.close_until(u32::MAX);
+        let mut histograms = BTreeMap::new();
+        let mut series = BTreeMap::new();
+        let mut trials = Vec::new();
+        let mut outages = new_histogram();
+        let mut after_close = 0;
+        for (&i, t) in &mut self.trials {
+            trials.push(summarize::trial_summary(i, t, self.meta.interval_us));
+            after_close += t.after_close;
+            let closed = t.closed_mut().expect("closed above");
+            for s in Stream::ALL {
+                for w in &closed.target[s.index()].windows {
+                    record(&mut outages, w.duration_us());
+                }
+            }
+            let [w, r] = closed.histograms.clone();
+            histograms.insert((i, Stream::Write), w);
+            histograms.insert((i, Stream::Read), r);
+            for sh in &mut closed.shards {
+                if let Some([w, r]) = sh.series.take() {
+                    series.insert((i, sh.name.clone(), Stream::Write), w);
+                    series.insert((i, sh.name.clone(), Stream::Read), r);
+                }
+            }
+        }
+        if after_close > 0 {
+            tracing::warn!("{after_close} probe(s) reported after their trial closed; not analysed");
+        }
+        let summary = self.summary_of(trials, &outages);
+        Analysis { summary, histograms, outages, series }
+    }
+
+    fn summary_of(&self, trials: Vec<TrialSummary>, outages: &Histogram<u64>) -> Summary {
+        // A trial with no recorded end was cut short: by Ctrl-C, or by a crash (read back from disk).
+        // Fewer trials than planned means the run stopped early, however it stopped.
+        let planned = self.meta.triggers.len();
+        let interrupted = trials.len() < planned
+            || self.trials.values().any(|t| {
+                let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
+                t.events.iter().any(|e| e.kind == EventKind::Interrupted) || !t.events.iter().any(ended)
+            });
+        let budget = verdict::evaluate_budget(&self.meta.budget, &trials, interrupted);
+        let verdict = verdict::decide(planned, interrupted, &trials, &budget);
+        let p = percentiles_ms(outages);
+        let us_to_ms = summarize::us_to_ms;
+        Summary {
+            version: self.meta.version.clone(),
+            scenario: self.meta.scenario.clone(),
+            run_id: self.meta.run_id.clone(),
+            target: self.meta.target.clone(),
+            started_at: self.meta.started_at.clone(),
+            probe: ProbeInfo {
+                interval_ms: us_to_ms(self.meta.interval_us),
+                timeout_ms: us_to_ms(self.meta.timeout_us),
+            },
+            resolution: Resolution {
+                timestamp_us: 1.0,
+                send_lateness_p99_ms: trials
+                    .iter()
+                    .flat_map(|t| [t.writes.send_lateness_ms.p99, t.reads.send_lateness_ms.p99])
+                    .fold(0.0, f64::max),
+                outage_uncertainty_ms: us_to_ms(self.meta.interval_us),
+                histogram_significant_digits: histogram::SIGNIFICANT_DIGITS,
+                late_threshold_ms: us_to_ms(self.params.late_threshold_us),
+            },
+            interrupted,
+            trials,
+            outage_histogram_ms: OutageHistogram { count: p.count, p50: p.p50, p90: p.p90, p99: p.p99, max: p.max },
+            budget,
+            verdict,
+        }
+    }
+}
+
+/// Tokio's timer wakes with 1 ms granularity, so lateness under 2 ms is the clock, not load.
+fn late_threshold_us(meta: &RunMeta) -> u64 {
+    meta.interval_us.max(2_000)
+}
+
+/// A stored run read back through the analysis (`failprobe report`, `compare`): its events, then
+/// its samples streamed from disk. Memory does not depend on the number of samples.
+pub fn replay(run: &crate::record::store::StoredRun) -> anyhow::Result<Analysis> {
+    let mut a = Analyzer::new(run.meta.clone());
+    for e in &run.events {
+        a.event(e.clone());
+    }
+    for s in run.samples()? {
+        a.sample(&s?);
+    }
+    Ok(a.finish())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::sample::{to_ranges, Outcome};
+    use crate::sample::{Budget, ErrorClass};
+
+    pub(crate) fn meta(planned: usize, budget: Budget) -> RunMeta {
+        RunMeta {
+            version: "test".into(),
+            scenario: "t".into(),
+            run_id: "r".into(),
+            target: "redis://127.0.0.1:1".into(),
+            started_at: "2026-11-29T00:00:00Z".into(),
+            interval_us: 10_000,
+            timeout_us: 250_000,
+            triggers: vec!["none".into(); planned],
+            budget,
+            lab: None,
+        }
+    }
+
+    pub(crate) fn event(a: &mut Analyzer, trial: u32, at_us: u64, kind: EventKind) {
+        a.event(Event { at_us, trial, kind });
+    }
+
+    /// A probe due at `ms`, answered `latency_ms` later (failed: `class`).
+    fn probe(stream: Stream, seq: u64, ms: u64, latency_ms: u64, class: Option<ErrorClass>) -> Sample {
+        let scheduled_us = ms * 1000;
+        Sample {
+            trial: 0,
+            stream,
+            seq,
+            scheduled_us,
+            start_us: scheduled_us,
+            end_us: scheduled_us + latency_ms * 1000,
+            latency_us: latency_ms * 1000,
+            outcome: if class.is_none() { Outcome::Ok } else { Outcome::Failed },
+            error_class: class,
+            error: class.map(|c| c.to_string()),
+            server: Some("127.0.0.1:1".into()),
+            value: (stream == Stream::Read).then_some(seq),
+            shard: None,
+        }
+    }
+
+    /// Trial 0: writes every 10 ms for 3 s, failing (READONLY) from 1.0 s to 1.5 s, the
+    /// trigger at 0.9 s finishing at 0.95 s; reads alongside; write log missing 50..=52.
+    fn failover_trial(a: &mut Analyzer) -> Vec<Sample> {
+        event(a, 0, 0, EventKind::TrialStart);
+        event(a, 0, 900_000, EventKind::TriggerStart { kind: "sentinel".into(), detail: "x".into() });
+        event(a, 0, 950_000, EventKind::TriggerFinish { detail: "x".into() });
+        let mut samples = Vec::new();
+        for i in 0..300u64 {
+            let down = (100..150).contains(&i);
+            let class = down.then_some(ErrorClass::Readonly);
+            samples.push(probe(Stream::Write, i + 1, i * 10, 1, class));
+            // A read sees the last acknowledged write.
+            let seen = if (100..150).contains(&i) { 100 } else { i + 1 };
+            samples.push(Sample { value: Some(seen), ..probe(Stream::Read, i, i * 10 + 5, 1, None) });
+        }
+        samples
+    }
+
+    fn finish_failover(a: &mut Analyzer) {
+        let present: Vec<u64> = (1..=300).filter(|n| !(50..=52).contains(n) && !(101..=150).contains(n)).collect();
+        event(a, 0, 3_100_000, EventKind::WriteLog { server: "p".into(), present: to_ranges(&present), shard: None });
+        event(a, 0, 3_200_000, EventKind::TrialEnd { reason: "recovered".into() });
+    }
+
+    #[test]
+    fn a_failover_trial_in_order_and_shuffled_gives_the_same_summary() {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        let samples = failover_trial(&mut a);
+        for s in &samples {
+            a.sample(s);
+        }
+        finish_failover(&mut a);
+        let sorted = a.finish().summary;
+        let t = &sorted.trials[0];
+        assert_eq!(t.writes.outages.len(), 1);
+        let o = &t.writes.outages[0];
+        assert_eq!((o.start_ms, o.end_ms, o.failed_probes), (1000.0, 1501.0, 50));
+        assert_eq!(o.errors["readonly"], 50);
+        assert_eq!((t.writes.probes, t.writes.ok, t.writes.failed), (300, 250, 50));
+        assert_eq!(t.integrity.lost_acked_writes, 3);
+        assert_eq!(t.integrity.lost_seqs_sample, vec![50, 51, 52]);
+        assert_eq!(t.integrity.ghost_writes, 0);
+        assert_eq!(t.integrity.unacked_writes, 50);
+        // Reads saw the last acknowledged write: none stale.
+        assert_eq!(t.integrity.stale_reads, 0);
+        let phases = t.writes.latency_by_phase_ms.as_ref().unwrap();
+        // Before 0.9 s: 90 probes; during: 0.9 s .. 1.501 s minus the 50 failed; after: the rest.
+        assert_eq!((phases.before.count, phases.during.count, phases.after.count), (90, 11, 149));
+        assert_eq!(sorted.verdict.kind, "recovered");
+        assert!(sorted.verdict.headline.contains("3 acknowledged writes lost"), "{}", sorted.verdict.headline);
+
+        // The same probes arriving in completion order with a slow one overtaken by 20 others.
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        let mut samples = failover_trial(&mut a);
+        let slow = samples.remove(40);
+        samples.insert(60, slow);
+        samples.reverse();
+        samples[..400].reverse();
+        for chunk in samples.chunks_mut(7) {
+            chunk.reverse();
+        }
+        samples.reverse();
+        for s in &samples {
+            a.sample(s);
+        }
+        finish_failover(&mut a);
+        let shuffled = a.finish().summary;
+        assert_eq!(serde_json::to_value(&sorted).unwrap(), serde_json::to_value(&shuffled).unwrap());
+    }
+
+    #[test]
+    fn late_probes_stale_reads_and_an_unrecovered_outage() {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        for i in 0..100u64 {
+            let mut w = probe(Stream::Write, i + 1, i * 10, 1, (i >= 80).then_some(ErrorClass::Timeout));
+            if i == 10 {
+                w.start_us += 15_000; // sent 15 ms late: more than one interval
+            }
+            a.sample(&w);
+            // The read at 505 ms sees seq 3, although write 51 was acknowledged at 501 ms.
+            let value = if i == 50 { 3 } else { i + 1 };
+            a.sample(&Sample { value: Some(value), ..probe(Stream::Read, i, i * 10 + 5, 1, None) });
+        }
+        event(&mut a, 0, 1_000_000, EventKind::TrialEnd { reason: "observed".into() });
+        let s = a.finish().summary;
+        let t = &s.trials[0];
+        assert_eq!(t.writes.late, 1);
+        assert_eq!(t.integrity.stale_reads, 1);
+        assert!(!t.integrity.checked, "no write log: loss unknown, not zero");
+        assert!(!t.writes.recovered);
+        assert_eq!(t.writes.outages[0].failed_probes, 20);
+        // Without a budget too: a stream that never recovered fails its check.
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("fail", 1), "{}", s.verdict.headline);
+    }
+
+    #[test]
+    fn fewer_trials_than_planned_is_no_verdict_everywhere() {
+        let mut a = Analyzer::new(meta(3, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 1_000, EventKind::TrialEnd { reason: "observed".into() });
+        let s = a.finish().summary;
+        assert!(s.interrupted);
+        assert_eq!(s.verdict.kind, "incomplete");
+        assert_eq!(s.verdict.exit_code, 2);
+        assert!(s.verdict.headline.contains("1 of 3"), "{}", s.verdict.headline);
+        // A run that stopped before its first trial (memcached seeding, a Ctrl-C in prepare).
+        let s = Analyzer::new(meta(1, Budget::default())).finish().summary;
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("incomplete", 2), "{}", s.verdict.headline);
+        // A trial with probes but no recorded end (a crash, read back from disk).
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        a.sample(&probe(Stream::Write, 1, 0, 1, None));
+        let s = a.finish().summary;
+        assert_eq!(s.verdict.kind, "incomplete");
+        assert!(s.trials[0].end_reason.starts_with("incomplete"), "{}", s.trials[0].end_reason);
+    }
+
+    #[test]
+    fn the_timeline_image_stays_bounded_for_many_trials() {
+        let mut a = Analyzer::new(meta(40, Budget::default()));
+        for t in 0..40 {
+            event(&mut a, t, t as u64 * 1000, EventKind::TrialStart);
+            event(&mut a, t, t as u64 * 1000 + 500, EventKind::TrialEnd { reason: "observed".into() });
+            a.sample(&Sample { trial: t, ..probe(Stream::Write, 1, t as u64, 1, None) });
+        }
+        let analysis = a.finish();
+        assert_eq!(analysis.summary.trials.len(), 40);
+        assert_eq!(analysis.series.len(), MAX_PANELS, "series kept only for the panels drawn");
+    }
+
+    #[test]
+    fn no_budget_never_reads_pass_and_a_failed_trigger_is_no_verdict() {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 1_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let s = a.finish().summary;
+        assert_eq!(s.verdict.kind, "recovered");
+        assert!(s.verdict.headline.starts_with("RECOVERED") && s.verdict.headline.contains("no budget set"));
+        assert!(!s.verdict.headline.contains("PASS"));
+        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), max_lost_writes: None }));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 10, EventKind::TriggerStart { kind: "kill".into(), detail: "kill".into() });
+        event(&mut a, 0, 20, EventKind::TriggerError { message: "no such process".into() });
+        event(&mut a, 0, 1_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let s = a.finish().summary;
+        assert_eq!(s.verdict.kind, "incomplete", "{}", s.verdict.headline);
+        assert_eq!(
+            (s.verdict.exit_code, s.verdict.incomplete_reason.as_deref()),
+            (2, Some("the trigger of trial 0 failed"))
+        );
+    }
+
+    #[test]
+    fn shards_are_down_together_and_lost_writes_are_per_shard() {
+        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(100.0), max_lost_writes: Some(0) }));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        for i in 0..100u64 {
+            for (shard, down) in [("a", 20..30), ("b", 25..40)] {
+                let class = down.contains(&i).then_some(ErrorClass::Clusterdown);
+                a.sample(&Sample { shard: Some(shard.into()), ..probe(Stream::Write, i + 1, i * 10, 1, class) });
+            }
+        }
+        for (shard, missing) in [("a", 0), ("b", 7)] {
+            let present: Vec<u64> = (1..=100).filter(|n| *n != missing).collect();
+            let kind =
+                EventKind::WriteLog { server: shard.into(), present: to_ranges(&present), shard: Some(shard.into()) };
+            event(&mut a, 0, 2_000_000, kind);
+        }
+        event(&mut a, 0, 2_100_000, EventKind::TrialEnd { reason: "recovered".into() });
+        let analysis = a.finish();
+        let s = &analysis.summary;
+        let t = &s.trials[0];
+        // a: 200 .. 301 ms, b: 250 .. 401 ms: the target was down from 200 to 401 ms.
+        assert_eq!(t.writes.outages.len(), 1);
+        assert_eq!((t.writes.outages[0].start_ms, t.writes.outages[0].end_ms), (200.0, 401.0));
+        assert_eq!(t.shards.iter().map(|sh| sh.integrity.lost_acked_writes).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(t.integrity.lost_acked_writes, 1);
+        assert_eq!(s.verdict.kind, "fail");
+        let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        assert!(failed.contains(&"b writes outage within --max-outage"), "{failed:?}");
+        assert!(failed.contains(&"b acknowledged writes within --max-lost-writes"), "{failed:?}");
+        let lost: Vec<_> = analysis.series[&(0, Some("b".into()), Stream::Write)].lost().collect();
+        assert_eq!(lost.len(), 1, "one bucket marked lost on b's timeline");
+        assert!(analysis.series[&(0, Some("a".into()), Stream::Write)].lost().next().is_none());
+        assert_eq!(analysis.outages.len(), 1, "two shard windows are one target window");
+    }
+}

@@ -1,0 +1,139 @@
+//! The one verdict: every check a budget implies, then pass / recovered / fail / incomplete.
+//! The terminal, summary.json, report.md/html, JUnit, the step summary and the exit code all
+//! read what is decided here.
+
+use super::summary::*;
+use crate::duration::format_ms;
+use crate::sample::Budget;
+
+/// Every check the budget implies, passed or not: JUnit shows them all, the verdict fails on any.
+pub(crate) fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) -> BudgetResult {
+    let mut checks = Vec::new();
+    for t in trials {
+        for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: None,
+                name: format!("{name} recovered"),
+                passed: s.recovered,
+                measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
+                limit: "recovery within the trial".into(),
+            });
+            if let Some(max) = budget.max_outage_ms {
+                checks.push(BudgetCheck {
+                    trial: t.index,
+                    shard: None,
+                    name: format!("{name} outage within --max-outage"),
+                    passed: s.longest_outage_ms <= max,
+                    measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                    limit: format_ms(max),
+                });
+            }
+        }
+        if let Some(max) = budget.max_outage_ms {
+            for sh in &t.shards {
+                for (name, s) in [("writes", &sh.writes), ("reads", &sh.reads)] {
+                    checks.push(BudgetCheck {
+                        trial: t.index,
+                        shard: Some(sh.name.clone()),
+                        name: format!("{} {name} outage within --max-outage", sh.name),
+                        passed: s.longest_outage_ms <= max,
+                        measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                        limit: format_ms(max),
+                    });
+                }
+            }
+        }
+        if let Some(max) = budget.max_lost_writes {
+            for sh in t.shards.iter().filter(|sh| sh.integrity.checked) {
+                checks.push(BudgetCheck {
+                    trial: t.index,
+                    shard: Some(sh.name.clone()),
+                    name: format!("{} acknowledged writes within --max-lost-writes", sh.name),
+                    passed: sh.integrity.lost_acked_writes <= max,
+                    measured: format!("{} acknowledged writes lost", sh.integrity.lost_acked_writes),
+                    limit: max.to_string(),
+                });
+            }
+        }
+        if let Some(max) = budget.max_lost_writes {
+            let i = &t.integrity;
+            let (passed, measured) = if i.checked {
+                (i.lost_acked_writes <= max, format!("{} acknowledged writes lost", i.lost_acked_writes))
+            } else {
+                (interrupted, "write log could not be read, loss unknown".to_string())
+            };
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: None,
+                name: "acknowledged writes within --max-lost-writes".into(),
+                passed,
+                measured,
+                limit: max.to_string(),
+            });
+        }
+    }
+    for t in trials {
+        if let Some(error) = &t.trigger.error {
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: None,
+                name: "trigger completed".into(),
+                passed: false,
+                measured: error.clone(),
+                limit: "the failover happened as asked".into(),
+            });
+        }
+    }
+    let violations = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("trial {}: {}: {} (limit {})", c.trial, c.name, c.measured, c.limit))
+        .collect::<Vec<_>>();
+    BudgetResult {
+        passed: violations.is_empty(),
+        max_outage_ms: budget.max_outage_ms,
+        max_lost_writes: budget.max_lost_writes,
+        violations,
+        checks,
+    }
+}
+
+pub(crate) fn decide(
+    planned_trials: usize,
+    interrupted: bool,
+    trials: &[TrialSummary],
+    budget: &BudgetResult,
+) -> Verdict {
+    let failed_trigger = trials.iter().find(|t| t.trigger.error.is_some());
+    let reason = if trials.len() < planned_trials {
+        Some(format!("{} of {planned_trials} trial(s) ran", trials.len()))
+    } else if interrupted {
+        Some("interrupted".to_string())
+    } else {
+        failed_trigger.map(|t| format!("the trigger of trial {} failed", t.index))
+    };
+    if let Some(reason) = reason {
+        return Verdict {
+            kind: "incomplete".into(),
+            headline: format!("INCOMPLETE ({reason}: no verdict)"),
+            exit_code: crate::error::EXIT_USAGE,
+            incomplete_reason: Some(reason),
+        };
+    }
+    let lost: u64 = trials.iter().map(|t| t.integrity.lost_acked_writes).sum();
+    let lost_text = match lost {
+        0 => String::new(),
+        n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
+    };
+    let has_budget = budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some();
+    let (kind, headline, exit_code) = if !budget.passed {
+        let n = budget.violations.len();
+        ("fail", format!("FAIL — {n} check{} failed{lost_text}", if n == 1 { "" } else { "s" }), 1)
+    } else if has_budget {
+        ("pass", format!("PASS — within the budget{lost_text}"), 0)
+    } else {
+        ("recovered", format!("RECOVERED{lost_text} — no budget set"), 0)
+    };
+    Verdict { kind: kind.into(), headline, exit_code, incomplete_reason: None }
+}
