@@ -1,6 +1,10 @@
 //! Command line (clap derive). Thin: it parses and hands over to `run`, `report` and `lab`.
 
+use crate::aws::AwsArgs;
 use crate::duration::parse_duration;
+use crate::lab::Topology;
+use crate::report::{Format, OutputArgs};
+use crate::scenario::Overrides;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +31,9 @@ pub enum Command {
     Report {
         /// The run's output directory.
         dir: PathBuf,
-        /// Only these formats: json, md, html, svg, hgrm (repeatable; default all).
-        #[arg(long = "format", value_parser = ["json", "md", "html", "svg", "hgrm"])]
-        formats: Vec<String>,
+        /// Only these formats (repeatable; default all).
+        #[arg(long = "format", value_enum)]
+        formats: Vec<Format>,
         #[command(flatten)]
         outputs: OutputArgs,
     },
@@ -81,120 +85,8 @@ pub enum Command {
 pub struct RunArgs {
     /// Scenario file (TOML); flags override it.
     pub scenario: Option<PathBuf>,
-    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>, redis+cluster://host:port[,...], memcache://host:port[,...]. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
-    #[arg(long)]
-    pub target: Option<String>,
-    /// none | sentinel | promote | kill | restart | pause=<D> | command=<shell command> | cluster-failover[=force|takeover] | elasticache-test-failover[=<node-group>] | elasticache-promote=<cache-cluster> | elasticache-reboot=<cache-cluster>:<node>[,<node>...]
-    #[arg(long)]
-    pub trigger: Option<String>,
-    /// Time between probes of each stream [default: 10ms]
-    #[arg(long, value_parser = parse_duration)]
-    pub interval: Option<Duration>,
-    /// Deadline of each probe [default: 250ms]
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Probing before the trigger fires [default: 5s]
-    #[arg(long, value_parser = parse_duration)]
-    pub warmup: Option<Duration>,
-    /// How long both streams must be up before a trial ends [default: 2s]
-    #[arg(long, value_parser = parse_duration)]
-    pub settle: Option<Duration>,
-    /// Length of an observe-only trial (--trigger none) [default: 10s]
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Longest a trial may wait for recovery after its trigger [default: 60s]
-    #[arg(long, value_parser = parse_duration)]
-    pub max_trial: Option<Duration>,
-    /// TTL of every key failprobe writes [default: 1h]
-    #[arg(long, value_parser = parse_duration)]
-    pub key_ttl: Option<Duration>,
-    /// Number of trials [default: 1]
-    #[arg(long)]
-    pub repeat: Option<u32>,
-    /// Output directory [default: failprobe-<time>]
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Budget: exit 1 when any outage window is longer.
-    #[arg(long, value_parser = parse_duration)]
-    pub max_outage: Option<Duration>,
-    /// Budget: exit 1 when more acknowledged writes are lost in a trial.
-    #[arg(long)]
-    pub max_lost_writes: Option<u64>,
-    /// Use the running lab in DIR (target and node processes from its lab.json).
-    #[arg(long)]
-    pub lab: Option<PathBuf>,
-    /// Start a lab of this topology (replica | sentinel | cluster) for this run, stop it afterwards.
-    #[arg(long)]
-    pub lab_topology: Option<String>,
-    /// The primary's process, for kill/pause outside a lab.
-    #[arg(long)]
-    pub pid: Option<u32>,
-    /// Cluster: the shard a trigger acts on (0 holds slot 0) [default: 0]
-    #[arg(long)]
-    pub shard: Option<usize>,
-    /// Memcached: known keys stored per node before each trigger; their survival is reported [default: 10000]
-    #[arg(long)]
-    pub seed_keys: Option<u64>,
-    /// Cluster: act on the shard that owns this key.
-    #[arg(long, conflicts_with = "shard")]
-    pub key: Option<String>,
-    /// Do not ask before a trigger against a target that is not on loopback.
-    #[arg(long)]
-    pub yes: bool,
-    /// No live status line.
-    #[arg(long)]
-    pub quiet: bool,
     #[command(flatten)]
-    pub outputs: OutputArgs,
-    #[command(flatten)]
-    pub elasticache: ElasticacheRunArgs,
-}
-
-/// Where the AWS API is: anything unset comes from aws-config's default chain.
-#[derive(Args, Debug, Default, Clone)]
-pub struct ApiArgs {
-    /// AWS region (default: AWS_REGION or the profile's).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AWS profile (default: AWS_PROFILE or `default`).
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// ElastiCache API endpoint, e.g. a VPC endpoint (also AWS_ENDPOINT_URL_ELASTICACHE).
-    #[arg(long)]
-    pub endpoint_url: Option<String>,
-}
-
-impl ApiArgs {
-    pub fn aws_args(&self) -> crate::aws::AwsArgs {
-        crate::aws::AwsArgs {
-            region: self.region.clone(),
-            profile: self.profile.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-        }
-    }
-}
-
-#[derive(Args, Debug, Default, Clone)]
-pub struct ElasticacheRunArgs {
-    /// ElastiCache Redis/Valkey: probe this replication group (DescribeReplicationGroups) and put
-    /// its events and member roles on the timeline. AUTH still comes from FAILPROBE_PASSWORD.
-    #[arg(long, conflicts_with = "cache_cluster")]
-    pub replication_group: Option<String>,
-    /// ElastiCache Memcached: probe this cache cluster's nodes (DescribeCacheClusters).
-    #[arg(long)]
-    pub cache_cluster: Option<String>,
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// Between DescribeEvents polls during the run [default: 5s]
-    #[arg(long, value_parser = parse_duration)]
-    pub aws_poll: Option<Duration>,
-    /// How long an ElastiCache trigger waits for AWS's completion events [default: 20m]
-    #[arg(long, value_parser = parse_duration)]
-    pub aws_wait: Option<Duration>,
-    /// elasticache-promote on a group with automatic failover: disable it, promote, enable it
-    /// again (restored even when the run is interrupted).
-    #[arg(long)]
-    pub allow_multi_az_toggle: bool,
+    pub overrides: Overrides,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -218,31 +110,7 @@ pub struct EventsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub api: ApiArgs,
-}
-
-/// Extra outputs, for `run`, `report`, `merge` and `demo`.
-#[derive(Args, Debug, Default, Clone)]
-pub struct OutputArgs {
-    /// Also draw the plots as PNG (timeline.png, latency-percentiles.png, outages.png).
-    #[arg(long)]
-    pub png: bool,
-    /// Write JUnit XML here: one test case per budget check per trial.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").
-    #[arg(long, value_name = "FILE")]
-    pub summary_md: Option<PathBuf>,
-}
-
-impl OutputArgs {
-    pub fn report_options(&self, formats: Vec<String>) -> crate::report::ReportOptions {
-        crate::report::ReportOptions { formats, png: self.png }
-    }
-
-    pub fn ci(&self) -> crate::report::CiOutputs {
-        crate::report::CiOutputs { junit: self.junit.clone(), summary_md: self.summary_md.clone() }
-    }
+    pub api: AwsArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -275,8 +143,8 @@ pub enum MemcachedAction {
 pub enum LabAction {
     /// Start a lab and print its URLs; it keeps running until `lab down`.
     Up {
-        #[arg(long, default_value = "sentinel")]
-        topology: String,
+        #[arg(long, value_enum, default_value_t = Topology::Sentinel)]
+        topology: Topology,
         #[arg(long, default_value = "failprobe-lab")]
         dir: PathBuf,
     },

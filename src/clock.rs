@@ -1,7 +1,7 @@
 //! One monotonic clock per run. Every sample and event carries microseconds since the run start,
 //! taken from `Instant`; the wall-clock time of the start is recorded once, for the report.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 #[derive(Clone, Copy, Debug)]
@@ -30,9 +30,5 @@ impl Clock {
 
     pub fn now_us(&self) -> u64 {
         self.us(Instant::now())
-    }
-
-    pub fn instant_at(&self, us: u64) -> Instant {
-        self.start + Duration::from_micros(us)
     }
 }

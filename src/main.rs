@@ -1,12 +1,12 @@
 use anyhow::Result;
 use clap::Parser;
 use failprobe::analysis;
-use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, OutputArgs, RunArgs};
+use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, Readiness, Topology};
 use failprobe::record::store;
-use failprobe::report::{compare, exit_code, terminal, write_reports, ReportOptions};
-use failprobe::scenario::{self, Overrides};
+use failprobe::report::{compare, exit_code, terminal, write_reports, Format, OutputArgs, ReportOptions};
+use failprobe::scenario;
 use std::path::{Path, PathBuf};
 
 /// stdout may be a closed pipe (`| head`) or a dropped terminal: the run still finishes, stops
@@ -86,55 +86,17 @@ async fn run(args: RunArgs) -> Result<i32> {
         Some(p) => Some((p.as_path(), scenario::load(p)?)),
         None => None,
     };
-    let plan = scenario::plan(file, overrides(args))?;
+    let plan = scenario::plan(file, args.overrides)?;
     let result = failprobe::run::run(plan).await?;
     say_raw!("{}", terminal::final_summary(&result.summary));
     say!("report: {}", result.dir.join("report.html").display());
     Ok(exit_code(&result.summary))
 }
 
-fn overrides(a: RunArgs) -> Overrides {
-    Overrides {
-        report: a.outputs.report_options(Vec::new()),
-        ci: a.outputs.ci(),
-        target: a.target,
-        trigger: a.trigger,
-        interval: a.interval,
-        timeout: a.timeout,
-        warmup: a.warmup,
-        settle: a.settle,
-        duration: a.duration,
-        max_trial: a.max_trial,
-        key_ttl: a.key_ttl,
-        repeat: a.repeat,
-        out: a.out,
-        max_outage: a.max_outage,
-        max_lost_writes: a.max_lost_writes,
-        lab: a.lab,
-        lab_topology: a.lab_topology,
-        pid: a.pid,
-        shard: a.shard,
-        key: a.key,
-        seed_keys: a.seed_keys,
-        yes: a.yes,
-        quiet: a.quiet,
-        aws: scenario::AwsOverrides {
-            replication_group: a.elasticache.replication_group,
-            cache_cluster: a.elasticache.cache_cluster,
-            region: a.elasticache.api.region,
-            profile: a.elasticache.api.profile,
-            endpoint_url: a.elasticache.api.endpoint_url,
-            poll: a.elasticache.aws_poll,
-            wait: a.elasticache.aws_wait,
-            allow_multi_az_toggle: a.elasticache.allow_multi_az_toggle,
-        },
-    }
-}
-
 /// `failprobe events`: exit 1 when --within finds a replacement window, 2 on errors.
 async fn events(args: EventsArgs) -> Result<i32> {
     use failprobe::aws::{history, maintenance};
-    let client = failprobe::aws::client(&args.api.aws_args()).await?;
+    let client = failprobe::aws::client(&args.api).await?;
     let now = chrono::Utc::now();
     let query = maintenance::Query {
         replication_groups: args.replication_groups,
@@ -153,7 +115,7 @@ async fn events(args: EventsArgs) -> Result<i32> {
     Ok(if report.alert { failprobe::error::EXIT_BUDGET } else { failprobe::error::EXIT_PASS })
 }
 
-fn report(dir: PathBuf, formats: Vec<String>, outputs: OutputArgs) -> Result<i32> {
+fn report(dir: PathBuf, formats: Vec<Format>, outputs: OutputArgs) -> Result<i32> {
     let run = store::read_run(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
     let analysis = analysis::replay(&run).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
     finish(&dir, analysis, outputs.report_options(formats), &outputs)
@@ -206,9 +168,7 @@ fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
 async fn lab(action: LabAction) -> Result<i32> {
     match action {
         LabAction::Up { topology, dir } => {
-            let lab = Lab::up(Topology::parse(&topology)?, &dir, false)
-                .await
-                .map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            let lab = Lab::up(topology, &dir, false).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
             say!("lab ready in {}", lab.dir.display());
             say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {

@@ -224,16 +224,7 @@ async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
 
 fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
     for spec in &plan.triggers {
-        if spec.needs_process() && lab.is_none() && plan.pid.is_none() {
-            return Err(UsageError::Invalid(format!(
-                "trigger `{}` needs the primary's process: give --lab DIR or --pid PID",
-                spec.label()
-            ))
-            .into());
-        }
-        if *spec == TriggerSpec::Sentinel && !target.is_sentinel() {
-            return Err(UsageError::Invalid("trigger `sentinel` needs a redis+sentinel:// target".into()).into());
-        }
+        spec.check_plan(target, lab.is_some() || plan.pid.is_some())?;
     }
     Ok(())
 }
@@ -245,7 +236,7 @@ fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
 fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     let destructive: Vec<String> =
         plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
-    let always = plan.triggers.iter().any(|t| matches!(t, TriggerSpec::Command(_)))
+    let always = plan.triggers.iter().any(|t| t.kind().always_confirm)
         || (plan.pid.is_some() && plan.triggers.iter().any(|t| t.needs_process()));
     if destructive.is_empty() || (target.is_loopback() && api_calls.is_empty() && !always) || plan.yes {
         return Ok(());

@@ -67,7 +67,7 @@ pub struct TargetSection {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct LabSection {
-    pub topology: String,
+    pub topology: Topology,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -161,44 +161,119 @@ pub struct Plan {
     pub aws: Option<AwsPlan>,
 }
 
-/// CLI overrides; `None` keeps the scenario's value or the default.
-#[derive(Default, Clone, Debug)]
+/// Every default of a run, defined once: `plan` applies them, the `--help` texts name them
+/// (a test holds the two together).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const INTERVAL: Duration = Duration::from_millis(10);
+    pub const TIMEOUT: Duration = Duration::from_millis(250);
+    pub const WARMUP: Duration = Duration::from_secs(5);
+    pub const SETTLE: Duration = Duration::from_secs(2);
+    pub const DURATION: Duration = Duration::from_secs(10);
+    pub const MAX_TRIAL: Duration = Duration::from_secs(60);
+    pub const REPEAT: u32 = 1;
+    pub const SEED_KEYS: u64 = 10_000;
+    pub const AWS_POLL: Duration = Duration::from_secs(5);
+    pub const AWS_WAIT: Duration = Duration::from_secs(20 * 60);
+    /// The shortest key TTL; longer when a trial can last longer (see `key_ttl`).
+    pub const KEY_TTL: Duration = Duration::from_secs(3600);
+}
+
+/// The command line's settings of a run, defined once: clap parses them (`failprobe run`
+/// flattens this), `plan` lays them over the scenario file. `None` keeps the file's value or the
+/// default.
+#[derive(clap::Args, Default, Clone, Debug)]
 pub struct Overrides {
+    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>, redis+cluster://host:port[,...], memcache://host:port[,...]. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
+    #[arg(long)]
     pub target: Option<String>,
+    #[arg(long, help = crate::control::trigger_help())]
     pub trigger: Option<String>,
+    /// Time between probes of each stream [default: 10ms]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub interval: Option<Duration>,
+    /// Deadline of each probe [default: 250ms]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Probing before the trigger fires [default: 5s]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub warmup: Option<Duration>,
+    /// How long both streams must be up before a trial ends [default: 2s]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub settle: Option<Duration>,
+    /// Length of an observe-only trial (--trigger none) [default: 10s]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub duration: Option<Duration>,
+    /// Longest a trial may wait for recovery after its trigger [default: 60s]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub max_trial: Option<Duration>,
+    /// TTL of every key failprobe writes [default: 1h, or the longest trial plus a minute]
+    #[arg(long, value_parser = duration::parse_duration)]
     pub key_ttl: Option<Duration>,
+    /// Number of trials [default: 1]
+    #[arg(long)]
     pub repeat: Option<u32>,
+    /// Output directory [default: failprobe-<time>]
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Budget: exit 1 when any outage window is longer.
+    #[arg(long, value_parser = duration::parse_duration)]
     pub max_outage: Option<Duration>,
+    /// Budget: exit 1 when more acknowledged writes are lost in a trial.
+    #[arg(long)]
     pub max_lost_writes: Option<u64>,
+    /// Use the running lab in DIR (target and node processes from its lab.json).
+    #[arg(long)]
     pub lab: Option<PathBuf>,
-    pub lab_topology: Option<String>,
+    /// Start a lab of this topology for this run, stop it afterwards.
+    #[arg(long, value_enum)]
+    pub lab_topology: Option<Topology>,
+    /// The primary's process, for kill/pause outside a lab.
+    #[arg(long)]
     pub pid: Option<u32>,
+    /// Cluster: the shard a trigger acts on (0 holds slot 0) [default: 0]
+    #[arg(long)]
     pub shard: Option<usize>,
-    pub key: Option<String>,
+    /// Memcached: known keys stored per node before each trigger; their survival is reported [default: 10000]
+    #[arg(long)]
     pub seed_keys: Option<u64>,
+    /// Cluster: act on the shard that owns this key.
+    #[arg(long, conflicts_with = "shard")]
+    pub key: Option<String>,
+    /// Do not ask before a trigger against a target that is not on loopback.
+    #[arg(long)]
     pub yes: bool,
+    /// No live status line.
+    #[arg(long)]
     pub quiet: bool,
-    pub report: crate::report::ReportOptions,
-    pub ci: crate::report::CiOutputs,
+    #[command(flatten)]
+    pub outputs: crate::report::OutputArgs,
+    #[command(flatten)]
     pub aws: AwsOverrides,
 }
 
-#[derive(Default, Clone, Debug)]
+/// The ElastiCache side of `failprobe run`.
+#[derive(clap::Args, Default, Clone, Debug)]
 pub struct AwsOverrides {
+    /// ElastiCache Redis/Valkey: probe this replication group (DescribeReplicationGroups) and put
+    /// its events and member roles on the timeline. AUTH still comes from FAILPROBE_PASSWORD.
+    #[arg(long, conflicts_with = "cache_cluster")]
     pub replication_group: Option<String>,
+    /// ElastiCache Memcached: probe this cache cluster's nodes (DescribeCacheClusters).
+    #[arg(long)]
     pub cache_cluster: Option<String>,
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub api: crate::aws::AwsArgs,
+    /// Between DescribeEvents polls during the run [default: 5s]
+    #[arg(long = "aws-poll", value_parser = duration::parse_duration)]
     pub poll: Option<Duration>,
+    /// How long an ElastiCache trigger waits for AWS's completion events [default: 20m]
+    #[arg(long = "aws-wait", value_parser = duration::parse_duration)]
     pub wait: Option<Duration>,
+    /// elasticache-promote on a group with automatic failover: disable it, promote, enable it
+    /// again (restored even when the run is interrupted).
+    #[arg(long)]
     pub allow_multi_az_toggle: bool,
 }
 
@@ -212,20 +287,20 @@ fn aws_plan(f: Option<ElasticacheSection>, o: AwsOverrides) -> Result<Option<Aws
     if replication_group.is_some() && cache_cluster.is_some() {
         return Err(invalid("give --replication-group (Redis/Valkey) or --cache-cluster (Memcached), not both"));
     }
-    let poll = o.poll.or(f.poll).unwrap_or(Duration::from_secs(5));
+    let poll = o.poll.or(f.poll).unwrap_or(defaults::AWS_POLL);
     if poll < Duration::from_millis(100) {
         return Err(invalid("--aws-poll must be at least 100ms (DescribeEvents is rate limited)"));
     }
     Ok(Some(AwsPlan {
         api: crate::aws::AwsArgs {
-            region: o.region.or(f.region),
-            profile: o.profile.or(f.profile),
-            endpoint_url: o.endpoint_url.or(f.endpoint_url),
+            region: o.api.region.or(f.region),
+            profile: o.api.profile.or(f.profile),
+            endpoint_url: o.api.endpoint_url.or(f.endpoint_url),
         },
         replication_group,
         cache_cluster,
         poll,
-        wait: o.wait.or(f.wait).unwrap_or(Duration::from_secs(20 * 60)),
+        wait: o.wait.or(f.wait).unwrap_or(defaults::AWS_WAIT),
         allow_multi_az_toggle: o.allow_multi_az_toggle || f.allow_multi_az_toggle.unwrap_or(false),
     }))
 }
@@ -242,18 +317,15 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         .unwrap_or_else(|| "ad-hoc".to_string());
     let trigger_text = o.trigger.or(f.trigger.kind).unwrap_or_else(|| "none".to_string());
     let trigger = TriggerSpec::parse(&trigger_text)?;
-    let repeat = o.repeat.or(f.trials.repeat).unwrap_or(1);
+    let repeat = o.repeat.or(f.trials.repeat).unwrap_or(defaults::REPEAT);
     if repeat == 0 || repeat > 1000 {
         return Err(invalid("--repeat must be between 1 and 1000"));
     }
     // A target or lab given on the command line replaces the scenario's own lab.
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
-    let lab_topology = match o.lab_topology.or(scenario_lab) {
-        Some(t) if o.lab.is_none() => Some(Topology::parse(&t)?),
-        _ => None,
-    };
-    let interval = o.interval.or(f.probe.interval).unwrap_or(Duration::from_millis(10));
-    let timeout = o.timeout.or(f.probe.timeout).unwrap_or(Duration::from_millis(250));
+    let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
+    let interval = o.interval.or(f.probe.interval).unwrap_or(defaults::INTERVAL);
+    let timeout = o.timeout.or(f.probe.timeout).unwrap_or(defaults::TIMEOUT);
     if interval < Duration::from_micros(100) {
         return Err(invalid("--interval must be at least 100us"));
     }
@@ -278,10 +350,10 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         crate::os::checked_pid(pid as u64).map_err(invalid)?;
     }
     let out = o.out.unwrap_or_else(|| crate::record::store::default_out("failprobe"));
-    let warmup = o.warmup.or(f.trials.warmup).unwrap_or(Duration::from_secs(5));
-    let settle = o.settle.or(f.trials.settle).unwrap_or(Duration::from_secs(2));
-    let duration = o.duration.or(f.trials.duration).unwrap_or(Duration::from_secs(10));
-    let max_trial = o.max_trial.or(f.trials.max_trial).unwrap_or(Duration::from_secs(60));
+    let warmup = o.warmup.or(f.trials.warmup).unwrap_or(defaults::WARMUP);
+    let settle = o.settle.or(f.trials.settle).unwrap_or(defaults::SETTLE);
+    let duration = o.duration.or(f.trials.duration).unwrap_or(defaults::DURATION);
+    let max_trial = o.max_trial.or(f.trials.max_trial).unwrap_or(defaults::MAX_TRIAL);
     let key_ttl = key_ttl(o.key_ttl.or(f.probe.key_ttl), warmup + max_trial.max(duration) + settle)?;
     Ok(Plan {
         name,
@@ -304,11 +376,11 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         pid,
         shard: o.shard.or(f.trigger.shard),
         key: o.key.or(f.trigger.key),
-        seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(10_000),
+        seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(defaults::SEED_KEYS),
         yes: o.yes,
         quiet: o.quiet,
-        report: o.report,
-        ci: o.ci,
+        report: o.outputs.report_options(Vec::new()),
+        ci: o.outputs.ci(),
         aws,
     })
 }
@@ -323,7 +395,7 @@ const KEY_TTL_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 fn key_ttl(given: Option<Duration>, longest_trial: Duration) -> Result<Duration> {
     let needed = longest_trial + KEY_TTL_MARGIN;
     match given {
-        None => Ok(needed.max(Duration::from_secs(3600)).min(KEY_TTL_MAX)),
+        None => Ok(needed.max(defaults::KEY_TTL).min(KEY_TTL_MAX)),
         Some(ttl) if ttl < needed => Err(invalid(format!(
             "--key-ttl {} is shorter than a trial can last ({} of warmup, trial and settle) plus {}s for the integrity check: use at least {}",
             duration::format_ms(ttl.as_secs_f64() * 1000.0),
@@ -377,6 +449,39 @@ mod tests {
         assert!(plan_with(Overrides { key_ttl: Some(Duration::from_secs(31 * 86400)), ..Default::default() }).is_err());
         let ok = plan_with(Overrides { key_ttl: Some(Duration::from_secs(600)), ..Default::default() }).unwrap();
         assert_eq!(ok.key_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn help_texts_name_the_defaults_plan_applies() {
+        use clap::Args;
+        let cmd = Overrides::augment_args(clap::Command::new("run"));
+        let default_of = |id: &str| -> String {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap_or_else(|| panic!("no --{id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let at = help.find("[default: ").unwrap_or_else(|| panic!("--{id} names no default: {help}")) + 10;
+            help[at..].split([']', ',']).next().unwrap().to_string()
+        };
+        let durations = [
+            ("interval", defaults::INTERVAL),
+            ("timeout", defaults::TIMEOUT),
+            ("warmup", defaults::WARMUP),
+            ("settle", defaults::SETTLE),
+            ("duration", defaults::DURATION),
+            ("max_trial", defaults::MAX_TRIAL),
+            ("key_ttl", defaults::KEY_TTL),
+            ("poll", defaults::AWS_POLL),
+            ("wait", defaults::AWS_WAIT),
+        ];
+        for (id, d) in durations {
+            assert_eq!(duration::parse_duration(&default_of(id)), Ok(d), "--{id}");
+        }
+        assert_eq!(default_of("repeat"), defaults::REPEAT.to_string());
+        assert_eq!(default_of("seed_keys"), defaults::SEED_KEYS.to_string());
+        let p = plan(None, Overrides { target: Some("redis://127.0.0.1:1".into()), ..Default::default() }).unwrap();
+        assert_eq!(
+            (p.interval, p.timeout, p.warmup, p.max_trial),
+            (defaults::INTERVAL, defaults::TIMEOUT, defaults::WARMUP, defaults::MAX_TRIAL)
+        );
     }
 
     #[test]

@@ -17,10 +17,16 @@ use std::time::Duration;
 
 /// `--region`, `--profile`, `--endpoint-url`; anything unset comes from aws-config's default
 /// chain (environment, profiles, SSO, IMDS / ECS roles), `AWS_ENDPOINT_URL_ELASTICACHE` included.
-#[derive(Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct AwsArgs {
+    /// AWS region (default: AWS_REGION or the profile's).
+    #[arg(long)]
     pub region: Option<String>,
+    /// AWS profile (default: AWS_PROFILE or `default`).
+    #[arg(long)]
     pub profile: Option<String>,
+    /// ElastiCache API endpoint, e.g. a VPC endpoint (also AWS_ENDPOINT_URL_ELASTICACHE).
+    #[arg(long)]
     pub endpoint_url: Option<String>,
 }
 

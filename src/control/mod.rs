@@ -41,15 +41,11 @@ pub struct TriggerContext {
 pub trait Trigger: Send + Sync {
     /// Short name for the report (`sentinel`, `kill`, `pause=2s`, ...).
     fn kind(&self) -> String;
-    /// Whether it changes the deployment (asks for confirmation against a non-loopback target).
-    fn destructive(&self) -> bool {
-        true
-    }
     /// Performs the action and waits until it has completed; returns what was done.
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a>;
 }
 
-/// `--trigger` values: none, sentinel, promote, kill, pause=<D>, command=<shell command>.
+/// A parsed `--trigger` (see `TRIGGERS` for each one's row).
 #[derive(Clone, Debug, PartialEq)]
 pub enum TriggerSpec {
     None,
@@ -72,36 +68,168 @@ pub enum TriggerSpec {
     },
 }
 
+/// Which targets a trigger works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    AnyTarget,
+    SentinelTarget,
+    ClusterTarget,
+}
+
+/// One row per trigger: its name, how it is written, what it does, and what it needs. The
+/// `--trigger` help, the "unknown trigger" error and every precondition the run checks before
+/// it writes anything come from this table.
+pub struct TriggerKind {
+    pub name: &'static str,
+    /// How it is written, e.g. `pause=<duration>`.
+    pub usage: &'static str,
+    pub help: &'static str,
+    /// Acts on a server process (kill, pause, restart): needs `--lab` or `--pid`.
+    pub needs_process: bool,
+    /// Calls the AWS API: always confirmed, whatever the endpoint.
+    pub calls_aws: bool,
+    /// Can act on anything (a shell command): always confirmed.
+    pub always_confirm: bool,
+    pub needs: Needs,
+    /// Its argument (after `=`, trimmed) into a spec; None when it does not fit `usage`.
+    parse: fn(Option<&str>) -> Option<TriggerSpec>,
+}
+
+const fn row(
+    name: &'static str,
+    usage: &'static str,
+    help: &'static str,
+    parse: fn(Option<&str>) -> Option<TriggerSpec>,
+) -> TriggerKind {
+    TriggerKind {
+        name,
+        usage,
+        help,
+        needs_process: false,
+        calls_aws: false,
+        always_confirm: false,
+        needs: Needs::AnyTarget,
+        parse,
+    }
+}
+
+fn no_arg(spec: TriggerSpec) -> impl Fn(Option<&str>) -> Option<TriggerSpec> {
+    move |arg| arg.is_none().then(|| spec.clone())
+}
+
+pub const TRIGGERS: &[TriggerKind] = &[
+    row("none", "none", "observe only, for --duration", |a| no_arg(TriggerSpec::None)(a)),
+    TriggerKind {
+        needs: Needs::SentinelTarget,
+        ..row("sentinel", "sentinel", "SENTINEL FAILOVER through the target's sentinels", |a| {
+            no_arg(TriggerSpec::Sentinel)(a)
+        })
+    },
+    row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it", |a| {
+        no_arg(TriggerSpec::Promote)(a)
+    }),
+    TriggerKind {
+        needs_process: true,
+        ..row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)", |a| no_arg(TriggerSpec::Kill)(a))
+    },
+    TriggerKind {
+        needs_process: true,
+        ..row("restart", "restart", "kill a lab node and start it again on the same port (a node replacement)", |a| {
+            no_arg(TriggerSpec::Restart)(a)
+        })
+    },
+    TriggerKind {
+        needs_process: true,
+        ..row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT", |a| {
+            crate::duration::parse_duration(a?).ok().map(TriggerSpec::Pause)
+        })
+    },
+    TriggerKind {
+        always_confirm: true,
+        ..row("command", "command=<shell command>", "run a shell command (own process group, killed on timeout)", |a| {
+            a.filter(|c| !c.is_empty()).map(|c| TriggerSpec::Command(c.to_string()))
+        })
+    },
+    TriggerKind {
+        needs: Needs::ClusterTarget,
+        ..row(
+            "cluster-failover",
+            "cluster-failover[=force|takeover]",
+            "CLUSTER FAILOVER on a replica of the chosen shard",
+            |a| match a.map(str::to_lowercase).as_deref() {
+                None => Some(TriggerSpec::ClusterFailover(None)),
+                Some(m @ ("force" | "takeover")) => Some(TriggerSpec::ClusterFailover(Some(m.to_string()))),
+                Some(_) => None,
+            },
+        )
+    },
+    TriggerKind {
+        calls_aws: true,
+        ..row(
+            "elasticache-test-failover",
+            "elasticache-test-failover[=<node-group-id>]",
+            "ElastiCache TestFailover of a node group (default: the probed one)",
+            |a| match a {
+                None => Some(TriggerSpec::ElasticacheTestFailover(None)),
+                Some(ng) => (!ng.is_empty()).then(|| TriggerSpec::ElasticacheTestFailover(Some(ng.to_string()))),
+            },
+        )
+    },
+    TriggerKind {
+        calls_aws: true,
+        ..row(
+            "elasticache-promote",
+            "elasticache-promote=<cache-cluster-id>",
+            "ElastiCache ModifyReplicationGroup PrimaryClusterId",
+            |a| a.filter(|id| !id.is_empty()).map(|id| TriggerSpec::ElasticachePromote(id.to_string())),
+        )
+    },
+    TriggerKind {
+        calls_aws: true,
+        ..row(
+            "elasticache-reboot",
+            "elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]",
+            "ElastiCache RebootCacheCluster of the listed nodes",
+            |a| parse_reboot(a?),
+        )
+    },
+];
+
+/// The `--trigger` help, from the table.
+pub fn trigger_help() -> String {
+    let usages: Vec<&str> = TRIGGERS.iter().map(|k| k.usage).collect();
+    format!("What causes the failover: {}", usages.join(" | "))
+}
+
 impl TriggerSpec {
     pub fn parse(text: &str) -> Result<Self> {
         let (name, arg) = match text.split_once('=') {
-            Some((n, a)) => (n.trim(), Some(a)),
+            Some((n, a)) => (n.trim(), Some(a.trim())),
             None => (text.trim(), None),
         };
-        Ok(match (name, arg) {
-            ("none", None) => Self::None,
-            ("sentinel", None) => Self::Sentinel,
-            ("promote", None) => Self::Promote,
-            ("kill", None) => Self::Kill,
-            ("restart", None) => Self::Restart,
-            ("pause", Some(d)) => Self::Pause(crate::duration::parse_duration(d).map_err(invalid)?),
-            ("command", Some(c)) if !c.trim().is_empty() => Self::Command(c.to_string()),
-            ("cluster-failover", None) => Self::ClusterFailover(None),
-            ("elasticache-test-failover", None) => Self::ElasticacheTestFailover(None),
-            ("elasticache-test-failover", Some(ng)) if !ng.trim().is_empty() => {
-                Self::ElasticacheTestFailover(Some(ng.trim().to_string()))
-            }
-            ("elasticache-promote", Some(id)) if !id.trim().is_empty() => Self::ElasticachePromote(id.trim().to_string()),
-            ("elasticache-reboot", Some(arg)) => parse_reboot(arg)?,
-            ("cluster-failover", Some(m)) if ["force", "takeover"].contains(&m.to_lowercase().as_str()) => {
-                Self::ClusterFailover(Some(m.to_lowercase()))
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "unknown trigger `{text}`: use none, sentinel, promote, kill, restart, pause=<duration>, command=<shell command>, cluster-failover[=force|takeover], elasticache-test-failover[=<node-group-id>], elasticache-promote=<cache-cluster-id> or elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]"
-                )))
-            }
+        let parsed = TRIGGERS.iter().find(|k| k.name == name).and_then(|k| (k.parse)(arg));
+        parsed.ok_or_else(|| {
+            let usages: Vec<&str> = TRIGGERS.iter().map(|k| k.usage).collect();
+            invalid(format!("unknown trigger `{text}`: use {}", usages.join(", ")))
         })
+    }
+
+    /// This trigger's row of the table.
+    pub fn kind(&self) -> &'static TriggerKind {
+        let name = match self {
+            Self::None => "none",
+            Self::Sentinel => "sentinel",
+            Self::Promote => "promote",
+            Self::Kill => "kill",
+            Self::Pause(_) => "pause",
+            Self::Command(_) => "command",
+            Self::ClusterFailover(_) => "cluster-failover",
+            Self::Restart => "restart",
+            Self::ElasticacheTestFailover(_) => "elasticache-test-failover",
+            Self::ElasticachePromote(_) => "elasticache-promote",
+            Self::ElasticacheReboot { .. } => "elasticache-reboot",
+        };
+        TRIGGERS.iter().find(|k| k.name == name).expect("every trigger has a row")
     }
 
     pub fn build(&self) -> Option<Box<dyn Trigger>> {
@@ -145,12 +273,33 @@ impl TriggerSpec {
 
     /// Needs the primary's process: from `--lab` or `--pid`.
     pub fn needs_process(&self) -> bool {
-        matches!(self, Self::Kill | Self::Pause(_) | Self::Restart)
+        self.kind().needs_process
     }
 
     /// Calls the AWS API: always confirmed (`--yes` or typed), whatever the endpoint.
     pub fn is_aws(&self) -> bool {
-        matches!(self, Self::ElasticacheTestFailover(_) | Self::ElasticachePromote(_) | Self::ElasticacheReboot { .. })
+        self.kind().calls_aws
+    }
+
+    /// What can be checked from the plan alone, before anything is connected: the target kind
+    /// and, for process triggers, where the process comes from.
+    pub fn check_plan(&self, target: &Target, has_process: bool) -> Result<()> {
+        let kind = self.kind();
+        if kind.needs_process && !has_process {
+            return Err(invalid(format!(
+                "trigger `{}` needs the primary's process: give --lab DIR or --pid PID",
+                self.label()
+            )));
+        }
+        match kind.needs {
+            Needs::SentinelTarget if !target.is_sentinel() => {
+                Err(invalid(format!("trigger `{}` needs a redis+sentinel:// target", kind.name)))
+            }
+            Needs::ClusterTarget if !target.is_cluster() => {
+                Err(invalid(format!("trigger `{}` needs a redis+cluster:// target", kind.name)))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// What can be checked before anything is written or fired: the chosen shard exists and,
@@ -175,11 +324,9 @@ impl TriggerSpec {
         if matches!(self, Self::Kill | Self::Pause(_)) {
             process::check_process(ctx).await?;
         }
+        self.check_plan(&ctx.target, true)?;
         if !ctx.target.is_cluster() {
-            return match self {
-                Self::ClusterFailover(_) => Err(invalid("cluster-failover needs a redis+cluster:// target")),
-                _ => Ok(()),
-            };
+            return Ok(());
         }
         if matches!(self, Self::ClusterFailover(_) | Self::Kill | Self::Pause(_)) {
             let (index, shard) = cluster::chosen_shard(ctx).await.map_err(|e| invalid(format!("{e:#}")))?;
@@ -195,16 +342,13 @@ impl TriggerSpec {
 }
 
 /// `<cache-cluster-id>:<node-id>[,<node-id>...]`.
-fn parse_reboot(arg: &str) -> Result<TriggerSpec> {
-    let usage = || {
-        invalid(format!("elasticache-reboot=`{arg}`: expected <cache-cluster-id>:<node-id>[,<node-id>...], e.g. my-memcached:0001,0002"))
-    };
-    let (cluster, nodes) = arg.split_once(':').ok_or_else(usage)?;
+fn parse_reboot(arg: &str) -> Option<TriggerSpec> {
+    let (cluster, nodes) = arg.split_once(':')?;
     let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
     if cluster.trim().is_empty() || nodes.is_empty() {
-        return Err(usage());
+        return None;
     }
-    Ok(TriggerSpec::ElasticacheReboot { cache_cluster: cluster.trim().to_string(), nodes })
+    Some(TriggerSpec::ElasticacheReboot { cache_cluster: cluster.trim().to_string(), nodes })
 }
 
 #[cfg(test)]
@@ -224,6 +368,16 @@ mod tests {
         );
         assert!(TriggerSpec::parse("elasticache-reboot=mc").is_err());
         assert!(TriggerSpec::parse("elasticache-promote").is_err());
+        assert!(TriggerSpec::parse("kill=now").is_err(), "a trigger without an argument takes none");
+        assert_eq!(
+            TriggerSpec::parse("cluster-failover=FORCE").unwrap(),
+            TriggerSpec::ClusterFailover(Some("force".into()))
+        );
+        let unknown = TriggerSpec::parse("explode").unwrap_err().to_string();
+        for kind in TRIGGERS {
+            assert!(unknown.contains(kind.usage), "the error lists {}: {unknown}", kind.name);
+            assert!(trigger_help().contains(kind.usage));
+        }
         let spec = TriggerSpec::parse("elasticache-test-failover=0002").unwrap();
         assert_eq!(spec, TriggerSpec::ElasticacheTestFailover(Some("0002".into())));
         assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);

@@ -9,7 +9,6 @@ pub use health::Readiness;
 use node::free_port;
 pub use node::{Node, NodeKind};
 
-use crate::error::invalid;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -24,7 +23,7 @@ pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
 const INSTALL_HINT: &str =
     "install them with: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools";
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Topology {
     /// Primary + one replica, no automatic failover.
@@ -35,20 +34,6 @@ pub enum Topology {
     Cluster,
     /// Two memcached nodes.
     Memcached,
-}
-
-impl Topology {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "replica" => Ok(Self::Replica),
-            "sentinel" => Ok(Self::Sentinel),
-            "cluster" => Ok(Self::Cluster),
-            "memcached" => Ok(Self::Memcached),
-            other => {
-                Err(invalid(format!("unknown lab topology `{other}`: use replica, sentinel, cluster or memcached")))
-            }
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -107,11 +92,11 @@ impl Lab {
         }
         let primary = free_port()?;
         let replica = free_port()?;
-        lab.spawn(Node::redis("redis-1", primary, &dir, None)?)?;
-        lab.spawn(Node::redis("redis-2", replica, &dir, Some(primary))?)?;
+        lab.spawn(Node::redis("redis-1", primary, None)?)?;
+        lab.spawn(Node::redis("redis-2", replica, Some(primary))?)?;
         if topology == Topology::Sentinel {
             for i in 1..=3 {
-                lab.spawn(Node::sentinel(&format!("sentinel-{i}"), free_port()?, &dir, primary)?)?;
+                lab.spawn(Node::sentinel(&format!("sentinel-{i}"), free_port()?, primary)?)?;
             }
         }
         lab.save()?;
@@ -127,7 +112,7 @@ impl Lab {
         let mut addrs = Vec::new();
         for i in 1..=6 {
             let port = node::free_cluster_port()?;
-            let mut node = Node::redis(&format!("redis-{i}"), port, &self.dir, None)?;
+            let mut node = Node::redis(&format!("redis-{i}"), port, None)?;
             node.cluster = true;
             self.spawn(node)?;
             addrs.push(format!("127.0.0.1:{port}"));

@@ -31,7 +31,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn redis(name: &str, port: u16, _dir: &Path, replica_of: Option<u16>) -> Result<Self> {
+    pub fn redis(name: &str, port: u16, replica_of: Option<u16>) -> Result<Self> {
         Ok(Self {
             name: name.into(),
             kind: NodeKind::Redis,
@@ -57,7 +57,7 @@ impl Node {
         }
     }
 
-    pub fn sentinel(name: &str, port: u16, _dir: &Path, monitors: u16) -> Result<Self> {
+    pub fn sentinel(name: &str, port: u16, monitors: u16) -> Result<Self> {
         Ok(Self {
             name: name.into(),
             kind: NodeKind::Sentinel,

@@ -1,10 +1,10 @@
 //! The engines failprobe can probe, behind one face for the run loop: shards (or nodes), their
 //! keys, the integrity check after recovery, key counts and seeding.
 
+use super::connection::Reporter;
 use super::memcached::MemcachedProber;
 use super::redis::RedisProber;
 use super::schedule::{run_stream, Health, StreamConfig};
-use super::slot::Reporter;
 use super::{Prober, TrialKeys};
 use crate::sample::{EventKind, SeqSet, Stream};
 use crate::target::error::ProbeError;

@@ -2,7 +2,7 @@
 //! the current owner of one cluster slot. Every reconnect asks again.
 
 use crate::sample::ErrorClass;
-use crate::target::cluster::{cluster_shards, seeds, Node, ShardInfo};
+use crate::target::cluster::{cluster_shards, seeds, ClusterNode, ShardInfo};
 use crate::target::error::ProbeError;
 use crate::target::{connect_node, connect_primary, query_role, ServerInfo, Target};
 use redis::aio::MultiplexedConnection;
@@ -51,7 +51,7 @@ impl SlotMap {
         self.shards.read().map(|s| s.clone()).unwrap_or_default()
     }
 
-    pub fn owner(&self, slot: u16) -> Option<Node> {
+    pub fn owner(&self, slot: u16) -> Option<ClusterNode> {
         self.shards.read().ok()?.iter().find(|s| s.owns(slot)).map(|s| s.primary.clone())
     }
 
@@ -59,7 +59,7 @@ impl SlotMap {
     pub fn moved(&self, slot: u16, host: &str, port: u16) {
         if let Ok(mut shards) = self.shards.write() {
             if let Some(s) = shards.iter_mut().find(|s| s.owns(slot)) {
-                s.primary = Node { host: host.to_string(), port, id: String::new() };
+                s.primary = ClusterNode { host: host.to_string(), port, id: String::new() };
             }
         }
     }

@@ -22,7 +22,7 @@ struct Slot {
     retry_at: Option<(Instant, Duration, ProbeError)>,
 }
 
-pub struct Node {
+pub struct MemcachedNode {
     pub name: String,
     pub addr: String,
     /// The hash-tag-like part of this node's keys (`<run-id>.n<i>`).
@@ -31,7 +31,7 @@ pub struct Node {
 }
 
 pub struct MemcachedProber {
-    nodes: Vec<Node>,
+    nodes: Vec<MemcachedNode>,
     limit: Duration,
 }
 
@@ -40,7 +40,7 @@ impl MemcachedProber {
         let nodes = addrs
             .iter()
             .enumerate()
-            .map(|(i, (h, p))| Node {
+            .map(|(i, (h, p))| MemcachedNode {
                 name: format!("node{i}"),
                 addr: format!("{h}:{p}"),
                 tag: format!("{run_id}.n{i}"),
@@ -50,7 +50,7 @@ impl MemcachedProber {
         Arc::new(Self { nodes, limit })
     }
 
-    pub fn nodes(&self) -> &[Node] {
+    pub fn nodes(&self) -> &[MemcachedNode] {
         &self.nodes
     }
 
@@ -134,7 +134,7 @@ impl MemcachedProber {
         out
     }
 
-    async fn seed_node(&self, n: &Node, trial: u32, count: u64, ttl: Duration) -> Result<u64, ProbeError> {
+    async fn seed_node(&self, n: &MemcachedNode, trial: u32, count: u64, ttl: Duration) -> Result<u64, ProbeError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut conn = Conn::connect(&n.addr, Instant::now() + self.limit).await?;
         for k in 0..count {
@@ -152,7 +152,7 @@ impl MemcachedProber {
         out
     }
 
-    async fn surviving_on(&self, n: &Node, trial: u32, count: u64) -> Result<u64, ProbeError> {
+    async fn surviving_on(&self, n: &MemcachedNode, trial: u32, count: u64) -> Result<u64, ProbeError> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut conn = Conn::connect(&n.addr, Instant::now() + self.limit).await?;
         let expected: Vec<Item> = (0..count).map(|k| seed_item(&n.tag, trial, k)).collect();

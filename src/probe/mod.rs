@@ -1,13 +1,13 @@
 //! Probes: a write stream and a read stream, each on its own fixed clock (`schedule`), against an
 //! engine behind the `Prober` trait (`redis` for standalone and Sentinel targets).
 
+pub mod connection;
 pub mod engine;
 pub mod keys;
 pub mod locate;
 pub mod memcached;
 pub mod redis;
 pub mod schedule;
-pub mod slot;
 
 use crate::target::error::ProbeError;
 use std::future::Future;

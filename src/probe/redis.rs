@@ -5,8 +5,8 @@
 //! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, raise the sentinel
 //! key to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
+use super::connection::{Live, Reporter, StreamConnection};
 use super::locate::{parse_moved, Locator, SlotMap};
-use super::slot::{ConnSlot, Live, Reporter};
 use super::{Attempt, Prober, TrialKeys};
 use crate::sample::{ErrorClass, EventKind, SeqSet, Stream};
 use crate::target::cluster::{slot_of, tag_for};
@@ -28,7 +28,7 @@ pub struct Shard {
     pub name: Option<String>,
     /// The hash tag in this shard's keys.
     pub tag: String,
-    slots: [Arc<ConnSlot>; 2],
+    connections: [Arc<StreamConnection>; 2],
     locator: Arc<Locator>,
 }
 
@@ -72,7 +72,7 @@ impl RedisProber {
         };
         let prober = Arc::new(Self { target: target.clone(), shards, map, limit, report: report.clone(), stop });
         for shard in &prober.shards {
-            for slot in &shard.slots {
+            for slot in &shard.connections {
                 let connector =
                     slot.clone().run_connector(shard.locator.clone(), limit, report.clone(), prober.stop.subscribe());
                 tokio::spawn(connector);
@@ -99,7 +99,7 @@ impl RedisProber {
     }
 
     fn reconnect_all(&self) {
-        for s in self.shards.iter().flat_map(|s| &s.slots) {
+        for s in self.shards.iter().flat_map(|s| &s.connections) {
             s.follow_new_primary();
         }
     }
@@ -112,7 +112,7 @@ impl RedisProber {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
         T: Into<Option<u64>>,
     {
-        let slot = &self.shards[shard].slots[stream.index()];
+        let slot = &self.shards[shard].connections[stream.index()];
         let mut followed = false;
         loop {
             let live: Arc<Live> = match slot.get(deadline).await {
@@ -167,7 +167,7 @@ impl RedisProber {
             }
             let announced = self.announced_primaries().await;
             for (i, shard) in self.shards.iter().enumerate() {
-                for slot in &shard.slots {
+                for slot in &shard.connections {
                     self.check_connection(slot, announced.as_ref().and_then(|a| a.get(i))).await;
                 }
             }
@@ -219,7 +219,7 @@ impl RedisProber {
         }
     }
 
-    async fn check_connection(&self, slot: &ConnSlot, announced: Option<&(String, u16)>) {
+    async fn check_connection(&self, slot: &StreamConnection, announced: Option<&(String, u16)>) {
         let Some(live) = slot.current() else { return };
         if announced.is_some_and(|(h, p)| (h.as_str(), *p) != (live.server.host.as_str(), live.server.port)) {
             slot.invalidate(live.generation);
@@ -348,7 +348,7 @@ impl Shard {
         Self {
             name,
             tag,
-            slots: [ConnSlot::new(Stream::Write), ConnSlot::new(Stream::Read)],
+            connections: [StreamConnection::new(Stream::Write), StreamConnection::new(Stream::Read)],
             locator: Arc::new(locator),
         }
     }

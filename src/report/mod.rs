@@ -60,10 +60,56 @@ pub fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<Vec<PathBuf>> {
 
 #[derive(Clone, Debug, Default)]
 pub struct ReportOptions {
-    /// Only these formats (`json`, `md`, `html`, `svg`, `hgrm`); all when empty.
-    pub formats: Vec<String>,
+    /// Only these formats; all when empty.
+    pub formats: Vec<Format>,
     /// Also draw PNG images of the plots.
     pub png: bool,
+}
+
+/// `failprobe report --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Md,
+    Html,
+    Svg,
+    Hgrm,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Md => "md",
+            Format::Html => "html",
+            Format::Svg => "svg",
+            Format::Hgrm => "hgrm",
+        }
+    }
+}
+
+/// Extra outputs, for `run`, `report`, `merge` and `demo`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct OutputArgs {
+    /// Also draw the plots as PNG (timeline.png, latency-percentiles.png, outages.png).
+    #[arg(long)]
+    pub png: bool,
+    /// Write JUnit XML here: one test case per budget check per trial.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Append a Markdown summary here (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    pub summary_md: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    pub fn report_options(&self, formats: Vec<Format>) -> ReportOptions {
+        ReportOptions { formats, png: self.png }
+    }
+
+    pub fn ci(&self) -> CiOutputs {
+        CiOutputs { junit: self.junit.clone(), summary_md: self.summary_md.clone() }
+    }
 }
 
 fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
@@ -78,7 +124,7 @@ fn exporters(options: &ReportOptions) -> Vec<Box<dyn Exporter>> {
         all.push(Box::new(png::Png));
     }
     all.retain(|e| {
-        options.formats.is_empty() || e.format() == "png" || options.formats.iter().any(|f| f == e.format())
+        options.formats.is_empty() || e.format() == "png" || options.formats.iter().any(|f| f.as_str() == e.format())
     });
     all
 }

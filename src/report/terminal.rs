@@ -3,11 +3,7 @@
 use super::summary::Summary;
 use crate::duration::format_ms;
 use crate::probe::schedule::HealthState;
-use std::io::{IsTerminal, Write};
-
-pub fn is_tty() -> bool {
-    std::io::stdout().is_terminal()
-}
+use std::io::Write;
 
 /// `trial 2/3 · writes UP · reads DOWN 1.24 s (timeout) · 198 probes/s · 12 errors`
 pub fn status_line(trial: u32, trials: usize, streams: &[(&str, HealthState)], now_us: u64, rate: f64) -> String {

@@ -31,13 +31,13 @@ pub fn slot_of(key: &[u8]) -> u16 {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub struct ClusterNode {
     pub host: String,
     pub port: u16,
     pub id: String,
 }
 
-impl Node {
+impl ClusterNode {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
@@ -47,8 +47,8 @@ impl Node {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShardInfo {
     pub ranges: Vec<(u16, u16)>,
-    pub primary: Node,
-    pub replicas: Vec<Node>,
+    pub primary: ClusterNode,
+    pub replicas: Vec<ClusterNode>,
 }
 
 impl ShardInfo {
@@ -84,14 +84,14 @@ async fn query_slots(target: &Target, host: &str, port: u16, limit: Duration) ->
     Ok(parse_slots(v, host))
 }
 
-fn parse_node(v: &Value, default_host: &str) -> Option<Node> {
+fn parse_node(v: &Value, default_host: &str) -> Option<ClusterNode> {
     let Value::Array(items) = v else { return None };
     let host: String = redis::from_redis_value_ref(items.first()?).ok()?;
     let port: i64 = redis::from_redis_value_ref(items.get(1)?).ok()?;
     let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
     let id: String = items.get(2).and_then(|v| redis::from_redis_value_ref(v).ok()).unwrap_or_default();
     let host = if host.is_empty() { default_host.to_string() } else { host };
-    Some(Node { host, port, id })
+    Some(ClusterNode { host, port, id })
 }
 
 fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
@@ -109,7 +109,7 @@ fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
             continue;
         }
         let Some(primary) = parts.get(2).and_then(|n| parse_node(n, default_host)) else { continue };
-        let replicas: Vec<Node> = parts.iter().skip(3).filter_map(|n| parse_node(n, default_host)).collect();
+        let replicas: Vec<ClusterNode> = parts.iter().skip(3).filter_map(|n| parse_node(n, default_host)).collect();
         match shards.iter_mut().find(|s| s.primary.addr() == primary.addr()) {
             Some(s) => s.ranges.push((lo as u16, hi as u16)),
             None => shards.push(ShardInfo { ranges: vec![(lo as u16, hi as u16)], primary, replicas }),
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_tag_is_found_for_each_shard() {
-        let node = Node { host: "h".into(), port: 1, id: String::new() };
+        let node = ClusterNode { host: "h".into(), port: 1, id: String::new() };
         for ranges in [vec![(0, 5460)], vec![(5461, 10922)], vec![(10923, 16383)], vec![(100, 100)]] {
             let shard = ShardInfo { ranges, primary: node.clone(), replicas: vec![] };
             let tag = tag_for("abc", &shard).unwrap();

@@ -3,7 +3,11 @@
 use crate::sample::ErrorClass;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
-#[derive(Clone, Debug, PartialEq)]
+/// A probe's failure: its class (what a client would have seen) and the server's or the OS's
+/// own words. Cloned into every probe waiting on the same broken connection, so it holds text,
+/// not the source error.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{class}: {text}")]
 pub struct ProbeError {
     pub class: ErrorClass,
     pub text: String,
@@ -22,12 +26,6 @@ impl ProbeError {
     /// broken, hung, or talks to a server that is no longer (or not yet) a usable primary.
     pub fn needs_reconnect(&self) -> bool {
         !matches!(self.class, ErrorClass::Other | ErrorClass::Moved | ErrorClass::Tryagain | ErrorClass::Clusterdown)
-    }
-}
-
-impl std::fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.class, self.text)
     }
 }
 

@@ -27,25 +27,25 @@ pub struct Live {
 }
 
 #[derive(Clone)]
-pub enum SlotState {
+pub enum ConnectionState {
     Connecting,
     Up(Arc<Live>),
     Down(ProbeError),
 }
 
-pub struct ConnSlot {
+pub struct StreamConnection {
     pub stream: Stream,
-    state: watch::Sender<SlotState>,
+    state: watch::Sender<ConnectionState>,
     wake: Notify,
     skip_backoff: AtomicBool,
     generation: AtomicU64,
 }
 
-impl ConnSlot {
+impl StreamConnection {
     pub fn new(stream: Stream) -> Arc<Self> {
         Arc::new(Self {
             stream,
-            state: watch::channel(SlotState::Connecting).0,
+            state: watch::channel(ConnectionState::Connecting).0,
             wake: Notify::new(),
             skip_backoff: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -60,9 +60,9 @@ impl ConnSlot {
         let mut rx = self.state.subscribe();
         loop {
             match &*rx.borrow_and_update() {
-                SlotState::Up(live) => return Ok(live.clone()),
-                SlotState::Down(e) if e.class != ErrorClass::Timeout => return Err(e.clone()),
-                SlotState::Down(_) | SlotState::Connecting => {}
+                ConnectionState::Up(live) => return Ok(live.clone()),
+                ConnectionState::Down(e) if e.class != ErrorClass::Timeout => return Err(e.clone()),
+                ConnectionState::Down(_) | ConnectionState::Connecting => {}
             }
             match timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
@@ -73,7 +73,7 @@ impl ConnSlot {
 
     pub fn current(&self) -> Option<Arc<Live>> {
         match &*self.state.borrow() {
-            SlotState::Up(l) => Some(l.clone()),
+            ConnectionState::Up(l) => Some(l.clone()),
             _ => None,
         }
     }
@@ -81,8 +81,8 @@ impl ConnSlot {
     /// Drops connection `generation` (if it is still the live one) and asks for a new one.
     pub fn invalidate(&self, generation: u64) {
         let changed = self.state.send_if_modified(|s| match s {
-            SlotState::Up(l) if l.generation == generation => {
-                *s = SlotState::Connecting;
+            ConnectionState::Up(l) if l.generation == generation => {
+                *s = ConnectionState::Connecting;
                 true
             }
             _ => false,
@@ -95,7 +95,7 @@ impl ConnSlot {
     /// The primary moved (Sentinel said so): reconnect now, whatever the state.
     pub fn follow_new_primary(&self) {
         self.skip_backoff.store(true, Ordering::SeqCst);
-        self.state.send_replace(SlotState::Connecting);
+        self.state.send_replace(ConnectionState::Connecting);
         self.wake.notify_one();
     }
 
@@ -113,7 +113,7 @@ impl ConnSlot {
             if *stop.borrow() {
                 return;
             }
-            if matches!(*self.state.borrow(), SlotState::Up(_)) {
+            if matches!(*self.state.borrow(), ConnectionState::Up(_)) {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = stop.changed() => return,
@@ -133,9 +133,9 @@ impl ConnSlot {
             }
             last_attempt = Some(Instant::now());
             self.state.send_if_modified(|s| {
-                let was_down = matches!(s, SlotState::Down(_));
+                let was_down = matches!(s, ConnectionState::Down(_));
                 if was_down {
-                    *s = SlotState::Connecting;
+                    *s = ConnectionState::Connecting;
                 }
                 was_down
             });
@@ -155,7 +155,7 @@ impl ConnSlot {
                         run_id: server.run_id.clone(),
                         primary: locator.server_is_primary_source().then(|| server.addr.clone()),
                     });
-                    self.state.send_replace(SlotState::Up(Arc::new(Live { conn, server, generation })));
+                    self.state.send_replace(ConnectionState::Up(Arc::new(Live { conn, server, generation })));
                 }
                 Err(e) => {
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -166,8 +166,8 @@ impl ConnSlot {
                     });
                     // A follow_new_primary() that arrived during the attempt wins over this result.
                     self.state.send_if_modified(|s| match s {
-                        SlotState::Connecting => {
-                            *s = SlotState::Down(e.clone());
+                        ConnectionState::Connecting => {
+                            *s = ConnectionState::Down(e.clone());
                             true
                         }
                         _ => false,
