@@ -5,7 +5,7 @@
 use crate::sample::SeqSet;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Integrity {
@@ -112,8 +112,10 @@ pub(crate) struct IntegrityState {
     acks: BinaryHeap<Reverse<(u64, u64)>>,
     /// The highest seq of every folded acknowledgement.
     floor_seq: u64,
-    /// Successful reads waiting for their verdict: (sent at, value seen).
-    reads: VecDeque<(u64, u64)>,
+    /// Successful reads waiting for their verdict, earliest sent first: (sent at, value seen).
+    /// By send time, not due time: a read sent late must not fold acknowledgements that a read
+    /// due after it, but sent before it, had not seen.
+    reads: BinaryHeap<Reverse<(u64, u64)>>,
     stale_reads: u64,
 }
 
@@ -128,17 +130,17 @@ impl IntegrityState {
     }
 
     pub(crate) fn read(&mut self, start_us: u64, value: u64) {
-        self.reads.push_back((start_us, value));
+        self.reads.push(Reverse((start_us, value)));
     }
 
     /// Every probe due up to `frontier_us` has been seen: judge the reads sent by then, and fold
     /// acknowledgements that no later read (due after `frontier_us - horizon_us`) can precede.
     pub(crate) fn advance(&mut self, frontier_us: u64, horizon_us: u64) {
-        while let Some(&(start, value)) = self.reads.front() {
+        while let Some(&Reverse((start, value))) = self.reads.peek() {
             if start > frontier_us {
                 break;
             }
-            self.reads.pop_front();
+            self.reads.pop();
             self.judge(start, value);
         }
         self.fold_before(frontier_us.saturating_sub(horizon_us));
@@ -146,7 +148,7 @@ impl IntegrityState {
 
     /// The trial is over: judge what is left.
     pub(crate) fn finish(&mut self) {
-        while let Some((start, value)) = self.reads.pop_front() {
+        while let Some(Reverse((start, value))) = self.reads.pop() {
             self.judge(start, value);
         }
     }
@@ -243,6 +245,18 @@ mod tests {
             s.insert(n);
         }
         assert_eq!(s.ranges(), &[(1, 9)]);
+    }
+
+    #[test]
+    fn a_read_sent_late_does_not_make_an_earlier_sent_one_stale() {
+        // Write 2 acknowledged at 12 ms. The read due at 10 ms was sent late, at 13 ms, and saw 2;
+        // the read due at 11 ms was sent at 11.5 ms and saw 1: both fine.
+        let mut st = state(&[(1, 9_000, true), (2, 12_000, true)]);
+        st.read(13_000, 2);
+        st.read(11_500, 1);
+        st.advance(14_000, 5_000);
+        st.finish();
+        assert_eq!(st.result(None).stale_reads, 0);
     }
 
     #[test]

@@ -436,4 +436,33 @@ pub(crate) mod tests {
         assert!(analysis.series[&(0, Some("a".into()), Stream::Write)].lost().next().is_none());
         assert_eq!(analysis.outages.len(), 1, "two shard windows are one target window");
     }
+
+    #[test]
+    fn periodic_events_are_reduced_as_they_arrive() {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        let topology = |primary: &str| EventKind::Topology {
+            source: "sentinel".into(),
+            server: Some("h:1".into()),
+            role: Some("master".into()),
+            run_id: None,
+            primary: Some(primary.into()),
+        };
+        for i in 0..10_000u64 {
+            // A ROLE check every second for hours, the primary changing once.
+            event(&mut a, 0, i, topology(if i < 6000 { "h:1" } else { "h:2" }));
+            let server = (i % 2 == 0).then(|| "h:1".to_string());
+            event(&mut a, 0, i, EventKind::Reconnect { stream: Stream::Write, server, error: None });
+            event(&mut a, 0, i, EventKind::Lateness { stream: Stream::Read, late: 1 });
+        }
+        event(&mut a, 0, 20_000, EventKind::TrialEnd { reason: "observed".into() });
+        assert!(a.trials[&0].events.len() < 1100, "{} events kept", a.trials[&0].events.len());
+        let s = a.finish().summary;
+        let t = &s.trials[0];
+        assert_eq!(t.topology.iter().map(|c| c.primary.as_str()).collect::<Vec<_>>(), vec!["h:1", "h:2"]);
+        assert_eq!(t.writes.reconnects, 5000, "reconnects that reached a server");
+        let late = t.timeline.iter().filter(|e| e.what.contains("fell behind")).count();
+        assert_eq!(late, trial::MAX_TIMELINE_EVENTS as usize);
+        assert!(t.timeline.last().unwrap().what.starts_with("9000 more"), "{:?}", t.timeline.last());
+    }
 }

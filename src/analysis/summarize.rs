@@ -15,6 +15,7 @@ pub fn us_to_ms(us: u64) -> f64 {
 
 pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) -> TrialSummary {
     let events = std::mem::take(&mut t.events);
+    let (reconnects, omitted) = (t.reconnects, t.omitted_events);
     let closed = t.closed_mut().expect("summaries are built from closed trials");
     let integrities = shard_integrity(closed, &events);
     let mut integrity = Integrity { checked: !closed.shards.is_empty(), ..Default::default() };
@@ -23,7 +24,7 @@ pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) ->
     }
     let trigger = trigger_info(&events);
     let target_windows = [&closed.target[0].windows, &closed.target[1].windows];
-    let stream = |s: Stream| stream_summary(&closed.target[s.index()], reconnects(&events, s), interval_us);
+    let stream = |s: Stream| stream_summary(&closed.target[s.index()], reconnects[s.index()], interval_us);
     let shards = if closed.shards.len() > 1 || closed.shards.iter().any(|s| s.name.is_some()) {
         closed
             .shards
@@ -54,7 +55,7 @@ pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) ->
         integrity,
         keyspace: keyspace(&events),
         topology: topology_changes(&events),
-        timeline: timeline(&events, target_windows),
+        timeline: timeline(&events, target_windows, omitted),
         shards,
         aws: aws_trial(&events, target_windows[0]),
         trigger,
@@ -160,13 +161,6 @@ fn trigger_info(events: &[Event]) -> TriggerInfo {
     info
 }
 
-fn reconnects(events: &[Event], stream: Stream) -> u64 {
-    events
-        .iter()
-        .filter(|e| matches!(&e.kind, EventKind::Reconnect { stream: s, server: Some(_), .. } if *s == stream))
-        .count() as u64
-}
-
 fn end_reason(events: &[Event]) -> String {
     let ended = events.iter().rev().find_map(|e| match &e.kind {
         EventKind::TrialEnd { reason } => Some(reason.clone()),
@@ -201,7 +195,7 @@ fn topology_changes(events: &[Event]) -> Vec<TopologyChange> {
     out
 }
 
-fn timeline(events: &[Event], windows: [&Vec<Window>; 2]) -> Vec<TimelineEntry> {
+fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<TimelineEntry> {
     let mut out = Vec::new();
     let mut push = |at_us: u64, what: String| out.push(TimelineEntry { at_ms: us_to_ms(at_us), what });
     for e in events {
@@ -249,6 +243,11 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2]) -> Vec<TimelineEntry> 
         }
     }
     out.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    if omitted > 0 {
+        let at_ms = out.last().map_or(0.0, |e| e.at_ms);
+        let what = format!("{omitted} more scheduler and redirect events not listed (events.jsonl has them all)");
+        out.push(TimelineEntry { at_ms, what });
+    }
     out
 }
 

@@ -20,8 +20,21 @@ pub(crate) struct Params {
     pub(crate) horizon_us: u64,
 }
 
+/// Timeline-only events kept per trial (a scheduler that keeps falling behind, or a cluster that
+/// keeps redirecting, reports one per occurrence); the rest are counted.
+pub(crate) const MAX_TIMELINE_EVENTS: u64 = 1000;
+
 pub(crate) struct TrialState {
+    /// The events the summary reads. Periodic ones are reduced as they arrive: topology reports
+    /// to changes of the primary, reconnects to counts, timeline-only events to the first
+    /// [`MAX_TIMELINE_EVENTS`]. events.jsonl keeps them all.
     pub(crate) events: Vec<Event>,
+    last_primary: Option<String>,
+    /// Reconnects that reached a server, by stream.
+    pub(crate) reconnects: [u64; 2],
+    timeline_events: u64,
+    /// Timeline-only events past the limit.
+    pub(crate) omitted_events: u64,
     phases: PhaseClock,
     live: Option<Live>,
     closed: Option<Closed>,
@@ -65,13 +78,40 @@ pub(crate) struct ClosedShard {
 
 impl TrialState {
     pub(crate) fn new(p: &Params) -> Self {
-        Self { events: Vec::new(), phases: PhaseClock::new(p.timeout_us), live: None, closed: None, after_close: 0 }
+        Self {
+            events: Vec::new(),
+            last_primary: None,
+            reconnects: [0; 2],
+            timeline_events: 0,
+            omitted_events: 0,
+            phases: PhaseClock::new(p.timeout_us),
+            live: None,
+            closed: None,
+            after_close: 0,
+        }
     }
 
     pub(crate) fn event(&mut self, e: Event) {
         match &e.kind {
             EventKind::TriggerStart { .. } => self.phases.trigger_started(e.at_us),
             EventKind::TriggerFinish { .. } | EventKind::TriggerError { .. } => self.phases.trigger_ended(e.at_us),
+            EventKind::Topology { primary, .. } => {
+                if primary.is_none() || *primary == self.last_primary {
+                    return;
+                }
+                self.last_primary = primary.clone();
+            }
+            EventKind::Reconnect { stream, server, .. } => {
+                self.reconnects[stream.index()] += u64::from(server.is_some());
+                return;
+            }
+            EventKind::Lateness { .. } | EventKind::Redirect { .. } => {
+                if self.timeline_events >= MAX_TIMELINE_EVENTS {
+                    self.omitted_events += 1;
+                    return;
+                }
+                self.timeline_events += 1;
+            }
             _ => {}
         }
         self.events.push(e);

@@ -30,7 +30,7 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:2em;border-botto
 .verdict.pass{background:#eefaf0;border-color:#2e9d46}.verdict.fail{background:#fdeeee;border-color:#c62828}.verdict.incomplete{background:#fff6e5;border-color:#e69500}.verdict.recovered{background:#eef3fb;border-color:#3b6ea8}
 .badge{font-size:1.7em;font-weight:700;min-width:5.5em}.pass .badge{color:#1f7a35}.fail .badge{color:#b71c1c}.incomplete .badge{color:#a66b00}
 .figures{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:.6em 1.5em;flex:1}
-.verdict>div:last-child{flex:1}.figure b{display:block;font-size:1.35em}.figure span{color:#555;font-size:.9em}.figure.warn b{color:#b71c1c}
+.verdict>div:last-child{flex:1}.headline{margin:0 0 .6em;font-weight:600}.figure b{display:block;font-size:1.35em}.figure span{color:#555;font-size:.9em}.figure.warn b{color:#b71c1c}
 ul.violations{margin:.6em 0 0;padding-left:1.2em;color:#b71c1c}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
 th{background:#f5f5f7}td.l,th.l{text-align:left}tr.bad td{background:#fdeeee}
@@ -109,8 +109,11 @@ fn verdict(h: &mut String, s: &Summary) {
     let unrecovered = s.trials.iter().filter(|t| !t.writes.recovered || !t.reads.recovered).count();
     let lost = s.lost_acked_writes();
     let unchecked = s.trials.iter().filter(|t| !t.integrity.checked).count();
-    let _ =
-        write!(h, "<section class=\"verdict {class}\"><div class=\"badge\">{word}</div><div><div class=\"figures\">");
+    let _ = write!(
+        h,
+        "<section class=\"verdict {class}\"><div class=\"badge\">{word}</div><div><p class=\"headline\">{}</p><div class=\"figures\">",
+        esc(&s.verdict.headline)
+    );
     let figure = |h: &mut String, value: String, label: &str, warn: bool| {
         let class = if warn { "figure warn" } else { "figure" };
         let _ = write!(h, "<div class=\"{class}\"><b>{}</b><span>{}</span></div>", esc(&value), esc(label));

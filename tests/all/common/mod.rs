@@ -1,23 +1,79 @@
 //! Test support: real labs on free loopback ports, the real binary, the files it writes.
 #![allow(dead_code)]
 
+pub mod elasticache;
+
 use failprobe::lab::{Lab, Topology};
 use serde_json::Value;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Servers under test take turns: the harness runs two tests at once (two cores), which the
+/// lab tests bear, but a six-node cluster or a Sentinel group behind the AWS emulator needs the
+/// machine to itself (a starved server looks like an outage). Those hold `alone()`; every other
+/// test that starts servers holds a shared turn (`TestLab`, `failprobe()` or `beside_others()`).
+static SERVERS: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// This thread holds `alone()`: its own labs and runs take no shared turn (it has them all).
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+    /// Shared turns this thread holds: a second one is not taken (a read lock taken twice can
+    /// deadlock behind a waiting writer).
+    static SHARED: Cell<u32> = const { Cell::new(0) };
+}
+
+pub struct Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>);
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        ALONE.with(|a| a.set(false));
+    }
+}
+
+/// The machine to this test alone, until the guard drops.
+pub fn alone() -> Alone {
+    let guard = SERVERS.write().unwrap_or_else(|e| e.into_inner());
+    ALONE.with(|a| a.set(true));
+    Alone(guard)
+}
+
+/// A shared turn: runs beside other shared turns, never beside `alone()`.
+pub struct Turn(#[allow(dead_code)] Option<RwLockReadGuard<'static, ()>>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            SHARED.with(|n| n.set(n.get() - 1));
+        }
+    }
+}
+
+pub fn beside_others() -> Turn {
+    if ALONE.with(|a| a.get()) || SHARED.with(|n| n.get()) > 0 {
+        return Turn(None);
+    }
+    let guard = SERVERS.read().unwrap_or_else(|e| e.into_inner());
+    SHARED.with(|n| n.set(n.get() + 1));
+    Turn(Some(guard))
+}
 
 pub struct TestLab {
     pub lab: Lab,
     pub dir: tempfile::TempDir,
     pub rt: tokio::runtime::Runtime,
+    /// Last, so it is released after the servers stopped.
+    _turn: Turn,
 }
 
 impl TestLab {
     pub fn start(topology: Topology) -> Self {
+        let turn = beside_others();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let lab = rt.block_on(Lab::up(topology, &dir.path().join("lab"), true)).expect("lab up");
-        Self { lab, dir, rt }
+        Self { lab, dir, rt, _turn: turn }
     }
 
     pub fn lab_dir(&self) -> PathBuf {
@@ -95,6 +151,7 @@ pub fn failprobe(args: &[&str]) -> Output {
 }
 
 pub fn failprobe_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let _turn = beside_others();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
     cmd.args(args).stdin(std::process::Stdio::null());
     for (k, v) in env {

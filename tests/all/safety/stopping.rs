@@ -57,6 +57,7 @@ fn events(dir: &Path) -> String {
 
 #[test]
 fn sigterm_during_a_pause_resumes_the_primary_even_when_sent_twice() {
+    let _turn = beside_others();
     let lab = TestLab::start(Topology::Replica);
     let primary = lab.primary_port();
     let pid = lab.lab.pid_of_port(primary).unwrap();
@@ -90,6 +91,7 @@ fn sigterm_during_a_pause_resumes_the_primary_even_when_sent_twice() {
 
 #[test]
 fn sighup_stops_an_owned_lab_and_writes_the_partial_report() {
+    let _turn = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let child = spawn(&[
@@ -124,6 +126,7 @@ fn sighup_stops_an_owned_lab_and_writes_the_partial_report() {
 
 #[test]
 fn two_runs_never_share_an_output_directory() {
+    let _turn = beside_others();
     let lab = TestLab::start(Topology::Replica);
     let target = format!("redis://127.0.0.1:{}", lab.primary_port());
     let out = lab.out("shared");
@@ -155,6 +158,7 @@ fn two_runs_never_share_an_output_directory() {
 
 #[test]
 fn a_recorder_that_cannot_write_stops_the_triggers() {
+    let _turn = beside_others();
     use std::os::unix::process::CommandExt;
     let lab = TestLab::start(Topology::Replica);
     let target = format!("redis://127.0.0.1:{}", lab.primary_port());

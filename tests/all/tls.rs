@@ -1,9 +1,7 @@
 //! rediss:// against a real TLS redis-server: verified by default, a private CA trusted only
 //! when given, `#insecure` only when asked for.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -60,6 +58,7 @@ fn probe(url: &str, ca: Option<&Path>, out: &Path) -> std::process::Output {
 
 #[test]
 fn tls_is_verified_by_default() {
+    let _turn = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let url = format!("rediss://127.0.0.1:{}", server.port);

@@ -1,8 +1,6 @@
 //! Memcached: a node replacement empties the node; dump and restore around it loses nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use failprobe::lab::Topology;
 use failprobe::memcached::proto::{Conn, Item};
 use std::time::Duration;

@@ -1,8 +1,6 @@
 //! The promote and command triggers against a real primary/replica pair.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use failprobe::lab::Topology;
 
 fn role(lab: &TestLab, port: u16) -> String {

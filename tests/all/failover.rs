@@ -1,8 +1,6 @@
 //! End to end against real redis-server / redis-sentinel processes on loopback.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use failprobe::lab::Topology;
 use std::collections::HashSet;
 

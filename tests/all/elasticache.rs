@@ -2,19 +2,13 @@
 //! emulator in common/elasticache.rs, which is wired to real redis-server / redis-sentinel /
 //! memcached processes on loopback.
 
-mod common;
-#[path = "common/elasticache.rs"]
-mod emulator;
+use crate::common::elasticache as emulator;
 
+use crate::common::*;
 use chrono::{Duration as Span, Utc};
-use common::*;
 use emulator::{Emulator, UpdateAction};
 use failprobe::lab::{NodeKind, Topology, MASTER_NAME};
 use serde_json::Value;
-use std::sync::Mutex;
-
-/// Sentinel labs take turns: two failing over at once on 2 cores starve each other.
-static LABS: Mutex<()> = Mutex::new(());
 
 const GROUP: &str = "fp-rg";
 
@@ -40,7 +34,8 @@ fn classes(aws: &Value) -> Vec<String> {
 
 #[test]
 fn test_failover_is_measured_with_aws_events_on_the_timeline() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let (lab, emu) = sentinel_group();
     let old_primary = lab.primary_port();
     let (o, out) = aws_run(&lab, &emu, "tf", &["--trigger", "elasticache-test-failover", "--yes"]);
@@ -91,7 +86,8 @@ fn test_failover_is_measured_with_aws_events_on_the_timeline() {
 
 #[test]
 fn refusals_happen_before_anything_is_called_or_written() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let (lab, emu) = sentinel_group();
     let refused = |name: &str, extra: &[&str], expect: &str| {
         let (o, out) = aws_run(&lab, &emu, name, extra);
@@ -184,7 +180,8 @@ fn refusals_happen_before_anything_is_called_or_written() {
 
 #[test]
 fn a_quota_fault_from_aws_is_explained_and_the_run_has_no_verdict() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let (lab, emu) = sentinel_group();
     emu.state.lock().unwrap().test_failover_quota = 0;
     let (o, out) = aws_run(&lab, &emu, "fault", &["--trigger", "elasticache-test-failover", "--yes"]);
@@ -198,7 +195,8 @@ fn a_quota_fault_from_aws_is_explained_and_the_run_has_no_verdict() {
 
 #[test]
 fn promote_with_multi_az_toggle_restores_automatic_failover() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let (lab, emu) = sentinel_group();
     let target = format!("elasticache-promote={GROUP}-002");
     let (o, out) = aws_run(&lab, &emu, "promote", &["--trigger", &target, "--yes", "--allow-multi-az-toggle"]);
@@ -217,7 +215,8 @@ fn promote_with_multi_az_toggle_restores_automatic_failover() {
 
 #[test]
 fn reboot_of_a_memcached_node_is_on_the_timeline() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let lab = TestLab::start(Topology::Memcached);
     let emu = Emulator::start();
     let ports: Vec<u16> = lab.lab.nodes().iter().map(|n| n.port).collect();
@@ -413,7 +412,8 @@ fn aws_errors_are_named_and_explained() {
 #[test]
 fn ctrl_c_during_a_promotion_still_restores_automatic_failover() {
     use std::io::{BufRead, BufReader};
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let (lab, emu) = sentinel_group();
     let out = lab.out("interrupted");
     let (lab_dir, out_arg) = (lab.lab_dir().to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
@@ -452,7 +452,8 @@ fn ctrl_c_during_a_promotion_still_restores_automatic_failover() {
 
 #[test]
 fn cluster_mode_test_failover_picks_the_node_group_of_the_chosen_shard() {
-    let _turn = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    // Sentinel labs behind the emulator need the machine: two failing over at once starve.
+    let _turn = alone();
     let lab = TestLab::start(Topology::Cluster);
     let emu = Emulator::start();
     emu.add_cluster_group("fp-cl", lab.lab.redis_ports()[0]);

@@ -1,10 +1,6 @@
 //! Bad input and interruptions: clear errors, exit codes, nothing lost.
 
-mod common;
-#[path = "safety/mod.rs"]
-mod safety;
-
-use common::*;
+use crate::common::*;
 use failprobe::lab::Topology;
 
 #[test]

@@ -2,9 +2,7 @@
 //! well-formed SVG, decodable PNG, .hgrm and V2 logs that agree with summary.json, merge that
 //! adds up, JUnit that fails exactly when the exit code does.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use failprobe::lab::Topology;
 use serde_json::Value;
 use std::path::Path;

@@ -1,0 +1,17 @@
+//! Every integration test in one binary: each test binary links the AWS SDK and the servers'
+//! clients, and on two cores the links dominated the build. Tests that start servers take turns
+//! through `common::alone` / `TestLab` (starved servers look like outages).
+
+mod common;
+mod safety;
+
+mod aws_replay;
+mod cli;
+mod cluster;
+mod elasticache;
+mod failover;
+mod fixtures;
+mod memcached;
+mod reports;
+mod tls;
+mod triggers;
