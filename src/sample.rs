@@ -209,7 +209,7 @@ pub enum EventKind {
     Aws {
         source: String,
         source_type: String,
-        class: String,
+        class: AwsClass,
         message: String,
         aws_time: String,
         seen_us: u64,
@@ -254,6 +254,50 @@ impl EventKind {
 pub struct Budget {
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
+}
+
+/// What an ElastiCache event says, classified from its text (see `aws::events::classify`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AwsClass {
+    ReplacementScheduled,
+    ReplacementRescheduled,
+    ReplacementCanceled,
+    FailoverStarted,
+    FailoverCompleted,
+    NodeRecovering,
+    NodeRecovered,
+    NodeShutdown,
+    NodeRebooted,
+    ServiceUpdateAvailable,
+    /// Anything else (and any class a newer failprobe wrote).
+    #[serde(other)]
+    Other,
+}
+
+impl AwsClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AwsClass::ReplacementScheduled => "replacement-scheduled",
+            AwsClass::ReplacementRescheduled => "replacement-rescheduled",
+            AwsClass::ReplacementCanceled => "replacement-canceled",
+            AwsClass::FailoverStarted => "failover-started",
+            AwsClass::FailoverCompleted => "failover-completed",
+            AwsClass::NodeRecovering => "node-recovering",
+            AwsClass::NodeRecovered => "node-recovered",
+            AwsClass::NodeShutdown => "node-shutdown",
+            AwsClass::NodeRebooted => "node-rebooted",
+            AwsClass::ServiceUpdateAvailable => "service-update-available",
+            AwsClass::Other => "other",
+        }
+    }
+
+    pub fn is_replacement(self) -> bool {
+        matches!(
+            self,
+            AwsClass::ReplacementScheduled | AwsClass::ReplacementRescheduled | AwsClass::ReplacementCanceled
+        )
+    }
 }
 
 /// Everything about the run that the report needs and the samples do not carry.

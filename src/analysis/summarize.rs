@@ -7,7 +7,7 @@ use super::summary::*;
 use super::trial::{Closed, TrialState};
 use crate::duration::format_ms;
 use crate::sample::KeyspacePhase;
-use crate::sample::{Event, EventKind, Stream};
+use crate::sample::{AwsClass, Event, EventKind, Stream};
 
 pub fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -260,7 +260,7 @@ fn aws_trial(events: &[Event], write_windows: &[Window]) -> Option<AwsTrial> {
                 aws_time: aws_time.clone(),
                 seen_at_ms: us_to_ms(*seen_us),
                 source: source.clone(),
-                class: class.clone(),
+                class: *class,
                 message: message.clone(),
             }),
             EventKind::AwsTopology { status, members, .. } => aws.topology.push(AwsTopologyEntry {
@@ -276,8 +276,8 @@ fn aws_trial(events: &[Event], write_windows: &[Window]) -> Option<AwsTrial> {
     }
     // Events arrive as they are polled; the report lists them in AWS's order.
     aws.events.sort_by(|a, b| a.aws_time.cmp(&b.aws_time).then(a.at_ms.total_cmp(&b.at_ms)));
-    aws.failover_completed_at_ms = aws.events.iter().find(|e| e.class == "failover-completed").map(|e| e.at_ms);
-    aws.recovery_finished_at_ms = aws.events.iter().rev().find(|e| e.class == "node-recovered").map(|e| e.at_ms);
+    aws.failover_completed_at_ms = aws.events.iter().find(|e| e.class == AwsClass::FailoverCompleted).map(|e| e.at_ms);
+    aws.recovery_finished_at_ms = aws.events.iter().rev().find(|e| e.class == AwsClass::NodeRecovered).map(|e| e.at_ms);
     aws.writes_recovered_at_ms = write_windows.iter().rev().find(|w| w.recovered).map(|w| us_to_ms(w.end_us));
     if let (Some(done), Some(back)) = (aws.failover_completed_at_ms, aws.writes_recovered_at_ms) {
         aws.completion_lag_ms = Some(done - back);

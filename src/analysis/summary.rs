@@ -122,7 +122,7 @@ pub struct AwsEventEntry {
     /// When failprobe fetched it (polling delay included).
     pub seen_at_ms: f64,
     pub source: String,
-    pub class: String,
+    pub class: crate::sample::AwsClass,
     pub message: String,
 }
 

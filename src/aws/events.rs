@@ -25,43 +25,7 @@ impl AwsEvent {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Class {
-    ReplacementScheduled,
-    ReplacementRescheduled,
-    ReplacementCanceled,
-    FailoverStarted,
-    FailoverCompleted,
-    NodeRecovering,
-    NodeRecovered,
-    NodeShutdown,
-    NodeRebooted,
-    ServiceUpdateAvailable,
-    Other,
-}
-
-impl Class {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::ReplacementScheduled => "replacement-scheduled",
-            Class::ReplacementRescheduled => "replacement-rescheduled",
-            Class::ReplacementCanceled => "replacement-canceled",
-            Class::FailoverStarted => "failover-started",
-            Class::FailoverCompleted => "failover-completed",
-            Class::NodeRecovering => "node-recovering",
-            Class::NodeRecovered => "node-recovered",
-            Class::NodeShutdown => "node-shutdown",
-            Class::NodeRebooted => "node-rebooted",
-            Class::ServiceUpdateAvailable => "service-update-available",
-            Class::Other => "other",
-        }
-    }
-
-    pub fn is_replacement(self) -> bool {
-        matches!(self, Class::ReplacementScheduled | Class::ReplacementRescheduled | Class::ReplacementCanceled)
-    }
-}
+pub use crate::sample::AwsClass as Class;
 
 /// By the message text alone, case-insensitively; both the "primary" and the older "master"
 /// wording of failover messages match.

@@ -111,7 +111,7 @@ impl AwsRun {
                     EventKind::Aws {
                         source: e.source_id.clone(),
                         source_type: e.source_type.clone(),
-                        class: e.class().as_str().to_string(),
+                        class: e.class(),
                         message: e.message.clone(),
                         aws_time: e.date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         seen_us: report.clock.now_us(),

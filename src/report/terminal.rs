@@ -1,42 +1,7 @@
-//! The terminal: one live status line while running (only on a terminal), a summary at the end.
+//! The terminal: the summary at the end of a run (the live line is `run::status`).
 
 use super::summary::Summary;
 use crate::duration::format_ms;
-use crate::probe::schedule::HealthState;
-use std::io::Write;
-
-/// `trial 2/3 · writes UP · reads DOWN 1.24 s (timeout) · 198 probes/s · 12 errors`
-pub fn status_line(trial: u32, trials: usize, streams: &[(&str, HealthState)], now_us: u64, rate: f64) -> String {
-    let mut parts = vec![format!("trial {}/{trials}", trial + 1)];
-    let mut errors = 0;
-    for (name, h) in streams {
-        errors += h.failed;
-        parts.push(if !h.seen_any {
-            format!("{name} …")
-        } else if h.up {
-            format!("{name} UP")
-        } else {
-            let down_for = now_us.saturating_sub(h.since_us) as f64 / 1000.0;
-            let class = h.last_error.map(|c| c.to_string()).unwrap_or_default();
-            format!("{name} DOWN {} ({class})", format_ms(down_for))
-        });
-    }
-    parts.push(format!("{rate:.0} probes/s"));
-    parts.push(format!("{errors} errors"));
-    parts.join(" · ")
-}
-
-pub fn print_status(line: &str) {
-    let mut out = std::io::stdout();
-    let _ = write!(out, "\r\x1b[2K{line}");
-    let _ = out.flush();
-}
-
-pub fn clear_status() {
-    let mut out = std::io::stdout();
-    let _ = write!(out, "\r\x1b[2K");
-    let _ = out.flush();
-}
 
 pub fn final_summary(s: &Summary) -> String {
     let mut out = String::new();

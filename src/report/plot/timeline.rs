@@ -7,7 +7,7 @@ use super::{plot_err, GREEN, GREY, ORANGE};
 use crate::analysis::series::Series;
 use crate::analysis::summary::{Integrity, ShardSummary, StreamSummary, Summary, TrialSummary};
 use crate::analysis::{Analysis, MAX_PANELS};
-use crate::sample::{ErrorClass, Stream};
+use crate::sample::{AwsClass, ErrorClass, Stream};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -170,12 +170,12 @@ fn draw_panel<DB: DrawingBackend>(
     marks.extend(t.topology.iter().skip(1).map(|c| (c.at_ms, GREEN, "new primary")));
     // AWS's own account, at AWS's timestamps: the steps of its failover / reboot sequence.
     let aws_steps = t.aws.iter().flat_map(|a| &a.events).filter_map(|e| {
-        let label = match e.class.as_str() {
-            "failover-started" => "AWS: failover called",
-            "failover-completed" => "AWS: failover completed",
-            "node-recovered" => "AWS: recovery finished",
-            "node-shutdown" => "AWS: node shutdown",
-            "node-rebooted" => "AWS: node restarted",
+        let label = match e.class {
+            AwsClass::FailoverStarted => "AWS: failover called",
+            AwsClass::FailoverCompleted => "AWS: failover completed",
+            AwsClass::NodeRecovered => "AWS: recovery finished",
+            AwsClass::NodeShutdown => "AWS: node shutdown",
+            AwsClass::NodeRebooted => "AWS: node restarted",
             _ => return None,
         };
         Some((e.at_ms, AWS_COLOR, label))

@@ -2,6 +2,8 @@
 //! for recovery and settle, check integrity. Samples and events go over one channel to a single
 //! recorder task that persists first; probe tasks never block on disk.
 
+mod status;
+
 use crate::analysis::Analyzer;
 use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
@@ -13,7 +15,7 @@ use crate::probe::schedule::{Health, StreamConfig};
 use crate::probe::{keys, TrialKeys};
 use crate::record::store::RunWriter;
 use crate::report::summary::Summary;
-use crate::report::{terminal, write_reports};
+use crate::report::write_reports;
 use crate::sample::KeyspacePhase;
 use crate::sample::{EventKind, Record, RunMeta, Stream};
 use crate::scenario::Plan;
@@ -50,13 +52,84 @@ struct RunContext {
     aws: Option<Arc<AwsRun>>,
 }
 
+/// What `prepare` opened and checked before anything is recorded.
+struct Prepared {
+    target: Arc<Target>,
+    lab: Option<Arc<Lab>>,
+    aws: Option<Arc<AwsRun>>,
+}
+
+/// One run in three steps: prepare (lab, target, every check and confirmation: nothing is
+/// recorded and nothing fired, so an error here leaves no directory behind), measure (the trials),
+/// teardown (restore what AWS changed, stop the probes, finish the recorder, write the report).
+/// Once recording has begun, any error still ends in teardown: the report covers what was
+/// measured and says why the run stopped.
 pub async fn run(plan: Plan) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
     let (stop, cancel) = watch_stop_signals();
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
-    let lab = open_lab(&plan).await?;
-    let (aws, aws_url) = open_aws(&plan).await?;
+    let prepared = prepare(&plan).await?;
+
+    let clock = Clock::start_now();
+    let run_id = keys::new_run_id();
+    let meta = run_meta(&plan, &prepared.target, &clock, prepared.lab.as_deref(), &run_id);
+    let writer = RunWriter::create(&plan.out, &meta)?;
+    claim.keep();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = watch::channel(false);
+    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Analyzer::new(meta), stop));
+    let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
+    let aws_stop = watch::channel(false);
+    let aws_task = prepared.aws.as_ref().map(|a| {
+        a.attach(report.clone());
+        a.clone().spawn(aws_stop.1.clone())
+    });
+
+    let (prober, failure) = measure(&plan, &prepared, &run_id, report.clone(), cancel).await;
+
+    if let Some(aws) = &prepared.aws {
+        let _ = aws_stop.0.send(true);
+        if let Some(task) = aws_task {
+            let _ = task.await;
+        }
+        aws.restore_all().await;
+        // Events AWS logged since the last poll still belong on the timeline.
+        if let Err(e) = aws.poll_events().await {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(prober) = prober {
+        prober.shutdown();
+    }
+    drop(report);
+    let _ = done_tx.send(true);
+    let (analyzer, disk_error) = recorder.await.context("recorder task")?;
+    if !plan.quiet && std::io::stdout().is_terminal() {
+        status::clear_status();
+    }
+    // Reports are written even after a recorder failure: summary.json is small, and a full
+    // disk may have room again; if not, the error says which file could not be written.
+    let written = write_reports(&plan.out, analyzer.finish(), &plan.report);
+    if let Some(e) = disk_error {
+        let report = match &written {
+            Ok(_) => format!("the report in {} covers what was recorded", plan.out.display()),
+            Err(w) => format!("the report could not be written either: {w:#}"),
+        };
+        return Err(anyhow!("the recorder could not write the samples ({e}); no further trigger was fired; {report}"));
+    }
+    let (summary, mut files) = written?;
+    files.extend(plan.ci.write(&summary)?);
+    if let Some(e) = failure {
+        return Err(e.context(format!("run stopped; what was measured is in {}", plan.out.display())));
+    }
+    Ok(RunResult { summary, dir: plan.out.clone(), files })
+}
+
+/// The lab, the target, and every check before anything is recorded or fired.
+async fn prepare(plan: &Plan) -> Result<Prepared> {
+    let lab = open_lab(plan).await?;
+    let (aws, aws_url) = open_aws(plan).await?;
     let target_url = plan
         .target
         .clone()
@@ -69,16 +142,16 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         target.forget_passwords();
     }
     let target = Arc::new(target);
-    check_plan(&plan, &target, lab.as_deref())?;
+    check_plan(plan, &target, lab.as_deref())?;
     let calls_aws = plan.triggers.iter().any(|t| t.is_aws());
     if !calls_aws {
-        confirm(&plan, &target, &[])?;
+        confirm(plan, &target, &[])?;
     }
     if let Some(lab) = &lab {
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
-    let tctx = trigger_context(&plan, &target, &lab, &aws);
+    let tctx = trigger_context(plan, &target, &lab, &aws);
     let mut api_calls = Vec::new();
     let mut checked: Vec<&TriggerSpec> = Vec::new();
     for spec in &plan.triggers {
@@ -89,30 +162,43 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     }
     // The AWS calls are known only now (the node group comes from DescribeReplicationGroups).
     if calls_aws {
-        confirm(&plan, &target, &api_calls)?;
+        confirm(plan, &target, &api_calls)?;
     }
+    Ok(Prepared { target, lab, aws })
+}
 
-    let clock = Clock::start_now();
-    let run_id = keys::new_run_id();
-    let meta = run_meta(&plan, &target, &clock, lab.as_deref(), &run_id);
-    let writer = RunWriter::create(&plan.out, &meta)?;
-    claim.keep();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (done_tx, done_rx) = watch::channel(false);
-    let recorder = tokio::spawn(record_loop(rx, done_rx, writer, Analyzer::new(meta), stop));
-    let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
+/// Starts the probes and runs the trials. Never returns early: an error is handed back, with
+/// the prober when it started, for teardown. Fewer trials than asked is marked on the timeline.
+async fn measure(
+    plan: &Plan,
+    prepared: &Prepared,
+    run_id: &str,
+    report: Reporter,
+    cancel: watch::Receiver<bool>,
+) -> (Option<Arc<Engine>>, Option<anyhow::Error>) {
     let limit = plan.timeout.max(Duration::from_millis(100));
-    let prober = Engine::start(target.clone(), &run_id, limit, report.clone())
-        .await
-        .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
-    let prober = Arc::new(prober);
+    let target = &prepared.target;
+    let prober = match Engine::start(target.clone(), run_id, limit, report.clone()).await {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            let e = anyhow!(UsageError::Unreachable(format!("{}: {e}", target.redacted())));
+            report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
+            report.event(EventKind::Interrupted);
+            return (None, Some(e));
+        }
+    };
     let health = (0..prober.shard_names().len() * 2).map(|_| Arc::new(Health::default())).collect();
-    let aws_stop = watch::channel(false);
-    let aws_task = aws.as_ref().map(|a| {
-        a.attach(report.clone());
-        a.clone().spawn(aws_stop.1.clone())
-    });
-    let ctx = RunContext { plan, target, lab, prober, report, health, cancel, own_keys: Default::default(), aws };
+    let ctx = RunContext {
+        plan: plan.clone(),
+        target: target.clone(),
+        lab: prepared.lab.clone(),
+        prober: prober.clone(),
+        report,
+        health,
+        cancel,
+        own_keys: Default::default(),
+        aws: prepared.aws.clone(),
+    };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
     let mut completed = 0;
@@ -134,39 +220,7 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     if completed < ctx.plan.triggers.len() {
         ctx.report.event(EventKind::Interrupted);
     }
-    if let Some(aws) = &ctx.aws {
-        let _ = aws_stop.0.send(true);
-        if let Some(task) = aws_task {
-            let _ = task.await;
-        }
-        aws.restore_all().await;
-        // Events AWS logged since the last poll still belong on the timeline.
-        if let Err(e) = aws.poll_events().await {
-            tracing::warn!("{e}");
-        }
-    }
-    ctx.prober.shutdown();
-    let _ = done_tx.send(true);
-    let (analyzer, disk_error) = recorder.await.context("recorder task")?;
-    if !ctx.plan.quiet && std::io::stdout().is_terminal() {
-        terminal::clear_status();
-    }
-    // Reports are written even after a recorder failure: summary.json is small, and a full
-    // disk may have room again; if not, the error says which file could not be written.
-    let written = write_reports(&ctx.plan.out, analyzer.finish(), &ctx.plan.report);
-    if let Some(e) = disk_error {
-        let report = match &written {
-            Ok(_) => format!("the report in {} covers what was recorded", ctx.plan.out.display()),
-            Err(w) => format!("the report could not be written either: {w:#}"),
-        };
-        return Err(anyhow!("the recorder could not write the samples ({e}); no further trigger was fired; {report}"));
-    }
-    let (summary, mut files) = written?;
-    files.extend(ctx.plan.ci.write(&summary)?);
-    if let Some(e) = failure {
-        return Err(e.context(format!("run stopped; what was measured is in {}", ctx.plan.out.display())));
-    }
-    Ok(RunResult { summary, dir: ctx.plan.out.clone(), files })
+    (Some(prober), failure)
 }
 
 /// `--replication-group` / `--cache-cluster`: the API client, and the probe target AWS describes.
@@ -605,7 +659,7 @@ fn spawn_status(ctx: &RunContext, trial: u32) -> tokio::task::JoinHandle<()> {
             let done: u64 = states.iter().map(|(_, h)| h.completed).sum();
             let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), done);
-            terminal::print_status(&terminal::status_line(trial, trials, &states, clock.now_us(), rate));
+            status::print_status(&status::status_line(trial, trials, &states, clock.now_us(), rate));
         }
     })
 }
