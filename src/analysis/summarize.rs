@@ -161,13 +161,14 @@ fn trigger_info(events: &[Event]) -> TriggerInfo {
     info
 }
 
+/// The trial's own account of its end (an abort says why); else that the run was stopped.
 fn end_reason(events: &[Event]) -> String {
-    let ended = events.iter().rev().find_map(|e| match &e.kind {
+    let said = events.iter().rev().find_map(|e| match &e.kind {
         EventKind::TrialEnd { reason } => Some(reason.clone()),
-        EventKind::Interrupted => Some("interrupted".to_string()),
         _ => None,
     });
-    ended.unwrap_or_else(|| "incomplete (no end recorded: the run stopped abruptly)".to_string())
+    let stopped = events.iter().any(|e| e.kind == EventKind::Interrupted).then(|| "interrupted".to_string());
+    said.or(stopped).unwrap_or_else(|| "incomplete (no end recorded: the run stopped abruptly)".to_string())
 }
 
 fn keyspace(events: &[Event]) -> Keyspace {
@@ -215,7 +216,7 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
                 push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
             }
             EventKind::TrialEnd { reason } => push(e.at_us, format!("trial ended: {reason}")),
-            EventKind::Interrupted => push(e.at_us, "interrupted (Ctrl-C)".to_string()),
+            EventKind::Interrupted => push(e.at_us, "interrupted: the run stopped before every trial ran".to_string()),
             EventKind::Aws { source, message, aws_time, .. } => {
                 push(e.at_us, format!("AWS {source}: {message} (AWS time {aws_time})"))
             }

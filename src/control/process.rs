@@ -77,15 +77,11 @@ impl Trigger for Restart {
     }
 }
 
-/// The node a process trigger acts on: memcached node `--shard N`, the chosen cluster shard's
-/// primary, or the primary.
+/// The node a process trigger acts on: node `--shard N` of an engine that numbers its nodes
+/// (memcached), the chosen cluster shard's primary, or the primary.
 async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
-    if let Some(nodes) = ctx.target.memcache_nodes() {
-        let i = ctx.shard.unwrap_or(0);
-        return nodes
-            .get(i)
-            .cloned()
-            .ok_or_else(|| anyhow!("the target has {} memcached node(s); there is no node {i}", nodes.len()));
+    if let Some(node) = crate::probe::engine::numbered_node(&ctx.target, ctx.shard.unwrap_or(0)) {
+        return node.map_err(|e| anyhow!(e));
     }
     if ctx.target.is_cluster() {
         let (_, shard) = super::cluster::chosen_shard(ctx).await?;

@@ -7,8 +7,11 @@ use super::redis::RedisProber;
 use super::schedule::{run_stream, Health, StreamConfig};
 use super::{Prober, TrialKeys};
 use crate::sample::{EventKind, SeqSet, Stream};
+use crate::target::connect_primary;
 use crate::target::error::ProbeError;
 use crate::target::Target;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,97 +26,171 @@ pub struct StreamTask {
     pub stop: watch::Receiver<bool>,
 }
 
-pub enum Engine {
-    Redis(Arc<RedisProber>),
-    Memcached(Arc<MemcachedProber>, watch::Sender<bool>),
+/// A boxed future, for the engine trait's async methods (the trait is used as `dyn Engine`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the run loop needs from a kind of deployment: its shards (or nodes), their keys, the
+/// probe streams, the integrity check after recovery, key counts and seeding. Everything
+/// engine-specific stays behind it; `start` and `preflight` pick the engine from the target.
+pub trait Engine: Send + Sync {
+    /// `shard0`… / `node0`…, or None for a single primary.
+    fn shard_names(&self) -> Vec<Option<String>>;
+    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>>;
+    /// One stream of one shard, until `task.stop`; returns how many probes were sent.
+    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64>;
+    /// The write sequence numbers the shard still holds after recovery (`max_seq`: the highest
+    /// sent), and the server that answered.
+    fn present_writes<'a>(
+        &'a self,
+        shard: usize,
+        keys: &'a TrialKeys,
+        max_seq: u64,
+    ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>>;
+    /// Keys that are not failprobe's, when the engine can count them.
+    fn user_key_count<'a>(&'a self, _own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async { None })
+    }
+    /// Known keys stored per node before the trigger (a cache keeps no log to check otherwise);
+    /// per shard, how many. Empty when the engine does not seed.
+    fn seed(&self, _trial: u32, _count: u64, _ttl: Duration) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
+        Box::pin(async { Vec::new() })
+    }
+    fn seeds_surviving(&self, _trial: u32, _count: u64) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
+        Box::pin(async { Vec::new() })
+    }
+    fn shutdown(&self);
 }
 
-impl Engine {
-    pub async fn start(
-        target: Arc<Target>,
-        run_id: &str,
-        limit: Duration,
-        report: Reporter,
-    ) -> Result<Self, ProbeError> {
-        Ok(match target.memcache_nodes() {
-            Some(nodes) => {
-                let listed = discover_nodes(nodes, limit).await?;
-                let (stop, stopped) = watch::channel(false);
-                if nodes.len() == 1 && listed.as_slice() != nodes {
-                    tokio::spawn(follow_node_list(nodes[0].clone(), listed.clone(), limit, report, stopped));
-                }
-                Engine::Memcached(MemcachedProber::new(&listed, run_id, limit), stop)
+/// The engine for `target`'s kind, started: connections made, shards or nodes discovered.
+pub async fn start(
+    target: Arc<Target>,
+    run_id: &str,
+    limit: Duration,
+    report: Reporter,
+) -> Result<Arc<dyn Engine>, ProbeError> {
+    Ok(match target.memcache_nodes() {
+        Some(nodes) => {
+            let listed = discover_nodes(nodes, limit).await?;
+            let (stop, stopped) = watch::channel(false);
+            if nodes.len() == 1 && listed.as_slice() != nodes {
+                tokio::spawn(follow_node_list(nodes[0].clone(), listed.clone(), limit, report, stopped));
             }
-            None => Engine::Redis(RedisProber::start(target, run_id, limit, report).await?),
+            Arc::new(MemcachedEngine { prober: MemcachedProber::new(&listed, run_id, limit), stop })
+        }
+        None => Arc::new(RedisEngine(RedisProber::start(target, run_id, limit, report).await?)),
+    })
+}
+
+/// Before anything is recorded: is the deployment there? The primary answers ROLE (through
+/// Sentinel or the cluster), or every memcached node answers a get.
+pub async fn preflight(target: &Target, limit: Duration) -> Result<(), String> {
+    let Some(nodes) = target.memcache_nodes() else {
+        return connect_primary(target, limit).await.map(|_| ()).map_err(|e| format!("{}: {e}", target.redacted()));
+    };
+    let nodes = discover_nodes(nodes, limit).await.map_err(|e| format!("{}: {e}", target.redacted()))?;
+    for (host, port) in &nodes {
+        let deadline = tokio::time::Instant::now() + limit;
+        let unreachable = |e: ProbeError| format!("memcached {host}:{port}: {e}");
+        let mut conn =
+            crate::memcached::proto::Conn::connect(&format!("{host}:{port}"), deadline).await.map_err(unreachable)?;
+        conn.get(b"failprobe:preflight", deadline).await.map_err(unreachable)?;
+    }
+    Ok(())
+}
+
+/// For process triggers (`--shard N`): node N of a target whose engine numbers independent
+/// nodes (memcached), or None when the target has primaries to find instead (Redis).
+pub fn numbered_node(target: &Target, index: usize) -> Option<Result<(String, u16), String>> {
+    let nodes = target.memcache_nodes()?;
+    Some(
+        nodes
+            .get(index)
+            .cloned()
+            .ok_or_else(|| format!("the target has {} memcached node(s); there is no node {index}", nodes.len())),
+    )
+}
+
+struct RedisEngine(Arc<RedisProber>);
+
+impl Engine for RedisEngine {
+    fn shard_names(&self) -> Vec<Option<String>> {
+        self.0.shards().iter().map(|s| s.name.clone()).collect()
+    }
+
+    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
+        self.0.keys(trial, ttl)
+    }
+
+    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
+        Box::pin(stream_of(self.0.clone(), task))
+    }
+
+    fn present_writes<'a>(
+        &'a self,
+        shard: usize,
+        keys: &'a TrialKeys,
+        _max_seq: u64,
+    ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>> {
+        Box::pin(self.0.read_write_log(shard, keys))
+    }
+
+    fn user_key_count<'a>(&'a self, own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move { self.0.user_key_count(own).await.ok() })
+    }
+
+    fn shutdown(&self) {
+        self.0.shutdown();
+    }
+}
+
+struct MemcachedEngine {
+    prober: Arc<MemcachedProber>,
+    /// Stops the node-list follower of a configuration endpoint.
+    stop: watch::Sender<bool>,
+}
+
+impl Engine for MemcachedEngine {
+    fn shard_names(&self) -> Vec<Option<String>> {
+        self.prober.nodes().iter().map(|n| Some(n.name.clone())).collect()
+    }
+
+    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
+        self.prober.keys(trial, ttl)
+    }
+
+    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
+        Box::pin(stream_of(self.prober.clone(), task))
+    }
+
+    fn present_writes<'a>(
+        &'a self,
+        shard: usize,
+        keys: &'a TrialKeys,
+        max_seq: u64,
+    ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>> {
+        Box::pin(self.prober.present_writes(shard, keys, max_seq))
+    }
+
+    fn seed(&self, trial: u32, count: u64, ttl: Duration) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
+        Box::pin(async move {
+            match count {
+                0 => Vec::new(),
+                _ => self.prober.seed(trial, count, ttl).await,
+            }
         })
     }
 
-    /// `shard0`… / `node0`…, or None for a single primary.
-    pub fn shard_names(&self) -> Vec<Option<String>> {
-        match self {
-            Engine::Redis(p) => p.shards().iter().map(|s| s.name.clone()).collect(),
-            Engine::Memcached(p, _) => p.nodes().iter().map(|n| Some(n.name.clone())).collect(),
-        }
-    }
-
-    pub fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
-        match self {
-            Engine::Redis(p) => p.keys(trial, ttl),
-            Engine::Memcached(p, _) => p.keys(trial, ttl),
-        }
-    }
-
-    pub fn shutdown(&self) {
-        match self {
-            Engine::Redis(p) => p.shutdown(),
-            Engine::Memcached(_, stop) => {
-                let _ = stop.send(true);
+    fn seeds_surviving(&self, trial: u32, count: u64) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
+        Box::pin(async move {
+            match count {
+                0 => Vec::new(),
+                _ => self.prober.seeds_surviving(trial, count).await,
             }
-        }
+        })
     }
 
-    /// One stream of one shard, until `task.stop`.
-    pub async fn run_stream(&self, task: StreamTask) -> u64 {
-        match self {
-            Engine::Redis(p) => stream_of(p.clone(), task).await,
-            Engine::Memcached(p, _) => stream_of(p.clone(), task).await,
-        }
-    }
-
-    /// The write sequence numbers the shard still holds after recovery.
-    pub async fn present_writes(
-        &self,
-        shard: usize,
-        keys: &TrialKeys,
-        max_seq: u64,
-    ) -> Result<(String, SeqSet), ProbeError> {
-        match self {
-            Engine::Redis(p) => p.read_write_log(shard, keys).await,
-            Engine::Memcached(p, _) => p.present_writes(shard, keys, max_seq).await,
-        }
-    }
-
-    /// DBSIZE without failprobe's keys; memcached has no such count.
-    pub async fn user_key_count(&self, own: &[String]) -> Option<u64> {
-        match self {
-            Engine::Redis(p) => p.user_key_count(own).await.ok(),
-            Engine::Memcached(..) => None,
-        }
-    }
-
-    /// Seeds `count` keys per node (memcached: a cache keeps no log to check otherwise).
-    pub async fn seed(&self, trial: u32, count: u64, ttl: Duration) -> Vec<Result<u64, ProbeError>> {
-        match self {
-            Engine::Memcached(p, _) if count > 0 => p.seed(trial, count, ttl).await,
-            _ => Vec::new(),
-        }
-    }
-
-    pub async fn seeds_surviving(&self, trial: u32, count: u64) -> Vec<Result<u64, ProbeError>> {
-        match self {
-            Engine::Memcached(p, _) if count > 0 => p.seeds_surviving(trial, count).await,
-            _ => Vec::new(),
-        }
+    fn shutdown(&self) {
+        let _ = self.stop.send(true);
     }
 }
 
@@ -168,7 +245,8 @@ async fn follow_node_list(
     }
 }
 
-async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
+/// One stream of one shard on any `Prober`, on the fixed-rate schedule.
+pub async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
     let StreamTask { shard, cfg, keys, report, health, stop } = task;
     match cfg.stream {
         Stream::Write => {

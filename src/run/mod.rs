@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
-use crate::probe::engine::{Engine, StreamTask};
+use crate::probe::engine::{self, Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
 use crate::probe::{keys, TrialKeys};
 use crate::record::store::RunWriter;
@@ -20,7 +20,7 @@ use crate::sample::KeyspacePhase;
 use crate::sample::{EventKind, Record, RunMeta, Stream};
 use crate::scenario::Plan;
 use crate::sink::Reporter;
-use crate::target::{connect_primary, Target};
+use crate::target::Target;
 use anyhow::{anyhow, Context, Result};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ struct RunContext {
     plan: Plan,
     target: Arc<Target>,
     lab: Option<Arc<Lab>>,
-    prober: Arc<Engine>,
+    prober: Arc<dyn Engine>,
     report: Reporter,
     /// Per shard, per stream (index `shard * 2 + stream`).
     health: Vec<Arc<Health>>,
@@ -70,10 +70,29 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     let (stop, cancel) = watch_stop_signals();
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
     let prepared = prepare(&plan).await?;
+    let (target, limit) = (prepared.target.clone(), plan.timeout.max(Duration::from_millis(100)));
+    let start =
+        move |report: Reporter, run_id: String| async move { engine::start(target, &run_id, limit, report).await };
+    record_and_measure(&plan, &prepared, &mut claim, stop, cancel, start).await
+}
 
+/// From the first record to the report: the recorder, the engine (`start_engine`: the real
+/// one, or a fake in tests), the trials, and the teardown that always follows.
+async fn record_and_measure<S, F>(
+    plan: &Plan,
+    prepared: &Prepared,
+    claim: &mut crate::record::store::OutClaim,
+    stop: watch::Sender<bool>,
+    cancel: watch::Receiver<bool>,
+    start_engine: S,
+) -> Result<RunResult>
+where
+    S: FnOnce(Reporter, String) -> F,
+    F: std::future::Future<Output = Result<Arc<dyn Engine>, crate::target::error::ProbeError>>,
+{
     let clock = Clock::start_now();
     let run_id = keys::new_run_id();
-    let meta = run_meta(&plan, &prepared.target, &clock, prepared.lab.as_deref(), &run_id);
+    let meta = run_meta(plan, &prepared.target, &clock, prepared.lab.as_deref(), &run_id);
     let writer = RunWriter::create(&plan.out, &meta)?;
     claim.keep();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -86,7 +105,8 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
         a.clone().spawn(aws_stop.1.clone())
     });
 
-    let (prober, failure) = measure(&plan, &prepared, &run_id, report.clone(), cancel).await;
+    let engine = start_engine(report.clone(), run_id.clone()).await;
+    let (prober, failure) = measure(plan, prepared, engine, report.clone(), cancel).await;
 
     if let Some(aws) = &prepared.aws {
         let _ = aws_stop.0.send(true);
@@ -172,14 +192,13 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
 async fn measure(
     plan: &Plan,
     prepared: &Prepared,
-    run_id: &str,
+    engine: Result<Arc<dyn Engine>, crate::target::error::ProbeError>,
     report: Reporter,
     cancel: watch::Receiver<bool>,
-) -> (Option<Arc<Engine>>, Option<anyhow::Error>) {
-    let limit = plan.timeout.max(Duration::from_millis(100));
+) -> (Option<Arc<dyn Engine>>, Option<anyhow::Error>) {
     let target = &prepared.target;
-    let prober = match Engine::start(target.clone(), run_id, limit, report.clone()).await {
-        Ok(p) => Arc::new(p),
+    let prober = match engine {
+        Ok(p) => p,
         Err(e) => {
             let e = anyhow!(UsageError::Unreachable(format!("{}: {e}", target.redacted())));
             report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
@@ -340,25 +359,7 @@ fn trigger_context(
 }
 
 async fn preflight(target: &Target) -> Result<()> {
-    if let Some(nodes) = target.memcache_nodes() {
-        let nodes = crate::probe::engine::discover_nodes(nodes, CONTROL_LIMIT)
-            .await
-            .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())))?;
-        for (host, port) in &nodes {
-            let deadline = Instant::now() + CONTROL_LIMIT;
-            let mut conn = crate::memcached::proto::Conn::connect(&format!("{host}:{port}"), deadline)
-                .await
-                .map_err(|e| UsageError::Unreachable(format!("memcached {host}:{port}: {e}")))?;
-            conn.get(b"failprobe:preflight", deadline)
-                .await
-                .map_err(|e| UsageError::Unreachable(format!("memcached {host}:{port}: {e}")))?;
-        }
-        return Ok(());
-    }
-    connect_primary(target, CONTROL_LIMIT)
-        .await
-        .map(|_| ())
-        .map_err(|e| UsageError::Unreachable(format!("{}: {e}", target.redacted())).into())
+    crate::probe::engine::preflight(target, CONTROL_LIMIT).await.map_err(|e| UsageError::Unreachable(e).into())
 }
 
 fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_id: &str) -> RunMeta {
@@ -529,7 +530,7 @@ fn start_streams(
                 stop: stop.clone(),
             };
             let prober = ctx.prober.clone();
-            tokio::spawn(async move { prober.run_stream(task).await })
+            tokio::spawn(prober.run_stream(task))
         })
         .collect()
 }
@@ -691,5 +692,150 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         report: Default::default(),
         ci: Default::default(),
         aws: None,
+    }
+}
+
+/// The run loop on a fake engine: no servers, a trial in well under a second.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::engine::{stream_of, BoxFuture};
+    use crate::probe::{Attempt, Prober};
+    use crate::sample::{ErrorClass, SeqSet};
+    use crate::target::error::ProbeError;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    /// Acknowledges every write, except for `down` after `flag` appears (the trigger creates it):
+    /// then refused. Reads see the highest write applied. The write log forgets `forget`.
+    struct Fake {
+        flag: PathBuf,
+        down: Duration,
+        flagged_at: Mutex<Option<tokio::time::Instant>>,
+        applied: AtomicU64,
+        written: Mutex<SeqSet>,
+        forget: u64,
+    }
+
+    impl Fake {
+        fn refusing(&self) -> bool {
+            let mut at = self.flagged_at.lock().unwrap();
+            if at.is_none() && self.flag.exists() {
+                *at = Some(tokio::time::Instant::now());
+            }
+            at.is_some_and(|t| t.elapsed() < self.down)
+        }
+    }
+
+    impl Prober for Fake {
+        async fn write(self: Arc<Self>, _: usize, _: Arc<TrialKeys>, seq: u64, _: tokio::time::Instant) -> Attempt {
+            if self.refusing() {
+                return Attempt { result: Err(ProbeError::new(ErrorClass::Refused, "fake: refused")), server: None };
+            }
+            self.applied.fetch_max(seq, Ordering::SeqCst);
+            self.written.lock().unwrap().insert(seq);
+            Attempt { result: Ok(None), server: Some("fake:1".into()) }
+        }
+
+        async fn read(self: Arc<Self>, _: usize, _: Arc<TrialKeys>, _: tokio::time::Instant) -> Attempt {
+            Attempt { result: Ok(Some(self.applied.load(Ordering::SeqCst))), server: Some("fake:1".into()) }
+        }
+    }
+
+    struct FakeEngine(Arc<Fake>);
+
+    impl Engine for FakeEngine {
+        fn shard_names(&self) -> Vec<Option<String>> {
+            vec![None]
+        }
+        fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
+            vec![Arc::new(TrialKeys::new("fake", trial, ttl))]
+        }
+        fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
+            Box::pin(stream_of(self.0.clone(), task))
+        }
+        fn present_writes<'a>(
+            &'a self,
+            _: usize,
+            _: &'a TrialKeys,
+            _: u64,
+        ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>> {
+            let mut kept = SeqSet::default();
+            for (lo, hi) in self.0.written.lock().unwrap().ranges() {
+                (*lo..=*hi).filter(|n| *n != self.0.forget).for_each(|n| kept.insert(n));
+            }
+            Box::pin(async move { Ok(("fake:1".to_string(), kept)) })
+        }
+        fn shutdown(&self) {}
+    }
+
+    fn plan(out: &Path, trigger: &str) -> Plan {
+        let o = crate::scenario::Overrides {
+            target: Some("redis://127.0.0.1:1".into()),
+            trigger: Some(trigger.into()),
+            interval: Some(Duration::from_millis(5)),
+            timeout: Some(Duration::from_millis(50)),
+            warmup: Some(Duration::from_millis(200)),
+            settle: Some(Duration::from_millis(200)),
+            max_trial: Some(Duration::from_secs(5)),
+            out: Some(out.to_path_buf()),
+            quiet: true,
+            yes: true,
+            ..Default::default()
+        };
+        crate::scenario::plan(None, o).unwrap()
+    }
+
+    async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> Result<RunResult> {
+        let prepared =
+            Prepared { target: Arc::new(Target::parse("redis://127.0.0.1:1").unwrap()), lab: None, aws: None };
+        let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
+        let (stop, cancel) = watch::channel(false);
+        record_and_measure(plan, &prepared, &mut claim, stop, cancel, |_, _| async move { engine }).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trial_on_a_fake_engine_measures_its_outage_and_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("failed-over");
+        let plan = plan(&dir.path().join("out"), &format!("command=touch {}", flag.display()));
+        let fake = Arc::new(Fake {
+            flag,
+            down: Duration::from_millis(150),
+            flagged_at: Mutex::new(None),
+            applied: AtomicU64::new(0),
+            written: Mutex::new(SeqSet::default()),
+            forget: 7,
+        });
+        let started = std::time::Instant::now();
+        let result = measured(&plan, Ok(Arc::new(FakeEngine(fake)))).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let s = &result.summary;
+        let t = &s.trials[0];
+        assert!(t.trigger.kind.starts_with("command"), "{}", t.trigger.kind);
+        assert_eq!(t.writes.outages.len(), 1, "{:?}", t.writes.outages);
+        let o = &t.writes.outages[0];
+        // 150 ms refused, seen at a 5 ms interval: the window is within a couple of intervals.
+        assert!((140.0..=170.0).contains(&o.duration_ms), "outage {} ms", o.duration_ms);
+        assert_eq!(o.errors.keys().collect::<Vec<_>>(), ["refused"]);
+        assert!(t.reads.outages.is_empty());
+        assert_eq!((t.integrity.lost_acked_writes, t.integrity.lost_seqs_sample.clone()), (1, vec![7]));
+        assert_eq!(t.integrity.stale_reads, 0);
+        assert_eq!(s.verdict.kind, "recovered", "{}", s.verdict.headline);
+        assert!(result.dir.join("summary.json").exists() && result.dir.join("report.html").exists());
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_does_not_start_still_leaves_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(&dir.path().join("out"), "none");
+        let refused = Err(ProbeError::new(ErrorClass::Refused, "fake: connection refused"));
+        let Err(err) = measured(&plan, refused).await else { panic!("an engine that did not start is an error") };
+        assert!(format!("{err:#}").contains("what was measured is in"), "{err:#}");
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(plan.out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["verdict"]["kind"], "incomplete");
+        assert!(s["trials"][0]["end_reason"].as_str().unwrap().contains("not reachable"), "{}", s["trials"][0]);
     }
 }
