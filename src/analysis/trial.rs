@@ -126,7 +126,6 @@ impl TrialState {
             self.after_close += 1;
             return;
         }
-        let start = self.events.iter().find(|e| e.kind == EventKind::TrialStart).map(|e| e.at_us);
         let live = self.live.get_or_insert_with(|| Live {
             shards: Vec::new(),
             reorder: Reorder::new(p.horizon_us),
@@ -137,6 +136,8 @@ impl TrialState {
         let shard = match live.shards.iter().position(|sh| sh.name.as_deref() == s.shard.as_deref()) {
             Some(i) => i,
             None => {
+                // Plots start at the trial's start (a new shard is rare: a scan of the events is fine).
+                let start = self.events.iter().find(|e| e.kind == EventKind::TrialStart).map(|e| e.at_us);
                 let origin = start.unwrap_or(s.scheduled_us).min(s.scheduled_us);
                 live.shards.push(LiveShard {
                     name: s.shard.clone(),
