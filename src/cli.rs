@@ -1,4 +1,5 @@
-//! Command line (clap derive). Thin: it parses and hands over to `run`, `report` and `lab`.
+//! Command line (clap derive). Thin: it parses and hands over; `run`'s flags are
+//! `scenario::Overrides`, defined once there.
 
 use crate::aws::AwsArgs;
 use crate::duration::parse_duration;

@@ -1,4 +1,7 @@
-//! Errors that decide the exit code. Everything else travels as `anyhow::Error` with context.
+//! Exit codes, and the errors a user can fix before any failover starts. Every error ends a
+//! command with exit 2 ("no verdict"), whatever its type: `UsageError` exists for its messages
+//! (what to fix, and that no failover was started). Errors travel as `anyhow::Error` with their
+//! chain of context, printed whole (`{:#}`) and scrubbed of secrets by `main`.
 
 use thiserror::Error;
 

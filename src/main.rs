@@ -116,8 +116,8 @@ async fn events(args: EventsArgs) -> Result<i32> {
 }
 
 fn report(dir: PathBuf, formats: Vec<Format>, outputs: OutputArgs) -> Result<i32> {
-    let run = store::read_run(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
-    let analysis = analysis::replay(&run).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+    let run = store::read_run(&dir)?;
+    let analysis = analysis::replay(&run)?;
     finish(&dir, analysis, outputs.report_options(formats), &outputs)
 }
 
@@ -132,10 +132,7 @@ fn finish(dir: &Path, analysis: analysis::Analysis, options: ReportOptions, outp
 }
 
 fn merge(dirs: Vec<PathBuf>, out: PathBuf, outputs: OutputArgs) -> Result<i32> {
-    let runs = dirs
-        .iter()
-        .map(|d| store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")).into()))
-        .collect::<Result<Vec<_>>>()?;
+    let runs = dirs.iter().map(|d| store::read_run(d)).collect::<Result<Vec<_>>>()?;
     let merged = failprobe::record::merge::Merge::new(runs)?;
     // Claimed like a run's --out: never written into another run's (or anyone's) directory.
     let mut claim = store::OutClaim::claim(&out).map_err(UsageError::Invalid)?;
@@ -153,7 +150,7 @@ fn merge(dirs: Vec<PathBuf>, out: PathBuf, outputs: OutputArgs) -> Result<i32> {
 
 fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
     let load = |d: &Path| -> Result<_> {
-        let run = store::read_run(d).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+        let run = store::read_run(d)?;
         Ok(analysis::replay(&run)?.summary)
     };
     let (sa, sb) = (load(&a)?, load(&b)?);
@@ -168,7 +165,7 @@ fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
 async fn lab(action: LabAction) -> Result<i32> {
     match action {
         LabAction::Up { topology, dir } => {
-            let lab = Lab::up(topology, &dir, false).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            let lab = Lab::up(topology, &dir, false).await?;
             say!("lab ready in {}", lab.dir.display());
             say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {
@@ -184,7 +181,7 @@ async fn lab(action: LabAction) -> Result<i32> {
             lab.detach();
         }
         LabAction::Status { dir } => {
-            let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            let lab = Lab::load(&dir)?;
             for n in lab.nodes() {
                 say!(
                     "{:<11} {:<21} pid {:<7} {}",
@@ -203,7 +200,7 @@ async fn lab(action: LabAction) -> Result<i32> {
             }
         }
         LabAction::Down { dir } => {
-            let lab = Lab::load(&dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            let lab = Lab::load(&dir)?;
             say!("stopped {} process(es)", lab.down()?);
         }
     }

@@ -1,5 +1,6 @@
-//! Controllers: ways to cause a failover. Each is a `Trigger`; the run loop puts its start,
-//! finish and errors on the timeline.
+//! Controllers: ways to cause a failover. Each is a `Trigger` with a row in `TRIGGERS` (its
+//! name, usage, help and what it needs); the run loop puts its start, finish and errors on the
+//! timeline.
 
 pub mod cluster;
 mod command;
@@ -329,7 +330,7 @@ impl TriggerSpec {
             return Ok(());
         }
         if matches!(self, Self::ClusterFailover(_) | Self::Kill | Self::Pause(_)) {
-            let (index, shard) = cluster::chosen_shard(ctx).await.map_err(|e| invalid(format!("{e:#}")))?;
+            let (index, shard) = cluster::chosen_shard(ctx).await?;
             if matches!(self, Self::ClusterFailover(_)) && shard.replicas.is_empty() {
                 return Err(invalid(format!(
                     "shard {index} ({}) has no replica to fail over to",

@@ -1,6 +1,6 @@
-//! A local lab: a Redis primary + replica (and three sentinels) on loopback, started from
-//! `redis-server` / `redis-sentinel` on PATH, on ports the OS picks. `lab.json` in its directory
-//! describes it for `--lab DIR`, `lab status` and `lab down`.
+//! A local lab on loopback, on ports the OS picks: a Redis primary + replica (and three
+//! sentinels), a 3 + 3 node Redis Cluster, or two memcached nodes, started from the servers on
+//! PATH. `lab.json` in its directory describes it for `--lab DIR`, `lab status` and `lab down`.
 
 mod health;
 mod node;

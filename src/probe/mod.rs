@@ -1,5 +1,6 @@
-//! Probes: a write stream and a read stream, each on its own fixed clock (`schedule`), against an
-//! engine behind the `Prober` trait (`redis` for standalone and Sentinel targets).
+//! Probes: a write stream and a read stream per shard or node, each on its own fixed clock
+//! (`schedule`), through a `Prober` (`redis` for standalone, Sentinel and Cluster targets,
+//! `memcached` for its nodes); `engine` puts each kind behind the one face the run loop uses.
 
 pub mod connection;
 pub mod engine;

@@ -1,3 +1,5 @@
+//! summary.json: the summary as CI reads it (fields are added, never renamed).
+
 use super::{write_one, Exporter, ReportData};
 use std::path::{Path, PathBuf};
 

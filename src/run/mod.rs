@@ -283,12 +283,12 @@ async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option<String>)> 
 
 async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
     if let Some(dir) = &plan.lab_dir {
-        return Ok(Some(Arc::new(Lab::load(dir).map_err(|e| UsageError::Invalid(format!("{e:#}")))?)));
+        return Ok(Some(Arc::new(Lab::load(dir)?)));
     }
     match plan.lab_topology {
         Some(topology) => {
             let dir = plan.out.join("lab");
-            let lab = Lab::up(topology, &dir, true).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            let lab = Lab::up(topology, &dir, true).await?;
             Ok(Some(Arc::new(lab)))
         }
         None => Ok(None),
