@@ -372,23 +372,14 @@ impl SeqSet {
     }
 }
 
-/// Compresses sorted sequence numbers into inclusive ranges (a write log of a million entries
-/// stays a short line in events.jsonl).
-pub fn to_ranges(sorted: &[u64]) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
+/// Sorted sequence numbers as inclusive ranges (tests build write logs with it).
+#[cfg(test)]
+pub(crate) fn to_ranges(sorted: &[u64]) -> Vec<(u64, u64)> {
+    let mut set = SeqSet::default();
     for &n in sorted {
-        match out.last_mut() {
-            Some((_, hi)) if *hi + 1 == n => *hi = n,
-            Some((_, hi)) if *hi == n => {}
-            _ => out.push((n, n)),
-        }
+        set.insert(n);
     }
-    out
-}
-
-pub fn ranges_contain(ranges: &[(u64, u64)], n: u64) -> bool {
-    let idx = ranges.partition_point(|(lo, _)| *lo <= n);
-    idx > 0 && ranges[idx - 1].1 >= n
+    set.into_ranges()
 }
 
 #[cfg(test)]
@@ -415,13 +406,7 @@ mod tests {
 
     #[test]
     fn ranges_round_trip() {
-        let r = to_ranges(&[1, 2, 3, 5, 7, 8]);
-        assert_eq!(r, vec![(1, 3), (5, 5), (7, 8)]);
-        for n in [1, 2, 3, 5, 7, 8] {
-            assert!(ranges_contain(&r, n));
-        }
-        for n in [0, 4, 6, 9] {
-            assert!(!ranges_contain(&r, n));
-        }
+        assert_eq!(to_ranges(&[1, 2, 3, 5, 7, 8]), vec![(1, 3), (5, 5), (7, 8)]);
+        assert_eq!(to_ranges(&[4, 4, 5]), vec![(4, 5)]);
     }
 }
