@@ -129,9 +129,9 @@ impl Engine for RedisEngine {
         &'a self,
         shard: usize,
         keys: &'a TrialKeys,
-        _max_seq: u64,
+        max_seq: u64,
     ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>> {
-        Box::pin(self.0.read_write_log(shard, keys))
+        Box::pin(self.0.read_write_log(shard, keys, max_seq))
     }
 
     fn user_key_count<'a>(&'a self, own: &'a [String]) -> BoxFuture<'a, Option<u64>> {

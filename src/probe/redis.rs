@@ -297,7 +297,14 @@ impl RedisProber {
     /// The trial's write log of one shard as its current primary has it, on a fresh connection.
     /// Read a page at a time into ranges: a long trial's log (millions of entries) never
     /// arrives as one reply.
-    pub async fn read_write_log(&self, shard: usize, keys: &TrialKeys) -> Result<(String, SeqSet), ProbeError> {
+    /// At most `max_seq` entries are read (one per write sent): a server that claims a longer
+    /// list is not followed, and numbers failprobe never sent are ignored.
+    pub async fn read_write_log(
+        &self,
+        shard: usize,
+        keys: &TrialKeys,
+        max_seq: u64,
+    ) -> Result<(String, SeqSet), ProbeError> {
         const PAGE: u64 = 10_000;
         let (mut conn, server) = self.shards[shard].locator.connect(self.limit).await?;
         let len: u64 = timeout(Duration::from_secs(30), redis::cmd("LLEN").arg(&keys.log).query_async(&mut conn))
@@ -305,14 +312,14 @@ impl RedisProber {
             .map_err(|_| ProbeError::timeout("LLEN"))?
             .map_err(|e| classify(&e))?;
         let mut present = SeqSet::default();
-        for start in (0..len).step_by(PAGE as usize) {
+        for start in (0..len.min(max_seq)).step_by(PAGE as usize) {
             let mut page = redis::cmd("LRANGE");
             page.arg(&keys.log).arg(start).arg(start + PAGE - 1);
             let seqs: Vec<u64> = timeout(Duration::from_secs(30), page.query_async(&mut conn))
                 .await
                 .map_err(|_| ProbeError::timeout("LRANGE"))?
                 .map_err(|e| classify(&e))?;
-            for seq in seqs {
+            for seq in seqs.into_iter().filter(|seq| (1..=max_seq).contains(seq)) {
                 present.insert(seq);
             }
         }
