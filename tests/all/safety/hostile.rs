@@ -19,6 +19,8 @@ enum Hostility {
     HalfThenSilence,
     /// CLUSTER SLOTS with upside-down and out-of-range slot ranges.
     BrokenClusterSlots,
+    /// Writes acknowledged, then a write log of 2^63 entries, none of them a number sent.
+    EndlessLog,
 }
 
 /// Reads one RESP command (an array of bulk strings); None when the client is gone.
@@ -56,6 +58,16 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
                 format!("*2\r\n*3\r\n:16000\r\n:5\r\n{node}*3\r\n:0\r\n:99999\r\n{node}").into_bytes()
             }
             ("MULTI", _) => b"+OK\r\n".to_vec(),
+            ("EXEC", _) if matches!(how, Hostility::EndlessLog) => b"*3\r\n:1\r\n:1\r\n$-1\r\n".to_vec(),
+            ("GET", _) if matches!(how, Hostility::EndlessLog) => b"$-1\r\n".to_vec(),
+            ("LLEN", _) if matches!(how, Hostility::EndlessLog) => b":9223372036854775807\r\n".to_vec(),
+            ("LRANGE", _) if matches!(how, Hostility::EndlessLog) => {
+                let mut page = b"*1000\r\n".to_vec();
+                for _ in 0..1000 {
+                    page.extend_from_slice(b"$9\r\n999999999\r\n");
+                }
+                page
+            }
             ("RPUSH" | "PEXPIRE" | "EVAL", _) => b"+QUEUED\r\n".to_vec(),
             ("EXEC" | "GET" | "LRANGE" | "DBSIZE" | "EXISTS", _) => match how {
                 Hostility::HugeBulk => {
@@ -76,7 +88,7 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
                     std::thread::sleep(Duration::from_secs(20));
                     return;
                 }
-                Hostility::BrokenClusterSlots => b"+OK\r\n".to_vec(),
+                Hostility::BrokenClusterSlots | Hostility::EndlessLog => b":0\r\n".to_vec(),
             },
             _ => b"+OK\r\n".to_vec(),
         };
@@ -191,6 +203,18 @@ fn hostile_replies_end_in_classified_errors_with_bounded_memory() {
         assert!(!errors.is_empty(), "{how:?}: failures without a class");
         eprintln!("{how:?} (tls {tls}): exit {}, peak RSS {peak_kb} kB, {took:?}, errors {errors:?}", code(&o));
     }
+}
+
+#[test]
+fn a_write_log_longer_than_the_writes_sent_is_not_followed() {
+    let (o, s, peak_kb, took) = run_against(Hostility::EndlessLog, false);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(peak_kb < 200_000, "peak RSS {peak_kb} kB");
+    let i = &s.unwrap()["trials"][0]["integrity"];
+    // Read up to the writes sent; none of the server's numbers was ours: every write is lost.
+    assert_eq!(i["checked"], true, "{i}");
+    assert!(u(&i["acked_writes"]) > 0 && u(&i["lost_acked_writes"]) == u(&i["acked_writes"]), "{i}");
 }
 
 #[test]
