@@ -192,11 +192,11 @@ fn late_threshold_us(meta: &RunMeta) -> u64 {
 }
 
 /// A stored run read back through the analysis (`failprobe report`, `compare`): its events, then
-/// its samples streamed from disk. Memory does not depend on the number of samples.
+/// its samples, both streamed from disk. Memory does not depend on the run's length.
 pub fn replay(run: &crate::record::store::StoredRun) -> anyhow::Result<Analysis> {
     let mut a = Analyzer::new(run.meta.clone());
-    for e in &run.events {
-        a.event(e.clone());
+    for e in run.events()? {
+        a.event(e?);
     }
     for s in run.samples()? {
         a.sample(&s?);

@@ -41,24 +41,23 @@ impl Merge {
         let mut next_trial = 0u32;
         for (run, &shift) in self.runs.iter().zip(&self.shifts) {
             let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut trials: Vec<u32> = run.events.iter().map(|e| e.trial).collect();
+            // First pass: the trials, and when each was first heard of.
+            let mut first_at: std::collections::BTreeMap<u32, u64> = Default::default();
+            for e in run.events()? {
+                let e = e?;
+                first_at.entry(e.trial).or_insert(e.at_us);
+            }
             for s in run.samples()? {
-                trials.push(s?.trial);
-                if trials.len() > 4096 {
-                    trials.sort_unstable();
-                    trials.dedup();
-                }
+                first_at.entry(s?.trial).or_insert(0);
             }
-            trials.sort_unstable();
-            trials.dedup();
+            let trials: Vec<u32> = first_at.keys().copied().collect();
             let renumber = |t: u32| next_trial + trials.binary_search(&t).unwrap_or(0) as u32;
-            for &t in &trials {
-                let at_us = run.events.iter().find(|e| e.trial == t).map(|e| e.at_us + shift).unwrap_or(shift);
+            for (&t, &at_us) in &first_at {
                 let source = EventKind::Source { name: format!("{name} · {}", run.meta.target) };
-                sink(Record::Event(Event { at_us, trial: renumber(t), kind: source }))?;
+                sink(Record::Event(Event { at_us: at_us + shift, trial: renumber(t), kind: source }))?;
             }
-            for e in &run.events {
-                let mut e = e.clone();
+            for e in run.events()? {
+                let mut e = e?;
                 e.at_us += shift;
                 e.trial = renumber(e.trial);
                 sink(Record::Event(e))?;

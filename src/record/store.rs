@@ -123,12 +123,11 @@ impl Drop for OutClaim {
     }
 }
 
-/// A stored run: its meta and events (few) in memory; its samples read on demand, one at a
-/// time, so a run of any length can be reported.
+/// A stored run: its meta in memory; its events and samples read on demand, one at a time, so
+/// a run of any length (a week of probes, a topology check every second) can be reported.
 pub struct StoredRun {
     pub dir: PathBuf,
     pub meta: RunMeta,
-    pub events: Vec<Event>,
 }
 
 /// Reads a run back. A last line cut short by a crash is skipped, not fatal.
@@ -138,11 +137,19 @@ pub fn read_run(dir: &Path) -> Result<StoredRun> {
         &std::fs::read(&meta_path).with_context(|| format!("{} is not a failprobe output directory", dir.display()))?,
     )
     .with_context(|| format!("reading {}", meta_path.display()))?;
-    let events = read_events(&dir.join(EVENTS_FILE))?;
-    Ok(StoredRun { dir: dir.to_path_buf(), meta, events })
+    let events = dir.join(EVENTS_FILE);
+    File::open(&events).with_context(|| format!("opening {}", events.display()))?;
+    Ok(StoredRun { dir: dir.to_path_buf(), meta })
 }
 
 impl StoredRun {
+    /// The events in the order they were recorded.
+    pub fn events(&self) -> Result<EventReader> {
+        let path = self.dir.join(EVENTS_FILE);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(EventReader { lines: BufReader::new(file).lines(), path, line: 0, pending_error: None })
+    }
+
     /// The samples in the order they were recorded.
     pub fn samples(&self) -> Result<SampleReader> {
         let path = self.dir.join(SAMPLES_FILE);
@@ -179,27 +186,58 @@ impl Iterator for SampleReader {
     }
 }
 
-fn read_events(path: &Path) -> Result<Vec<Event>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>()?;
-    let last = lines.len().saturating_sub(1);
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(e) => out.push(e),
-            Err(_) if i == last => {}
-            Err(e) => anyhow::bail!("{}: line {}: {e}", path.display(), i + 1),
+pub struct EventReader {
+    lines: std::io::Lines<BufReader<File>>,
+    path: PathBuf,
+    line: usize,
+    pending_error: Option<anyhow::Error>,
+}
+
+impl Iterator for EventReader {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Result<Event>> {
+        loop {
+            self.line += 1;
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => return Some(Err(anyhow::anyhow!("{}: line {}: {e}", self.path.display(), self.line))),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            // Only the very last line may be damaged (cut by a crash mid-write).
+            if let Some(earlier) = self.pending_error.take() {
+                return Some(Err(earlier));
+            }
+            match serde_json::from_str(&line) {
+                Ok(e) => return Some(Ok(e)),
+                Err(e) => {
+                    self.pending_error = Some(anyhow::anyhow!("{}: line {}: {e}", self.path.display(), self.line))
+                }
+            }
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_stream_and_only_a_cut_last_line_is_forgiven() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = r#"{"version":"t","scenario":"t","run_id":"r","target":"t","started_at":"x","interval_us":1,"timeout_us":1,"triggers":[],"budget":{"max_outage_ms":null,"max_lost_writes":null},"lab":null}"#;
+        std::fs::write(dir.path().join(META_FILE), meta).unwrap();
+        let good = r#"{"at_us":1,"trial":0,"type":"trial_start"}"#;
+        let read = |text: &str| {
+            std::fs::write(dir.path().join(EVENTS_FILE), text).unwrap();
+            read_run(dir.path()).unwrap().events().unwrap().collect::<Result<Vec<_>>>()
+        };
+        assert_eq!(read(&format!("{good}\n\n{good}\n{{\"at_us\":")).unwrap().len(), 2, "a cut last line");
+        let err = read(&format!("{good}\n{{broken\n{good}\n")).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
 
     #[test]
     fn default_names_of_the_same_second_differ_and_a_claim_is_exclusive() {
