@@ -155,16 +155,35 @@ fn peak_of(cmd: &mut Command) -> (f64, Duration, i32) {
     (usage.ru_maxrss as f64 / 1024.0, started.elapsed(), libc::WEXITSTATUS(status))
 }
 
+/// The lab is started by its own process, so that its redis-server (whose write log grows with
+/// the run, ~10 bytes a write) is not a descendant of the measured process: wait4's peak covers
+/// the children a process reaped, and failprobe reaps the servers of a lab it started itself.
 fn live_run(dir: &Path, seconds: u64) {
+    let lab = dir.join(format!("lab-{seconds}"));
+    let lab_cmd = |args: &[&str]| {
+        let status = Command::new(env!("CARGO_BIN_EXE_failprobe"))
+            .arg("lab")
+            .args(args)
+            .arg("--dir")
+            .arg(&lab)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("failprobe lab");
+        assert!(status.success(), "failprobe lab {args:?}");
+    };
+    lab_cmd(&["up", "--topology", "replica"]);
     let out = dir.join(format!("live-{seconds}"));
     let (peak, took, code) = peak_of(
         Command::new(env!("CARGO_BIN_EXE_failprobe"))
-            .args(["run", "--lab-topology", "replica", "--trigger", "none", "--warmup", "1s", "--quiet"])
+            .args(["run", "--trigger", "none", "--warmup", "1s", "--quiet"])
             .args(["--interval", "250us", "--duration", &format!("{}s", seconds - 1)])
+            .arg("--lab")
+            .arg(&lab)
             .arg("--out")
             .arg(&out)
             .stdout(std::process::Stdio::null()),
     );
+    lab_cmd(&["down"]);
     let rows = count_lines(&out.join("samples.csv")).saturating_sub(1);
     println!(
         "failprobe run, {seconds:>3} s at 250 µs ({rows:>9} samples, exit {code}, {:.0} s): peak RSS {peak:5.1} MB {}",

@@ -15,11 +15,12 @@ impl Clock {
         Self { start: Instant::now(), wall_start: SystemTime::now() }
     }
 
-    pub fn origin(&self) -> Instant {
+    #[cfg(test)]
+    pub(crate) fn origin(&self) -> Instant {
         self.start
     }
 
-    pub fn wall_start(&self) -> SystemTime {
+    pub(crate) fn wall_start(&self) -> SystemTime {
         self.wall_start
     }
 
@@ -28,7 +29,7 @@ impl Clock {
         at.saturating_duration_since(self.start).as_micros() as u64
     }
 
-    pub fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         self.us(Instant::now())
     }
 }

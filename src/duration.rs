@@ -4,7 +4,7 @@
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -28,7 +28,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Prints a duration the way a person reads it: `850 µs`, `12.3 ms`, `2.25 s`.
-pub fn format_ms(ms: f64) -> String {
+pub(crate) fn format_ms(ms: f64) -> String {
     if ms < 1.0 {
         format!("{:.0} µs", ms * 1000.0)
     } else if ms < 1000.0 {
@@ -38,7 +38,7 @@ pub fn format_ms(ms: f64) -> String {
     }
 }
 
-pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
     s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
 }

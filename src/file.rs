@@ -8,7 +8,7 @@ use std::path::Path;
 /// Writes beside, syncs, renames, syncs the directory: a crash or a power cut never leaves a
 /// half-written or empty report behind. The temporary name is per file and per process, so
 /// timeline.svg and timeline.png (or two processes) never share one.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {

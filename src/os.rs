@@ -10,7 +10,7 @@ use std::collections::HashSet;
 const SERVER_NAMES: [&str; 5] = ["redis-server", "redis-sentinel", "valkey-server", "valkey-sentinel", "memcached"];
 
 /// A pid as typed or read from a file, before anything is known about it.
-pub fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {
+pub(crate) fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {
     match libc::pid_t::try_from(raw) {
         Ok(pid) if pid >= 1 => Ok(pid),
         // 0 is our own process group, -1 (what 4294967295 becomes) every process we may signal.
@@ -19,7 +19,7 @@ pub fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {
 }
 
 /// What the process is, when it is a server listening on `port`; otherwise why it is not.
-pub fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
+pub(crate) fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
     let pid = checked_pid(raw_pid)?;
     if pid as u32 == std::process::id() {
         return Err(format!("pid {pid} is failprobe itself"));
@@ -61,7 +61,7 @@ pub fn signal_verified(raw_pid: u64, port: u16, signal: libc::c_int) -> Result<S
 
 /// The process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid, it
 /// names one process for good, so a pid verified once can be recognised cheaply later.
-pub fn start_time(raw_pid: u64) -> Option<u64> {
+pub(crate) fn start_time(raw_pid: u64) -> Option<u64> {
     let pid = checked_pid(raw_pid).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3.
@@ -70,7 +70,7 @@ pub fn start_time(raw_pid: u64) -> Option<u64> {
 
 /// Signals a process verified earlier (`signal_verified`) when it is still that process (same
 /// start time): the SIGCONT after a pause must not wait on a full check, nor hit a new process.
-pub fn signal_same_process(raw_pid: u64, started: u64, signal: libc::c_int) -> Result<()> {
+pub(crate) fn signal_same_process(raw_pid: u64, started: u64, signal: libc::c_int) -> Result<()> {
     if start_time(raw_pid) != Some(started) {
         return Err(anyhow!("pid {raw_pid} is no longer the process failprobe verified"));
     }
@@ -116,7 +116,7 @@ fn listening_ports(pid: libc::pid_t) -> std::io::Result<HashSet<u16>> {
 
 /// SIGINT, SIGTERM and SIGHUP: `timeout`, a CI cancel and a dropped ssh session mean the same
 /// as Ctrl-C, and get the same clean-up (resume, restore, lab stop, partial report).
-pub struct StopSignals {
+pub(crate) struct StopSignals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
@@ -125,7 +125,7 @@ pub struct StopSignals {
 impl StopSignals {
     /// Must be called inside the tokio runtime. A signal whose handler cannot be installed keeps
     /// its default action (and a warning says so).
-    pub fn install() -> Self {
+    pub(crate) fn install() -> Self {
         use tokio::signal::unix::{signal, SignalKind};
         let one = |kind: SignalKind, name: &str| match signal(kind) {
             Ok(s) => Some(s),

@@ -11,7 +11,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub const ALL: [Stream; 2] = [Stream::Write, Stream::Read];
+    pub(crate) const ALL: [Stream; 2] = [Stream::Write, Stream::Read];
 
     pub fn index(self) -> usize {
         self as usize
@@ -45,7 +45,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 13] = [
+    pub(crate) const ALL: [ErrorClass; 13] = [
         ErrorClass::Refused,
         ErrorClass::Reset,
         ErrorClass::Timeout,
@@ -230,7 +230,7 @@ pub enum EventKind {
 impl EventKind {
     /// Applies `scrub` to every free text (messages, details, reasons): what a server, a command
     /// or AWS said, which may echo anything. Structured fields stay as they are.
-    pub fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String) {
+    pub(crate) fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String) {
         let texts: Vec<&mut String> = match self {
             EventKind::TriggerStart { kind, detail } => vec![kind, detail],
             EventKind::TriggerFinish { detail } => vec![detail],
@@ -292,7 +292,7 @@ impl AwsClass {
         }
     }
 
-    pub fn is_replacement(self) -> bool {
+    pub(crate) fn is_replacement(self) -> bool {
         matches!(
             self,
             AwsClass::ReplacementScheduled | AwsClass::ReplacementRescheduled | AwsClass::ReplacementCanceled
@@ -367,7 +367,7 @@ impl SeqSet {
         self.ranges.is_empty()
     }
 
-    pub fn into_ranges(self) -> Vec<(u64, u64)> {
+    pub(crate) fn into_ranges(self) -> Vec<(u64, u64)> {
         self.ranges
     }
 }

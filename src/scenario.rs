@@ -163,21 +163,21 @@ pub struct Plan {
 
 /// Every default of a run, defined once: `plan` applies them, the `--help` texts name them
 /// (a test holds the two together).
-pub mod defaults {
+pub(crate) mod defaults {
     use std::time::Duration;
 
-    pub const INTERVAL: Duration = Duration::from_millis(10);
-    pub const TIMEOUT: Duration = Duration::from_millis(250);
-    pub const WARMUP: Duration = Duration::from_secs(5);
-    pub const SETTLE: Duration = Duration::from_secs(2);
-    pub const DURATION: Duration = Duration::from_secs(10);
-    pub const MAX_TRIAL: Duration = Duration::from_secs(60);
-    pub const REPEAT: u32 = 1;
-    pub const SEED_KEYS: u64 = 10_000;
-    pub const AWS_POLL: Duration = Duration::from_secs(5);
-    pub const AWS_WAIT: Duration = Duration::from_secs(20 * 60);
+    pub(crate) const INTERVAL: Duration = Duration::from_millis(10);
+    pub(crate) const TIMEOUT: Duration = Duration::from_millis(250);
+    pub(crate) const WARMUP: Duration = Duration::from_secs(5);
+    pub(crate) const SETTLE: Duration = Duration::from_secs(2);
+    pub(crate) const DURATION: Duration = Duration::from_secs(10);
+    pub(crate) const MAX_TRIAL: Duration = Duration::from_secs(60);
+    pub(crate) const REPEAT: u32 = 1;
+    pub(crate) const SEED_KEYS: u64 = 10_000;
+    pub(crate) const AWS_POLL: Duration = Duration::from_secs(5);
+    pub(crate) const AWS_WAIT: Duration = Duration::from_secs(20 * 60);
     /// The shortest key TTL; longer when a trial can last longer (see `key_ttl`).
-    pub const KEY_TTL: Duration = Duration::from_secs(3600);
+    pub(crate) const KEY_TTL: Duration = Duration::from_secs(3600);
 }
 
 /// The command line's settings of a run, defined once: clap parses them (`failprobe run`

@@ -7,7 +7,7 @@
 use std::sync::{Mutex, OnceLock};
 
 /// Environment variables that may hold a password.
-pub const PASSWORD_VARS: [&str; 3] = ["FAILPROBE_PASSWORD", "REDISCLI_AUTH", "FAILPROBE_SENTINEL_PASSWORD"];
+pub(crate) const PASSWORD_VARS: [&str; 3] = ["FAILPROBE_PASSWORD", "REDISCLI_AUTH", "FAILPROBE_SENTINEL_PASSWORD"];
 
 /// Shorter secrets are not scrubbed by value (replacing every "ab" in a report would destroy it);
 /// they are still never printed by failprobe itself, only a foreign text could echo them.
@@ -19,7 +19,7 @@ fn registry() -> &'static Mutex<Vec<String>> {
 }
 
 /// Remembers a secret (and its percent-encoded form) so `scrub` removes it from any text.
-pub fn register(secret: &str) {
+pub(crate) fn register(secret: &str) {
     if secret.len() < MIN_SCRUB_LEN {
         return;
     }
@@ -57,7 +57,7 @@ pub fn scrub(text: &str) -> String {
 }
 
 /// Redacts every URL-like word in free text (a TOML line, an error message).
-pub fn redact_urls(text: &str) -> String {
+pub(crate) fn redact_urls(text: &str) -> String {
     if !text.contains(':') || !text.contains('@') && !text.to_ascii_lowercase().contains("pass") {
         return text.to_string();
     }

@@ -21,7 +21,7 @@ impl Reporter {
     }
 
     /// An event that happened at another time than now (AWS events carry their own).
-    pub fn event_at(&self, at_us: u64, kind: EventKind) {
+    pub(crate) fn event_at(&self, at_us: u64, kind: EventKind) {
         let e = Event { at_us, trial: self.trial.load(Ordering::Relaxed), kind: scrubbed(kind) };
         let _ = self.tx.send(Record::Event(e));
     }

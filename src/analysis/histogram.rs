@@ -5,9 +5,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// 3 significant digits: 0.1 % resolution on every figure.
-pub const SIGNIFICANT_DIGITS: u8 = 3;
+pub(crate) const SIGNIFICANT_DIGITS: u8 = 3;
 
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Sized for 1 µs .. 1 s and grown on demand (up to hours): a histogram sized for an hour
     // up front costs 190 KB, and a trial keeps a dozen of them per shard.
     let mut h = Histogram::new_with_bounds(1, 1_000_000, SIGNIFICANT_DIGITS).expect("valid histogram bounds");
@@ -28,13 +28,13 @@ pub fn record(h: &mut Histogram<u64>, us: u64) {
 pub struct Packed(Vec<u8>);
 
 impl Packed {
-    pub fn pack(h: &Histogram<u64>) -> Self {
+    pub(crate) fn pack(h: &Histogram<u64>) -> Self {
         let mut bytes = Vec::new();
         V2Serializer::new().serialize(h, &mut bytes).expect("serializing into memory cannot fail");
         Self(bytes)
     }
 
-    pub fn unpack(&self) -> Histogram<u64> {
+    pub(crate) fn unpack(&self) -> Histogram<u64> {
         let mut h: Histogram<u64> =
             Deserializer::new().deserialize(&mut self.0.as_slice()).expect("a histogram this process packed");
         h.auto(true);
@@ -53,7 +53,7 @@ pub struct Percentiles {
 }
 
 /// Percentiles in milliseconds. An empty histogram gives zeros with count 0.
-pub fn percentiles_ms(h: &Histogram<u64>) -> Percentiles {
+pub(crate) fn percentiles_ms(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
     }

@@ -9,7 +9,7 @@ pub mod integrity;
 pub mod outage;
 pub(crate) mod phases;
 pub(crate) mod reorder;
-pub mod series;
+pub(crate) mod series;
 pub(crate) mod stream;
 pub(crate) mod summarize;
 pub mod summary;
@@ -26,7 +26,7 @@ use trial::{Params, TrialState};
 
 /// The timeline draws at most this many panels (a run of many trials on a many-shard cluster
 /// would otherwise ask for an image of gigabytes); series past them are not kept.
-pub const MAX_PANELS: usize = 24;
+pub(crate) const MAX_PANELS: usize = 24;
 
 /// Probes may report this long after the latest one due (deadline plus a scheduler stall).
 const REORDER_SLACK_US: u64 = 5_000_000;

@@ -18,7 +18,7 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn duration_us(&self) -> u64 {
+    pub(crate) fn duration_us(&self) -> u64 {
         self.end_us.saturating_sub(self.start_us)
     }
 }
@@ -33,7 +33,7 @@ pub(crate) enum Edge {
 /// The run-length outage detector of one stream, fed one probe at a time in scheduled order:
 /// it holds the open window and the closed ones (few), never the probes.
 #[derive(Default, Debug)]
-pub struct OutageDetector {
+pub(crate) struct OutageDetector {
     open: Option<Window>,
     closed: Vec<Window>,
 }
@@ -86,7 +86,7 @@ pub fn find_windows(samples: &[Sample]) -> Vec<Window> {
 
 /// Merges windows of several shards into "some shard was down" windows: overlapping windows
 /// become one, which is unrecovered if any part of it is.
-pub fn union(mut windows: Vec<Window>) -> Vec<Window> {
+pub(crate) fn union(mut windows: Vec<Window>) -> Vec<Window> {
     windows.sort_by_key(|w| w.start_us);
     let mut out: Vec<Window> = Vec::new();
     for w in windows {

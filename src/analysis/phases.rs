@@ -11,13 +11,13 @@
 use std::collections::VecDeque;
 
 /// How long the deployment must stay up after the trigger before the "after" phase begins.
-pub const QUIET_US: u64 = 60_000_000;
+pub(crate) const QUIET_US: u64 = 60_000_000;
 /// At most this many probes wait for their phase (16 bytes each); beyond, the oldest are
 /// counted as after (only at rates above ~8 700 probes/s over 60 s).
-pub const MAX_WAITING: usize = 1 << 19;
+pub(crate) const MAX_WAITING: usize = 1 << 19;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Before,
     During,
     After,

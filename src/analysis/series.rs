@@ -7,12 +7,12 @@
 use crate::sample::ErrorClass;
 
 /// The plot's pixel columns.
-pub const MIN_BUCKETS: usize = 1100;
+pub(crate) const MIN_BUCKETS: usize = 1100;
 const MAX_BUCKETS: usize = 2 * MIN_BUCKETS;
 const FIRST_WIDTH_US: u64 = 1_000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Highest and lowest latency of successful probes, µs (`min_ok_us` is u32::MAX when none).
     pub max_ok_us: u32,
     pub min_ok_us: u32,
@@ -26,11 +26,11 @@ pub struct Bucket {
 impl Bucket {
     const EMPTY: Bucket = Bucket { max_ok_us: 0, min_ok_us: u32::MAX, failed: 0, seq_lo: 0, seq_hi: 0 };
 
-    pub fn has_ok(&self) -> bool {
+    pub(crate) fn has_ok(&self) -> bool {
         self.min_ok_us != u32::MAX
     }
 
-    pub fn failed_classes(&self) -> impl Iterator<Item = ErrorClass> + '_ {
+    pub(crate) fn failed_classes(&self) -> impl Iterator<Item = ErrorClass> + '_ {
         ErrorClass::ALL.into_iter().filter(|c| self.failed & (1 << *c as u16) != 0)
     }
 
@@ -120,7 +120,7 @@ impl Series {
     }
 
     /// Each bucket with its middle, in µs on the run clock.
-    pub fn buckets(&self) -> impl Iterator<Item = (u64, &Bucket)> {
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = (u64, &Bucket)> {
         self.buckets.iter().enumerate().map(|(i, b)| (self.middle_us(i), b))
     }
 

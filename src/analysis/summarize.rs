@@ -9,7 +9,7 @@ use crate::duration::format_ms;
 use crate::sample::KeyspacePhase;
 use crate::sample::{AwsClass, Event, EventKind, Stream};
 
-pub fn us_to_ms(us: u64) -> f64 {
+pub(crate) fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 

@@ -1,7 +1,7 @@
 //! summary.json: the contract CI users read. Extend freely; never rename a field.
 
-pub use super::histogram::Percentiles;
-pub use super::integrity::Integrity;
+pub(crate) use super::histogram::Percentiles;
+pub(crate) use super::integrity::Integrity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

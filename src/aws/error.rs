@@ -35,7 +35,7 @@ impl AwsError {
         self.code.as_deref() == Some(code)
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
@@ -88,7 +88,7 @@ fn source_chain(err: &(dyn StdError + 'static)) -> String {
 }
 
 /// What an AWS error code means here, in one sentence.
-pub fn hint_for(code: &str, operation: &str) -> Option<String> {
+pub(crate) fn hint_for(code: &str, operation: &str) -> Option<String> {
     let text = match code {
         "TestFailoverNotAvailableFault" => {
             "TestFailover quota: 15 node groups (shards) per rolling 24 h per account and region, and a cluster-mode group must finish its previous node replacement first"

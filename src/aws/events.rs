@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
 /// AWS keeps events for 14 days; DescribeEvents refuses longer windows.
-pub const RETENTION_MINUTES: i32 = 14 * 24 * 60;
+pub(crate) const RETENTION_MINUTES: i32 = 14 * 24 * 60;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AwsEvent {
@@ -81,7 +81,7 @@ static TIME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Reads a replacement notice; `None` for any other message. `noticed` (the event's date) gives
 /// the year when the message has none.
-pub fn parse_replacement(message: &str, noticed: DateTime<Utc>) -> Option<Replacement> {
+pub(crate) fn parse_replacement(message: &str, noticed: DateTime<Utc>) -> Option<Replacement> {
     if !classify(message).is_replacement() {
         return None;
     }
@@ -122,7 +122,7 @@ fn clean_time_text(text: &str) -> String {
 /// Lenient: ISO 8601 / RFC 3339 / RFC 2822, "Jun 25 19:00 UTC" (year from `noticed`), "Thu Jun 25
 /// 19:00:00 UTC 2026", "Jun 25, 2026 19:00", "25 Jun 2026 19:00", "06/25/2026 19:00". Times are UTC
 /// unless they say otherwise; an unknown zone gives `None`.
-pub fn parse_time(text: &str, noticed: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str, noticed: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
@@ -207,7 +207,7 @@ pub async fn fetch(client: &Client, window: Window) -> Result<Vec<AwsEvent>, Aws
 }
 
 /// The SDK's timestamp as chrono's, nanoseconds kept.
-pub fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 

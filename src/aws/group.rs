@@ -57,7 +57,7 @@ impl GroupInfo {
         Ok(format!("redis{s}://{h}:{p}"))
     }
 
-    pub fn node_group(&self, id: &str) -> Option<&NodeGroup> {
+    pub(crate) fn node_group(&self, id: &str) -> Option<&NodeGroup> {
         self.node_groups.iter().find(|g| g.id == id)
     }
 

@@ -7,7 +7,7 @@ pub mod events;
 pub mod group;
 pub mod history;
 pub mod maintenance;
-pub mod modify;
+pub(crate) mod modify;
 pub mod watch;
 
 use aws_config::{BehaviorVersion, Region};

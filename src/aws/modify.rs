@@ -8,7 +8,12 @@ use super::watch::AwsRun;
 use anyhow::{bail, Result};
 
 /// Describes the group every poll until `done`, or fails after the run's AWS wait.
-pub async fn wait_group(aws: &AwsRun, group: &str, what: &str, done: impl Fn(&GroupInfo) -> bool) -> Result<GroupInfo> {
+pub(crate) async fn wait_group(
+    aws: &AwsRun,
+    group: &str,
+    what: &str,
+    done: impl Fn(&GroupInfo) -> bool,
+) -> Result<GroupInfo> {
     let until = tokio::time::Instant::now() + aws.wait;
     loop {
         let g = describe_group(&aws.client, group).await?;
@@ -25,7 +30,7 @@ pub async fn wait_group(aws: &AwsRun, group: &str, what: &str, done: impl Fn(&Gr
 
 /// ModifyReplicationGroup AutomaticFailoverEnabled (+ MultiAZEnabled), then waits until applied.
 /// AWS refuses changes while the group is modifying (e.g. an interrupted promotion): wait first.
-pub async fn set_automatic_failover(aws: &AwsRun, group: &str, enabled: bool, multi_az: bool) -> Result<()> {
+pub(crate) async fn set_automatic_failover(aws: &AwsRun, group: &str, enabled: bool, multi_az: bool) -> Result<()> {
     wait_group(aws, group, "`available`", |g| g.status == "available").await?;
     aws.client
         .modify_replication_group()
@@ -45,7 +50,7 @@ pub async fn set_automatic_failover(aws: &AwsRun, group: &str, enabled: bool, mu
 }
 
 /// ModifyReplicationGroup PrimaryClusterId, then waits until `cluster` is the primary.
-pub async fn set_primary(aws: &AwsRun, group: &str, cluster: &str) -> Result<()> {
+pub(crate) async fn set_primary(aws: &AwsRun, group: &str, cluster: &str) -> Result<()> {
     aws.client
         .modify_replication_group()
         .replication_group_id(group)

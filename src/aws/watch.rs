@@ -82,7 +82,7 @@ impl AwsRun {
     }
 
     /// From here on events go to the run's timeline; earlier AWS events are not this run's.
-    pub fn attach(&self, report: Reporter) {
+    pub(crate) fn attach(&self, report: Reporter) {
         let start: DateTime<Utc> = report.clock.wall_start().into();
         let _ = self.since.set(start - chrono::Duration::seconds(5));
         let _ = self.report.set(report);
@@ -93,7 +93,7 @@ impl AwsRun {
     }
 
     /// Fetches new events, puts each on the timeline once, returns all seen so far.
-    pub async fn poll_events(&self) -> Result<Vec<AwsEvent>, AwsError> {
+    pub(crate) async fn poll_events(&self) -> Result<Vec<AwsEvent>, AwsError> {
         let since = *self.since.get_or_init(|| Utc::now() - chrono::Duration::seconds(5));
         stamp(&self.events_polled);
         let fetched = events::fetch(&self.client, events::Window::Since(since)).await?;
@@ -125,7 +125,7 @@ impl AwsRun {
     }
 
     /// Status and member roles, on the timeline whenever they change.
-    pub async fn poll_topology(&self) -> Result<(), AwsError> {
+    pub(crate) async fn poll_topology(&self) -> Result<(), AwsError> {
         stamp(&self.topology_polled);
         let (resource, status, members) = if let Some(id) = &self.group {
             let g = group::describe_group(&self.client, id).await?;
@@ -150,7 +150,11 @@ impl AwsRun {
     }
 
     /// Polls until `done` finds what it waits for in the events seen, or `limit` passes.
-    pub async fn wait_for<T>(&self, limit: Duration, done: impl Fn(&[AwsEvent]) -> Option<T>) -> Result<T, String> {
+    pub(crate) async fn wait_for<T>(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[AwsEvent]) -> Option<T>,
+    ) -> Result<T, String> {
         let until = tokio::time::Instant::now() + limit;
         let mut last_error = None;
         loop {
@@ -198,20 +202,20 @@ impl AwsRun {
         last.is_none_or(|at| at.elapsed() + Duration::from_millis(50) >= self.poll)
     }
 
-    pub fn push_restore(&self, r: Restore) {
+    pub(crate) fn push_restore(&self, r: Restore) {
         if let Ok(mut v) = self.pending_restores.lock() {
             v.push(r);
         }
     }
 
-    pub fn clear_restore(&self, r: &Restore) {
+    pub(crate) fn clear_restore(&self, r: &Restore) {
         if let Ok(mut v) = self.pending_restores.lock() {
             v.retain(|x| x != r);
         }
     }
 
     /// Undoes what an interrupted trigger left changed; says how when it cannot.
-    pub async fn restore_all(&self) {
+    pub(crate) async fn restore_all(&self) {
         let pending: Vec<Restore> =
             self.pending_restores.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
         for r in pending {

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
-pub struct ClusterFailover(pub Option<String>);
+pub(crate) struct ClusterFailover(pub Option<String>);
 
 impl Trigger for ClusterFailover {
     fn kind(&self) -> String {
@@ -53,7 +53,7 @@ impl Trigger for ClusterFailover {
 }
 
 /// The shard named by `--shard N`, or owning `--key K`, or the first.
-pub async fn chosen_shard(ctx: &TriggerContext) -> Result<(usize, ShardInfo)> {
+pub(crate) async fn chosen_shard(ctx: &TriggerContext) -> Result<(usize, ShardInfo)> {
     let shards = cluster_shards(&ctx.target, &seeds(&ctx.target), ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
     let index = match (&ctx.shard, &ctx.key) {
         (Some(i), _) => *i,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// TestFailover: at most this many node groups per rolling 24 h (older docs said 5).
-pub const TEST_FAILOVER_QUOTA: usize = 15;
+pub(crate) const TEST_FAILOVER_QUOTA: usize = 15;
 /// AWS's clock and ours may differ; its events are matched from this long before our call.
 const SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -31,7 +31,7 @@ pub struct TestFailover(pub Option<String>);
 
 impl TestFailover {
     /// The named node group, or the only one, or the one holding the probed shard's slots.
-    pub async fn node_group(&self, ctx: &TriggerContext, g: &GroupInfo) -> Result<String> {
+    pub(crate) async fn node_group(&self, ctx: &TriggerContext, g: &GroupInfo) -> Result<String> {
         if let Some(id) = &self.0 {
             return match g.node_group(id) {
                 Some(_) => Ok(id.clone()),
@@ -155,7 +155,7 @@ fn fresh(seen: &[AwsEvent], before: &[AwsEvent]) -> Vec<AwsEvent> {
 
 /// The documented order: Test Failover API called → Failover … completed → (Recovering cache
 /// nodes) → Finished recovery. Returns a one-line account with AWS's times once complete.
-pub fn failover_sequence(seen: &[AwsEvent], since: DateTime<Utc>, node_group: &str) -> Option<String> {
+pub(crate) fn failover_sequence(seen: &[AwsEvent], since: DateTime<Utc>, node_group: &str) -> Option<String> {
     let after = |t: DateTime<Utc>, class: Class| seen.iter().find(|e| e.date >= t && e.class() == class);
     let called = seen
         .iter()
@@ -184,7 +184,7 @@ fn not_completed(aws: &AwsRun, waited_for: &str, last_error: String) -> anyhow::
 }
 
 /// `elasticache-promote=<cache-cluster-id>`.
-pub struct Promote(pub String);
+pub(crate) struct Promote(pub String);
 
 impl Promote {
     pub async fn check(&self, ctx: &TriggerContext) -> Result<String> {
@@ -280,7 +280,7 @@ impl Promote {
 }
 
 /// `elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]`.
-pub struct Reboot {
+pub(crate) struct Reboot {
     pub cache_cluster: String,
     pub nodes: Vec<String>,
 }

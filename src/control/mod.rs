@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub type TriggerFuture<'a> = Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+pub(crate) type TriggerFuture<'a> = Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
 
 /// What a trigger may act on.
 pub struct TriggerContext {
@@ -72,9 +72,9 @@ pub enum TriggerSpec {
 /// Which targets a trigger works on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
-    AnyTarget,
-    SentinelTarget,
-    ClusterTarget,
+    Any,
+    Sentinel,
+    Cluster,
 }
 
 /// One row per trigger: its name, how it is written, what it does, and what it needs. The
@@ -109,7 +109,7 @@ const fn row(
         needs_process: false,
         calls_aws: false,
         always_confirm: false,
-        needs: Needs::AnyTarget,
+        needs: Needs::Any,
         parse,
     }
 }
@@ -118,10 +118,10 @@ fn no_arg(spec: TriggerSpec) -> impl Fn(Option<&str>) -> Option<TriggerSpec> {
     move |arg| arg.is_none().then(|| spec.clone())
 }
 
-pub const TRIGGERS: &[TriggerKind] = &[
+pub(crate) const TRIGGERS: &[TriggerKind] = &[
     row("none", "none", "observe only, for --duration", |a| no_arg(TriggerSpec::None)(a)),
     TriggerKind {
-        needs: Needs::SentinelTarget,
+        needs: Needs::Sentinel,
         ..row("sentinel", "sentinel", "SENTINEL FAILOVER through the target's sentinels", |a| {
             no_arg(TriggerSpec::Sentinel)(a)
         })
@@ -152,7 +152,7 @@ pub const TRIGGERS: &[TriggerKind] = &[
         })
     },
     TriggerKind {
-        needs: Needs::ClusterTarget,
+        needs: Needs::Cluster,
         ..row(
             "cluster-failover",
             "cluster-failover[=force|takeover]",
@@ -197,7 +197,7 @@ pub const TRIGGERS: &[TriggerKind] = &[
 ];
 
 /// The `--trigger` help, from the table.
-pub fn trigger_help() -> String {
+pub(crate) fn trigger_help() -> String {
     let usages: Vec<&str> = TRIGGERS.iter().map(|k| k.usage).collect();
     format!("What causes the failover: {}", usages.join(" | "))
 }
@@ -251,7 +251,7 @@ impl TriggerSpec {
         })
     }
 
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Self::None => "none".into(),
             Self::Sentinel => "sentinel".into(),
@@ -273,18 +273,18 @@ impl TriggerSpec {
     }
 
     /// Needs the primary's process: from `--lab` or `--pid`.
-    pub fn needs_process(&self) -> bool {
+    pub(crate) fn needs_process(&self) -> bool {
         self.kind().needs_process
     }
 
     /// Calls the AWS API: always confirmed (`--yes` or typed), whatever the endpoint.
-    pub fn is_aws(&self) -> bool {
+    pub(crate) fn is_aws(&self) -> bool {
         self.kind().calls_aws
     }
 
     /// What can be checked from the plan alone, before anything is connected: the target kind
     /// and, for process triggers, where the process comes from.
-    pub fn check_plan(&self, target: &Target, has_process: bool) -> Result<()> {
+    pub(crate) fn check_plan(&self, target: &Target, has_process: bool) -> Result<()> {
         let kind = self.kind();
         if kind.needs_process && !has_process {
             return Err(invalid(format!(
@@ -293,10 +293,10 @@ impl TriggerSpec {
             )));
         }
         match kind.needs {
-            Needs::SentinelTarget if !target.is_sentinel() => {
+            Needs::Sentinel if !target.is_sentinel() => {
                 Err(invalid(format!("trigger `{}` needs a redis+sentinel:// target", kind.name)))
             }
-            Needs::ClusterTarget if !target.is_cluster() => {
+            Needs::Cluster if !target.is_cluster() => {
                 Err(invalid(format!("trigger `{}` needs a redis+cluster:// target", kind.name)))
             }
             _ => Ok(()),

@@ -7,7 +7,7 @@ use crate::target::locate_primary;
 use anyhow::{anyhow, Result};
 use std::time::Duration;
 
-pub enum Signal {
+pub(crate) enum Signal {
     Kill,
     Pause(Duration),
 }
@@ -61,7 +61,7 @@ impl Drop for ResumeOnDrop {
 
 /// `restart`: kill the lab node (the primary, the chosen shard's primary, or memcached node
 /// `--shard N`) and start it again on the same port — for memcached, a node replacement.
-pub struct Restart;
+pub(crate) struct Restart;
 
 impl Trigger for Restart {
     fn kind(&self) -> String {

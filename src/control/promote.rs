@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 use redis::aio::MultiplexedConnection;
 use tokio::time::timeout;
 
-pub struct Promote;
+pub(crate) struct Promote;
 
 impl Trigger for Promote {
     fn kind(&self) -> String {
@@ -38,7 +38,7 @@ async fn cmd<T: redis::FromRedisValue>(
 }
 
 /// `slave0:ip=127.0.0.1,port=6380,state=online,offset=123,lag=0`
-pub fn first_online_replica(info: &str) -> Option<(String, u16)> {
+pub(crate) fn first_online_replica(info: &str) -> Option<(String, u16)> {
     (0..16).find_map(|i| {
         let line = info_field(info, &format!("slave{i}"))?;
         let field = |k: &str| line.split(',').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));

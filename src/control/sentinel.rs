@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
-pub struct SentinelFailover;
+pub(crate) struct SentinelFailover;
 
 impl Trigger for SentinelFailover {
     fn kind(&self) -> String {

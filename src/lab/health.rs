@@ -20,7 +20,7 @@ pub enum Readiness {
 }
 
 impl Lab {
-    pub async fn wait_ready(&self, limit: Duration) -> Result<u16> {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> Result<u16> {
         let until = Instant::now() + limit;
         let mut stable_since: Option<(Instant, u16)> = None;
         let mut last = String::new();
@@ -207,7 +207,7 @@ impl Lab {
         }
     }
 
-    pub fn is_sentinel(&self) -> bool {
+    pub(crate) fn is_sentinel(&self) -> bool {
         self.topology == Topology::Sentinel && self.nodes().iter().any(|n| n.kind == NodeKind::Sentinel)
     }
 }

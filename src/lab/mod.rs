@@ -16,10 +16,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const MASTER_NAME: &str = "failprobe";
-pub const LAB_FILE: &str = "lab.json";
+pub(crate) const LAB_FILE: &str = "lab.json";
 /// Sentinel settings from the lab notes: kill -9 → ~2.2 s outage, tests stay fast.
-pub const DOWN_AFTER_MS: u64 = 1000;
-pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
+pub(crate) const DOWN_AFTER_MS: u64 = 1000;
+pub(crate) const FAILOVER_TIMEOUT_MS: u64 = 3000;
 const INSTALL_HINT: &str =
     "install them with: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools";
 
@@ -37,7 +37,7 @@ pub enum Topology {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct LabFile {
+pub(crate) struct LabFile {
     pub topology: Topology,
     pub master_name: String,
     pub target: String,
@@ -233,13 +233,13 @@ impl Lab {
         Ok(())
     }
 
-    pub fn any_alive(&self) -> bool {
+    pub(crate) fn any_alive(&self) -> bool {
         self.nodes().iter().any(|n| n.is_alive())
     }
 
     /// Restarts every node that is no longer running (after a kill trigger), as a replica of the
     /// current primary, so the next trial starts from a healthy lab.
-    pub async fn heal(&self) -> Result<()> {
+    pub(crate) async fn heal(&self) -> Result<()> {
         self.reap();
         let dead: Vec<Node> = self.nodes().into_iter().filter(|n| !n.is_alive()).collect();
         if dead.is_empty() {

@@ -155,7 +155,7 @@ impl Node {
     /// the epoch on all of them). On these machines' disks that stalls every primary for ~0.25 s
     /// at once, which a probe sees as an outage on shards nobody touched; the lab keeps the file
     /// on tmpfs when there is one, so the lab measures the failover, not the disk.
-    pub fn cluster_config_file(&self, dir: &Path) -> std::path::PathBuf {
+    pub(crate) fn cluster_config_file(&self, dir: &Path) -> std::path::PathBuf {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() {
             // Named after the lab directory, so any process that restarts the node finds it.
@@ -211,7 +211,7 @@ fn quote(value: &str) -> String {
 /// Servers get only what they need from our environment: a password in FAILPROBE_PASSWORD,
 /// REDISCLI_AUTH or an AWS key must not sit in /proc/PID/environ of a long-lived lab server
 /// (nor make redis-cli authenticate to a lab that has no password).
-pub fn scrubbed_env(cmd: &mut Command) -> &mut Command {
+pub(crate) fn scrubbed_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear();
     for var in ["PATH", "LANG", "TZ"] {
         if let Some(v) = std::env::var_os(var) {
@@ -223,12 +223,12 @@ pub fn scrubbed_env(cmd: &mut Command) -> &mut Command {
 
 /// A port the OS considers free right now. The OS hands out ephemeral ports in sequence, so a
 /// port just released is not given to another test straight away.
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
 
-pub async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -241,7 +241,7 @@ pub async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
 
 /// A port for a cluster node: its cluster bus listens on port + 10 000, which must be free too
 /// (and exist: an ephemeral port above 55 535 has no bus port).
-pub fn free_cluster_port() -> Result<u16> {
+pub(crate) fn free_cluster_port() -> Result<u16> {
     for _ in 0..200 {
         let port = free_port()?;
         if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
@@ -252,7 +252,7 @@ pub fn free_cluster_port() -> Result<u16> {
 }
 
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.
-pub async fn wait_port_closed(port: u16, limit: Duration) {
+pub(crate) async fn wait_port_closed(port: u16, limit: Duration) {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {

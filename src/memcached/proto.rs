@@ -108,7 +108,7 @@ impl Conn {
     }
 
     /// `get` of several keys; returns the items found.
-    pub async fn get_many(&mut self, keys: &[&[u8]], deadline: Instant) -> Result<Vec<Item>, ProbeError> {
+    pub(crate) async fn get_many(&mut self, keys: &[&[u8]], deadline: Instant) -> Result<Vec<Item>, ProbeError> {
         let mut req = b"get".to_vec();
         for k in keys {
             check_key(k)?;
@@ -170,13 +170,13 @@ impl Conn {
         Ok(out)
     }
 
-    pub async fn metadump_start(&mut self, deadline: Instant) -> Result<(), ProbeError> {
+    pub(crate) async fn metadump_start(&mut self, deadline: Instant) -> Result<(), ProbeError> {
         self.send(b"lru_crawler metadump all\r\n", deadline).await
     }
 
     /// The next key of a metadump and its expiry; `None` at its end. One line at a time, so a
     /// node with millions of keys never has its key list held in memory.
-    pub async fn metadump_next(&mut self, deadline: Instant) -> Result<Option<(Vec<u8>, i64)>, ProbeError> {
+    pub(crate) async fn metadump_next(&mut self, deadline: Instant) -> Result<Option<(Vec<u8>, i64)>, ProbeError> {
         loop {
             let line = self.line(deadline).await?;
             if line == "END" {
@@ -196,7 +196,10 @@ impl Conn {
 impl Conn {
     /// ElastiCache's configuration endpoint: `config get cluster` lists the nodes
     /// (`host|ip|port` separated by spaces). A plain memcached answers ERROR: `None`.
-    pub async fn config_get_cluster(&mut self, deadline: Instant) -> Result<Option<Vec<(String, u16)>>, ProbeError> {
+    pub(crate) async fn config_get_cluster(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Vec<(String, u16)>>, ProbeError> {
         self.send(b"config get cluster\r\n", deadline).await?;
         let first = self.line(deadline).await?;
         if !first.starts_with("CONFIG cluster") {
@@ -215,7 +218,7 @@ impl Conn {
 
 /// `host|ip|port host|ip|port`: the host name when there is one (what ElastiCache clients
 /// use), else the IP.
-pub fn parse_cluster_config(line: &str) -> Vec<(String, u16)> {
+pub(crate) fn parse_cluster_config(line: &str) -> Vec<(String, u16)> {
     line.split_whitespace()
         .filter_map(|entry| {
             let mut f = entry.split('|');
@@ -229,9 +232,9 @@ pub fn parse_cluster_config(line: &str) -> Vec<(String, u16)> {
 const MAX_LINE: usize = 64 * 1024;
 /// The largest value failprobe reads back (memcached's item size limit is 1 MB by default and
 /// 1 GB at most; anything announced above this is refused, not allocated).
-pub const MAX_VALUE: usize = 128 << 20;
+pub(crate) const MAX_VALUE: usize = 128 << 20;
 /// memcached reads an exptime above 30 days as an absolute unix time.
-pub const RELATIVE_EXPTIME_MAX: u64 = 30 * 24 * 3600;
+pub(crate) const RELATIVE_EXPTIME_MAX: u64 = 30 * 24 * 3600;
 
 async fn read_until_newline(mut r: impl tokio::io::AsyncBufRead + Unpin, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     r.read_until(b'\n', buf).await
@@ -254,7 +257,7 @@ pub fn exptime(ttl: Duration) -> u64 {
 
 /// A key the text protocol can carry: 1 to 250 bytes, no whitespace or control characters
 /// (anything else would end the command early and let the rest be read as another command).
-pub fn valid_key(key: &[u8]) -> bool {
+pub(crate) fn valid_key(key: &[u8]) -> bool {
     !key.is_empty() && key.len() <= 250 && key.iter().all(|b| b.is_ascii_graphic() || *b >= 0x80)
 }
 
@@ -270,7 +273,7 @@ fn server_error(line: &str) -> ProbeError {
 }
 
 /// metadump URL-encodes keys (`%3A` for `:`).
-pub fn url_decode(s: &str) -> Vec<u8> {
+pub(crate) fn url_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -20,20 +20,20 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 const BACKOFF_MIN: Duration = Duration::from_millis(25);
 const BACKOFF_MAX: Duration = Duration::from_millis(200);
 
-pub struct Live {
+pub(crate) struct Live {
     pub conn: MultiplexedConnection,
     pub server: ServerInfo,
     pub generation: u64,
 }
 
 #[derive(Clone)]
-pub enum ConnectionState {
+pub(crate) enum ConnectionState {
     Connecting,
     Up(Arc<Live>),
     Down(ProbeError),
 }
 
-pub struct StreamConnection {
+pub(crate) struct StreamConnection {
     pub stream: Stream,
     state: watch::Sender<ConnectionState>,
     wake: Notify,
@@ -71,7 +71,7 @@ impl StreamConnection {
         }
     }
 
-    pub fn current(&self) -> Option<Arc<Live>> {
+    pub(crate) fn current(&self) -> Option<Arc<Live>> {
         match &*self.state.borrow() {
             ConnectionState::Up(l) => Some(l.clone()),
             _ => None,
@@ -79,7 +79,7 @@ impl StreamConnection {
     }
 
     /// Drops connection `generation` (if it is still the live one) and asks for a new one.
-    pub fn invalidate(&self, generation: u64) {
+    pub(crate) fn invalidate(&self, generation: u64) {
         let changed = self.state.send_if_modified(|s| match s {
             ConnectionState::Up(l) if l.generation == generation => {
                 *s = ConnectionState::Connecting;
@@ -93,14 +93,14 @@ impl StreamConnection {
     }
 
     /// The primary moved (Sentinel said so): reconnect now, whatever the state.
-    pub fn follow_new_primary(&self) {
+    pub(crate) fn follow_new_primary(&self) {
         self.skip_backoff.store(true, Ordering::SeqCst);
         self.state.send_replace(ConnectionState::Connecting);
         self.wake.notify_one();
     }
 
     /// Keeps this slot connected until `stop` turns true.
-    pub async fn run_connector(
+    pub(crate) async fn run_connector(
         self: Arc<Self>,
         locator: Arc<Locator>,
         limit: Duration,

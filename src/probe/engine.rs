@@ -27,7 +27,7 @@ pub struct StreamTask {
 }
 
 /// A boxed future, for the engine trait's async methods (the trait is used as `dyn Engine`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the run loop needs from a kind of deployment: its shards (or nodes), their keys, the
 /// probe streams, the integrity check after recovery, key counts and seeding. Everything
@@ -83,7 +83,7 @@ pub async fn start(
 
 /// Before anything is recorded: is the deployment there? The primary answers ROLE (through
 /// Sentinel or the cluster), or every memcached node answers a get.
-pub async fn preflight(target: &Target, limit: Duration) -> Result<(), String> {
+pub(crate) async fn preflight(target: &Target, limit: Duration) -> Result<(), String> {
     let Some(nodes) = target.memcache_nodes() else {
         return connect_primary(target, limit).await.map(|_| ()).map_err(|e| format!("{}: {e}", target.redacted()));
     };
@@ -100,7 +100,7 @@ pub async fn preflight(target: &Target, limit: Duration) -> Result<(), String> {
 
 /// For process triggers (`--shard N`): node N of a target whose engine numbers independent
 /// nodes (memcached), or None when the target has primaries to find instead (Redis).
-pub fn numbered_node(target: &Target, index: usize) -> Option<Result<(String, u16), String>> {
+pub(crate) fn numbered_node(target: &Target, index: usize) -> Option<Result<(String, u16), String>> {
     let nodes = target.memcache_nodes()?;
     Some(
         nodes
@@ -246,7 +246,7 @@ async fn follow_node_list(
 }
 
 /// One stream of one shard on any `Prober`, on the fixed-rate schedule.
-pub async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
+pub(crate) async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
     let StreamTask { shard, cfg, keys, report, health, stop } = task;
     match cfg.stream {
         Stream::Write => {

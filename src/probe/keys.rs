@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub const NAMESPACE: &str = "failprobe:";
+pub(crate) const NAMESPACE: &str = "failprobe:";
 
 #[derive(Clone, Debug)]
 pub struct TrialKeys {
@@ -30,7 +30,7 @@ impl TrialKeys {
 }
 
 /// A short random run id: unique enough that two runs never share keys.
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     use rand::Rng;
     let n: u64 = rand::rng().random();
     format!("{:012x}", n & 0xffff_ffff_ffff)

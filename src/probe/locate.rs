@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub enum Locator {
+pub(crate) enum Locator {
     Primary(Arc<Target>),
     ClusterSlot { target: Arc<Target>, slot: u16, map: Arc<SlotMap> },
 }
@@ -31,13 +31,13 @@ impl Locator {
 
     /// Whether the connected server itself is the authority on "who is primary" (a standalone
     /// target); with Sentinel or a cluster the primary is what they announce.
-    pub fn server_is_primary_source(&self) -> bool {
+    pub(crate) fn server_is_primary_source(&self) -> bool {
         matches!(self, Locator::Primary(t) if !t.is_sentinel() && !t.is_cluster())
     }
 }
 
 /// The cluster's slot ownership as last seen (CLUSTER SLOTS, corrected by MOVED replies).
-pub struct SlotMap {
+pub(crate) struct SlotMap {
     shards: RwLock<Vec<ShardInfo>>,
 }
 
@@ -65,7 +65,7 @@ impl SlotMap {
     }
 
     /// Asks the seeds and every node known so far; keeps the old map when none answers.
-    pub async fn refresh(&self, target: &Target, limit: Duration) -> Result<Vec<ShardInfo>, ProbeError> {
+    pub(crate) async fn refresh(&self, target: &Target, limit: Duration) -> Result<Vec<ShardInfo>, ProbeError> {
         let mut nodes = seeds(target);
         for s in self.shards() {
             nodes.extend(std::iter::once(&s.primary).chain(&s.replicas).map(|n| (n.host.clone(), n.port)));
@@ -81,7 +81,7 @@ impl SlotMap {
 
 /// "MOVED 3999 127.0.0.1:6381" (or redis-rs's "Moved: 3999 127.0.0.1:6381", possibly inside a
 /// transaction abort) → (3999, host, port).
-pub fn parse_moved(text: &str) -> Option<(u16, String, u16)> {
+pub(crate) fn parse_moved(text: &str) -> Option<(u16, String, u16)> {
     let lower = text.to_ascii_lowercase();
     lower.match_indices("moved").find_map(|(at, _)| {
         let rest = text[at + 5..].trim_start_matches(|c: char| c == ':' || c.is_whitespace());

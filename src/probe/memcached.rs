@@ -22,7 +22,7 @@ struct Slot {
     retry_at: Option<(Instant, Duration, ProbeError)>,
 }
 
-pub struct MemcachedNode {
+pub(crate) struct MemcachedNode {
     pub name: String,
     pub addr: String,
     /// The hash-tag-like part of this node's keys (`<run-id>.n<i>`).
@@ -30,7 +30,7 @@ pub struct MemcachedNode {
     slots: [Mutex<Slot>; 2],
 }
 
-pub struct MemcachedProber {
+pub(crate) struct MemcachedProber {
     nodes: Vec<MemcachedNode>,
     limit: Duration,
 }
@@ -101,7 +101,7 @@ impl MemcachedProber {
     }
 
     /// How many of the acknowledged write keys `1..=max_seq` the node still has.
-    pub async fn present_writes(
+    pub(crate) async fn present_writes(
         &self,
         node: usize,
         keys: &TrialKeys,
@@ -144,7 +144,7 @@ impl MemcachedProber {
     }
 
     /// How many seeded keys survived, byte-identical, per node.
-    pub async fn seeds_surviving(&self, trial: u32, count: u64) -> Vec<Result<u64, ProbeError>> {
+    pub(crate) async fn seeds_surviving(&self, trial: u32, count: u64) -> Vec<Result<u64, ProbeError>> {
         let mut out = Vec::new();
         for n in &self.nodes {
             out.push(self.surviving_on(n, trial, count).await);
@@ -171,7 +171,7 @@ fn write_key(keys: &TrialKeys, seq: u64) -> String {
 }
 
 /// Seed key `k` of a node: a known value, different for every key.
-pub fn seed_item(tag: &str, trial: u32, k: u64) -> Item {
+pub(crate) fn seed_item(tag: &str, trial: u32, k: u64) -> Item {
     Item {
         key: format!("{}{{{tag}}}:t{trial}:seed:{k}", super::keys::NAMESPACE).into_bytes(),
         flags: (k % 65536) as u32,

@@ -5,7 +5,7 @@
 pub mod connection;
 pub mod engine;
 pub mod keys;
-pub mod locate;
+pub(crate) mod locate;
 pub mod memcached;
 pub mod redis;
 pub mod schedule;

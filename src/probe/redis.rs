@@ -299,7 +299,7 @@ impl RedisProber {
     /// arrives as one reply.
     /// At most `max_seq` entries are read (one per write sent): a server that claims a longer
     /// list is not followed, and numbers failprobe never sent are ignored.
-    pub async fn read_write_log(
+    pub(crate) async fn read_write_log(
         &self,
         shard: usize,
         keys: &TrialKeys,
@@ -328,7 +328,7 @@ impl RedisProber {
 
     /// DBSIZE without failprobe's own keys (those we know we wrote; no KEYS/SCAN needed),
     /// summed over the shards' primaries.
-    pub async fn user_key_count(&self, own: &[String]) -> Result<u64, ProbeError> {
+    pub(crate) async fn user_key_count(&self, own: &[String]) -> Result<u64, ProbeError> {
         let mut total = 0;
         for shard in &self.shards {
             let (mut conn, _) = shard.locator.connect(self.limit).await?;

@@ -29,7 +29,7 @@ pub struct StreamConfig {
 
 /// The live state of one stream, for the run loop (is it up?) and the status line.
 #[derive(Debug, Default, Clone)]
-pub struct HealthState {
+pub(crate) struct HealthState {
     /// Scheduled time of the latest-scheduled probe that has completed.
     latest_scheduled_us: u64,
     pub up: bool,
@@ -47,11 +47,11 @@ pub struct HealthState {
 pub struct Health(Mutex<HealthState>);
 
 impl Health {
-    pub fn snapshot(&self) -> HealthState {
+    pub(crate) fn snapshot(&self) -> HealthState {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         if let Ok(mut s) = self.0.lock() {
             *s = HealthState::default();
         }

@@ -8,9 +8,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-pub const META_FILE: &str = "run.json";
-pub const SAMPLES_FILE: &str = "samples.csv";
-pub const EVENTS_FILE: &str = "events.jsonl";
+pub(crate) const META_FILE: &str = "run.json";
+pub(crate) const SAMPLES_FILE: &str = "samples.csv";
+pub(crate) const EVENTS_FILE: &str = "events.jsonl";
 
 pub struct RunWriter {
     samples: csv::Writer<BufWriter<File>>,
@@ -58,7 +58,7 @@ pub struct OutClaim {
     kept: bool,
 }
 
-pub const LOCK_FILE: &str = "failprobe.lock";
+pub(crate) const LOCK_FILE: &str = "failprobe.lock";
 
 /// `<prefix>-<local time>`, with `-2`, `-3`… when a run of the same second already took it: two
 /// runs started together get two directories (the claim still decides a true race).

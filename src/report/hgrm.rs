@@ -14,10 +14,10 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub struct Hgrm;
+pub(crate) struct Hgrm;
 
 pub const DIR: &str = "histograms";
-pub const LOG_FILE: &str = "histograms.hlog";
+pub(crate) const LOG_FILE: &str = "histograms.hlog";
 const PHASES: [&str; 3] = ["before", "during", "after"];
 
 impl Exporter for Hgrm {
@@ -44,7 +44,7 @@ impl Exporter for Hgrm {
 
 /// `trial0-writes`, `trial0-writes-during`, ..., `outages`: every histogram of the run, in µs.
 /// Packed: each is unpacked only while it is written.
-pub fn named_histograms(data: &ReportData) -> Vec<(String, Packed)> {
+pub(crate) fn named_histograms(data: &ReportData) -> Vec<(String, Packed)> {
     let mut out = Vec::new();
     for ((trial, stream), h) in &data.analysis.histograms {
         let base = format!("trial{trial}-{}", stream.name());
@@ -61,7 +61,7 @@ pub fn named_histograms(data: &ReportData) -> Vec<(String, Packed)> {
 
 /// The classic `outputPercentileDistribution` text (5 ticks per half distance). `scale` divides
 /// recorded values (µs) into the unit shown (1000 → ms).
-pub fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
+pub(crate) fn percentile_distribution(h: &Histogram<u64>, scale: f64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
     let mut total = 0u64;

@@ -3,7 +3,7 @@
 use super::{write_one, Exporter, ReportData};
 use std::path::{Path, PathBuf};
 
-pub struct Json;
+pub(crate) struct Json;
 
 impl Exporter for Json {
     fn format(&self) -> &'static str {

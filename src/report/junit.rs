@@ -45,7 +45,7 @@ pub fn junit(s: &Summary) -> String {
 }
 
 /// A short Markdown block for `$GITHUB_STEP_SUMMARY`.
-pub fn step_summary(s: &Summary) -> String {
+pub(crate) fn step_summary(s: &Summary) -> String {
     let mut md = String::new();
     let icon = match s.verdict.kind.as_str() {
         "pass" | "recovered" => "✅",

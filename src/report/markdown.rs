@@ -6,7 +6,7 @@ use crate::duration::format_ms;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-pub struct Markdown;
+pub(crate) struct Markdown;
 
 impl Exporter for Markdown {
     fn format(&self) -> &'static str {
@@ -155,7 +155,7 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
 }
 
 /// What AWS says next to what the probes saw, in one sentence (report.md and report.html).
-pub fn aws_line(t: &TrialSummary) -> Option<String> {
+pub(crate) fn aws_line(t: &TrialSummary) -> Option<String> {
     let aws = t.aws.as_ref()?;
     let at = |v: Option<f64>| v.map(|ms| format!("{ms:.1} ms")).unwrap_or_else(|| "not logged".into());
     let mut line = format!(
@@ -202,7 +202,7 @@ fn write_definitions(md: &mut String, s: &Summary) -> std::fmt::Result {
 
 /// What each figure means and how precise it is; report.md and report.html both use these
 /// (Markdown emphasis with `**`).
-pub fn definitions(s: &Summary) -> Vec<String> {
+pub(crate) fn definitions(s: &Summary) -> Vec<String> {
     let r = &s.resolution;
     let mut out = vec![
         format!("An **outage window** is a run of consecutive failed probes of one stream, by scheduled time: from the scheduled time of the first failed probe to the completion of the first successful one after it. It may have started up to one interval ({}) earlier.", format_ms(r.outage_uncertainty_ms)),

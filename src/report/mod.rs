@@ -6,7 +6,7 @@ pub mod hgrm;
 pub mod html;
 pub mod json;
 pub mod junit;
-pub mod markdown;
+pub(crate) mod markdown;
 pub mod plot;
 pub mod png;
 pub use crate::analysis::summary;
@@ -44,7 +44,7 @@ impl ReportData {
     }
 }
 
-pub trait Exporter {
+pub(crate) trait Exporter {
     /// Short name for `--format`.
     fn format(&self) -> &'static str;
     /// Writes this format's file(s) into `dir`; returns what it wrote.
@@ -52,7 +52,7 @@ pub trait Exporter {
 }
 
 /// Helper for exporters that produce one file from bytes.
-pub fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<Vec<PathBuf>> {
+pub(crate) fn write_one(dir: &Path, name: &str, bytes: &[u8]) -> Result<Vec<PathBuf>> {
     let path = dir.join(name);
     write_file(&path, bytes)?;
     Ok(vec![path])
@@ -178,7 +178,7 @@ pub fn exit_code(summary: &Summary) -> i32 {
     summary.verdict.exit_code
 }
 
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

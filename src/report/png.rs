@@ -5,7 +5,7 @@ use super::{Exporter, ReportData};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-pub struct Png;
+pub(crate) struct Png;
 
 impl Exporter for Png {
     fn format(&self) -> &'static str {

@@ -5,7 +5,7 @@ use super::{write_one, Exporter, ReportData};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-pub struct Svg;
+pub(crate) struct Svg;
 
 impl Exporter for Svg {
     fn format(&self) -> &'static str {

@@ -5,7 +5,13 @@ use crate::probe::schedule::HealthState;
 use std::io::Write;
 
 /// `trial 2/3 · writes UP · reads DOWN 1.24 s (timeout) · 198 probes/s · 12 errors`
-pub fn status_line(trial: u32, trials: usize, streams: &[(&str, HealthState)], now_us: u64, rate: f64) -> String {
+pub(crate) fn status_line(
+    trial: u32,
+    trials: usize,
+    streams: &[(&str, HealthState)],
+    now_us: u64,
+    rate: f64,
+) -> String {
     let mut parts = vec![format!("trial {}/{trials}", trial + 1)];
     let mut errors = 0;
     for (name, h) in streams {
@@ -25,13 +31,13 @@ pub fn status_line(trial: u32, trials: usize, streams: &[(&str, HealthState)], n
     parts.join(" · ")
 }
 
-pub fn print_status(line: &str) {
+pub(crate) fn print_status(line: &str) {
     let mut out = std::io::stdout();
     let _ = write!(out, "\r\x1b[2K{line}");
     let _ = out.flush();
 }
 
-pub fn clear_status() {
+pub(crate) fn clear_status() {
     let mut out = std::io::stdout();
     let _ = write!(out, "\r\x1b[2K");
     let _ = out.flush();

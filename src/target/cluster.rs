@@ -22,7 +22,7 @@ fn crc16(data: &[u8]) -> u16 {
 }
 
 /// The slot of a key, honouring `{hash tags}`.
-pub fn slot_of(key: &[u8]) -> u16 {
+pub(crate) fn slot_of(key: &[u8]) -> u16 {
     let tagged = key.iter().position(|&c| c == b'{').and_then(|open| {
         let close = key[open + 1..].iter().position(|&c| c == b'}')?;
         (close > 0).then(|| &key[open + 1..open + 1 + close])
@@ -31,7 +31,7 @@ pub fn slot_of(key: &[u8]) -> u16 {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ClusterNode {
+pub(crate) struct ClusterNode {
     pub host: String,
     pub port: u16,
     pub id: String,
@@ -45,21 +45,21 @@ impl ClusterNode {
 
 /// One shard: its slot ranges, its primary and replicas, as CLUSTER SLOTS reports them.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ShardInfo {
+pub(crate) struct ShardInfo {
     pub ranges: Vec<(u16, u16)>,
     pub primary: ClusterNode,
     pub replicas: Vec<ClusterNode>,
 }
 
 impl ShardInfo {
-    pub fn owns(&self, slot: u16) -> bool {
+    pub(crate) fn owns(&self, slot: u16) -> bool {
         self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot))
     }
 }
 
 /// CLUSTER SLOTS from the first seed (or known node) that answers, grouped by primary and
 /// ordered by first slot, so "shard 0" is the one holding slot 0.
-pub async fn cluster_shards(
+pub(crate) async fn cluster_shards(
     target: &Target,
     nodes: &[(String, u16)],
     limit: Duration,
@@ -125,11 +125,11 @@ fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
 /// A hash tag `<run-id>.<n>` whose slot lies in `shard`: every key of that shard's probe uses it.
 /// Bounded: a shard owning one slot of 16 384 is found within ~200 000 tries with near
 /// certainty; a shard that owns nothing (a broken CLUSTER SLOTS) is an error, not a spin.
-pub fn tag_for(run_id: &str, shard: &ShardInfo) -> Option<String> {
+pub(crate) fn tag_for(run_id: &str, shard: &ShardInfo) -> Option<String> {
     (0u32..2_000_000).map(|n| format!("{run_id}.{n}")).find(|tag| shard.owns(slot_of(tag.as_bytes())))
 }
 
-pub fn seeds(target: &Target) -> Vec<(String, u16)> {
+pub(crate) fn seeds(target: &Target) -> Vec<(String, u16)> {
     match &target.discovery {
         Discovery::Cluster { seeds } => seeds.clone(),
         Discovery::Direct { host, port } => vec![(host.clone(), *port)],

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ServerInfo {
+pub(crate) struct ServerInfo {
     /// `host:port` as connected (with the resolved address when the host is a name).
     pub addr: String,
     pub host: String,
@@ -20,13 +20,13 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
-    pub fn is_primary(&self) -> bool {
+    pub(crate) fn is_primary(&self) -> bool {
         self.role == "master"
     }
 }
 
 /// Where the primary is right now, according to the target's discovery method.
-pub async fn locate_primary(target: &Target, limit: Duration) -> Result<(String, u16), ProbeError> {
+pub(crate) async fn locate_primary(target: &Target, limit: Duration) -> Result<(String, u16), ProbeError> {
     match &target.discovery {
         Discovery::Direct { host, port } => Ok((host.clone(), *port)),
         Discovery::Sentinel { .. } => sentinel_primary(target, limit).await.map(|(h, p, _)| (h, p)),
@@ -69,7 +69,7 @@ pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(Strin
 }
 
 /// Connects to `host:port` with the target's TLS and auth settings, under `limit`.
-pub async fn connect_node(
+pub(crate) async fn connect_node(
     target: &Target,
     host: &str,
     port: u16,
@@ -159,7 +159,7 @@ async fn resolve(host: &str, port: u16, limit: Duration) -> Result<String, Probe
 }
 
 /// `ROLE` and the server's run id, in one round trip.
-pub async fn query_role(
+pub(crate) async fn query_role(
     conn: &mut MultiplexedConnection,
     limit: Duration,
 ) -> Result<(String, Option<String>), ProbeError> {
@@ -183,7 +183,7 @@ pub fn info_field(info: &str, key: &str) -> Option<String> {
 
 /// Locates the primary, connects, and checks it really is a primary: a demoted node that still
 /// accepts connections must not be probed as if nothing happened.
-pub async fn connect_primary(
+pub(crate) async fn connect_primary(
     target: &Target,
     limit: Duration,
 ) -> Result<(MultiplexedConnection, ServerInfo), ProbeError> {

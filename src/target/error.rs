@@ -24,7 +24,7 @@ impl ProbeError {
 
     /// Whether the connection that produced this error must be dropped and reopened: it is
     /// broken, hung, or talks to a server that is no longer (or not yet) a usable primary.
-    pub fn needs_reconnect(&self) -> bool {
+    pub(crate) fn needs_reconnect(&self) -> bool {
         !matches!(self.class, ErrorClass::Other | ErrorClass::Moved | ErrorClass::Tryagain | ErrorClass::Clusterdown)
     }
 }
@@ -57,7 +57,7 @@ fn class_of(e: &RedisError, text: &str) -> ErrorClass {
 }
 
 /// Server replies inside a MULTI/EXEC abort, and I/O errors, arrive as text.
-pub fn class_from_text(text: &str) -> Option<ErrorClass> {
+pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
     let upper = text.to_uppercase();
     let has = |s: &str| upper.contains(s);
     Some(if has("READONLY") {

@@ -6,9 +6,8 @@ pub mod error;
 mod guard;
 mod tls;
 pub(crate) use connect::connect_pubsub;
-pub use connect::{
-    connect_node, connect_primary, info_field, locate_primary, query_role, sentinel_primary, ServerInfo,
-};
+pub(crate) use connect::{connect_node, connect_primary, locate_primary, query_role, ServerInfo};
+pub use connect::{info_field, sentinel_primary};
 
 use crate::error::invalid;
 use anyhow::Result;
@@ -151,7 +150,7 @@ impl Target {
 
     /// For a local lab's URL: no password applies (one from the environment is meant for the
     /// real deployment, and a lab without requirepass refuses AUTH).
-    pub fn forget_passwords(&mut self) {
+    pub(crate) fn forget_passwords(&mut self) {
         self.password = None;
         self.sentinel_password = None;
     }
@@ -164,11 +163,11 @@ impl Target {
         &self.redacted
     }
 
-    pub fn is_sentinel(&self) -> bool {
+    pub(crate) fn is_sentinel(&self) -> bool {
         matches!(self.discovery, Discovery::Sentinel { .. })
     }
 
-    pub fn is_cluster(&self) -> bool {
+    pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.discovery, Discovery::Cluster { .. })
     }
 
@@ -181,7 +180,7 @@ impl Target {
     }
 
     /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         let hosts: Vec<&str> = match &self.discovery {
             Discovery::Direct { host, .. } => vec![host],
             Discovery::Sentinel { sentinels: nodes, .. }
@@ -195,12 +194,12 @@ impl Target {
     }
 
     /// A client for a data node.
-    pub fn node_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
+    pub(crate) fn node_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
         self.client(self.info(host, port, self.password.as_deref(), self.db)?)
     }
 
     /// A client for a sentinel (its own password, db 0).
-    pub fn sentinel_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
+    pub(crate) fn sentinel_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
         self.client(self.info(host, port, self.sentinel_password.as_deref(), 0)?)
     }
 
@@ -364,7 +363,7 @@ fn split_opt(text: &str, at: char) -> (&str, Option<&str>) {
 
 /// Replaces any password in a URL (userinfo or `password=`/`token=` query values) with `***`.
 /// Text that is not a URL at all is returned with any `…@` userinfo hidden all the same.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match UrlParts::split(url) {
         Some(parts) => parts.redacted(),
         None => match url.rsplit_once('@') {

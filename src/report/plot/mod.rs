@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// DejaVu Sans (free license, see assets/fonts/LICENSE-DejaVu.txt).
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
-pub const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -51,10 +51,10 @@ where
 }
 
 /// plotters' errors are generic over the backend; flatten them to anyhow.
-pub fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+pub(crate) fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
     anyhow!("plotting: {e}")
 }
 
-pub const ORANGE: RGBColor = RGBColor(255, 140, 0);
-pub const GREEN: RGBColor = RGBColor(0, 140, 0);
-pub const GREY: RGBColor = RGBColor(90, 90, 90);
+pub(crate) const ORANGE: RGBColor = RGBColor(255, 140, 0);
+pub(crate) const GREEN: RGBColor = RGBColor(0, 140, 0);
+pub(crate) const GREY: RGBColor = RGBColor(90, 90, 90);

@@ -8,16 +8,16 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-pub const SIZE: (u32, u32) = (1200, 360);
+pub(crate) const SIZE: (u32, u32) = (1200, 360);
 
-pub fn durations_ms(s: &Summary) -> Vec<f64> {
+pub(crate) fn durations_ms(s: &Summary) -> Vec<f64> {
     let mut d: Vec<f64> =
         s.trials.iter().flat_map(|t| t.writes.outages.iter().chain(&t.reads.outages)).map(|o| o.duration_ms).collect();
     d.sort_by(f64::total_cmp);
     d
 }
 
-pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> Result<()> {
+pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary) -> Result<()> {
     let d = durations_ms(s);
     if d.is_empty() {
         root.draw(&Text::new(

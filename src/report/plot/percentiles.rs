@@ -9,10 +9,10 @@ use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-pub const SIZE: (u32, u32) = (1200, 380);
+pub(crate) const SIZE: (u32, u32) = (1200, 380);
 
 /// (label, colour, histogram) per curve of one stream: by phase when there was a trigger.
-pub fn curves(a: &Analysis, stream: Stream) -> Vec<(&'static str, RGBColor, Histogram<u64>)> {
+pub(crate) fn curves(a: &Analysis, stream: Stream) -> Vec<(&'static str, RGBColor, Histogram<u64>)> {
     let mut all = crate::analysis::histogram::new_histogram();
     let mut phases = [all.clone(), all.clone(), all.clone()];
     let mut any_phase = false;
@@ -35,7 +35,7 @@ pub fn curves(a: &Analysis, stream: Stream) -> Vec<(&'static str, RGBColor, Hist
     vec![("before trigger", BLUE, before), ("during", RED, during), ("after recovery", super::GREEN, after)]
 }
 
-pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &Analysis) -> Result<()> {
+pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, a: &Analysis) -> Result<()> {
     let panels = root.split_evenly((1, 2));
     for (area, stream) in panels.iter().zip(Stream::ALL) {
         draw_panel(area, a, stream).map_err(plot_err)?;
@@ -88,7 +88,7 @@ fn draw_panel<DB: DrawingBackend>(
 }
 
 /// (log10(1/(1-p)), ms) along the histogram's percentile iteration.
-pub fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+pub(crate) fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }

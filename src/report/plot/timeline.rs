@@ -12,8 +12,8 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-pub const WIDTH: u32 = 1200;
-pub const PANEL_HEIGHT: u32 = 260;
+pub(crate) const WIDTH: u32 = 1200;
+pub(crate) const PANEL_HEIGHT: u32 = 260;
 
 /// One plot: a stream of a trial, for the whole target or for one of its shards.
 struct Panel<'a> {
@@ -66,7 +66,7 @@ pub fn size(summary: &Summary) -> (u32, u32) {
     (WIDTH, PANEL_HEIGHT * panels(summary).len().max(1) as u32)
 }
 
-pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, a: &Analysis) -> Result<()> {
+pub(crate) fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, a: &Analysis) -> Result<()> {
     let panels = panels(s);
     let areas = root.split_evenly((panels.len().max(1), 1));
     for (area, panel) in areas.iter().zip(&panels) {
@@ -80,7 +80,7 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Summary, a: &
 /// AWS event markers: a colour no error class uses.
 const AWS_COLOR: RGBColor = RGBColor(128, 0, 160);
 
-pub fn class_color(c: ErrorClass) -> RGBColor {
+pub(crate) fn class_color(c: ErrorClass) -> RGBColor {
     match c {
         ErrorClass::Timeout => RGBColor(200, 0, 0),
         ErrorClass::Refused => RGBColor(140, 0, 160),
