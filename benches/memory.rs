@@ -83,6 +83,7 @@ fn sample(i: u64, total: u64) -> Sample {
         server: Some("127.0.0.1:6379".into()),
         value: (stream == Stream::Read).then_some(i / 2),
         shard: None,
+        client: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn meta() -> RunMeta {
         triggers: vec!["none".into()],
         budget: Budget::default(),
         lab: None,
+        clients: Vec::new(),
     }
 }
 

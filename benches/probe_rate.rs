@@ -82,8 +82,14 @@ async fn lateness_at(target: &Arc<Target>, interval: Duration, length: Duration)
         RedisProber::start(target.clone(), "bench", Duration::from_secs(1), report.clone()).await.expect("prober");
     let keys = Arc::new(TrialKeys::new("bench-late", 0, Duration::from_secs(60)));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let cfg =
-        StreamConfig { stream: Stream::Write, shard: None, trial: 0, interval, timeout: Duration::from_millis(250) };
+    let cfg = StreamConfig {
+        stream: Stream::Write,
+        shard: None,
+        client: None,
+        trial: 0,
+        interval,
+        timeout: Duration::from_millis(250),
+    };
     let p = prober.clone();
     let stream = tokio::spawn(run_stream(cfg, report, Arc::new(Health::default()), stop_rx, move |seq, d| {
         p.clone().write(0, keys.clone(), seq, d)

@@ -29,6 +29,7 @@ fn samples() -> Vec<Sample> {
                 server: Some("127.0.0.1:6379".into()),
                 value: None,
                 shard: None,
+                client: None,
             }
         })
         .collect()
@@ -46,6 +47,7 @@ fn meta() -> RunMeta {
         triggers: vec![],
         budget: Budget::default(),
         lab: None,
+        clients: Vec::new(),
     }
 }
 

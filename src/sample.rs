@@ -113,6 +113,9 @@ pub struct Sample {
     /// The shard (Redis Cluster) or node (Memcached) probed; empty for a single primary.
     #[serde(default)]
     pub shard: Option<String>,
+    /// The client profile that sent it; empty for failprobe's own client.
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 impl Sample {
@@ -163,6 +166,9 @@ pub enum EventKind {
         stream: Stream,
         server: Option<String>,
         error: Option<String>,
+        /// The client profile whose connection it was; absent for failprobe's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     Keyspace {
         phase: KeyspacePhase,
@@ -174,6 +180,9 @@ pub enum EventKind {
         present: Vec<(u64, u64)>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shard: Option<String>,
+        /// The client profile whose writes these are; absent for failprobe's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     IntegrityError {
         message: String,
@@ -221,6 +230,15 @@ pub enum EventKind {
         status: String,
         members: String,
     },
+    /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
+    /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
+    /// write into it.
+    StepDown {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+        server: String,
+        role: String,
+    },
     TrialEnd {
         reason: String,
     },
@@ -254,6 +272,20 @@ impl EventKind {
 pub struct Budget {
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
+    /// The client profiles the verdict covers (`--budget-clients`): empty for failprobe's own
+    /// alone, `all` for every profile measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
+}
+
+impl Budget {
+    /// Whether the verdict covers client profile `name`.
+    pub(crate) fn covers(&self, name: &str) -> bool {
+        match self.clients.as_slice() {
+            [] => name == OWN_CLIENT,
+            list => list.iter().any(|c| c == "all" || c == name),
+        }
+    }
 }
 
 /// What an ElastiCache event says, classified from its text (see `aws::events::classify`).
@@ -314,6 +346,29 @@ pub struct RunMeta {
     pub triggers: Vec<String>,
     pub budget: Budget,
     pub lab: Option<String>,
+    /// The client profiles measured side by side (`--clients`); empty in runs made before
+    /// profiles existed, which measured `failprobe` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
+}
+
+/// The name of failprobe's own client profile (samples and events without a client).
+pub const OWN_CLIENT: &str = "failprobe";
+
+impl RunMeta {
+    /// The profiles measured, failprobe's own first when it was measured.
+    pub(crate) fn client_names(&self) -> Vec<String> {
+        if self.clients.is_empty() {
+            vec![OWN_CLIENT.to_string()]
+        } else {
+            self.clients.clone()
+        }
+    }
+}
+
+/// A record's client as a name: `failprobe` when it carries none.
+pub(crate) fn client_name(client: &Option<String>) -> &str {
+    client.as_deref().unwrap_or(OWN_CLIENT)
 }
 
 /// What travels from probes and controllers to the recorder.

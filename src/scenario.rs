@@ -4,6 +4,7 @@ use crate::control::TriggerSpec;
 use crate::duration;
 use crate::error::{invalid, UsageError};
 use crate::lab::Topology;
+use crate::probe::client::Profile;
 use crate::sample::Budget;
 use anyhow::Result;
 use serde::Deserialize;
@@ -79,6 +80,8 @@ pub struct ProbeSection {
     pub timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub key_ttl: Option<Duration>,
+    /// Client profiles measured side by side, e.g. `["failprobe", "pinned"]`.
+    pub clients: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -113,6 +116,21 @@ pub struct BudgetSection {
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub max_outage: Option<Duration>,
     pub max_lost_writes: Option<u64>,
+    /// Client profiles the verdict covers, e.g. `["all"]`.
+    pub clients: Option<Vec<String>>,
+}
+
+/// `--budget-clients`: profile names or `all`; empty for failprobe's own alone.
+fn budget_clients(list: Option<String>) -> Result<Vec<String>> {
+    let Some(list) = list else { return Ok(Vec::new()) };
+    let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    for n in names.iter().filter(|n| n.as_str() != "all") {
+        Profile::parse_list(n).map_err(|e| invalid(format!("--budget-clients: {e}")))?;
+    }
+    if names.is_empty() {
+        return Err(invalid("--budget-clients needs a profile name or `all`"));
+    }
+    Ok(names)
 }
 
 /// Reads a scenario; errors name the file, the line and the field.
@@ -148,6 +166,8 @@ pub struct Plan {
     /// Upper bound on a trial after its trigger.
     pub max_trial: Duration,
     pub budget: Budget,
+    /// `--clients`; None: the default for the target's kind (`profiles_for`).
+    pub clients: Option<Vec<Profile>>,
     pub out: PathBuf,
     pub pid: Option<u32>,
     pub shard: Option<usize>,
@@ -159,6 +179,18 @@ pub struct Plan {
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
     pub aws: Option<AwsPlan>,
+}
+
+impl Plan {
+    /// The client profiles to measure: `--clients`, or failprobe's own beside `pinned` (the
+    /// common application) on Redis, failprobe's alone on memcached.
+    pub(crate) fn profiles_for(&self, target: &crate::target::Target) -> Vec<Profile> {
+        match (&self.clients, target.memcache_nodes()) {
+            (Some(list), _) => list.clone(),
+            (None, Some(_)) => vec![Profile::Failprobe],
+            (None, None) => vec![Profile::Failprobe, Profile::Pinned],
+        }
+    }
 }
 
 /// Every default of a run, defined once: `plan` applies them, the `--help` texts name them
@@ -223,6 +255,10 @@ pub struct Overrides {
     /// Budget: exit 1 when more acknowledged writes are lost in a trial.
     #[arg(long)]
     pub max_lost_writes: Option<u64>,
+    /// The client profiles the verdict and exit code cover: names from --clients, or `all`. For
+    /// them budgets apply and a stream still down at the end fails the run [default: failprobe]
+    #[arg(long)]
+    pub budget_clients: Option<String>,
     /// Use the running lab in DIR (target and node processes from its lab.json).
     #[arg(long)]
     pub lab: Option<PathBuf>,
@@ -247,6 +283,8 @@ pub struct Overrides {
     /// No live status line.
     #[arg(long)]
     pub quiet: bool,
+    #[arg(long, env = "FAILPROBE_CLIENTS", help = crate::probe::client::profile_help())]
+    pub clients: Option<String>,
     #[command(flatten)]
     pub outputs: crate::report::OutputArgs,
     #[command(flatten)]
@@ -355,6 +393,10 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let duration = o.duration.or(f.trials.duration).unwrap_or(defaults::DURATION);
     let max_trial = o.max_trial.or(f.trials.max_trial).unwrap_or(defaults::MAX_TRIAL);
     let key_ttl = key_ttl(o.key_ttl.or(f.probe.key_ttl), warmup + max_trial.max(duration) + settle)?;
+    let clients = match o.clients.or(f.probe.clients.map(|list| list.join(","))) {
+        Some(list) => Some(Profile::parse_list(&list).map_err(invalid)?),
+        None => None,
+    };
     Ok(Plan {
         name,
         target,
@@ -371,7 +413,9 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         budget: Budget {
             max_outage_ms: o.max_outage.or(f.budget.max_outage).map(|d| d.as_secs_f64() * 1000.0),
             max_lost_writes: o.max_lost_writes.or(f.budget.max_lost_writes),
+            clients: budget_clients(o.budget_clients.or(f.budget.clients.map(|l| l.join(","))))?,
         },
+        clients,
         out,
         pid,
         shard: o.shard.or(f.trigger.shard),

@@ -4,6 +4,7 @@
 //! never the probes. Memory depends on the probe rate and the number of shards and trials, not
 //! on how long a run lasts.
 
+pub(crate) mod clients;
 pub mod histogram;
 pub mod integrity;
 pub mod outage;
@@ -17,12 +18,13 @@ pub(crate) mod trial;
 pub(crate) mod verdict;
 
 use crate::sample::{Event, EventKind, Record, RunMeta, Sample, Stream};
+use clients::TrialClients;
 use hdrhistogram::Histogram;
 use histogram::{new_histogram, percentiles_ms, record, Packed};
 use series::Series;
 use std::collections::BTreeMap;
 use summary::*;
-use trial::{Params, TrialState};
+use trial::Params;
 
 /// The timeline draws at most this many panels (a run of many trials on a many-shard cluster
 /// would otherwise ask for an image of gigabytes); series past them are not kept.
@@ -59,7 +61,9 @@ pub struct Analysis {
 pub struct Analyzer {
     meta: RunMeta,
     params: Params,
-    trials: BTreeMap<u32, TrialState>,
+    trials: BTreeMap<u32, TrialClients>,
+    /// The client profiles measured, in order.
+    clients: Vec<String>,
     /// Timeline panels whose series closed trials kept.
     panels: usize,
 }
@@ -71,7 +75,8 @@ impl Analyzer {
             late_threshold_us: late_threshold_us(&meta),
             horizon_us: meta.timeout_us + REORDER_SLACK_US,
         };
-        Self { meta, params, trials: BTreeMap::new(), panels: 0 }
+        let clients = meta.client_names();
+        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0 }
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -86,8 +91,8 @@ impl Analyzer {
     }
 
     pub fn event(&mut self, e: Event) {
-        let params = self.params;
-        self.trials.entry(e.trial).or_insert_with(|| TrialState::new(&params)).event(e);
+        let (params, clients) = (self.params, &self.clients);
+        self.trials.entry(e.trial).or_insert_with(|| TrialClients::new(clients, &params)).event(e);
     }
 
     pub fn sample(&mut self, s: &Sample) {
@@ -96,8 +101,8 @@ impl Analyzer {
         if earlier_open {
             self.close_until(s.trial);
         }
-        let params = self.params;
-        self.trials.entry(s.trial).or_insert_with(|| TrialState::new(&params)).sample(s, &params);
+        let (params, clients) = (self.params, &self.clients);
+        self.trials.entry(s.trial).or_insert_with(|| TrialClients::new(clients, &params)).sample(s, &params);
     }
 
     fn close_until(&mut self, trial: u32) {
@@ -105,7 +110,7 @@ impl Analyzer {
             let keep = self.panels < MAX_PANELS;
             t.close(&self.params, keep);
             if keep {
-                self.panels += t.closed().map_or(0, |c| c.shards.len().max(1) * 2);
+                self.panels += t.first().closed().map_or(0, |c| c.shards.len().max(1) * 2);
             }
         }
     }
@@ -118,10 +123,11 @@ impl Analyzer {
         let mut trials = Vec::new();
         let mut outages = new_histogram();
         let mut after_close = 0;
-        for (&i, t) in &mut self.trials {
-            trials.push(summarize::trial_summary(i, t, self.meta.interval_us));
-            after_close += t.after_close;
-            let closed = t.closed_mut().expect("closed above");
+        for (&i, clients) in &mut self.trials {
+            trials.push(clients.summary(i, self.meta.interval_us));
+            after_close += clients.clients.iter().map(|t| t.after_close).sum::<u64>();
+            // The histograms, outages and plots are the first profile's.
+            let closed = clients.clients[0].closed_mut().expect("closed above");
             for s in Stream::ALL {
                 for w in &closed.target[s.index()].windows {
                     record(&mut outages, w.duration_us());
@@ -149,7 +155,7 @@ impl Analyzer {
         // Fewer trials than planned means the run stopped early, however it stopped.
         let planned = self.meta.triggers.len();
         let interrupted = trials.len() < planned
-            || self.trials.values().any(|t| {
+            || self.trials.values().map(|t| t.first()).any(|t| {
                 let ended = |e: &Event| matches!(e.kind, EventKind::Interrupted | EventKind::TrialEnd { .. });
                 t.events.iter().any(|e| e.kind == EventKind::Interrupted) || !t.events.iter().any(ended)
             });
@@ -222,6 +228,7 @@ pub(crate) mod tests {
             triggers: vec!["none".into(); planned],
             budget,
             lab: None,
+            clients: Vec::new(),
         }
     }
 
@@ -246,6 +253,7 @@ pub(crate) mod tests {
             server: Some("127.0.0.1:1".into()),
             value: (stream == Stream::Read).then_some(seq),
             shard: None,
+            client: None,
         }
     }
 
@@ -269,7 +277,12 @@ pub(crate) mod tests {
 
     fn finish_failover(a: &mut Analyzer) {
         let present: Vec<u64> = (1..=300).filter(|n| !(50..=52).contains(n) && !(101..=150).contains(n)).collect();
-        event(a, 0, 3_100_000, EventKind::WriteLog { server: "p".into(), present: to_ranges(&present), shard: None });
+        event(
+            a,
+            0,
+            3_100_000,
+            EventKind::WriteLog { server: "p".into(), present: to_ranges(&present), shard: None, client: None },
+        );
         event(a, 0, 3_200_000, EventKind::TrialEnd { reason: "recovered".into() });
     }
 
@@ -389,7 +402,7 @@ pub(crate) mod tests {
         assert_eq!(s.verdict.kind, "recovered");
         assert!(s.verdict.headline.starts_with("RECOVERED") && s.verdict.headline.contains("no budget set"));
         assert!(!s.verdict.headline.contains("PASS"));
-        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), max_lost_writes: None }));
+        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), ..Default::default() }));
         event(&mut a, 0, 0, EventKind::TrialStart);
         event(&mut a, 0, 10, EventKind::TriggerStart { kind: "kill".into(), detail: "kill".into() });
         event(&mut a, 0, 20, EventKind::TriggerError { message: "no such process".into() });
@@ -402,9 +415,71 @@ pub(crate) mod tests {
         );
     }
 
+    /// failprobe recovers at 0.5 s; `pinned` gets READONLY from 1 s to the end and its write
+    /// log misses 3 writes (acknowledged by the old primary before it stepped down).
+    fn two_clients(budget: Budget) -> Summary {
+        let mut m = meta(1, budget);
+        m.clients = vec!["failprobe".into(), "pinned".into()];
+        let mut a = Analyzer::new(m);
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 300_000, EventKind::TriggerStart { kind: "sentinel".into(), detail: "x".into() });
+        event(&mut a, 0, 350_000, EventKind::TriggerFinish { detail: "x".into() });
+        for i in 0..200u64 {
+            let own = (30..50).contains(&i).then_some(ErrorClass::Readonly);
+            a.sample(&probe(Stream::Write, i + 1, i * 10, 1, own));
+            a.sample(&probe(Stream::Read, i + 1, i * 10 + 5, 1, None));
+            let pinned = (i >= 100).then_some(ErrorClass::Readonly);
+            let label = Some("pinned".to_string());
+            a.sample(&Sample { client: label.clone(), ..probe(Stream::Write, i + 1, i * 10, 1, pinned) });
+            a.sample(&Sample { client: label, ..probe(Stream::Read, i + 1, i * 10 + 5, 1, None) });
+        }
+        let own: Vec<u64> = (1..=200).filter(|n| !(31..=50).contains(n)).collect();
+        let log = |present: &[u64], client: Option<&str>| EventKind::WriteLog {
+            server: "p".into(),
+            present: to_ranges(present),
+            shard: None,
+            client: client.map(String::from),
+        };
+        event(&mut a, 0, 2_100_000, log(&own, None));
+        let pinned: Vec<u64> = (1..=97).collect();
+        event(&mut a, 0, 2_100_000, log(&pinned, Some("pinned")));
+        event(&mut a, 0, 2_200_000, EventKind::TrialEnd { reason: "not recovered (pinned)".into() });
+        a.finish().summary
+    }
+
+    #[test]
+    fn each_client_profile_has_its_own_outage_and_write_log_and_the_budget_covers_those_named() {
+        let s = two_clients(Budget::default());
+        let t = &s.trials[0];
+        let names: Vec<&str> = t.clients.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["failprobe", "pinned"]);
+        let (own, pinned) = (&t.clients[0], &t.clients[1]);
+        assert_eq!(
+            (own.writes.longest_outage_ms, own.writes.recovered),
+            (201.0, true),
+            "from the first failed probe due to the first answer"
+        );
+        assert_eq!((own.integrity.lost_acked_writes, own.integrity.acked_writes), (0, 180));
+        assert_eq!(t.writes, own.writes, "the trial's own figures are the first profile's");
+        assert!(!pinned.writes.recovered && pinned.reads.recovered);
+        assert_eq!(pinned.writes.errors.get("readonly"), Some(&100));
+        assert_eq!(pinned.integrity.lost_acked_writes, 3, "writes 98..=100 acknowledged, then gone");
+        // By default the verdict covers failprobe's own client: the deployment recovered.
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);
+        let s = two_clients(Budget { clients: vec!["all".into()], ..Default::default() });
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("fail", 1), "{}", s.verdict.headline);
+        assert!(s.budget.violations.iter().any(|v| v.contains("pinned writes recovered")), "{:?}", s.budget.violations);
+        let s = two_clients(Budget { clients: vec!["pinned".into()], max_lost_writes: Some(0), ..Default::default() });
+        let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["pinned writes recovered", "pinned acknowledged writes within --max-lost-writes"]);
+    }
+
     #[test]
     fn shards_are_down_together_and_lost_writes_are_per_shard() {
-        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(100.0), max_lost_writes: Some(0) }));
+        let mut a = Analyzer::new(meta(
+            1,
+            Budget { max_outage_ms: Some(100.0), max_lost_writes: Some(0), ..Default::default() },
+        ));
         event(&mut a, 0, 0, EventKind::TrialStart);
         for i in 0..100u64 {
             for (shard, down) in [("a", 20..30), ("b", 25..40)] {
@@ -414,8 +489,12 @@ pub(crate) mod tests {
         }
         for (shard, missing) in [("a", 0), ("b", 7)] {
             let present: Vec<u64> = (1..=100).filter(|n| *n != missing).collect();
-            let kind =
-                EventKind::WriteLog { server: shard.into(), present: to_ranges(&present), shard: Some(shard.into()) };
+            let kind = EventKind::WriteLog {
+                server: shard.into(),
+                present: to_ranges(&present),
+                shard: Some(shard.into()),
+                client: None,
+            };
             event(&mut a, 0, 2_000_000, kind);
         }
         event(&mut a, 0, 2_100_000, EventKind::TrialEnd { reason: "recovered".into() });
@@ -452,11 +531,11 @@ pub(crate) mod tests {
             // A ROLE check every second for hours, the primary changing once.
             event(&mut a, 0, i, topology(if i < 6000 { "h:1" } else { "h:2" }));
             let server = (i % 2 == 0).then(|| "h:1".to_string());
-            event(&mut a, 0, i, EventKind::Reconnect { stream: Stream::Write, server, error: None });
+            event(&mut a, 0, i, EventKind::Reconnect { stream: Stream::Write, server, error: None, client: None });
             event(&mut a, 0, i, EventKind::Lateness { stream: Stream::Read, late: 1 });
         }
         event(&mut a, 0, 20_000, EventKind::TrialEnd { reason: "observed".into() });
-        assert!(a.trials[&0].events.len() < 1100, "{} events kept", a.trials[&0].events.len());
+        assert!(a.trials[&0].first().events.len() < 1100, "{} events kept", a.trials[&0].first().events.len());
         let s = a.finish().summary;
         let t = &s.trials[0];
         assert_eq!(t.topology.iter().map(|c| c.primary.as_str()).collect::<Vec<_>>(), vec!["h:1", "h:2"]);

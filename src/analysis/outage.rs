@@ -132,6 +132,7 @@ pub(crate) mod tests {
             server: None,
             value: None,
             shard: None,
+            client: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) ->
         shards,
         aws: aws_trial(&events, target_windows[0]),
         trigger,
+        clients: Vec::new(),
     };
     t.events = events;
     summary
@@ -71,7 +72,7 @@ fn shard_integrity(closed: &mut Closed, events: &[Event]) -> Vec<Integrity> {
     for sh in &mut closed.shards {
         let name = sh.name.as_deref();
         let log = events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::WriteLog { server, present, shard } if shard.as_deref() == name => {
+            EventKind::WriteLog { server, present, shard, .. } if shard.as_deref() == name => {
                 Some((server.as_str(), present.as_slice()))
             }
             _ => None,
@@ -215,6 +216,13 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
             EventKind::Lateness { stream, late } => {
                 push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
             }
+            EventKind::StepDown { shard, server, role } => push(
+                e.at_us,
+                format!(
+                    "{}old primary {server} stepped down (now {role})",
+                    shard.as_deref().map(|s| format!("{s} ")).unwrap_or_default()
+                ),
+            ),
             EventKind::TrialEnd { reason } => push(e.at_us, format!("trial ended: {reason}")),
             EventKind::Interrupted => push(e.at_us, "interrupted: the run stopped before every trial ran".to_string()),
             EventKind::Aws { source, message, aws_time, .. } => {

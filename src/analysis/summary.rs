@@ -95,6 +95,10 @@ pub struct TrialSummary {
     /// ElastiCache: what AWS logged during the trial, next to what the probes saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsTrial>,
+    /// Every client profile measured (`--clients`), the first (failprobe's own when measured)
+    /// being the one `writes`, `reads` and `integrity` above describe.
+    #[serde(default)]
+    pub clients: Vec<ClientSummary>,
 }
 
 /// AWS's account of a trial. Times are AWS's own event timestamps placed on the run clock: they
@@ -131,6 +135,32 @@ pub struct AwsTopologyEntry {
     pub at_ms: f64,
     pub status: String,
     pub members: String,
+}
+
+/// One client profile's view of a trial (`--clients`): its own streams, outages and write log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ClientSummary {
+    /// `failprobe`, `pinned`, `dns-cache=5s`, `redis-rs`...
+    pub name: String,
+    pub writes: StreamSummary,
+    pub reads: StreamSummary,
+    pub integrity: Integrity,
+}
+
+impl ClientSummary {
+    pub(crate) fn of(name: &str, t: &TrialSummary) -> Self {
+        Self {
+            name: name.to_string(),
+            writes: t.writes.clone(),
+            reads: t.reads.clone(),
+            integrity: t.integrity.clone(),
+        }
+    }
+
+    /// Both streams up at the end of the trial.
+    pub fn recovered(&self) -> bool {
+        self.writes.recovered && self.reads.recovered
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -221,6 +251,9 @@ pub struct BudgetResult {
     pub passed: bool,
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
+    /// The client profiles the verdict covers (`--budget-clients`; `failprobe` by default).
+    #[serde(default)]
+    pub clients: Vec<String>,
     pub violations: Vec<String>,
     /// Every check behind the verdict, passed or failed.
     pub checks: Vec<BudgetCheck>,

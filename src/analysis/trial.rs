@@ -8,7 +8,7 @@ use super::reorder::{Probe, Reorder};
 use super::series::Series;
 use super::stream::{StreamAcc, StreamFigures, StreamHistos};
 use super::StreamHistograms;
-use crate::sample::{Event, EventKind, Sample, Stream};
+use crate::sample::{client_name, Event, EventKind, Sample, Stream};
 
 /// What every trial of a run shares.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +25,8 @@ pub(crate) struct Params {
 pub(crate) const MAX_TIMELINE_EVENTS: u64 = 1000;
 
 pub(crate) struct TrialState {
+    /// The client profile whose probes this is (`failprobe` for its own).
+    pub(crate) client: String,
     /// The events the summary reads. Periodic ones are reduced as they arrive: topology reports
     /// to changes of the primary, reconnects to counts, timeline-only events to the first
     /// [`MAX_TIMELINE_EVENTS`]. events.jsonl keeps them all.
@@ -77,8 +79,9 @@ pub(crate) struct ClosedShard {
 }
 
 impl TrialState {
-    pub(crate) fn new(p: &Params) -> Self {
+    pub(crate) fn new(p: &Params, client: &str) -> Self {
         Self {
+            client: client.to_string(),
             events: Vec::new(),
             last_primary: None,
             reconnects: [0; 2],
@@ -101,10 +104,14 @@ impl TrialState {
                 }
                 self.last_primary = primary.clone();
             }
-            EventKind::Reconnect { stream, server, .. } => {
-                self.reconnects[stream.index()] += u64::from(server.is_some());
+            EventKind::Reconnect { stream, server, client, .. } => {
+                if client_name(client) == self.client {
+                    self.reconnects[stream.index()] += u64::from(server.is_some());
+                }
                 return;
             }
+            // Another profile's write log.
+            EventKind::WriteLog { client, .. } if client_name(client) != self.client => return,
             EventKind::Lateness { .. } | EventKind::Redirect { .. } => {
                 if self.timeline_events >= MAX_TIMELINE_EVENTS {
                     self.omitted_events += 1;

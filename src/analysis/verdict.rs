@@ -4,73 +4,19 @@
 
 use super::summary::*;
 use crate::duration::format_ms;
-use crate::sample::Budget;
+use crate::sample::{Budget, OWN_CLIENT};
 
 /// Every check the budget implies, passed or not: JUnit shows them all, the verdict fails on any.
 pub(crate) fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrupted: bool) -> BudgetResult {
     let mut checks = Vec::new();
     for t in trials {
-        for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
-            checks.push(BudgetCheck {
-                trial: t.index,
-                shard: None,
-                name: format!("{name} recovered"),
-                passed: s.recovered,
-                measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
-                limit: "recovery within the trial".into(),
-            });
-            if let Some(max) = budget.max_outage_ms {
-                checks.push(BudgetCheck {
-                    trial: t.index,
-                    shard: None,
-                    name: format!("{name} outage within --max-outage"),
-                    passed: s.longest_outage_ms <= max,
-                    measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
-                    limit: format_ms(max),
-                });
-            }
+        // The trial's own figures are its first profile's (failprobe's when measured).
+        let first = t.clients.first().map_or(OWN_CLIENT, |c| c.name.as_str());
+        if budget.covers(first) {
+            target_checks(&mut checks, budget, t, interrupted);
         }
-        if let Some(max) = budget.max_outage_ms {
-            for sh in &t.shards {
-                for (name, s) in [("writes", &sh.writes), ("reads", &sh.reads)] {
-                    checks.push(BudgetCheck {
-                        trial: t.index,
-                        shard: Some(sh.name.clone()),
-                        name: format!("{} {name} outage within --max-outage", sh.name),
-                        passed: s.longest_outage_ms <= max,
-                        measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
-                        limit: format_ms(max),
-                    });
-                }
-            }
-        }
-        if let Some(max) = budget.max_lost_writes {
-            for sh in t.shards.iter().filter(|sh| sh.integrity.checked) {
-                checks.push(BudgetCheck {
-                    trial: t.index,
-                    shard: Some(sh.name.clone()),
-                    name: format!("{} acknowledged writes within --max-lost-writes", sh.name),
-                    passed: sh.integrity.lost_acked_writes <= max,
-                    measured: format!("{} acknowledged writes lost", sh.integrity.lost_acked_writes),
-                    limit: max.to_string(),
-                });
-            }
-        }
-        if let Some(max) = budget.max_lost_writes {
-            let i = &t.integrity;
-            let (passed, measured) = if i.checked {
-                (i.lost_acked_writes <= max, format!("{} acknowledged writes lost", i.lost_acked_writes))
-            } else {
-                (interrupted, "write log could not be read, loss unknown".to_string())
-            };
-            checks.push(BudgetCheck {
-                trial: t.index,
-                shard: None,
-                name: "acknowledged writes within --max-lost-writes".into(),
-                passed,
-                measured,
-                limit: max.to_string(),
-            });
+        for c in t.clients.iter().skip(1).filter(|c| budget.covers(&c.name)) {
+            client_checks(&mut checks, budget, t.index, c);
         }
     }
     for t in trials {
@@ -94,8 +40,109 @@ pub(crate) fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrup
         passed: violations.is_empty(),
         max_outage_ms: budget.max_outage_ms,
         max_lost_writes: budget.max_lost_writes,
+        clients: if budget.clients.is_empty() { vec![OWN_CLIENT.to_string()] } else { budget.clients.clone() },
         violations,
         checks,
+    }
+}
+
+/// The checks on the trial's own figures: whole-target streams, shards, integrity.
+fn target_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, t: &TrialSummary, interrupted: bool) {
+    for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
+        checks.push(BudgetCheck {
+            trial: t.index,
+            shard: None,
+            name: format!("{name} recovered"),
+            passed: s.recovered,
+            measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
+            limit: "recovery within the trial".into(),
+        });
+        if let Some(max) = budget.max_outage_ms {
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: None,
+                name: format!("{name} outage within --max-outage"),
+                passed: s.longest_outage_ms <= max,
+                measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                limit: format_ms(max),
+            });
+        }
+    }
+    if let Some(max) = budget.max_outage_ms {
+        for sh in &t.shards {
+            for (name, s) in [("writes", &sh.writes), ("reads", &sh.reads)] {
+                checks.push(BudgetCheck {
+                    trial: t.index,
+                    shard: Some(sh.name.clone()),
+                    name: format!("{} {name} outage within --max-outage", sh.name),
+                    passed: s.longest_outage_ms <= max,
+                    measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                    limit: format_ms(max),
+                });
+            }
+        }
+    }
+    if let Some(max) = budget.max_lost_writes {
+        for sh in t.shards.iter().filter(|sh| sh.integrity.checked) {
+            checks.push(BudgetCheck {
+                trial: t.index,
+                shard: Some(sh.name.clone()),
+                name: format!("{} acknowledged writes within --max-lost-writes", sh.name),
+                passed: sh.integrity.lost_acked_writes <= max,
+                measured: format!("{} acknowledged writes lost", sh.integrity.lost_acked_writes),
+                limit: max.to_string(),
+            });
+        }
+    }
+    if let Some(max) = budget.max_lost_writes {
+        let i = &t.integrity;
+        let (passed, measured) = if i.checked {
+            (i.lost_acked_writes <= max, format!("{} acknowledged writes lost", i.lost_acked_writes))
+        } else {
+            (interrupted, "write log could not be read, loss unknown".to_string())
+        };
+        checks.push(BudgetCheck {
+            trial: t.index,
+            shard: None,
+            name: "acknowledged writes within --max-lost-writes".into(),
+            passed,
+            measured,
+            limit: max.to_string(),
+        });
+    }
+}
+
+/// The same checks on one more client profile's streams and write log.
+fn client_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: &ClientSummary) {
+    for (name, s) in [("writes", &c.writes), ("reads", &c.reads)] {
+        checks.push(BudgetCheck {
+            trial,
+            shard: None,
+            name: format!("{} {name} recovered", c.name),
+            passed: s.recovered,
+            measured: if s.recovered { "recovered".into() } else { "still down when the trial ended".into() },
+            limit: "recovery within the trial".into(),
+        });
+        if let Some(max) = budget.max_outage_ms {
+            checks.push(BudgetCheck {
+                trial,
+                shard: None,
+                name: format!("{} {name} outage within --max-outage", c.name),
+                passed: s.longest_outage_ms <= max,
+                measured: format!("longest outage {}", format_ms(s.longest_outage_ms)),
+                limit: format_ms(max),
+            });
+        }
+    }
+    if let (Some(max), true) = (budget.max_lost_writes, c.integrity.checked) {
+        checks.push(BudgetCheck {
+            trial,
+            shard: None,
+            name: format!("{} acknowledged writes within --max-lost-writes", c.name),
+            passed: c.integrity.lost_acked_writes <= max,
+            measured: format!("{} acknowledged writes lost", c.integrity.lost_acked_writes),
+            limit: max.to_string(),
+        });
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) enum ConnectionState {
 
 pub(crate) struct StreamConnection {
     pub stream: Stream,
+    /// The client profile it belongs to (None: failprobe's own), named in its events.
+    client: Option<String>,
     state: watch::Sender<ConnectionState>,
     wake: Notify,
     skip_backoff: AtomicBool,
@@ -42,9 +44,10 @@ pub(crate) struct StreamConnection {
 }
 
 impl StreamConnection {
-    pub fn new(stream: Stream) -> Arc<Self> {
+    pub fn new(stream: Stream, client: Option<String>) -> Arc<Self> {
         Arc::new(Self {
             stream,
+            client,
             state: watch::channel(ConnectionState::Connecting).0,
             wake: Notify::new(),
             skip_backoff: AtomicBool::new(false),
@@ -147,14 +150,17 @@ impl StreamConnection {
                         stream: self.stream,
                         server: Some(server.addr.clone()),
                         error: None,
+                        client: self.client.clone(),
                     });
-                    report.event(EventKind::Topology {
-                        source: format!("{} connection", self.stream.name()),
-                        server: Some(server.addr.clone()),
-                        role: Some(server.role.clone()),
-                        run_id: server.run_id.clone(),
-                        primary: locator.server_is_primary_source().then(|| server.addr.clone()),
-                    });
+                    if locator.checks_role() {
+                        report.event(EventKind::Topology {
+                            source: format!("{} connection", self.stream.name()),
+                            server: Some(server.addr.clone()),
+                            role: Some(server.role.clone()),
+                            run_id: server.run_id.clone(),
+                            primary: locator.server_is_primary_source().then(|| server.addr.clone()),
+                        });
+                    }
                     self.state.send_replace(ConnectionState::Up(Arc::new(Live { conn, server, generation })));
                 }
                 Err(e) => {
@@ -163,6 +169,7 @@ impl StreamConnection {
                         stream: self.stream,
                         server: None,
                         error: Some(e.to_string()),
+                        client: self.client.clone(),
                     });
                     // A follow_new_primary() that arrived during the attempt wins over this result.
                     self.state.send_if_modified(|s| match s {

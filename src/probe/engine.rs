@@ -1,6 +1,7 @@
 //! The engines failprobe can probe, behind one face for the run loop: shards (or nodes), their
 //! keys, the integrity check after recovery, key counts and seeding.
 
+use super::client::{Client, Profile};
 use super::connection::Reporter;
 use super::memcached::MemcachedProber;
 use super::redis::RedisProber;
@@ -35,9 +36,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Engine: Send + Sync {
     /// `shard0`… / `node0`…, or None for a single primary.
     fn shard_names(&self) -> Vec<Option<String>>;
-    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>>;
-    /// One stream of one shard, until `task.stop`; returns how many probes were sent.
-    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64>;
+    /// This trial's keys for one client profile (`client`: its label, None for failprobe's own),
+    /// one set per shard.
+    fn keys(&self, trial: u32, ttl: Duration, client: Option<&str>) -> Vec<Arc<TrialKeys>>;
+    /// A client of `profile` on this deployment, its shards in `shard_names` order. The
+    /// engine's own prober is the `failprobe` profile.
+    fn client(&self, profile: Profile, report: Reporter) -> BoxFuture<'_, Result<Arc<dyn Client>, ProbeError>>;
     /// The write sequence numbers the shard still holds after recovery (`max_seq`: the highest
     /// sent), and the server that answered.
     fn present_writes<'a>(
@@ -46,6 +50,15 @@ pub trait Engine: Send + Sync {
         keys: &'a TrialKeys,
         max_seq: u64,
     ) -> BoxFuture<'a, Result<(String, SeqSet), ProbeError>>;
+    /// Each shard's primary as the target's discovery names it now (the URL, Sentinel, CLUSTER
+    /// SLOTS); None where it cannot tell. Empty for engines without primaries.
+    fn primaries(&self) -> BoxFuture<'_, Vec<Option<(String, u16)>>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// What `host:port` answers to ROLE now; None when it does not answer.
+    fn role_of<'a>(&'a self, _host: &'a str, _port: u16) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
     /// Keys that are not failprobe's, when the engine can count them.
     fn user_key_count<'a>(&'a self, _own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
         Box::pin(async { None })
@@ -117,12 +130,17 @@ impl Engine for RedisEngine {
         self.0.shards().iter().map(|s| s.name.clone()).collect()
     }
 
-    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
-        self.0.keys(trial, ttl)
+    fn keys(&self, trial: u32, ttl: Duration, client: Option<&str>) -> Vec<Arc<TrialKeys>> {
+        self.0.keys(trial, ttl, client)
     }
 
-    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
-        Box::pin(stream_of(self.0.clone(), task))
+    fn client(&self, profile: Profile, report: Reporter) -> BoxFuture<'_, Result<Arc<dyn Client>, ProbeError>> {
+        Box::pin(async move {
+            Ok(match profile {
+                Profile::Failprobe => self.0.clone() as Arc<dyn Client>,
+                Profile::Pinned => self.0.pinned(report).await? as Arc<dyn Client>,
+            })
+        })
     }
 
     fn present_writes<'a>(
@@ -136,6 +154,14 @@ impl Engine for RedisEngine {
 
     fn user_key_count<'a>(&'a self, own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
         Box::pin(async move { self.0.user_key_count(own).await.ok() })
+    }
+
+    fn primaries(&self) -> BoxFuture<'_, Vec<Option<(String, u16)>>> {
+        Box::pin(self.0.primaries())
+    }
+
+    fn role_of<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Option<String>> {
+        Box::pin(self.0.role_of(host, port))
     }
 
     fn shutdown(&self) {
@@ -154,12 +180,24 @@ impl Engine for MemcachedEngine {
         self.prober.nodes().iter().map(|n| Some(n.name.clone())).collect()
     }
 
-    fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
+    /// Memcached is probed by failprobe's own client only (`client` is always None).
+    fn keys(&self, trial: u32, ttl: Duration, _client: Option<&str>) -> Vec<Arc<TrialKeys>> {
         self.prober.keys(trial, ttl)
     }
 
-    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
-        Box::pin(stream_of(self.prober.clone(), task))
+    fn client(&self, profile: Profile, _report: Reporter) -> BoxFuture<'_, Result<Arc<dyn Client>, ProbeError>> {
+        Box::pin(async move {
+            match profile {
+                Profile::Failprobe => Ok(self.prober.clone() as Arc<dyn Client>),
+                other => Err(ProbeError::new(
+                    crate::sample::ErrorClass::Other,
+                    format!(
+                        "the `{}` client profile is for Redis targets; memcached is probed by failprobe's own client",
+                        other.name()
+                    ),
+                )),
+            }
+        })
     }
 
     fn present_writes<'a>(
@@ -242,6 +280,17 @@ async fn follow_node_list(
             });
             known = listed;
         }
+    }
+}
+
+/// Any `Prober` is a client: its streams run on the fixed-rate schedule.
+impl<P: Prober> Client for P {
+    fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
+        Box::pin(stream_of(self, task))
+    }
+
+    fn shutdown(&self) {
+        Prober::stop(self);
     }
 }
 

@@ -16,7 +16,16 @@ pub struct TrialKeys {
 
 impl TrialKeys {
     pub fn new(run_id: &str, trial: u32, ttl: Duration) -> Self {
-        let prefix = format!("{NAMESPACE}{{{run_id}}}:t{trial}");
+        Self::for_client(run_id, trial, ttl, None)
+    }
+
+    /// A client profile's own keys (`client`: its label), beside failprobe's in the same slot.
+    pub fn for_client(run_id: &str, trial: u32, ttl: Duration, client: Option<&str>) -> Self {
+        let mut prefix = format!("{NAMESPACE}{{{run_id}}}:t{trial}");
+        if let Some(client) = client {
+            prefix.push(':');
+            prefix.extend(client.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }));
+        }
         Self {
             log: format!("{prefix}:log"),
             sentinel: format!("{prefix}:sentinel"),
@@ -47,5 +56,11 @@ mod tests {
         assert_eq!(k.sentinel, "failprobe:{abc}:t2:sentinel");
         assert_eq!(k.ttl_ms, 3_600_000);
         assert!(k.all().iter().all(|k| k.starts_with(NAMESPACE)));
+        let p = TrialKeys::for_client("abc", 2, Duration::from_secs(60), Some("dns-cache=5s"));
+        assert_eq!(
+            (p.log.as_str(), p.sentinel.as_str()),
+            ("failprobe:{abc}:t2:dns-cache-5s:log", "failprobe:{abc}:t2:dns-cache-5s:sentinel")
+        );
+        assert_eq!(TrialKeys::for_client("abc", 2, Duration::from_secs(60), None).log, k.log);
     }
 }

@@ -11,7 +11,17 @@ use std::time::Duration;
 
 pub(crate) enum Locator {
     Primary(Arc<Target>),
-    ClusterSlot { target: Arc<Target>, slot: u16, map: Arc<SlotMap> },
+    ClusterSlot {
+        target: Arc<Target>,
+        slot: u16,
+        map: Arc<SlotMap>,
+    },
+    /// Always the same `host:port` (DNS resolved on each connect), whatever its role.
+    Fixed {
+        target: Arc<Target>,
+        host: String,
+        port: u16,
+    },
 }
 
 impl Locator {
@@ -26,7 +36,29 @@ impl Locator {
                 }
                 other => other,
             },
+            Locator::Fixed { target, host, port } => {
+                let (conn, addr) = connect_node(target, host, *port, limit).await?;
+                let role = "unchecked".to_string();
+                Ok((conn, ServerInfo { addr, host: host.clone(), port: *port, role, run_id: None }))
+            }
         }
+    }
+
+    /// Where a connection would go now, without connecting: what a client that is told the
+    /// primary once is told.
+    pub(crate) async fn current_address(&self, limit: Duration) -> Result<(String, u16), ProbeError> {
+        match self {
+            Locator::Primary(target) => crate::target::locate_primary(target, limit).await,
+            Locator::ClusterSlot { slot, map, .. } => map.owner(*slot).map(|n| (n.host, n.port)).ok_or_else(|| {
+                ProbeError::new(ErrorClass::Clusterdown, format!("no node owns slot {slot} in the last CLUSTER SLOTS"))
+            }),
+            Locator::Fixed { host, port, .. } => Ok((host.clone(), *port)),
+        }
+    }
+
+    /// Whether a connection's role was checked (only then is its role worth a topology entry).
+    pub(crate) fn checks_role(&self) -> bool {
+        !matches!(self, Locator::Fixed { .. })
     }
 
     /// Whether the connected server itself is the authority on "who is primary" (a standalone

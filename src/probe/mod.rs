@@ -2,6 +2,7 @@
 //! (`schedule`), through a `Prober` (`redis` for standalone, Sentinel and Cluster targets,
 //! `memcached` for its nodes); `engine` puts each kind behind the one face the run loop uses.
 
+pub mod client;
 pub mod connection;
 pub mod engine;
 pub mod keys;
@@ -41,4 +42,6 @@ pub trait Prober: Send + Sync + 'static {
         keys: Arc<TrialKeys>,
         deadline: Instant,
     ) -> impl Future<Output = Attempt> + Send;
+    /// Stops what the prober runs in the background (connection keepers, topology polls).
+    fn stop(&self) {}
 }

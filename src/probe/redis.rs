@@ -35,10 +35,14 @@ pub struct Shard {
 pub struct RedisProber {
     target: Arc<Target>,
     shards: Vec<Shard>,
+    /// The slot map MOVED replies correct; None when they are not followed (`pinned`).
     map: Option<Arc<SlotMap>>,
     limit: Duration,
     report: Reporter,
     stop: watch::Sender<bool>,
+    /// The ideal client (failprobe's own) follows the primary: drops a connection that reaches
+    /// a non-primary, polls the topology, listens to Sentinel. `pinned` does none of it.
+    follows_primary: bool,
 }
 
 impl RedisProber {
@@ -63,26 +67,70 @@ impl RedisProber {
                     })?;
                     let slot = slot_of(tag.as_bytes());
                     let locator = Locator::ClusterSlot { target: target.clone(), slot, map: map.clone() };
-                    Ok(Shard::new(Some(format!("shard{i}")), tag, locator))
+                    Ok(Shard::new(Some(format!("shard{i}")), tag, locator, None))
                 })
                 .collect::<Result<Vec<_>, ProbeError>>()?;
             (shards, Some(map))
         } else {
-            (vec![Shard::new(None, run_id.to_string(), Locator::Primary(target.clone()))], None)
+            (vec![Shard::new(None, run_id.to_string(), Locator::Primary(target.clone()), None)], None)
         };
-        let prober = Arc::new(Self { target: target.clone(), shards, map, limit, report: report.clone(), stop });
-        for shard in &prober.shards {
+        let prober = Arc::new(Self {
+            target: target.clone(),
+            shards,
+            map,
+            limit,
+            report: report.clone(),
+            stop,
+            follows_primary: true,
+        });
+        prober.launch();
+        Ok(prober)
+    }
+
+    /// The `pinned` profile on the same shards: per stream one connection to the address each
+    /// shard's primary had when the profile started, reopened to that same address only when it
+    /// breaks. No topology poll, no Sentinel subscription, MOVED not followed.
+    pub async fn pinned(&self, report: Reporter) -> Result<Arc<Self>, ProbeError> {
+        let label = super::client::Profile::Pinned.label();
+        let mut shards = Vec::new();
+        for s in &self.shards {
+            let (host, port) = s.locator.current_address(self.limit).await?;
+            let locator = Locator::Fixed { target: self.target.clone(), host, port };
+            shards.push(Shard::new(s.name.clone(), s.tag.clone(), locator, label.clone()));
+        }
+        let prober = Arc::new(Self {
+            target: self.target.clone(),
+            shards,
+            map: None,
+            limit: self.limit,
+            report,
+            stop: watch::channel(false).0,
+            follows_primary: false,
+        });
+        prober.launch();
+        Ok(prober)
+    }
+
+    /// Starts the connection keepers and, for a client that follows the primary, the topology
+    /// poll and the Sentinel subscription. They run until `shutdown`.
+    fn launch(self: &Arc<Self>) {
+        for shard in &self.shards {
             for slot in &shard.connections {
-                let connector =
-                    slot.clone().run_connector(shard.locator.clone(), limit, report.clone(), prober.stop.subscribe());
+                let connector = slot.clone().run_connector(
+                    shard.locator.clone(),
+                    self.limit,
+                    self.report.clone(),
+                    self.stop.subscribe(),
+                );
                 tokio::spawn(connector);
             }
         }
-        tokio::spawn(prober.clone().poll_topology());
-        if target.is_sentinel() {
-            tokio::spawn(prober.clone().follow_switch_master());
+        if self.follows_primary {
+            tokio::spawn(self.clone().poll_topology());
+            if self.target.is_sentinel() {
+                tokio::spawn(self.clone().follow_switch_master());
+            }
         }
-        Ok(prober)
     }
 
     pub fn shutdown(&self) {
@@ -93,9 +141,35 @@ impl RedisProber {
         &self.shards
     }
 
-    /// This trial's keys, one set per shard.
-    pub fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
-        self.shards.iter().map(|s| Arc::new(TrialKeys::new(&s.tag, trial, ttl))).collect()
+    /// Each shard's primary as discovery names it now.
+    pub(crate) async fn primaries(&self) -> Vec<Option<(String, u16)>> {
+        if let Some(map) = &self.map {
+            let _ = map.refresh(&self.target, self.limit).await;
+        }
+        let mut out = Vec::new();
+        for s in &self.shards {
+            out.push(s.locator.current_address(self.limit).await.ok());
+        }
+        out
+    }
+
+    pub(crate) async fn role_of(&self, host: &str, port: u16) -> Option<String> {
+        let (mut conn, _) = crate::target::connect_node(&self.target, host, port, self.limit).await.ok()?;
+        query_role(&mut conn, self.limit).await.ok().map(|(role, _)| role)
+    }
+
+    /// This trial's keys for one client profile, one set per shard.
+    pub fn keys(&self, trial: u32, ttl: Duration, client: Option<&str>) -> Vec<Arc<TrialKeys>> {
+        self.shards.iter().map(|s| Arc::new(TrialKeys::for_client(&s.tag, trial, ttl, client))).collect()
+    }
+
+    /// Whether an error means this client drops the connection that produced it.
+    fn drops_connection_on(&self, e: &ProbeError) -> bool {
+        if self.follows_primary {
+            e.needs_reconnect() || e.class == ErrorClass::Moved
+        } else {
+            e.breaks_connection()
+        }
     }
 
     fn reconnect_all(&self) {
@@ -126,7 +200,7 @@ impl RedisProber {
                 Ok(Ok(v)) => Ok(v.into()),
             };
             match &result {
-                Err(e) if e.class == ErrorClass::Moved && !followed => {
+                Err(e) if e.class == ErrorClass::Moved && !followed && self.map.is_some() => {
                     followed = true;
                     // Every probe in flight gets the same MOVED: the first one tells the timeline.
                     let first = slot.current().is_some_and(|c| c.generation == live.generation);
@@ -134,7 +208,7 @@ impl RedisProber {
                     slot.invalidate(live.generation);
                     continue;
                 }
-                Err(e) if e.needs_reconnect() || e.class == ErrorClass::Moved => slot.invalidate(live.generation),
+                Err(e) if self.drops_connection_on(e) => slot.invalidate(live.generation),
                 _ => {}
             }
             return Attempt { result, server };
@@ -351,11 +425,14 @@ impl RedisProber {
 }
 
 impl Shard {
-    fn new(name: Option<String>, tag: String, locator: Locator) -> Self {
+    fn new(name: Option<String>, tag: String, locator: Locator, client: Option<String>) -> Self {
         Self {
             name,
             tag,
-            connections: [StreamConnection::new(Stream::Write), StreamConnection::new(Stream::Read)],
+            connections: [
+                StreamConnection::new(Stream::Write, client.clone()),
+                StreamConnection::new(Stream::Read, client),
+            ],
             locator: Arc::new(locator),
         }
     }
@@ -403,6 +480,10 @@ impl Prober for RedisProber {
             }
         })
         .await
+    }
+
+    fn stop(&self) {
+        self.shutdown();
     }
 
     async fn read(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, deadline: Instant) -> Attempt {

@@ -22,6 +22,8 @@ pub struct StreamConfig {
     pub stream: Stream,
     /// Which shard or node this stream probes (None for a single primary).
     pub shard: Option<String>,
+    /// The client profile probing (None for failprobe's own).
+    pub client: Option<String>,
     pub trial: u32,
     pub interval: Duration,
     pub timeout: Duration,
@@ -49,12 +51,6 @@ pub struct Health(Mutex<HealthState>);
 impl Health {
     pub(crate) fn snapshot(&self) -> HealthState {
         self.0.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    pub(crate) fn reset(&self) {
-        if let Ok(mut s) = self.0.lock() {
-            *s = HealthState::default();
-        }
     }
 
     fn update(&self, s: &Sample) {
@@ -229,6 +225,7 @@ fn to_sample(
         server: a.server,
         value,
         shard: cfg.shard.clone(),
+        client: cfg.client.clone(),
     }
 }
 
@@ -242,6 +239,7 @@ mod tests {
         let cfg = StreamConfig {
             stream: Stream::Write,
             shard: None,
+            client: None,
             trial: 0,
             interval: Duration::from_millis(10),
             timeout: Duration::from_millis(250),

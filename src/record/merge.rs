@@ -92,5 +92,12 @@ fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {
         triggers: runs.iter().flat_map(|r| r.meta.triggers.clone()).collect(),
         budget: first.budget.clone(),
         lab: None,
+        // Profiles in first-seen order across the parts.
+        clients: runs.iter().flat_map(|r| r.meta.client_names()).fold(Vec::new(), |mut all, c| {
+            if !all.contains(&c) {
+                all.push(c);
+            }
+            all
+        }),
     }
 }

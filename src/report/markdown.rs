@@ -132,6 +132,13 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
             writeln!(md, "{}: {} acknowledged writes lost.\n", sh.name, sh.integrity.lost_acked_writes)?;
         }
     }
+    if t.clients.len() > 1 {
+        writeln!(md, "What each client profile saw (`--clients`; the table above is the first one's):\n")?;
+        for c in &t.clients {
+            writeln!(md, "- {}", super::client_line(c))?;
+        }
+        writeln!(md)?;
+    }
     if let Some(line) = aws_line(t) {
         writeln!(md, "{line}\n")?;
     }

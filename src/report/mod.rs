@@ -178,6 +178,29 @@ pub fn exit_code(summary: &Summary) -> i32 {
     summary.verdict.exit_code
 }
 
+/// One client profile's trial in a line: "pinned: writes NOT RECOVERED (down 7.86 s at the
+/// end: readonly×786 reset×1); reads no outage; 296 of 1308 acknowledged writes lost".
+pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
+    let stream = |name: &str, st: &summary::StreamSummary| {
+        let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+        let errors = if errors.is_empty() { String::new() } else { format!(": {}", errors.join(" ")) };
+        match st.outages.last() {
+            Some(o) if !o.recovered => {
+                format!("{name} NOT RECOVERED (down {} at the end{errors})", crate::duration::format_ms(o.duration_ms))
+            }
+            Some(_) => format!("{name} longest outage {}{errors}", crate::duration::format_ms(st.longest_outage_ms)),
+            None => format!("{name} no outage"),
+        }
+    };
+    let i = &c.integrity;
+    let loss = if i.checked {
+        format!("{} of {} acknowledged writes lost", i.lost_acked_writes, i.acked_writes)
+    } else {
+        "loss unknown (write log unreadable)".to_string()
+    };
+    format!("{}: {}; {}; {loss}", c.name, stream("writes", &c.writes), stream("reads", &c.reads))
+}
+
 pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -211,7 +234,7 @@ mod tests {
         assert!(super::junit::junit(&s).contains(r#"type="incomplete""#));
         assert!(super::junit::step_summary(&s).contains("INCOMPLETE"));
         // A trigger that failed.
-        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), max_lost_writes: None }));
+        let mut a = Analyzer::new(meta(1, Budget { max_outage_ms: Some(1000.0), ..Default::default() }));
         event(&mut a, 0, 0, EventKind::TrialStart);
         event(&mut a, 0, 10, EventKind::TriggerStart { kind: "kill".into(), detail: "kill".into() });
         event(&mut a, 0, 20, EventKind::TriggerError { message: "no such process".into() });

@@ -33,6 +33,11 @@ pub fn final_summary(s: &Summary) -> String {
             out.push_str("\n    integrity: not checked (write log unreadable)");
         }
         out.push('\n');
+        if t.clients.len() > 1 {
+            for c in &t.clients {
+                out.push_str(&format!("    client {}\n", super::client_line(c)));
+            }
+        }
     }
     let h = &s.outage_histogram_ms;
     if h.count > 0 {

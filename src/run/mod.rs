@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
+use crate::probe::client::{Client, Profile};
 use crate::probe::engine::{self, Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
 use crate::probe::{keys, TrialKeys};
@@ -45,11 +46,21 @@ struct RunContext {
     lab: Option<Arc<Lab>>,
     prober: Arc<dyn Engine>,
     report: Reporter,
-    /// Per shard, per stream (index `shard * 2 + stream`).
-    health: Vec<Arc<Health>>,
+    /// The client profiles measured side by side, failprobe's own first when measured.
+    profiles: Vec<Profile>,
     cancel: watch::Receiver<bool>,
     own_keys: std::sync::Mutex<Vec<String>>,
     aws: Option<Arc<AwsRun>>,
+}
+
+/// One client profile during one trial: a fresh client (an application started before the
+/// trial), its own keys and the health of its streams.
+struct ClientTrial {
+    profile: Profile,
+    client: Arc<dyn Client>,
+    keys: Vec<Arc<TrialKeys>>,
+    /// Per shard, per stream (index `shard * 2 + stream`).
+    health: Vec<Arc<Health>>,
 }
 
 /// What `prepare` opened and checked before anything is recorded.
@@ -206,14 +217,13 @@ async fn measure(
             return (None, Some(e));
         }
     };
-    let health = (0..prober.shard_names().len() * 2).map(|_| Arc::new(Health::default())).collect();
     let ctx = RunContext {
         plan: plan.clone(),
         target: target.clone(),
         lab: prepared.lab.clone(),
         prober: prober.clone(),
         report,
-        health,
+        profiles: plan.profiles_for(target),
         cancel,
         own_keys: Default::default(),
         aws: prepared.aws.clone(),
@@ -299,6 +309,22 @@ fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
     for spec in &plan.triggers {
         spec.check_plan(target, lab.is_some() || plan.pid.is_some())?;
     }
+    let measured = plan.profiles_for(target);
+    if let (Some(_), Some(p)) = (target.memcache_nodes(), measured.iter().find(|p| **p != Profile::Failprobe)) {
+        return Err(crate::error::invalid(format!(
+            "the `{}` client profile is for Redis targets; memcached is probed by failprobe's own client (--clients failprobe)",
+            p.name()
+        )));
+    }
+    for name in plan.budget.clients.iter().filter(|n| *n != "all") {
+        if !measured.iter().any(|p| p.name() == name) {
+            let list: Vec<&str> = measured.iter().map(|p| p.name()).collect();
+            return Err(crate::error::invalid(format!(
+                "--budget-clients names `{name}`, which is not measured (--clients {})",
+                list.join(",")
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -375,6 +401,7 @@ fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_
         triggers: plan.triggers.iter().map(|t| t.label()).collect(),
         budget: plan.budget.clone(),
         lab: lab.map(|l| l.dir.display().to_string()),
+        clients: plan.profiles_for(target).iter().map(|p| p.name().to_string()).collect(),
     }
 }
 
@@ -466,24 +493,27 @@ async fn run_trial(
     prepare_lab(ctx, *last_trigger).await?;
     ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
     ctx.report.event(EventKind::TrialStart);
-    let keys = ctx.prober.keys(trial, ctx.plan.key_ttl);
+    let clients = open_clients(ctx, trial).await?;
     if let Ok(mut own) = ctx.own_keys.lock() {
-        own.extend(keys.iter().flat_map(|k| k.all()).map(|k| k.to_string()));
+        own.extend(clients.iter().flat_map(|c| &c.keys).flat_map(|k| k.all()).map(|k| k.to_string()));
     }
     seed(ctx, trial).await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let streams = start_streams(ctx, trial, &keys, stop_rx);
-    let status = spawn_status(ctx, trial);
-    let ending = drive_trial(ctx, spec, last_trigger).await;
+    let streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
+    let status = spawn_status(ctx, trial, clients[0].health.clone());
+    let ending = drive_trial(ctx, spec, last_trigger, &clients).await;
     let _ = stop_tx.send(true);
     let mut late = 0;
     for s in streams {
         late += s.await.unwrap_or(0);
     }
     status.abort();
+    for c in clients.iter().filter(|c| c.profile != Profile::Failprobe) {
+        c.client.shutdown();
+    }
     match &ending {
         Ending::Done(reason) => {
-            check_integrity(ctx, &keys).await;
+            check_integrity(ctx, &clients).await;
             check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;
             let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
@@ -506,37 +536,68 @@ async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>) -> Result<
     lab.wait_ready(Duration::from_secs(60)).await.map(|_| ())
 }
 
+/// This trial's clients, one per profile: failprobe's own is the engine's prober (it follows
+/// the primary across trials anyway); every other profile starts fresh, as an application
+/// started before this maintenance would.
+async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> {
+    let shards = ctx.prober.shard_names().len();
+    let mut clients = Vec::new();
+    for &profile in &ctx.profiles {
+        let client = ctx
+            .prober
+            .client(profile, ctx.report.clone())
+            .await
+            .map_err(|e| anyhow!("starting the `{}` client: {e}", profile.name()))?;
+        let label = profile.label();
+        clients.push(ClientTrial {
+            profile,
+            client,
+            keys: ctx.prober.keys(trial, ctx.plan.key_ttl, label.as_deref()),
+            health: (0..shards * 2).map(|_| Arc::new(Health::default())).collect(),
+        });
+    }
+    Ok(clients)
+}
+
 /// One write and one read stream per shard, each on its own clock.
 fn start_streams(
     ctx: &RunContext,
     trial: u32,
-    keys: &[Arc<TrialKeys>],
+    c: &ClientTrial,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<u64>> {
     let names = ctx.prober.shard_names();
     let pairs = names.into_iter().enumerate().flat_map(|(i, name)| Stream::ALL.map(|st| (i, name.clone(), st)));
     pairs
         .map(|(shard, name, stream)| {
-            let cfg =
-                StreamConfig { stream, shard: name, trial, interval: ctx.plan.interval, timeout: ctx.plan.timeout };
-            let health = ctx.health[shard * 2 + stream.index()].clone();
-            health.reset();
+            let cfg = StreamConfig {
+                stream,
+                shard: name,
+                client: c.profile.label(),
+                trial,
+                interval: ctx.plan.interval,
+                timeout: ctx.plan.timeout,
+            };
             let task = StreamTask {
                 shard,
                 cfg,
-                keys: keys[shard].clone(),
+                keys: c.keys[shard].clone(),
                 report: ctx.report.clone(),
-                health,
+                health: c.health[shard * 2 + stream.index()].clone(),
                 stop: stop.clone(),
             };
-            let prober = ctx.prober.clone();
-            tokio::spawn(prober.run_stream(task))
+            tokio::spawn(c.client.clone().run_stream(task))
         })
         .collect()
 }
 
-/// Warm-up, trigger, then wait until both streams have been up for the settle time.
-async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Option<Instant>) -> Ending {
+/// Warm-up, trigger, then wait until every client's streams have been up for the settle time.
+async fn drive_trial(
+    ctx: &RunContext,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+    clients: &[ClientTrial],
+) -> Ending {
     let mut cancel = ctx.cancel.clone();
     let Some(trigger) = spec.build() else {
         record_keyspace(ctx, KeyspacePhase::Before).await;
@@ -549,6 +610,12 @@ async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Op
         return Ending::Interrupted;
     }
     record_keyspace(ctx, KeyspacePhase::Before).await;
+    // With an application-like client measured, the trial lasts until a replaced primary has
+    // stepped down: until then, clients still connected to it write into it.
+    let mut old = OldPrimaries::new(match clients.iter().any(|c| c.profile != Profile::Failprobe) {
+        true => ctx.prober.primaries().await,
+        false => Vec::new(),
+    });
     let tctx = trigger_context(&ctx.plan, &ctx.target, &ctx.lab, &ctx.aws);
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
@@ -557,29 +624,88 @@ async fn drive_trial(ctx: &RunContext, spec: &TriggerSpec, last_trigger: &mut Op
         Some(Err(e)) => ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") }),
         None => return Ending::Interrupted,
     }
-    match cancellable(&mut cancel, wait_recovered(ctx)).await {
+    match cancellable(&mut cancel, wait_recovered(ctx, clients, &mut old)).await {
         Some(reason) => Ending::Done(reason),
         None => Ending::Interrupted,
     }
 }
 
-async fn wait_recovered(ctx: &RunContext) -> String {
+/// The primaries before the trigger, and which of them have been seen stepping down.
+struct OldPrimaries {
+    before: Vec<Option<(String, u16)>>,
+    stepped_down: Vec<bool>,
+    checked: Option<Instant>,
+}
+
+impl OldPrimaries {
+    fn new(before: Vec<Option<(String, u16)>>) -> Self {
+        let stepped_down = vec![false; before.len()];
+        Self { before, stepped_down, checked: None }
+    }
+
+    /// Whether every shard's primary before the trigger is still the primary (nothing was
+    /// replaced) or no longer acts as one. Asks at most every 250 ms; each step-down goes on
+    /// the timeline once.
+    async fn settled(&mut self, ctx: &RunContext) -> bool {
+        if self.stepped_down.iter().all(|d| *d) {
+            return true;
+        }
+        if self.checked.is_some_and(|at| at.elapsed() < Duration::from_millis(250)) {
+            return false;
+        }
+        self.checked = Some(Instant::now());
+        let now = ctx.prober.primaries().await;
+        let names = ctx.prober.shard_names();
+        let mut settled = true;
+        for (i, old) in self.before.iter().enumerate() {
+            let Some((host, port)) = old else { continue };
+            if self.stepped_down[i] || now.get(i).cloned().flatten().as_ref() == old.as_ref() {
+                continue;
+            }
+            match ctx.prober.role_of(host, *port).await.unwrap_or_else(|| "unreachable".into()) {
+                role if role == "master" => settled = false,
+                role => {
+                    self.stepped_down[i] = true;
+                    let (shard, server) = (names.get(i).cloned().flatten(), format!("{host}:{port}"));
+                    ctx.report.event(EventKind::StepDown { shard, server, role });
+                }
+            }
+        }
+        settled
+    }
+}
+
+async fn wait_recovered(ctx: &RunContext, clients: &[ClientTrial], old: &mut OldPrimaries) -> String {
     let since_trigger = Instant::now();
     let finished_us = ctx.report.clock.now_us();
     let settle_us = ctx.plan.settle.as_micros() as u64;
     loop {
         let now_us = ctx.report.clock.now_us();
-        let states: Vec<_> = ctx.health.iter().map(|h| h.snapshot()).collect();
         // Settle counts from the trigger's completion too: a failover without errors (Sentinel's)
         // still moves clients to the new primary a moment later, and that must be measured.
-        let settled = states
-            .iter()
-            .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us);
-        if settled {
+        let settled = |c: &ClientTrial| {
+            c.health
+                .iter()
+                .map(|h| h.snapshot())
+                .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us)
+        };
+        let mut waiting: Vec<&str> = clients.iter().filter(|c| !settled(c)).map(|c| c.profile.name()).collect();
+        if !old.settled(ctx).await {
+            waiting.push("the old primary still acting as one");
+        }
+        if waiting.is_empty() {
             return format!("recovered and stable for {:?}", ctx.plan.settle);
         }
         if since_trigger.elapsed() >= ctx.plan.max_trial {
-            return format!("not recovered within --max-trial {:?} after the trigger finished", ctx.plan.max_trial);
+            let who = if clients.len() > 1 || !waiting.is_empty() {
+                format!(" ({})", waiting.join(", "))
+            } else {
+                String::new()
+            };
+            return format!(
+                "not recovered{who} within --max-trial {:?} after the trigger finished",
+                ctx.plan.max_trial
+            );
         }
         sleep(Duration::from_millis(20)).await;
     }
@@ -604,14 +730,20 @@ async fn cancellable<T>(cancel: &mut watch::Receiver<bool>, fut: impl std::futur
     }
 }
 
-async fn check_integrity(ctx: &RunContext, keys: &[Arc<TrialKeys>]) {
-    for (i, shard) in ctx.prober.shard_names().into_iter().enumerate() {
-        let max_seq = ctx.health[i * 2 + Stream::Write.index()].snapshot().max_seq;
-        match ctx.prober.present_writes(i, &keys[i], max_seq).await {
-            Ok((server, present)) => {
-                ctx.report.event(EventKind::WriteLog { server, present: present.into_ranges(), shard })
+/// Every client's write log, read through failprobe's own client from the primary of now.
+async fn check_integrity(ctx: &RunContext, clients: &[ClientTrial]) {
+    for c in clients {
+        for (i, shard) in ctx.prober.shard_names().into_iter().enumerate() {
+            let max_seq = c.health[i * 2 + Stream::Write.index()].snapshot().max_seq;
+            match ctx.prober.present_writes(i, &c.keys[i], max_seq).await {
+                Ok((server, present)) => ctx.report.event(EventKind::WriteLog {
+                    server,
+                    present: present.into_ranges(),
+                    shard,
+                    client: c.profile.label(),
+                }),
+                Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
             }
-            Err(e) => ctx.report.event(EventKind::IntegrityError { message: e.to_string() }),
         }
     }
 }
@@ -644,9 +776,9 @@ async fn record_keyspace(ctx: &RunContext, phase: KeyspacePhase) {
     }
 }
 
-fn spawn_status(ctx: &RunContext, trial: u32) -> tokio::task::JoinHandle<()> {
+/// The live status line, from the first profile's streams.
+fn spawn_status(ctx: &RunContext, trial: u32, health: Vec<Arc<Health>>) -> tokio::task::JoinHandle<()> {
     let show = !ctx.plan.quiet && std::io::stdout().is_terminal();
-    let health = ctx.health.clone();
     let clock = ctx.report.clock;
     let trials = ctx.plan.triggers.len();
     tokio::spawn(async move {
@@ -680,8 +812,10 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         warmup: Duration::from_secs(2),
         settle: Duration::from_secs(2),
         duration: Duration::from_secs(10),
-        max_trial: Duration::from_secs(30),
+        // A pinned client never recovers from a Sentinel failover: each trial waits this long.
+        max_trial: Duration::from_secs(10),
         budget: Default::default(),
+        clients: Some(vec![Profile::Failprobe, Profile::Pinned]),
         out,
         pid: None,
         shard: None,
@@ -699,7 +833,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::engine::{stream_of, BoxFuture};
+    use crate::probe::engine::BoxFuture;
     use crate::probe::{Attempt, Prober};
     use crate::sample::{ErrorClass, SeqSet};
     use crate::target::error::ProbeError;
@@ -749,11 +883,11 @@ mod tests {
         fn shard_names(&self) -> Vec<Option<String>> {
             vec![None]
         }
-        fn keys(&self, trial: u32, ttl: Duration) -> Vec<Arc<TrialKeys>> {
-            vec![Arc::new(TrialKeys::new("fake", trial, ttl))]
+        fn keys(&self, trial: u32, ttl: Duration, client: Option<&str>) -> Vec<Arc<TrialKeys>> {
+            vec![Arc::new(TrialKeys::for_client("fake", trial, ttl, client))]
         }
-        fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64> {
-            Box::pin(stream_of(self.0.clone(), task))
+        fn client(&self, _: Profile, _: Reporter) -> BoxFuture<'_, Result<Arc<dyn Client>, ProbeError>> {
+            Box::pin(async move { Ok(self.0.clone() as Arc<dyn Client>) })
         }
         fn present_writes<'a>(
             &'a self,

@@ -24,6 +24,15 @@ impl ProbeError {
 
     /// Whether the connection that produced this error must be dropped and reopened: it is
     /// broken, hung, or talks to a server that is no longer (or not yet) a usable primary.
+    /// Whether the connection itself failed (what makes a plain client library reconnect): not
+    /// an error reply, which a connection survives.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        matches!(
+            self.class,
+            ErrorClass::Refused | ErrorClass::Reset | ErrorClass::Timeout | ErrorClass::Dns | ErrorClass::Tls
+        )
+    }
+
     pub(crate) fn needs_reconnect(&self) -> bool {
         !matches!(self.class, ErrorClass::Other | ErrorClass::Moved | ErrorClass::Tryagain | ErrorClass::Clusterdown)
     }

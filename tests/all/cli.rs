@@ -68,7 +68,7 @@ fn password_is_used_but_never_printed_or_written() {
         "--quiet",
     ]);
     assert_eq!(code(&in_url), 0, "{}", explain(&in_url));
-    let from_env = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+    let from_env = crate::common::failprobe_command()
         .args([
             "run",
             "--target",
@@ -150,7 +150,7 @@ fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
 /// A long observe-only run in the background, to be interrupted.
 fn observe_for_30s(port: u16, out: &std::path::Path) -> std::process::Child {
     let target = format!("redis://127.0.0.1:{port}");
-    std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+    crate::common::failprobe_command()
         .args(["run", "--target", &target, "--trigger", "none", "--duration", "30s", "--quiet"])
         .arg("--out")
         .arg(out)

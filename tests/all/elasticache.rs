@@ -418,7 +418,7 @@ fn ctrl_c_during_a_promotion_still_restores_automatic_failover() {
     let out = lab.out("interrupted");
     let (lab_dir, out_arg) = (lab.lab_dir().to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
     let target = format!("elasticache-promote={GROUP}-002");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    let mut cmd = crate::common::failprobe_command();
     cmd.args(["run", "--lab", &lab_dir, "--quiet", "--warmup", "1s", "--out", &out_arg, "--replication-group", GROUP])
         .args(["--aws-poll", "200ms", "--aws-wait", "60s", "--trigger", &target, "--yes", "--allow-multi-az-toggle"])
         .envs(emu.env())

@@ -7,6 +7,7 @@ mod safety;
 
 mod aws_replay;
 mod cli;
+mod clients;
 mod cluster;
 mod elasticache;
 mod failover;

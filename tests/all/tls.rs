@@ -47,7 +47,7 @@ fn start(dir: &Path) -> TlsServer {
 }
 
 fn probe(url: &str, ca: Option<&Path>, out: &Path) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    let mut cmd = crate::common::failprobe_command();
     cmd.args(["run", "--target", url, "--trigger", "none", "--duration", "1s", "--quiet", "--out"]).arg(out);
     cmd.env_remove("FAILPROBE_TLS_CA_FILE");
     if let Some(ca) = ca {

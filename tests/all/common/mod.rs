@@ -146,13 +146,22 @@ impl ConfigEndpoint {
     }
 }
 
+/// The binary, measuring failprobe's own client unless a test asks for profiles (`--clients`
+/// or `FAILPROBE_CLIENTS`): a `pinned` client that never recovers would hold every trial to
+/// --max-trial.
+pub fn failprobe_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    cmd.env("FAILPROBE_CLIENTS", "failprobe");
+    cmd
+}
+
 pub fn failprobe(args: &[&str]) -> Output {
     failprobe_env(args, &[])
 }
 
 pub fn failprobe_env(args: &[&str], env: &[(&str, String)]) -> Output {
     let _turn = beside_others();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    let mut cmd = failprobe_command();
     cmd.args(args).stdin(std::process::Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -186,15 +195,23 @@ pub fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
 }
 
-/// Sequence numbers of acknowledged writes of `trial`, from samples.csv.
+/// Sequence numbers of failprobe's own acknowledged writes of `trial`, from samples.csv.
 pub fn acked_writes(dir: &Path, trial: u32) -> Vec<u64> {
+    acked_writes_of(dir, trial, None)
+}
+
+/// The same for one client profile (`client`: its label; None for failprobe's own).
+pub fn acked_writes_of(dir: &Path, trial: u32, client: Option<&str>) -> Vec<u64> {
     let mut r = csv::Reader::from_path(dir.join("samples.csv")).unwrap();
     let headers = r.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let (t, s, seq, outcome) = (col("trial"), col("stream"), col("seq"), col("outcome"));
+    // Runs made before client profiles have no `client` column: all failprobe's own.
+    let c = headers.iter().position(|h| h == "client");
     r.records()
         .map(|rec| rec.unwrap())
         .filter(|rec| rec[t].parse::<u32>().unwrap() == trial && &rec[s] == "write" && &rec[outcome] == "ok")
+        .filter(|rec| c.map_or("", |c| &rec[c]) == client.unwrap_or(""))
         .map(|rec| rec[seq].parse().unwrap())
         .collect()
 }

@@ -158,7 +158,7 @@ fn run_against(how: Hostility, tls: bool) -> RunOutcome {
     let target = format!("{scheme}://localhost:{port}");
     let out = dir.path().join("run");
     let started = Instant::now();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    let mut cmd = crate::common::failprobe_command();
     if tls {
         cmd.env("FAILPROBE_TLS_CA_FILE", dir.path().join("ca.crt"));
     }
@@ -267,7 +267,7 @@ fn a_hostile_memcached_cannot_make_a_dump_allocate_what_it_announces() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("dump.fpmd");
         let started = Instant::now();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_failprobe"))
+        let child = crate::common::failprobe_command()
             .args(["memcached", "dump", "--target", &format!("memcache://127.0.0.1:{port}"), "--file"])
             .arg(&file)
             .stdout(std::process::Stdio::piped())

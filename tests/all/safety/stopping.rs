@@ -4,11 +4,11 @@
 use crate::common::*;
 use failprobe::lab::Topology;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_failprobe"))
+    crate::common::failprobe_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -165,7 +165,7 @@ fn a_recorder_that_cannot_write_stops_the_triggers() {
     let out = lab.out("full");
     let fired = lab.out("fired");
     let trigger = format!("command=echo x >> {}", fired.display());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_failprobe"));
+    let mut cmd = crate::common::failprobe_command();
     cmd.args(["run", "--target", &target, "--trigger", &trigger, "--repeat", "5", "--yes", "--quiet"])
         .args(["--interval", "1ms", "--warmup", "1s", "--settle", "1s", "--out", out.to_str().unwrap()])
         .stdin(Stdio::null());

@@ -1,0 +1,73 @@
+//! One trial as each client profile saw it: the same events (the trigger, the topology, AWS),
+//! each profile's own probes, outages and write log.
+
+use super::summarize::trial_summary;
+use super::summary::{ClientSummary, TrialSummary};
+use super::trial::{Params, TrialState};
+use crate::sample::{client_name, Event, Sample};
+
+pub(crate) struct TrialClients {
+    /// In the run's order of profiles, failprobe's own first when it was measured: the first
+    /// gives the trial's own figures (the `writes`, `reads` and `integrity` of summary.json).
+    pub(crate) clients: Vec<TrialState>,
+}
+
+impl TrialClients {
+    pub(crate) fn new(names: &[String], p: &Params) -> Self {
+        Self { clients: names.iter().map(|name| TrialState::new(p, name)).collect() }
+    }
+
+    /// The trial whose figures stand for the run (the first profile).
+    pub(crate) fn first(&self) -> &TrialState {
+        &self.clients[0]
+    }
+
+    pub(crate) fn event(&mut self, e: Event) {
+        let Some((last, others)) = self.clients.split_last_mut() else { return };
+        for t in others {
+            t.event(e.clone());
+        }
+        last.event(e);
+    }
+
+    pub(crate) fn sample(&mut self, s: &Sample, p: &Params) {
+        let name = client_name(&s.client);
+        let i = match self.clients.iter().position(|t| t.client == name) {
+            Some(i) => i,
+            None => {
+                // A profile the run did not announce (a hand-edited samples.csv): it sees the
+                // events the first profile kept.
+                let mut t = TrialState::new(p, name);
+                for e in &self.clients[0].events {
+                    t.event(e.clone());
+                }
+                self.clients.push(t);
+                self.clients.len() - 1
+            }
+        };
+        self.clients[i].sample(s, p);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.clients.iter().all(|t| t.is_closed())
+    }
+
+    /// Closes every profile's trial; only the first keeps plot series (`keep_series`).
+    pub(crate) fn close(&mut self, p: &Params, keep_series: bool) {
+        for (i, t) in self.clients.iter_mut().enumerate() {
+            t.close(p, keep_series && i == 0);
+        }
+    }
+
+    /// The trial's summary (from the first profile) with every profile's figures in `clients`.
+    pub(crate) fn summary(&mut self, index: u32, interval_us: u64) -> TrialSummary {
+        let mut summary = trial_summary(index, &mut self.clients[0], interval_us);
+        let mut clients = vec![ClientSummary::of(&self.clients[0].client, &summary)];
+        for t in &mut self.clients[1..] {
+            let own = trial_summary(index, t, interval_us);
+            clients.push(ClientSummary::of(&t.client, &own));
+        }
+        summary.clients = clients;
+        summary
+    }
+}
