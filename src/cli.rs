@@ -148,6 +148,20 @@ pub enum LabAction {
         topology: Topology,
         #[arg(long, default_value = "failprobe-lab")]
         dir: PathBuf,
+        /// `--topology endpoint`: how long after a failover new connections reach the new
+        /// primary (a real endpoint's DNS propagation and TTL) [default: 0s]
+        #[arg(long, value_parser = crate::duration::parse_duration)]
+        endpoint_lag: Option<std::time::Duration>,
+    },
+    /// The lab's primary endpoint process (started by `lab up --topology endpoint`).
+    #[command(hide = true)]
+    Endpoint {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        lag_ms: u64,
     },
     /// Show the lab's processes and whether it is ready for a trial.
     Status {

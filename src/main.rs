@@ -164,12 +164,15 @@ fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
 
 async fn lab(action: LabAction) -> Result<i32> {
     match action {
-        LabAction::Up { topology, dir } => {
-            let lab = Lab::up(topology, &dir, false).await?;
+        LabAction::Endpoint { dir, port, lag_ms } => {
+            failprobe::lab::endpoint::serve(&dir, port, std::time::Duration::from_millis(lag_ms)).await?;
+        }
+        LabAction::Up { topology, dir, endpoint_lag } => {
+            let lab = Lab::up_with(topology, &dir, false, endpoint_lag.unwrap_or_default()).await?;
             say!("lab ready in {}", lab.dir.display());
             say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {
-                Topology::Sentinel => "sentinel",
+                Topology::Sentinel | Topology::Endpoint => "sentinel",
                 Topology::Cluster => "cluster-failover",
                 Topology::Memcached => "restart",
                 Topology::Replica => "kill",

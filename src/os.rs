@@ -20,6 +20,11 @@ pub(crate) fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {
 
 /// What the process is, when it is a server listening on `port`; otherwise why it is not.
 pub(crate) fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
+    identify_as(raw_pid, port, &SERVER_NAMES)
+}
+
+/// `identify` for a process named one of `names` (the lab's own endpoint is a failprobe process).
+pub(crate) fn identify_as(raw_pid: u64, port: u16, names: &[&str]) -> Result<String, String> {
     let pid = checked_pid(raw_pid)?;
     if pid as u32 == std::process::id() {
         return Err(format!("pid {pid} is failprobe itself"));
@@ -33,10 +38,10 @@ pub(crate) fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
     if state.as_deref() == Some("Z") {
         return Err(format!("pid {pid} ({comm}) has exited"));
     }
-    if !SERVER_NAMES.contains(&comm.as_str()) {
+    if !names.contains(&comm.as_str()) {
         return Err(format!(
             "pid {pid} is `{comm}`, not a {} process: failprobe signals only the server it measures",
-            SERVER_NAMES.join(", ")
+            names.join(", ")
         ));
     }
     let listening = listening_ports(pid).map_err(|e| format!("pid {pid} ({comm}): cannot read its sockets: {e}"))?;
@@ -50,7 +55,12 @@ pub(crate) fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
 
 /// Sends `signal` to `pid` after `identify` confirmed it is the server on `port`.
 pub fn signal_verified(raw_pid: u64, port: u16, signal: libc::c_int) -> Result<String> {
-    let who = identify(raw_pid, port).map_err(|e| anyhow!("not signalled: {e}"))?;
+    signal_verified_as(raw_pid, port, signal, &SERVER_NAMES)
+}
+
+/// `signal_verified` for a process named one of `names`.
+pub(crate) fn signal_verified_as(raw_pid: u64, port: u16, signal: libc::c_int, names: &[&str]) -> Result<String> {
+    let who = identify_as(raw_pid, port, names).map_err(|e| anyhow!("not signalled: {e}"))?;
     let pid = checked_pid(raw_pid).map_err(|e| anyhow!(e))?;
     // SAFETY: kill(2) has no memory-safety preconditions; pid is a verified single process.
     if unsafe { libc::kill(pid, signal) } != 0 {

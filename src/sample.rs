@@ -230,6 +230,13 @@ pub enum EventKind {
         status: String,
         members: String,
     },
+    /// The lab's primary endpoint now sends new connections to `to` (`from`: where they went
+    /// before; None when the endpoint started). Open connections stay where they are.
+    EndpointFlip {
+        endpoint: String,
+        from: Option<String>,
+        to: String,
+    },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
     /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
     /// write into it.

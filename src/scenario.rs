@@ -69,6 +69,9 @@ pub struct TargetSection {
 #[serde(deny_unknown_fields)]
 pub struct LabSection {
     pub topology: Topology,
+    /// `topology = "endpoint"`: how long after a failover new connections reach the new primary.
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub endpoint_lag: Option<Duration>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -154,6 +157,8 @@ pub struct Plan {
     pub name: String,
     pub target: Option<String>,
     pub lab_topology: Option<Topology>,
+    /// The endpoint lab's lag (`--endpoint-lag`).
+    pub endpoint_lag: Duration,
     pub lab_dir: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -265,6 +270,10 @@ pub struct Overrides {
     /// Start a lab of this topology for this run, stop it afterwards.
     #[arg(long, value_enum)]
     pub lab_topology: Option<Topology>,
+    /// `--lab-topology endpoint`: how long after a failover new connections through the
+    /// endpoint reach the new primary (a real endpoint's DNS propagation and TTL) [default: 0s]
+    #[arg(long, value_parser = duration::parse_duration)]
+    pub endpoint_lag: Option<Duration>,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -360,6 +369,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         return Err(invalid("--repeat must be between 1 and 1000"));
     }
     // A target or lab given on the command line replaces the scenario's own lab.
+    let endpoint_lag = o.endpoint_lag.or(f.lab.as_ref().and_then(|l| l.endpoint_lag)).unwrap_or_default();
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
     let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
     let interval = o.interval.or(f.probe.interval).unwrap_or(defaults::INTERVAL);
@@ -401,6 +411,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         name,
         target,
         lab_topology,
+        endpoint_lag,
         lab_dir: o.lab,
         interval,
         timeout,

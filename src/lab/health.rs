@@ -208,7 +208,8 @@ impl Lab {
     }
 
     pub(crate) fn is_sentinel(&self) -> bool {
-        self.topology == Topology::Sentinel && self.nodes().iter().any(|n| n.kind == NodeKind::Sentinel)
+        matches!(self.topology, Topology::Sentinel | Topology::Endpoint)
+            && self.nodes().iter().any(|n| n.kind == NodeKind::Sentinel)
     }
 }
 

@@ -2,6 +2,7 @@
 //! sentinels), a 3 + 3 node Redis Cluster, or two memcached nodes, started from the servers on
 //! PATH. `lab.json` in its directory describes it for `--lab DIR`, `lab status` and `lab down`.
 
+pub mod endpoint;
 mod health;
 mod node;
 
@@ -34,6 +35,9 @@ pub enum Topology {
     Cluster,
     /// Two memcached nodes.
     Memcached,
+    /// The Sentinel lab behind a primary endpoint: a stable address that sends each new
+    /// connection to the current primary (after `--endpoint-lag`), as a managed service does.
+    Endpoint,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -57,9 +61,14 @@ pub struct Lab {
 impl Lab {
     /// Starts a lab in `dir` and waits until it is ready.
     pub async fn up(topology: Topology, dir: &Path, owned: bool) -> Result<Lab> {
+        Self::up_with(topology, dir, owned, Duration::ZERO).await
+    }
+
+    /// `up`, with the endpoint's lag (`Topology::Endpoint`).
+    pub async fn up_with(topology: Topology, dir: &Path, owned: bool, endpoint_lag: Duration) -> Result<Lab> {
         let needed: &[&str] = match topology {
             Topology::Replica => &["redis-server"],
-            Topology::Sentinel => &["redis-server", "redis-sentinel"],
+            Topology::Sentinel | Topology::Endpoint => &["redis-server", "redis-sentinel"],
             Topology::Cluster => &["redis-server", "redis-cli"],
             Topology::Memcached => &["memcached"],
         };
@@ -94,15 +103,21 @@ impl Lab {
         let replica = free_port()?;
         lab.spawn(Node::redis("redis-1", primary, None)?)?;
         lab.spawn(Node::redis("redis-2", replica, Some(primary))?)?;
-        if topology == Topology::Sentinel {
+        if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
             for i in 1..=3 {
                 lab.spawn(Node::sentinel(&format!("sentinel-{i}"), free_port()?, primary)?)?;
             }
         }
         lab.save()?;
         lab.wait_ready(Duration::from_secs(30)).await?;
-        if topology == Topology::Sentinel {
+        if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
             lab.tune_sentinels().await;
+        }
+        if topology == Topology::Endpoint {
+            let port = free_port()?;
+            lab.spawn(Node::endpoint("endpoint", port, endpoint_lag))?;
+            lab.save()?;
+            node::wait_port_open(port, Duration::from_secs(10)).await?;
         }
         Ok(lab)
     }
@@ -175,14 +190,28 @@ impl Lab {
         self.nodes().into_iter().filter(|n| n.kind == NodeKind::Redis).collect()
     }
 
+    /// The endpoint's port (`Topology::Endpoint`).
+    pub fn endpoint_port(&self) -> Option<u16> {
+        self.nodes().into_iter().find(|n| n.kind == NodeKind::Endpoint).map(|n| n.port)
+    }
+
+    /// The lab through its sentinels: where triggers act, whatever the probes' target.
+    pub fn sentinel_url(&self) -> Option<String> {
+        let sentinels = self.sentinel_ports();
+        let hosts: Vec<String> = sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        (!hosts.is_empty()).then(|| format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(",")))
+    }
+
     fn sentinel_ports(&self) -> Vec<u16> {
         self.nodes().into_iter().filter(|n| n.kind == NodeKind::Sentinel).map(|n| n.port).collect()
     }
 
-    /// The URL failprobe probes: through the sentinels when there are some.
+    /// The URL failprobe probes: the endpoint, else through the sentinels when there are some.
     pub fn target_url(&self) -> String {
         let sentinels = self.sentinel_ports();
-        if self.topology == Topology::Cluster {
+        if let (Topology::Endpoint, Some(port)) = (self.topology, self.endpoint_port()) {
+            format!("redis://127.0.0.1:{port}")
+        } else if self.topology == Topology::Cluster {
             let seeds: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
             format!("redis+cluster://{}", seeds.join(","))
         } else if self.topology == Topology::Memcached {
@@ -307,7 +336,7 @@ impl Lab {
         let nodes = self.all_known_nodes();
         let mut stopped = 0;
         for node in &nodes {
-            if node.is_alive() && crate::os::signal_verified(node.pid as u64, node.port, libc::SIGTERM).is_ok() {
+            if node.is_alive() && node.signal(libc::SIGTERM).is_ok() {
                 stopped += 1;
             }
         }
@@ -318,7 +347,7 @@ impl Lab {
         }
         for node in &nodes {
             if node.is_alive() {
-                let _ = crate::os::signal_verified(node.pid as u64, node.port, libc::SIGKILL);
+                let _ = node.signal(libc::SIGKILL);
             }
             if node.cluster {
                 let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
@@ -344,7 +373,7 @@ impl Drop for Lab {
         if self.owned {
             // Make sure no paused node survives us.
             for n in self.nodes() {
-                let _ = crate::os::signal_verified(n.pid as u64, n.port, libc::SIGCONT);
+                let _ = n.signal(libc::SIGCONT);
             }
             let _ = self.down();
         }
@@ -359,6 +388,7 @@ fn remove_stale_files(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name == LAB_FILE
+            || name == endpoint::FLIP_FILE
             || ((name.starts_with("redis-") || name.starts_with("sentinel-") || name.starts_with("memcached-"))
                 && (name.ends_with(".conf") || name.ends_with(".log")));
         if ours {

@@ -12,6 +12,8 @@ pub enum NodeKind {
     Redis,
     Sentinel,
     Memcached,
+    /// The lab's primary endpoint (a failprobe process, `lab::endpoint`).
+    Endpoint,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -28,6 +30,9 @@ pub struct Node {
     /// A Redis Cluster node (its role lives in its nodes-<port>.conf, not in `replica_of`).
     #[serde(default)]
     pub cluster: bool,
+    /// For the endpoint: how long after a new primary new connections go to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_lag_ms: Option<u64>,
 }
 
 impl Node {
@@ -41,6 +46,7 @@ impl Node {
             replica_of,
             monitors: None,
             cluster: false,
+            endpoint_lag_ms: None,
         })
     }
 
@@ -54,6 +60,7 @@ impl Node {
             replica_of: None,
             monitors: None,
             cluster: false,
+            endpoint_lag_ms: None,
         }
     }
 
@@ -67,7 +74,22 @@ impl Node {
             replica_of: None,
             monitors: Some(monitors),
             cluster: false,
+            endpoint_lag_ms: None,
         })
+    }
+
+    pub fn endpoint(name: &str, port: u16, lag: Duration) -> Self {
+        Self {
+            name: name.into(),
+            kind: NodeKind::Endpoint,
+            port,
+            pid: 0,
+            url: format!("redis://127.0.0.1:{port}"),
+            replica_of: None,
+            monitors: None,
+            cluster: false,
+            endpoint_lag_ms: Some(lag.as_millis() as u64),
+        }
     }
 
     fn config(&self, dir: &Path) -> String {
@@ -94,7 +116,7 @@ impl Node {
                 }
                 c
             }
-            NodeKind::Memcached => String::new(),
+            NodeKind::Memcached | NodeKind::Endpoint => String::new(),
             NodeKind::Sentinel => format!(
                 "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {log}\n\
                  sentinel monitor {m} 127.0.0.1 {p} 2\n\
@@ -131,6 +153,23 @@ impl Node {
                 .spawn()
                 .with_context(|| format!("starting memcached for {}", self.name));
         }
+        if self.kind == NodeKind::Endpoint {
+            // This same binary, in its own process: a lab started by `lab up` outlives the command.
+            let exe = std::env::current_exe().context("finding the failprobe executable")?;
+            let mut cmd = Command::new(exe);
+            scrubbed_env(&mut cmd);
+            return cmd
+                .args(["lab", "endpoint", "--port", &self.port.to_string(), "--lag-ms"])
+                .arg(self.endpoint_lag_ms.unwrap_or(0).to_string())
+                .arg("--dir")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .context("starting the lab's endpoint");
+        }
         let conf = dir.join(format!("{}.conf", self.name));
         // A sentinel's rewritten config knows the current primary; keep it on restart.
         if !(self.kind == NodeKind::Sentinel && conf.exists()) {
@@ -138,7 +177,8 @@ impl Node {
         }
         let bin = match self.kind {
             NodeKind::Redis => "redis-server",
-            NodeKind::Sentinel | NodeKind::Memcached => "redis-sentinel", // memcached returned above
+            // memcached and the endpoint returned above
+            NodeKind::Sentinel | NodeKind::Memcached | NodeKind::Endpoint => "redis-sentinel",
         };
         let mut cmd = Command::new(bin);
         scrubbed_env(&mut cmd)
@@ -169,6 +209,15 @@ impl Node {
         }
     }
 
+    /// Sends `signal` to this node's process once it is verified to be the process on its port
+    /// (a server, or for the endpoint a failprobe process).
+    pub(crate) fn signal(&self, signal: libc::c_int) -> Result<String> {
+        match self.kind {
+            NodeKind::Endpoint => crate::os::signal_verified_as(self.pid as u64, self.port, signal, &["failprobe"]),
+            _ => crate::os::signal_verified(self.pid as u64, self.port, signal),
+        }
+    }
+
     /// Alive and still the process we started (a recycled pid is not ours).
     pub fn is_alive(&self) -> bool {
         if self.pid == 0 {
@@ -186,7 +235,11 @@ impl Node {
         // its arguments (`-p <port>`).
         let port = self.port.to_string();
         let ours = cmdline.split(['\0', ' ', ':']).any(|t| t == port);
-        (cmdline.contains("redis") || cmdline.contains("memcached")) && ours
+        let server = match self.kind {
+            NodeKind::Endpoint => cmdline.contains("failprobe") && cmdline.contains("endpoint"),
+            _ => cmdline.contains("redis") || cmdline.contains("memcached"),
+        };
+        server && ours
     }
 }
 

@@ -9,7 +9,7 @@ use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
-use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
+use crate::lab::{Lab, Topology, FAILOVER_TIMEOUT_MS};
 use crate::probe::client::{Client, Profile};
 use crate::probe::engine::{self, Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
@@ -42,7 +42,8 @@ pub struct RunResult {
 
 struct RunContext {
     plan: Plan,
-    target: Arc<Target>,
+    /// Where triggers act (`Prepared::control`).
+    control: Arc<Target>,
     lab: Option<Arc<Lab>>,
     prober: Arc<dyn Engine>,
     report: Reporter,
@@ -66,6 +67,9 @@ struct ClientTrial {
 /// What `prepare` opened and checked before anything is recorded.
 struct Prepared {
     target: Arc<Target>,
+    /// Where triggers act: the target, or behind an endpoint lab its sentinels (a trigger must
+    /// never act on the endpoint itself).
+    control: Arc<Target>,
     lab: Option<Arc<Lab>>,
     aws: Option<Arc<AwsRun>>,
 }
@@ -116,6 +120,7 @@ where
         a.clone().spawn(aws_stop.1.clone())
     });
 
+    let flips = prepared.lab.as_ref().and_then(|lab| follow_endpoint(lab, report.clone()));
     let engine = start_engine(report.clone(), run_id.clone()).await;
     let (prober, failure) = measure(plan, prepared, engine, report.clone(), cancel).await;
 
@@ -132,6 +137,9 @@ where
     }
     if let Some(prober) = prober {
         prober.shutdown();
+    }
+    if let Some(flips) = flips {
+        flips.abort();
     }
     drop(report);
     let _ = done_tx.send(true);
@@ -157,6 +165,26 @@ where
     Ok(RunResult { summary, dir: plan.out.clone(), files })
 }
 
+/// An endpoint lab's flips, on the timeline at the time the endpoint logged them (read every
+/// 200 ms from its `endpoint.jsonl`; the endpoint is another process).
+fn follow_endpoint(lab: &Lab, report: Reporter) -> Option<tokio::task::JoinHandle<()>> {
+    let port = lab.endpoint_port().filter(|_| lab.topology == Topology::Endpoint)?;
+    let dir = lab.dir.clone();
+    let origin_us = report.clock.wall_start().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    Some(tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let (flips, lines) = crate::lab::endpoint::read_flips(&dir, seen);
+            seen = lines;
+            for f in flips {
+                let kind = EventKind::EndpointFlip { endpoint: format!("127.0.0.1:{port}"), from: f.from, to: f.to };
+                report.event_at(f.at_unix_us.saturating_sub(origin_us), kind);
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
+
 /// The lab, the target, and every check before anything is recorded or fired.
 async fn prepare(plan: &Plan) -> Result<Prepared> {
     let lab = open_lab(plan).await?;
@@ -173,7 +201,11 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
         target.forget_passwords();
     }
     let target = Arc::new(target);
-    check_plan(plan, &target, lab.as_deref())?;
+    let control = match lab.as_deref().filter(|l| l.topology == Topology::Endpoint).and_then(|l| l.sentinel_url()) {
+        Some(url) => Arc::new(Target::parse(&url)?),
+        None => target.clone(),
+    };
+    check_plan(plan, &target, &control, lab.as_deref())?;
     let calls_aws = plan.triggers.iter().any(|t| t.is_aws());
     if !calls_aws {
         confirm(plan, &target, &[])?;
@@ -182,7 +214,7 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
-    let tctx = trigger_context(plan, &target, &lab, &aws);
+    let tctx = trigger_context(plan, &control, &lab, &aws);
     let mut api_calls = Vec::new();
     let mut checked: Vec<&TriggerSpec> = Vec::new();
     for spec in &plan.triggers {
@@ -195,7 +227,7 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
     if calls_aws {
         confirm(plan, &target, &api_calls)?;
     }
-    Ok(Prepared { target, lab, aws })
+    Ok(Prepared { target, control, lab, aws })
 }
 
 /// Starts the probes and runs the trials. Never returns early: an error is handed back, with
@@ -219,7 +251,7 @@ async fn measure(
     };
     let ctx = RunContext {
         plan: plan.clone(),
-        target: target.clone(),
+        control: prepared.control.clone(),
         lab: prepared.lab.clone(),
         prober: prober.clone(),
         report,
@@ -298,16 +330,16 @@ async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
     match plan.lab_topology {
         Some(topology) => {
             let dir = plan.out.join("lab");
-            let lab = Lab::up(topology, &dir, true).await?;
+            let lab = Lab::up_with(topology, &dir, true, plan.endpoint_lag).await?;
             Ok(Some(Arc::new(lab)))
         }
         None => Ok(None),
     }
 }
 
-fn check_plan(plan: &Plan, target: &Target, lab: Option<&Lab>) -> Result<()> {
+fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>) -> Result<()> {
     for spec in &plan.triggers {
-        spec.check_plan(target, lab.is_some() || plan.pid.is_some())?;
+        spec.check_plan(control, lab.is_some() || plan.pid.is_some())?;
     }
     let measured = plan.profiles_for(target);
     if let (Some(_), Some(p)) = (target.memcache_nodes(), measured.iter().find(|p| **p != Profile::Failprobe)) {
@@ -613,10 +645,10 @@ async fn drive_trial(
     // With an application-like client measured, the trial lasts until a replaced primary has
     // stepped down: until then, clients still connected to it write into it.
     let mut old = OldPrimaries::new(match clients.iter().any(|c| c.profile != Profile::Failprobe) {
-        true => ctx.prober.primaries().await,
+        true => primaries(ctx).await,
         false => Vec::new(),
     });
-    let tctx = trigger_context(&ctx.plan, &ctx.target, &ctx.lab, &ctx.aws);
+    let tctx = trigger_context(&ctx.plan, &ctx.control, &ctx.lab, &ctx.aws);
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
     match cancellable(&mut cancel, trigger.fire(&tctx)).await {
@@ -628,6 +660,15 @@ async fn drive_trial(
         Some(reason) => Ending::Done(reason),
         None => Ending::Interrupted,
     }
+}
+
+/// Each shard's primary now, as the deployment names it: behind an endpoint lab its sentinels
+/// (the endpoint itself names only itself).
+async fn primaries(ctx: &RunContext) -> Vec<Option<(String, u16)>> {
+    if ctx.lab.as_ref().is_some_and(|l| l.topology == Topology::Endpoint) {
+        return vec![crate::target::locate_primary(&ctx.control, CONTROL_LIMIT).await.ok()];
+    }
+    ctx.prober.primaries().await
 }
 
 /// The primaries before the trigger, and which of them have been seen stepping down.
@@ -654,7 +695,7 @@ impl OldPrimaries {
             return false;
         }
         self.checked = Some(Instant::now());
-        let now = ctx.prober.primaries().await;
+        let now = primaries(ctx).await;
         let names = ctx.prober.shard_names();
         let mut settled = true;
         for (i, old) in self.before.iter().enumerate() {
@@ -804,6 +845,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         name: "demo".into(),
         target: None,
         lab_topology: Some(Topology::Sentinel),
+        endpoint_lag: Duration::ZERO,
         lab_dir: None,
         interval: Duration::from_millis(10),
         timeout: Duration::from_millis(250),
@@ -922,8 +964,8 @@ mod tests {
     }
 
     async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> Result<RunResult> {
-        let prepared =
-            Prepared { target: Arc::new(Target::parse("redis://127.0.0.1:1").unwrap()), lab: None, aws: None };
+        let target = Arc::new(Target::parse("redis://127.0.0.1:1").unwrap());
+        let prepared = Prepared { target: target.clone(), control: target, lab: None, aws: None };
         let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
         let (stop, cancel) = watch::channel(false);
         record_and_measure(plan, &prepared, &mut claim, stop, cancel, |_, _| async move { engine }).await

@@ -50,3 +50,50 @@ fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("client pinned: writes NOT RECOVERED"), "{text}");
 }
+
+/// `scenarios/local-endpoint-failover.toml` (a 5 s lag, longer than the ~2-5 s the lab's old
+/// primary takes to step down, so the order is fixed): the flip is on the timeline when the
+/// endpoint made it, failprobe's own client follows it at once, `pinned` reconnects to the
+/// demoted node and stays on READONLY; the run's own lab (and its endpoint process) is gone
+/// afterwards.
+#[test]
+fn through_a_lagging_endpoint_failprobe_follows_the_flip_and_pinned_stays_on_readonly() {
+    let _turn = beside_others();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/local-endpoint-failover.toml");
+    let args = ["run", scenario, "--quiet", "--out", out.to_str().unwrap()];
+    // The scenario names its clients; the test harness's FAILPROBE_CLIENTS must not win.
+    let o = failprobe_command().args(args).env_remove("FAILPROBE_CLIENTS").output().unwrap();
+    assert_eq!(code(&o), 1, "pinned never recovers and the budget covers all: {}", explain(&o));
+    let s = summary(&out);
+    let t = &s["trials"][0];
+    let at = |what: &str| {
+        let entry = t["timeline"].as_array().unwrap().iter().find(|e| e["what"].as_str().unwrap().contains(what));
+        f(&entry.unwrap_or_else(|| panic!("no `{what}` in {}", t["timeline"]))["at_ms"])
+    };
+    let (finished, flipped) = (at("trigger finished"), at("flipped: new connections go to"));
+    // The endpoint polls the sentinels every 100 ms, then waits the lag.
+    assert!((5000.0..5600.0).contains(&(flipped - finished)), "flip {flipped} ms, trigger finished {finished} ms");
+    let stepped_down = at("stepped down (now slave)");
+    assert!(stepped_down < flipped, "the lab's old primary stepped down after the 5 s lag: {}", t["timeline"]);
+    let (own, pinned) = (&t["clients"][0], &t["clients"][1]);
+    assert!(own["writes"]["recovered"].as_bool().unwrap(), "{}", own["writes"]);
+    // Down from the step-down (its connection closed, the endpoint still on the old node) to
+    // the flip, then back at once: within 300 ms of the flip (reconnect back-off ≤ 200 ms).
+    for o in own["writes"]["outages"].as_array().unwrap() {
+        assert!(f(&o["end_ms"]) <= flipped + 300.0, "failprobe still down 300 ms after the flip: {o}");
+    }
+    assert!(!pinned["writes"]["recovered"].as_bool().unwrap(), "{}", pinned["writes"]);
+    let last = pinned["writes"]["outages"].as_array().unwrap().last().unwrap().clone();
+    assert!(f(&last["start_ms"]) <= stepped_down + 300.0, "{last}");
+    assert!(u(&last["errors"]["readonly"]) > 100, "{last}");
+    // Both wrote into the old primary until it stepped down: acknowledged, then lost.
+    assert!(u(&own["integrity"]["lost_acked_writes"]) > 0, "{}", own["integrity"]);
+    let lab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lab/lab.json")).unwrap()).unwrap();
+    let endpoint = lab["nodes"].as_array().unwrap().iter().find(|n| n["kind"] == "endpoint").unwrap().clone();
+    let pid = u(&endpoint["pid"]);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("endpoint"), "the endpoint process {pid} outlived its run");
+}

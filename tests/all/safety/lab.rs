@@ -18,8 +18,9 @@ fn lab_servers_get_no_secrets_and_odd_directories_work_twice() {
         ("REDISCLI_AUTH", "lab-secret-2".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "lab-secret-3".to_string()),
     ];
-    for round in 0..2 {
-        let o = failprobe_env(&["lab", "up", "--topology", "sentinel", "--dir", dir_arg], &secrets);
+    // The second round adds the endpoint, a failprobe process of the lab's own.
+    for (round, topology) in ["sentinel", "endpoint"].into_iter().enumerate() {
+        let o = failprobe_env(&["lab", "up", "--topology", topology, "--dir", dir_arg], &secrets);
         assert_eq!(code(&o), 0, "round {round}: {}", explain(&o));
         let lab: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
@@ -39,5 +40,13 @@ fn lab_servers_get_no_secrets_and_odd_directories_work_twice() {
         }
         let o = failprobe(&["lab", "down", "--dir", dir_arg]);
         assert_eq!(code(&o), 0, "round {round}: {}", explain(&o));
+        let kinds: Vec<&str> = lab["nodes"].as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.contains(&"endpoint"), topology == "endpoint", "{kinds:?}");
+        for node in lab["nodes"].as_array().unwrap() {
+            let pid = node["pid"].as_u64().unwrap();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).unwrap_or("gone");
+            assert!(matches!(state, "gone" | "Z"), "round {round}: {node} still runs after lab down");
+        }
     }
 }
