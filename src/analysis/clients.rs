@@ -62,10 +62,11 @@ impl TrialClients {
     /// The trial's summary (from the first profile) with every profile's figures in `clients`.
     pub(crate) fn summary(&mut self, index: u32, interval_us: u64) -> TrialSummary {
         let mut summary = trial_summary(index, &mut self.clients[0], interval_us);
-        let mut clients = vec![ClientSummary::of(&self.clients[0].client, &summary)];
+        let first = &self.clients[0];
+        let mut clients = vec![ClientSummary::of(&first.client, &summary, &first.events)];
         for t in &mut self.clients[1..] {
             let own = trial_summary(index, t, interval_us);
-            clients.push(ClientSummary::of(&t.client, &own));
+            clients.push(ClientSummary::of(&t.client, &own, &t.events));
         }
         summary.clients = clients;
         summary

@@ -16,6 +16,7 @@ pub(crate) mod summarize;
 pub mod summary;
 pub(crate) mod trial;
 pub(crate) mod verdict;
+pub(crate) mod waterfall;
 
 use crate::sample::{Event, EventKind, Record, RunMeta, Sample, Stream};
 use clients::TrialClients;
@@ -464,6 +465,24 @@ pub(crate) mod tests {
         assert!(!pinned.writes.recovered && pinned.reads.recovered);
         assert_eq!(pinned.writes.errors.get("readonly"), Some(&100));
         assert_eq!(pinned.integrity.lost_acked_writes, 3, "writes 98..=100 acknowledged, then gone");
+        // Where the time went: what was observed has a time, the rest none (never guessed).
+        let phases: Vec<(&str, Option<f64>)> = pinned.phases.iter().map(|p| (p.name.as_str(), p.at_ms)).collect();
+        assert_eq!(
+            phases,
+            [
+                ("trigger started", Some(300.0)),
+                ("trigger completed", Some(350.0)),
+                ("writes down (readonly×100)", Some(1000.0)),
+                ("writes not recovered by the end of the trial", Some(1991.0)),
+                ("new primary announced", None),
+                ("endpoint flipped", None),
+                ("old primary stepped down", None),
+            ]
+        );
+        let line = waterfall::describe(&pinned.phases);
+        assert!(line.starts_with("trigger started +0 µs · trigger completed +50.0 ms · writes down"), "{line}");
+        let unobserved = "new primary announced: not observed · endpoint flipped: not observed · old primary stepped down: not observed";
+        assert!(line.ends_with(unobserved), "{line}");
         // By default the verdict covers failprobe's own client: the deployment recovered.
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);
         let s = two_clients(Budget { clients: vec!["all".into()], ..Default::default() });

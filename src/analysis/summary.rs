@@ -145,15 +145,33 @@ pub struct ClientSummary {
     pub writes: StreamSummary,
     pub reads: StreamSummary,
     pub integrity: Integrity,
+    /// Where the time went: trigger, new primary, endpoint flip, step-down, this client's
+    /// outages (`analysis::waterfall`). Empty without a trigger.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+}
+
+/// One moment of a trial, in ms on the run clock; `at_ms` is null when it was not observed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub at_ms: Option<f64>,
+}
+
+impl Phase {
+    pub(crate) fn at(name: &str, at_ms: Option<f64>) -> Self {
+        Self { name: name.to_string(), at_ms }
+    }
 }
 
 impl ClientSummary {
-    pub(crate) fn of(name: &str, t: &TrialSummary) -> Self {
+    pub(crate) fn of(name: &str, t: &TrialSummary, events: &[crate::sample::Event]) -> Self {
         Self {
             name: name.to_string(),
             writes: t.writes.clone(),
             reads: t.reads.clone(),
             integrity: t.integrity.clone(),
+            phases: super::waterfall::phases(t, events),
         }
     }
 

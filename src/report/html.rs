@@ -58,6 +58,7 @@ pub fn render(data: &ReportData) -> Result<String> {
         esc(&s.version)
     );
     verdict(&mut h, s);
+    clients(&mut h, s);
     section(&mut h, "Timeline", "Latency of every probe (log scale, from its due time); crosses are failed probes by error class, shaded bands are outage windows, orange triangles are writes that were acknowledged and then lost.");
     plot(&mut h, &plots, "timeline.svg");
     outages(&mut h, s);
@@ -192,6 +193,64 @@ fn outages(h: &mut String, s: &Summary) {
         format_ms(o.p99),
         format_ms(o.max)
     );
+}
+
+/// Per client profile (`--clients`): what it saw, and where its time went as a waterfall from
+/// the trigger (writes on the upper lane, reads below; red while down; a mark per phase).
+fn clients(h: &mut String, s: &Summary) {
+    if s.trials.iter().all(|t| t.clients.len() < 2) {
+        return;
+    }
+    section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary stepped down (hover for the time); a phase not observed has no mark.");
+    h.push_str("<table><tr><th>trial</th><th class=\"l\">client</th><th class=\"l\">what it saw</th><th class=\"l\">where the time went</th></tr>\n");
+    for t in &s.trials {
+        for c in &t.clients {
+            let bad = !c.recovered() || c.integrity.lost_acked_writes > 0;
+            let _ = writeln!(
+                h,
+                "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}<br><small>{}</small></td></tr>",
+                if bad { "bad" } else { "" },
+                esc(&trial_label(t)),
+                esc(&c.name),
+                esc(&super::client_line(c)),
+                waterfall_svg(t, c),
+                esc(&crate::analysis::waterfall::describe(&c.phases)),
+            );
+        }
+    }
+    h.push_str("</table>\n");
+}
+
+fn waterfall_svg(t: &TrialSummary, c: &crate::analysis::summary::ClientSummary) -> String {
+    let Some(start) = c.phases.first().and_then(|p| p.at_ms) else { return String::new() };
+    let (from, to) = (start - 1000.0, t.ended_at_ms.max(start + 1.0));
+    let (width, scale) = (480.0, 480.0 / (to - from));
+    let x = |ms: f64| ((ms - from) * scale).clamp(0.0, width);
+    let mut svg = format!("<svg width=\"{width}\" height=\"30\" role=\"img\"><rect x=\"0\" y=\"6\" width=\"{width}\" height=\"8\" fill=\"#e8f5e9\"/><rect x=\"0\" y=\"17\" width=\"{width}\" height=\"8\" fill=\"#e8f5e9\"/>");
+    for (y, stream) in [(6, &c.writes), (17, &c.reads)] {
+        for o in stream.outages.iter().filter(|o| o.end_ms >= from) {
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"8\" fill=\"#d32f2f\"><title>down {}</title></rect>",
+                x(o.start_ms),
+                (x(o.end_ms) - x(o.start_ms)).max(1.0),
+                esc(&format_ms(o.duration_ms))
+            );
+        }
+    }
+    for p in c.phases.iter().filter(|p| !p.name.starts_with("writes") && !p.name.starts_with("reads")) {
+        if let Some(at) = p.at_ms {
+            let _ = write!(
+                svg,
+                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"2\" y2=\"29\" stroke=\"#333\" stroke-width=\"1.5\"><title>{1} +{2}</title></line>",
+                x(at),
+                esc(&p.name),
+                esc(&format_ms(at - start))
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
 }
 
 /// Per shard (cluster) or node: who was down, for how long, and what was lost.

@@ -136,6 +136,9 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
         writeln!(md, "What each client profile saw (`--clients`; the table above is the first one's):\n")?;
         for c in &t.clients {
             writeln!(md, "- {}", super::client_line(c))?;
+            if !c.phases.is_empty() {
+                writeln!(md, "  - where the time went: {}", crate::analysis::waterfall::describe(&c.phases))?;
+            }
         }
         writeln!(md)?;
     }

@@ -1,6 +1,7 @@
 //! The terminal: the summary at the end of a run (the live line is `run::status`).
 
 use super::summary::Summary;
+use crate::analysis::waterfall;
 use crate::duration::format_ms;
 
 pub fn final_summary(s: &Summary) -> String {
@@ -36,6 +37,9 @@ pub fn final_summary(s: &Summary) -> String {
         if t.clients.len() > 1 {
             for c in &t.clients {
                 out.push_str(&format!("    client {}\n", super::client_line(c)));
+                if !c.phases.is_empty() {
+                    out.push_str(&format!("      where the time went: {}\n", waterfall::describe(&c.phases)));
+                }
             }
         }
     }

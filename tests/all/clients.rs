@@ -49,6 +49,15 @@ fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     assert_eq!(u(&pinned["integrity"]["lost_acked_writes"]), lost);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("client pinned: writes NOT RECOVERED"), "{text}");
+    let phase = |c: &serde_json::Value, name: &str| {
+        let p = c["phases"].as_array().unwrap().iter().find(|p| p["name"].as_str().unwrap().starts_with(name)).cloned();
+        p.unwrap_or_else(|| panic!("no phase `{name}` in {}", c["phases"]))["at_ms"].as_f64()
+    };
+    let announced = phase(pinned, "new primary announced").expect("Sentinel's announcement is observed");
+    let down = phase(pinned, "writes down").unwrap();
+    assert!(announced < down && down <= phase(pinned, "old primary stepped down").unwrap() + 300.0);
+    assert_eq!(phase(pinned, "endpoint flipped"), None, "no endpoint in this lab: not observed");
+    assert!(text.contains("where the time went: trigger started +0 µs"), "{text}");
 }
 
 /// `scenarios/local-endpoint-failover.toml` (a 5 s lag, longer than the ~2-5 s the lab's old
@@ -88,6 +97,13 @@ fn through_a_lagging_endpoint_failprobe_follows_the_flip_and_pinned_stays_on_rea
     let last = pinned["writes"]["outages"].as_array().unwrap().last().unwrap().clone();
     assert!(f(&last["start_ms"]) <= stepped_down + 300.0, "{last}");
     assert!(u(&last["errors"]["readonly"]) > 100, "{last}");
+    // Behind the endpoint failprobe sees no Sentinel announcement: not observed, not guessed.
+    let phase = |name: &str| {
+        let p = pinned["phases"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+        p.unwrap_or_else(|| panic!("no phase `{name}` in {}", pinned["phases"]))["at_ms"].as_f64()
+    };
+    assert_eq!(phase("new primary announced"), None);
+    assert_eq!((phase("endpoint flipped"), phase("old primary stepped down")), (Some(flipped), Some(stepped_down)));
     // Both wrote into the old primary until it stepped down: acknowledged, then lost.
     assert!(u(&own["integrity"]["lost_acked_writes"]) > 0, "{}", own["integrity"]);
     let lab: serde_json::Value =

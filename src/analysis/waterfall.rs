@@ -1,0 +1,63 @@
+//! Where the time went, per trial and client: trigger → new primary announced → endpoint flipped
+//! → old primary stepped down → each stream of the client down and recovered. Only what was
+//! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
+//! by asking the old primary every 250 ms, so it carries that resolution; the others are the
+//! times of the events themselves.
+
+use super::summarize::us_to_ms;
+use super::summary::{Phase, StreamSummary, TrialSummary};
+use crate::sample::{Event, EventKind};
+
+/// The phases of one client's trial; empty for a trial without a trigger.
+pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
+    let Some(start) = t.trigger.started_at_ms else { return Vec::new() };
+    let after = |at_ms: f64| at_ms >= start;
+    let first_event = |want: fn(&EventKind) -> bool| {
+        events.iter().find(|e| want(&e.kind) && after(us_to_ms(e.at_us))).map(|e| us_to_ms(e.at_us))
+    };
+    let mut out = vec![
+        Phase::at("trigger started", Some(start)),
+        Phase::at("trigger completed", t.trigger.finished_at_ms),
+        Phase::at("new primary announced", t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
+        Phase::at("endpoint flipped", first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. }))),
+        Phase::at("old primary stepped down", first_event(|k| matches!(k, EventKind::StepDown { .. }))),
+    ];
+    for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
+        stream_phases(&mut out, name, s, start);
+    }
+    // In the order they happened; what was not observed last.
+    out.sort_by(|a, b| match (a.at_ms, b.at_ms) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    out
+}
+
+/// A stream's outage after the trigger (its first start, its last end): down, then recovered or
+/// not. A stream that never went down adds nothing.
+fn stream_phases(out: &mut Vec<Phase>, name: &str, s: &StreamSummary, start: f64) {
+    let outages: Vec<_> = s.outages.iter().filter(|o| o.end_ms >= start).collect();
+    let (Some(first), Some(last)) = (outages.first(), outages.last()) else { return };
+    let errors: Vec<String> = last.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+    out.push(Phase::at(&format!("{name} down ({})", errors.join(" ")), Some(first.start_ms)));
+    out.push(match last.recovered {
+        true => Phase::at(&format!("{name} recovered"), Some(last.end_ms)),
+        false => Phase::at(&format!("{name} not recovered by the end of the trial"), Some(last.end_ms)),
+    });
+}
+
+/// "trigger +0 s · new primary announced +1.04 s · endpoint flipped: not observed · …", times
+/// from the trigger's start.
+pub(crate) fn describe(phases: &[Phase]) -> String {
+    let Some(start) = phases.first().and_then(|p| p.at_ms) else { return String::new() };
+    let parts: Vec<String> = phases
+        .iter()
+        .map(|p| match p.at_ms {
+            Some(at) => format!("{} +{}", p.name, crate::duration::format_ms(at - start)),
+            None => format!("{}: not observed", p.name),
+        })
+        .collect();
+    parts.join(" · ")
+}
