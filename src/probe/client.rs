@@ -21,6 +21,8 @@ pub enum Profile {
     Failprobe,
     /// One connection per stream opened once and kept: the common application.
     Pinned,
+    /// The `redis` crate's ConnectionManager with its defaults: a Rust application.
+    RedisRs,
 }
 
 /// Every profile: its name and what it does. `--clients` help and the "unknown client" error
@@ -38,6 +40,13 @@ pub(crate) const PROFILES: &[(Profile, &str, &str)] = &[
         "one connection per stream, opened once to the primary of the moment; reopened to the same \
          address (DNS resolved again) only when it breaks (refused, reset, timeout), not on \
          READONLY, LOADING, MASTERDOWN or MOVED: the common application",
+    ),
+    (
+        Profile::RedisRs,
+        "redis-rs",
+        "the `redis` crate's ConnectionManager with its default settings, one per profile, as a \
+         Rust application uses it: reconnects to the address it was given when its connection \
+         drops, not on an error reply (redis:// and rediss:// targets: a primary or an endpoint)",
     ),
 ];
 

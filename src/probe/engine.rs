@@ -139,6 +139,9 @@ impl Engine for RedisEngine {
             Ok(match profile {
                 Profile::Failprobe => self.0.clone() as Arc<dyn Client>,
                 Profile::Pinned => self.0.pinned(report).await? as Arc<dyn Client>,
+                Profile::RedisRs => {
+                    super::redis_rs::RedisRsClient::start(self.0.target(), self.0.limit()).await? as Arc<dyn Client>
+                }
             })
         })
     }

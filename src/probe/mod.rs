@@ -9,6 +9,7 @@ pub mod keys;
 pub(crate) mod locate;
 pub mod memcached;
 pub mod redis;
+pub(crate) mod redis_rs;
 pub mod schedule;
 
 use crate::target::error::ProbeError;

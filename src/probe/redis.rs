@@ -137,6 +137,14 @@ impl RedisProber {
         let _ = self.stop.send(true);
     }
 
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
+    }
+
     pub fn shards(&self) -> &[Shard] {
         &self.shards
     }
@@ -452,31 +460,51 @@ impl From<Written> for Option<u64> {
     }
 }
 
+/// A write probe, one MULTI/EXEC: the sequence number onto the trial's log, the sentinel key
+/// raised to it, both with the TTL. Every Redis client profile sends exactly this.
+pub(crate) fn write_probe(keys: &TrialKeys, seq: u64) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("RPUSH")
+        .arg(&keys.log)
+        .arg(seq)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&keys.log)
+        .arg(keys.ttl_ms)
+        .ignore()
+        .cmd("EVAL")
+        .arg(SET_IF_HIGHER)
+        .arg(1)
+        .arg(&keys.sentinel)
+        .arg(seq)
+        .arg(keys.ttl_ms)
+        .ignore();
+    pipe
+}
+
+/// A read probe: the sentinel key.
+pub(crate) fn read_probe(keys: &TrialKeys) -> redis::Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(&keys.sentinel);
+    cmd
+}
+
 impl Prober for RedisProber {
     async fn write(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, seq: u64, deadline: Instant) -> Attempt {
         self.on_conn(shard, Stream::Write, deadline, |mut conn| {
-            let keys = keys.clone();
+            let pipe = write_probe(&keys, seq);
+            async move { pipe.query_async::<()>(&mut conn).await.map(|_| Written) }
+        })
+        .await
+    }
+
+    async fn read(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, deadline: Instant) -> Attempt {
+        self.on_conn(shard, Stream::Read, deadline, |mut conn| {
+            let cmd = read_probe(&keys);
             async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("RPUSH")
-                    .arg(&keys.log)
-                    .arg(seq)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&keys.log)
-                    .arg(keys.ttl_ms)
-                    .ignore()
-                    .cmd("EVAL")
-                    .arg(SET_IF_HIGHER)
-                    .arg(1)
-                    .arg(&keys.sentinel)
-                    .arg(seq)
-                    .arg(keys.ttl_ms)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map(|_| Written)
+                let v: Option<u64> = cmd.query_async(&mut conn).await?;
+                Ok(Some(v.unwrap_or(0)))
             }
         })
         .await
@@ -484,16 +512,5 @@ impl Prober for RedisProber {
 
     fn stop(&self) {
         self.shutdown();
-    }
-
-    async fn read(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, deadline: Instant) -> Attempt {
-        self.on_conn(shard, Stream::Read, deadline, |mut conn| {
-            let keys = keys.clone();
-            async move {
-                let v: Option<u64> = redis::cmd("GET").arg(&keys.sentinel).query_async(&mut conn).await?;
-                Ok(Some(v.unwrap_or(0)))
-            }
-        })
-        .await
     }
 }

@@ -348,6 +348,11 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             p.name()
         )));
     }
+    if measured.contains(&Profile::RedisRs) && (target.is_sentinel() || target.is_cluster()) {
+        return Err(crate::error::invalid(
+            "the `redis-rs` client profile is for redis:// and rediss:// targets (a primary or an endpoint), not Sentinel or Cluster yet",
+        ));
+    }
     for name in plan.budget.clients.iter().filter(|n| *n != "all") {
         if !measured.iter().any(|p| p.name() == name) {
             let list: Vec<&str> = measured.iter().map(|p| p.name()).collect();

@@ -6,6 +6,28 @@ use failprobe::lab::Topology;
 use std::collections::HashSet;
 
 #[test]
+fn profiles_that_do_not_fit_the_target_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cases = [
+        ("redis+sentinel://127.0.0.1:1/m", "failprobe,redis-rs", "`redis-rs` client profile is for redis://"),
+        ("memcache://127.0.0.1:1", "failprobe,pinned", "`pinned` client profile is for Redis targets"),
+        ("redis://127.0.0.1:1", "failprobe,lettuce", "unknown client profile `lettuce`"),
+    ];
+    for (target, clients, why) in cases {
+        let args = ["run", "--target", target, "--clients", clients, "--trigger", "none", "--quiet", "--out"];
+        let o = failprobe(&[&args[..], &[out.to_str().unwrap()]].concat());
+        assert_eq!(code(&o), 2, "{target} {clients}: {}", explain(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{target} {clients}: {}", explain(&o));
+        assert!(!out.exists(), "nothing is recorded before the checks pass");
+    }
+    let args = ["run", "--target", "redis://127.0.0.1:1", "--budget-clients", "pinned", "--clients", "failprobe"];
+    let o = failprobe(&[&args[..], &["--trigger", "none", "--quiet"]].concat());
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--budget-clients names `pinned`, which is not measured"));
+}
+
+#[test]
 fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     let lab = TestLab::start(Topology::Sentinel);
     let old_primary = lab.primary_port();
@@ -71,7 +93,8 @@ fn through_a_lagging_endpoint_failprobe_follows_the_flip_and_pinned_stays_on_rea
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/local-endpoint-failover.toml");
-    let args = ["run", scenario, "--quiet", "--out", out.to_str().unwrap()];
+    let clients = "--clients=failprobe,pinned,redis-rs";
+    let args = ["run", scenario, clients, "--quiet", "--out", out.to_str().unwrap()];
     // The scenario names its clients; the test harness's FAILPROBE_CLIENTS must not win.
     let o = failprobe_command().args(args).env_remove("FAILPROBE_CLIENTS").output().unwrap();
     assert_eq!(code(&o), 1, "pinned never recovers and the budget covers all: {}", explain(&o));
@@ -104,6 +127,12 @@ fn through_a_lagging_endpoint_failprobe_follows_the_flip_and_pinned_stays_on_rea
     };
     assert_eq!(phase("new primary announced"), None);
     assert_eq!((phase("endpoint flipped"), phase("old primary stepped down")), (Some(flipped), Some(stepped_down)));
+    // The redis crate's ConnectionManager with its defaults keeps its connection on READONLY, as
+    // `pinned` does: reconnected to the demoted node when the step-down closed it, it stays.
+    let redis_rs = &t["clients"][2];
+    assert_eq!(redis_rs["name"], "redis-rs");
+    assert!(!redis_rs["writes"]["recovered"].as_bool().unwrap(), "{}", redis_rs["writes"]);
+    assert!(u(&redis_rs["writes"]["errors"]["readonly"]) > 100, "{}", redis_rs["writes"]);
     // Both wrote into the old primary until it stepped down: acknowledged, then lost.
     assert!(u(&own["integrity"]["lost_acked_writes"]) > 0, "{}", own["integrity"]);
     let lab: serde_json::Value =
