@@ -580,11 +580,16 @@ async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> 
     let shards = ctx.prober.shard_names().len();
     let mut clients = Vec::new();
     for &profile in &ctx.profiles {
-        let client = ctx
-            .prober
-            .client(profile, ctx.report.clone())
-            .await
-            .map_err(|e| anyhow!("starting the `{}` client: {e}", profile.name()))?;
+        let client = match ctx.prober.client(profile, ctx.report.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Those already started stop with the trial that could not start.
+                for c in clients.iter().filter(|c: &&ClientTrial| c.profile != Profile::Failprobe) {
+                    c.client.shutdown();
+                }
+                return Err(anyhow!("starting the `{}` client: {e}", profile.name()));
+            }
+        };
         let label = profile.label();
         clients.push(ClientTrial {
             profile,
@@ -743,13 +748,9 @@ async fn wait_recovered(ctx: &RunContext, clients: &[ClientTrial], old: &mut Old
             return format!("recovered and stable for {:?}", ctx.plan.settle);
         }
         if since_trigger.elapsed() >= ctx.plan.max_trial {
-            let who = if clients.len() > 1 || !waiting.is_empty() {
-                format!(" ({})", waiting.join(", "))
-            } else {
-                String::new()
-            };
             return format!(
-                "not recovered{who} within --max-trial {:?} after the trigger finished",
+                "not recovered ({}) within --max-trial {:?} after the trigger finished",
+                waiting.join(", "),
                 ctx.plan.max_trial
             );
         }
