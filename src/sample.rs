@@ -230,6 +230,11 @@ pub enum EventKind {
         status: String,
         members: String,
     },
+    /// The deployment declared the primary failed (Sentinel `+odown`): `detail` is what it said.
+    FailureDetected {
+        source: String,
+        detail: String,
+    },
     /// The lab's primary endpoint now sends new connections to `to` (`from`: where they went
     /// before; None when the endpoint started). Open connections stay where they are.
     EndpointFlip {

@@ -474,6 +474,7 @@ pub(crate) mod tests {
                 ("trigger completed", Some(350.0)),
                 ("writes down (readonly×100)", Some(1000.0)),
                 ("writes not recovered by the end of the trial", Some(1991.0)),
+                ("failure detected", None),
                 ("new primary announced", None),
                 ("endpoint flipped", None),
                 ("old primary stepped down", None),
@@ -481,7 +482,7 @@ pub(crate) mod tests {
         );
         let line = waterfall::describe(&pinned.phases);
         assert!(line.starts_with("trigger started +0 µs · trigger completed +50.0 ms · writes down"), "{line}");
-        let unobserved = "new primary announced: not observed · endpoint flipped: not observed · old primary stepped down: not observed";
+        let unobserved = "failure detected: not observed · new primary announced: not observed · endpoint flipped: not observed · old primary stepped down: not observed";
         assert!(line.ends_with(unobserved), "{line}");
         // By default the verdict covers failprobe's own client: the deployment recovered.
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);

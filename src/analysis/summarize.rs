@@ -216,6 +216,9 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
             EventKind::Lateness { stream, late } => {
                 push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
             }
+            EventKind::FailureDetected { source, detail } => {
+                push(e.at_us, format!("failure detected by {source}: {detail}"))
+            }
             EventKind::EndpointFlip { endpoint, from: Some(from), to } => {
                 push(e.at_us, format!("endpoint {endpoint} flipped: new connections go to {to} (were going to {from})"))
             }

@@ -1,4 +1,5 @@
-//! Where the time went, per trial and client: trigger → new primary announced → endpoint flipped
+//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`, AWS
+//! "failover started") → new primary announced → endpoint flipped
 //! → old primary stepped down → each stream of the client down and recovered. Only what was
 //! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
 //! by asking the old primary every 250 ms, so it carries that resolution; the others are the
@@ -18,6 +19,14 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
     let mut out = vec![
         Phase::at("trigger started", Some(start)),
         Phase::at("trigger completed", t.trigger.finished_at_ms),
+        // Sentinel's +odown, or AWS's "failover started"; a manual failover has none.
+        Phase::at(
+            "failure detected",
+            first_event(|k| {
+                matches!(k, EventKind::FailureDetected { .. })
+                    || matches!(k, EventKind::Aws { class: crate::sample::AwsClass::FailoverStarted, .. })
+            }),
+        ),
         Phase::at("new primary announced", t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
         Phase::at("endpoint flipped", first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. }))),
         Phase::at("old primary stepped down", first_event(|k| matches!(k, EventKind::StepDown { .. }))),

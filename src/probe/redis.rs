@@ -354,14 +354,22 @@ impl RedisProber {
         let mut pubsub = crate::target::connect_pubsub(&self.target, client, self.limit)
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.text))?;
-        timeout(self.limit, pubsub.subscribe("+switch-master")).await.context("SUBSCRIBE timeout")??;
+        timeout(self.limit, pubsub.subscribe(&["+switch-master", "+odown"])).await.context("SUBSCRIBE timeout")??;
         let mut messages = pubsub.on_message();
         // Every read has a deadline: a sentinel that went silent (or a half-open connection) is
         // left and subscribed again; the topology poll asks the sentinels every second anyway.
         while let Some(msg) = timeout(SUBSCRIPTION_IDLE, messages.next()).await.ok().flatten() {
             let payload: String = msg.get_payload().unwrap_or_default();
-            // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
             let parts: Vec<&str> = payload.split_whitespace().collect();
+            if msg.get_channel_name() == "+odown" {
+                // "master <master-name> <ip> <port> #quorum <n>/<m>": the sentinels agree it failed.
+                if parts.len() >= 4 && parts[0] == "master" && parts[1] == master {
+                    let source = format!("sentinel {host}:{port} +odown");
+                    self.report.event(EventKind::FailureDetected { source, detail: payload.clone() });
+                }
+                continue;
+            }
+            // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
             if parts.len() == 5 && parts[0] == master {
                 self.report.event(EventKind::Topology {
                     source: format!("sentinel {host}:{port} +switch-master"),

@@ -86,6 +86,14 @@ fn kill_of_the_primary_with_sentinel_recovers_in_seconds() {
     let longest = f(&w["longest_outage_ms"]);
     assert!((1000.0..=4000.0).contains(&longest), "write outage {longest} ms, expected 1-4 s");
     assert!(w["errors"]["refused"].as_u64().unwrap_or(0) > 0, "{:?}", w["errors"]);
+    // Where the time went: the sentinels' +odown (down-after 1 s) after the kill, then the new
+    // primary; the writes came back after both.
+    let phases = t["clients"][0]["phases"].as_array().unwrap();
+    let at = |name: &str| phases.iter().find(|p| p["name"] == name).and_then(|p| p["at_ms"].as_f64());
+    let (killed, detected) = (at("trigger started").unwrap(), at("failure detected").expect("+odown observed"));
+    assert!((900.0..3000.0).contains(&(detected - killed)), "+odown {} ms after the kill", detected - killed);
+    let announced = at("new primary announced").unwrap();
+    assert!(detected <= announced && announced <= at("writes recovered").unwrap() + 1000.0, "{phases:?}");
 }
 
 #[test]
