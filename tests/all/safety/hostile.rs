@@ -136,6 +136,22 @@ fn tls_server_config(dir: &std::path::Path) -> std::sync::Arc<rustls::ServerConf
     std::sync::Arc::new(config)
 }
 
+/// Runs `cmd` to the end, sampling its peak RSS every 20 ms; fails the test when it runs past
+/// `limit`.
+fn output_and_peak_rss(cmd: &mut std::process::Command, limit: Duration, what: &str) -> (std::process::Output, u64) {
+    let started = Instant::now();
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let mut peak = 0;
+    while !waiter.is_finished() {
+        peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+        assert!(started.elapsed() < limit, "{what}: failprobe did not end within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (waiter.join().unwrap(), peak)
+}
+
 /// Peak resident memory of a running process (kB), from /proc.
 fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -162,24 +178,11 @@ fn run_against(how: Hostility, tls: bool) -> RunOutcome {
     if tls {
         cmd.env("FAILPROBE_TLS_CA_FILE", dir.path().join("ca.crt"));
     }
-    let child = cmd
-        .args(["run", "--target", &target, "--trigger", "none", "--duration", "2s", "--timeout", "100ms", "--quiet"])
+    cmd.args(["run", "--target", &target, "--trigger", "none", "--duration", "2s", "--timeout", "100ms", "--quiet"])
         .arg("--out")
         .arg(&out)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    let mut peak = 0;
-    while !waiter.is_finished() {
-        peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
-        assert!(started.elapsed() < Duration::from_secs(60), "{how:?}: the run did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let o = waiter.join().unwrap();
+        .stdin(std::process::Stdio::null());
+    let (o, peak) = output_and_peak_rss(&mut cmd, Duration::from_secs(60), &format!("{how:?}"));
     let s = std::fs::read_to_string(out.join("summary.json")).ok().map(|t| serde_json::from_str(&t).unwrap());
     (o, s, peak, started.elapsed())
 }
@@ -266,23 +269,9 @@ fn a_hostile_memcached_cannot_make_a_dump_allocate_what_it_announces() {
         let port = fake_memcached(reply, endless);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("dump.fpmd");
-        let started = Instant::now();
-        let child = crate::common::failprobe_command()
-            .args(["memcached", "dump", "--target", &format!("memcache://127.0.0.1:{port}"), "--file"])
-            .arg(&file)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-        let mut peak = 0;
-        while !waiter.is_finished() {
-            peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
-            assert!(started.elapsed() < Duration::from_secs(30), "{what}: the dump did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let o = waiter.join().unwrap();
+        let mut cmd = crate::common::failprobe_command();
+        cmd.args(["memcached", "dump", "--target", &format!("memcache://127.0.0.1:{port}"), "--file"]).arg(&file);
+        let (o, peak) = output_and_peak_rss(&mut cmd, Duration::from_secs(30), what);
         assert_eq!(code(&o), 2, "{what}: {}", explain(&o));
         assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{what}: {}", explain(&o));
         assert!(peak < 200_000, "{what}: peak RSS {peak} kB");
