@@ -22,6 +22,30 @@ use tokio::time::{timeout, timeout_at, Instant};
 /// How long a `+switch-master` subscription may stay silent before it is made again.
 const SUBSCRIPTION_IDLE: Duration = Duration::from_secs(30);
 
+/// What the sentinels announced, so that the same news from each of them counts once: the first
+/// `+odown` of a primary (until a switch), the first `+switch-master` to a new primary.
+#[derive(Default)]
+struct Heard {
+    down: Option<String>,
+    primary: Option<String>,
+}
+
+impl Heard {
+    fn first_down(&mut self, address: &str) -> bool {
+        let first = self.down.as_deref() != Some(address);
+        self.down = Some(address.to_string());
+        first
+    }
+
+    fn first_switch(&mut self, primary: &str) -> bool {
+        let first = self.primary.as_deref() != Some(primary);
+        self.primary = Some(primary.to_string());
+        // The next failure of any primary, this one included, is news again.
+        self.down = None;
+        first
+    }
+}
+
 /// One independently probed part of the target: the primary, or one cluster shard.
 pub struct Shard {
     /// `shard0`, `shard1`, ... for a cluster; None for a single primary.
@@ -327,16 +351,29 @@ impl RedisProber {
         }
     }
 
-    /// Follows Sentinel's `+switch-master` announcements, as a well-configured client does.
+    /// Follows Sentinel's announcements, as a well-configured client does: one subscription per
+    /// sentinel, because a sentinel that learns of the failover from the leader's hello before
+    /// its own quorum is reached never publishes `+odown` (seen on a loaded machine), while the
+    /// leader always does.
     async fn follow_switch_master(self: Arc<Self>) {
         let Discovery::Sentinel { sentinels, master } = &self.target.discovery else { return };
+        let heard = Arc::new(std::sync::Mutex::new(Heard::default()));
+        let listeners = sentinels.iter().map(|(host, port)| self.clone().keep_listening(host, *port, master, &heard));
+        futures_util::future::join_all(listeners).await;
+    }
+
+    /// Subscribes to one sentinel until `shutdown`, again after each failure.
+    async fn keep_listening(
+        self: Arc<Self>,
+        host: &str,
+        port: u16,
+        master: &str,
+        heard: &Arc<std::sync::Mutex<Heard>>,
+    ) {
         let mut stop = self.stop.subscribe();
-        let mut i = 0usize;
         loop {
-            let (host, port) = &sentinels[i % sentinels.len()];
-            i += 1;
             tokio::select! {
-                r = self.listen(host, *port, master) => {
+                r = self.listen(host, port, master, heard) => {
                     if let Err(e) = r { tracing::debug!("sentinel {host}:{port} subscription: {e:#}"); }
                 }
                 _ = stop.changed() => return,
@@ -348,7 +385,7 @@ impl RedisProber {
         }
     }
 
-    async fn listen(&self, host: &str, port: u16, master: &str) -> Result<()> {
+    async fn listen(&self, host: &str, port: u16, master: &str, heard: &std::sync::Mutex<Heard>) -> Result<()> {
         use futures_util::StreamExt;
         let client = self.target.sentinel_client(host, port);
         let mut pubsub = crate::target::connect_pubsub(&self.target, client, self.limit)
@@ -364,19 +401,26 @@ impl RedisProber {
             if msg.get_channel_name() == "+odown" {
                 // "master <master-name> <ip> <port> #quorum <n>/<m>": the sentinels agree it failed.
                 if parts.len() >= 4 && parts[0] == "master" && parts[1] == master {
-                    let source = format!("sentinel {host}:{port} +odown");
-                    self.report.event(EventKind::FailureDetected { source, detail: payload.clone() });
+                    let down = format!("{}:{}", parts[2], parts[3]);
+                    if heard.lock().expect("not poisoned").first_down(&down) {
+                        let source = format!("sentinel {host}:{port} +odown");
+                        self.report.event(EventKind::FailureDetected { source, detail: payload.clone() });
+                    }
                 }
                 continue;
             }
             // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
             if parts.len() == 5 && parts[0] == master {
+                let primary = format!("{}:{}", parts[3], parts[4]);
+                if !heard.lock().expect("not poisoned").first_switch(&primary) {
+                    continue;
+                }
                 self.report.event(EventKind::Topology {
                     source: format!("sentinel {host}:{port} +switch-master"),
                     server: Some(format!("{host}:{port}")),
                     role: Some("sentinel".into()),
                     run_id: None,
-                    primary: Some(format!("{}:{}", parts[3], parts[4])),
+                    primary: Some(primary),
                 });
                 self.reconnect_all();
             }
