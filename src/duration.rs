@@ -27,6 +27,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The shortest form `parse_duration` reads back: `5s`, `1500ms`, `2m`, `250us`.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let us = d.as_micros();
+    // The largest unit that divides it exactly.
+    let units: [(u128, &str); 5] =
+        [(3_600_000_000, "h"), (60_000_000, "m"), (1_000_000, "s"), (1_000, "ms"), (1, "us")];
+    match units.iter().find(|(size, _)| us > 0 && us.is_multiple_of(*size)) {
+        Some((size, unit)) => format!("{}{unit}", us / size),
+        None => "0s".to_string(),
+    }
+}
+
 /// Prints a duration the way a person reads it: `850 µs`, `12.3 ms`, `2.25 s`.
 pub(crate) fn format_ms(ms: f64) -> String {
     if ms < 1.0 {
@@ -53,6 +65,14 @@ mod tests {
         assert_eq!(parse_duration("5ms").unwrap(), Duration::from_millis(5));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in ["5s", "1500ms", "2m", "250us", "1h", "0s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
     }
 
     #[test]

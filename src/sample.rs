@@ -242,6 +242,17 @@ pub enum EventKind {
         from: Option<String>,
         to: String,
     },
+    /// A host name the target gives resolves to other addresses than at the last look (the DNS
+    /// watch asks every second, so the change happened within the second before). `from`: the
+    /// addresses before, None for the first answer; `to`: now, or `no answer: <why>`.
+    DnsAnswer {
+        name: String,
+        from: Option<String>,
+        to: String,
+        /// The lowest TTL of the answer, in seconds, as the server gave it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_s: Option<u32>,
+    },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
     /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
     /// write into it.
@@ -268,6 +279,8 @@ impl EventKind {
             EventKind::Reconnect { error: Some(error), .. } => vec![error],
             EventKind::Aws { message, .. } => vec![message],
             EventKind::TrialEnd { reason } => vec![reason],
+            // A resolver's error text may quote its configuration.
+            EventKind::DnsAnswer { to, .. } => vec![to],
             _ => Vec::new(),
         };
         for text in texts {

@@ -85,6 +85,8 @@ pub struct ProbeSection {
     pub key_ttl: Option<Duration>,
     /// Client profiles measured side by side, e.g. `["failprobe", "pinned"]`.
     pub clients: Option<Vec<String>>,
+    /// Look names up on this DNS server (`ip` or `ip:port`) instead of the system's resolver.
+    pub dns_server: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -126,14 +128,29 @@ pub struct BudgetSection {
 /// `--budget-clients`: profile names or `all`; empty for failprobe's own alone.
 fn budget_clients(list: Option<String>) -> Result<Vec<String>> {
     let Some(list) = list else { return Ok(Vec::new()) };
-    let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-    for n in names.iter().filter(|n| n.as_str() != "all") {
-        Profile::parse_list(n).map_err(|e| invalid(format!("--budget-clients: {e}")))?;
+    let mut names = Vec::new();
+    for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match n {
+            "all" => names.push(n.to_string()),
+            // The profile's own spelling, so `dns-cache=5000ms` names `dns-cache=5s`.
+            _ => names.extend(
+                Profile::parse_list(n).map_err(|e| invalid(format!("--budget-clients: {e}")))?.iter().map(|p| p.name()),
+            ),
+        }
     }
     if names.is_empty() {
         return Err(invalid("--budget-clients needs a profile name or `all`"));
     }
     Ok(names)
+}
+
+/// `--dns-server`: `ip` or `ip:port` (`[::1]:5353`), port 53 when none is given.
+fn dns_server(text: Option<String>) -> Result<Option<std::net::SocketAddr>> {
+    let Some(text) = text else { return Ok(None) };
+    let parsed = text
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| text.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()));
+    parsed.map(Some).map_err(|_| invalid(format!("--dns-server `{text}` is not an IP address or IP:PORT")))
 }
 
 /// Reads a scenario; errors name the file, the line and the field.
@@ -159,6 +176,8 @@ pub struct Plan {
     pub lab_topology: Option<Topology>,
     /// The endpoint lab's lag (`--endpoint-lag`).
     pub endpoint_lag: Duration,
+    /// `--dns-server`: where every name is looked up, by connections and by the DNS watch.
+    pub dns_server: Option<std::net::SocketAddr>,
     pub lab_dir: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -274,6 +293,10 @@ pub struct Overrides {
     /// endpoint reach the new primary (a real endpoint's DNS propagation and TTL) [default: 0s]
     #[arg(long, value_parser = duration::parse_duration)]
     pub endpoint_lag: Option<Duration>,
+    /// Look every name up on this DNS server (IP, or IP:PORT; port 53 by default) instead of
+    /// the system's resolver: connections of every client profile and the DNS watch.
+    #[arg(long)]
+    pub dns_server: Option<String>,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -412,6 +435,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         target,
         lab_topology,
         endpoint_lag,
+        dns_server: dns_server(o.dns_server.or(f.probe.dns_server))?,
         lab_dir: o.lab,
         interval,
         timeout,

@@ -477,12 +477,13 @@ pub(crate) mod tests {
                 ("failure detected", None),
                 ("new primary announced", None),
                 ("endpoint flipped", None),
+                ("DNS answer changed", None),
                 ("old primary stepped down", None),
             ]
         );
         let line = waterfall::describe(&pinned.phases);
         assert!(line.starts_with("trigger started +0 µs · trigger completed +50.0 ms · writes down"), "{line}");
-        let unobserved = "failure detected: not observed · new primary announced: not observed · endpoint flipped: not observed · old primary stepped down: not observed";
+        let unobserved = "failure detected: not observed · new primary announced: not observed · endpoint flipped: not observed · DNS answer changed: not observed · old primary stepped down: not observed";
         assert!(line.ends_with(unobserved), "{line}");
         // By default the verdict covers failprobe's own client: the deployment recovered.
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);

@@ -222,6 +222,13 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
             EventKind::EndpointFlip { endpoint, from: Some(from), to } => {
                 push(e.at_us, format!("endpoint {endpoint} flipped: new connections go to {to} (were going to {from})"))
             }
+            EventKind::DnsAnswer { name, from: Some(from), to, ttl_s } => push(
+                e.at_us,
+                format!(
+                    "DNS {name} now answers {to}{} (was {from}; seen by a poll every 1 s)",
+                    ttl_s.map(|t| format!(", TTL {t} s")).unwrap_or_default()
+                ),
+            ),
             EventKind::StepDown { shard, server, role } => push(
                 e.at_us,
                 format!(

@@ -1,9 +1,9 @@
 //! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`, AWS
-//! "failover started") → new primary announced → endpoint flipped
+//! "failover started") → new primary announced → endpoint flipped or DNS answer changed
 //! → old primary stepped down → each stream of the client down and recovered. Only what was
 //! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
-//! by asking the old primary every 250 ms, so it carries that resolution; the others are the
-//! times of the events themselves.
+//! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
+//! that resolution; the others are the times of the events themselves.
 
 use super::summarize::us_to_ms;
 use super::summary::{Phase, StreamSummary, TrialSummary};
@@ -29,6 +29,8 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
         ),
         Phase::at("new primary announced", t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
         Phase::at("endpoint flipped", first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. }))),
+        // Polled every second: within the second before this time.
+        Phase::at("DNS answer changed", first_event(|k| matches!(k, EventKind::DnsAnswer { from: Some(_), .. }))),
         Phase::at("old primary stepped down", first_event(|k| matches!(k, EventKind::StepDown { .. }))),
     ];
     for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {

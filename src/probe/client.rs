@@ -6,6 +6,7 @@
 use super::engine::{BoxFuture, StreamTask};
 use crate::sample::OWN_CLIENT;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One profile's probes: a write and a read stream per shard, each on the shared schedule.
 pub trait Client: Send + Sync {
@@ -21,6 +22,8 @@ pub enum Profile {
     Failprobe,
     /// One connection per stream opened once and kept: the common application.
     Pinned,
+    /// failprobe's own client with each DNS answer reused for this long.
+    DnsCache(Duration),
     /// The `redis` crate's ConnectionManager with its defaults: a Rust application.
     RedisRs,
 }
@@ -42,6 +45,12 @@ pub(crate) const PROFILES: &[(Profile, &str, &str)] = &[
          READONLY, LOADING, MASTERDOWN or MOVED: the common application",
     ),
     (
+        Profile::DnsCache(Duration::ZERO),
+        "dns-cache=D",
+        "failprobe's own client, but a name's address is reused for D (e.g. dns-cache=30s) whatever \
+         its TTL, as a JVM with networkaddress.cache.ttl or a resolver that ignores TTLs does",
+    ),
+    (
         Profile::RedisRs,
         "redis-rs",
         "the `redis` crate's ConnectionManager with its default settings, one per profile, as a \
@@ -51,27 +60,45 @@ pub(crate) const PROFILES: &[(Profile, &str, &str)] = &[
 ];
 
 impl Profile {
-    pub fn name(self) -> &'static str {
-        PROFILES.iter().find(|(p, _, _)| *p == self).map(|(_, name, _)| *name).unwrap_or(OWN_CLIENT)
+    /// `failprobe`, `pinned`, `dns-cache=5s`, `redis-rs`.
+    pub fn name(self) -> String {
+        match self {
+            Profile::DnsCache(keep) => format!("dns-cache={}", crate::duration::format_duration(keep)),
+            _ => PROFILES.iter().find(|(p, _, _)| *p == self).map_or(OWN_CLIENT, |(_, name, _)| *name).to_string(),
+        }
     }
 
     /// The label in samples, events and key names: None for failprobe's own client.
     pub fn label(self) -> Option<String> {
-        (self != Profile::Failprobe).then(|| self.name().to_string())
+        (self != Profile::Failprobe).then(|| self.name())
+    }
+
+    fn parse(name: &str) -> Result<Profile, String> {
+        if let Some(keep) = name.strip_prefix("dns-cache=") {
+            let keep = crate::duration::parse_duration(keep).map_err(|e| format!("client profile `{name}`: {e}"))?;
+            if keep.is_zero() || keep > Duration::from_secs(86_400) {
+                return Err(format!("client profile `{name}`: D must be between 1ms and 24h"));
+            }
+            return Ok(Profile::DnsCache(keep));
+        }
+        match PROFILES.iter().find(|(p, n, _)| *n == name && !matches!(p, Profile::DnsCache(_))) {
+            Some((p, _, _)) => Ok(*p),
+            None => {
+                let known: Vec<&str> = PROFILES.iter().map(|(_, n, _)| *n).collect();
+                Err(format!("unknown client profile `{name}` (known: {})", known.join(", ")))
+            }
+        }
     }
 
     /// `failprobe,pinned`: profiles in order, each once.
     pub fn parse_list(list: &str) -> Result<Vec<Profile>, String> {
         let mut out = Vec::new();
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let Some((p, _, _)) = PROFILES.iter().find(|(_, n, _)| *n == name) else {
-                let known: Vec<&str> = PROFILES.iter().map(|(_, n, _)| *n).collect();
-                return Err(format!("unknown client profile `{name}` (known: {})", known.join(", ")));
-            };
-            if out.contains(p) {
+            let p = Profile::parse(name)?;
+            if out.iter().any(|o: &Profile| o.name() == p.name()) {
                 return Err(format!("client profile `{name}` is listed twice"));
             }
-            out.push(*p);
+            out.push(p);
         }
         if out.is_empty() {
             return Err("--clients needs at least one profile".into());
@@ -100,5 +127,12 @@ mod tests {
         assert!(Profile::parse_list("").is_err());
         assert_eq!(Profile::Pinned.label().as_deref(), Some("pinned"));
         assert_eq!(Profile::Failprobe.label(), None);
+        let cached = Profile::parse_list("failprobe,dns-cache=5s").unwrap();
+        assert_eq!(cached, vec![Profile::Failprobe, Profile::DnsCache(Duration::from_secs(5))]);
+        assert_eq!(cached[1].name(), "dns-cache=5s");
+        assert!(Profile::parse_list("dns-cache=5s,dns-cache=5000ms").unwrap_err().contains("twice"));
+        assert!(Profile::parse_list("dns-cache=0s").unwrap_err().contains("between"));
+        assert!(Profile::parse_list("dns-cache=soon").unwrap_err().contains("dns-cache=soon"));
+        assert!(Profile::parse_list("dns-cache=D").is_err());
     }
 }

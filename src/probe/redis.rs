@@ -10,6 +10,7 @@ use super::locate::{parse_moved, Locator, SlotMap};
 use super::{Attempt, Prober, TrialKeys};
 use crate::sample::{ErrorClass, EventKind, SeqSet, Stream};
 use crate::target::cluster::{slot_of, tag_for};
+use crate::target::dns::Dns;
 use crate::target::error::{classify, ProbeError};
 use crate::target::{query_role, sentinel_primary, Discovery, Target};
 use anyhow::{Context, Result};
@@ -67,6 +68,9 @@ pub struct RedisProber {
     /// The ideal client (failprobe's own) follows the primary: drops a connection that reaches
     /// a non-primary, polls the topology, listens to Sentinel. `pinned` does none of it.
     follows_primary: bool,
+    /// Whether what it learns of the topology goes on the timeline: failprobe's own client
+    /// says it once; a `dns-cache` follower acts on the same news silently.
+    announces: bool,
 }
 
 impl RedisProber {
@@ -106,6 +110,7 @@ impl RedisProber {
             report: report.clone(),
             stop,
             follows_primary: true,
+            announces: true,
         });
         prober.launch();
         Ok(prober)
@@ -130,6 +135,48 @@ impl RedisProber {
             report,
             stop: watch::channel(false).0,
             follows_primary: false,
+            announces: false,
+        });
+        prober.launch();
+        Ok(prober)
+    }
+
+    /// Another client that follows the primary as failprobe's own does, on the same shards
+    /// (its own keys and connections, its own slot map), looking names up through `dns`:
+    /// the `dns-cache=D` profile.
+    pub(crate) async fn follower(
+        &self,
+        dns: Dns,
+        label: Option<String>,
+        report: Reporter,
+    ) -> Result<Arc<Self>, ProbeError> {
+        let target = Arc::new(self.target.with_dns(dns));
+        let map = match self.map {
+            Some(_) => Some(SlotMap::discover(&target, self.limit).await?),
+            None => None,
+        };
+        let shards = self
+            .shards
+            .iter()
+            .map(|s| {
+                let locator = match (&s.locator.as_ref(), &map) {
+                    (Locator::ClusterSlot { slot, .. }, Some(map)) => {
+                        Locator::ClusterSlot { target: target.clone(), slot: *slot, map: map.clone() }
+                    }
+                    _ => Locator::Primary(target.clone()),
+                };
+                Shard::new(s.name.clone(), s.tag.clone(), locator, label.clone())
+            })
+            .collect();
+        let prober = Arc::new(Self {
+            target,
+            shards,
+            map,
+            limit: self.limit,
+            report,
+            stop: watch::channel(false).0,
+            follows_primary: true,
+            announces: false,
         });
         prober.launch();
         Ok(prober)
@@ -161,6 +208,12 @@ impl RedisProber {
         let _ = self.stop.send(true);
     }
 
+    fn announce(&self, kind: EventKind) {
+        if self.announces {
+            self.report.event(kind);
+        }
+    }
+
     pub(crate) fn target(&self) -> &Target {
         &self.target
     }
@@ -180,7 +233,14 @@ impl RedisProber {
         }
         let mut out = Vec::new();
         for s in &self.shards {
-            out.push(s.locator.current_address(self.limit).await.ok());
+            let Ok((host, port)) = s.locator.current_address(self.limit).await else {
+                out.push(None);
+                continue;
+            };
+            // A name stands for whichever node it resolves to: the primary is the address it
+            // reaches now, so that after a DNS flip the old one is still known and asked.
+            let resolved = self.target.dns.resolve(&host, port, self.limit).await.ok();
+            out.push(resolved.and_then(|a| a.first().map(|a| (a.ip().to_string(), port))));
         }
         out
     }
@@ -286,7 +346,7 @@ impl RedisProber {
         match &self.target.discovery {
             Discovery::Sentinel { .. } => {
                 let (h, p, sentinel) = sentinel_primary(&self.target, self.limit).await.ok()?;
-                self.report.event(EventKind::Topology {
+                self.announce(EventKind::Topology {
                     source: format!("sentinel {sentinel}"),
                     server: Some(sentinel),
                     role: Some("sentinel".into()),
@@ -312,7 +372,7 @@ impl RedisProber {
                     .zip(&owners)
                     .map(|(s, (h, p))| format!("{}={h}:{p}", s.name.as_deref().unwrap_or("")))
                     .collect();
-                self.report.event(EventKind::Topology {
+                self.announce(EventKind::Topology {
                     source: format!("CLUSTER SLOTS ({} shards)", fresh.len()),
                     server: None,
                     role: None,
@@ -336,7 +396,7 @@ impl RedisProber {
             Ok((role, run_id)) => {
                 let is_primary = role == "master";
                 let source_is_server = !self.target.is_sentinel() && !self.target.is_cluster();
-                self.report.event(EventKind::Topology {
+                self.announce(EventKind::Topology {
                     source: format!("{} connection", slot.stream.name()),
                     server: Some(live.server.addr.clone()),
                     role: Some(role),
@@ -404,7 +464,7 @@ impl RedisProber {
                     let down = format!("{}:{}", parts[2], parts[3]);
                     if heard.lock().expect("not poisoned").first_down(&down) {
                         let source = format!("sentinel {host}:{port} +odown");
-                        self.report.event(EventKind::FailureDetected { source, detail: payload.clone() });
+                        self.announce(EventKind::FailureDetected { source, detail: payload.clone() });
                     }
                 }
                 continue;
@@ -415,7 +475,7 @@ impl RedisProber {
                 if !heard.lock().expect("not poisoned").first_switch(&primary) {
                     continue;
                 }
-                self.report.event(EventKind::Topology {
+                self.announce(EventKind::Topology {
                     source: format!("sentinel {host}:{port} +switch-master"),
                     server: Some(format!("{host}:{port}")),
                     role: Some("sentinel".into()),

@@ -2,6 +2,7 @@
 //! for recovery and settle, check integrity. Samples and events go over one channel to a single
 //! recorder task that persists first; probe tasks never block on disk.
 
+mod dns_watch;
 mod status;
 
 use crate::analysis::Analyzer;
@@ -121,6 +122,7 @@ where
     });
 
     let flips = prepared.lab.as_ref().and_then(|lab| follow_endpoint(lab, report.clone()));
+    let dns = dns_watch::start(&prepared.target, report.clone());
     let engine = start_engine(report.clone(), run_id.clone()).await;
     let (prober, failure) = measure(plan, prepared, engine, report.clone(), cancel).await;
 
@@ -138,8 +140,8 @@ where
     if let Some(prober) = prober {
         prober.shutdown();
     }
-    if let Some(flips) = flips {
-        flips.abort();
+    for watch in [flips, dns].into_iter().flatten() {
+        watch.abort();
     }
     drop(report);
     let _ = done_tx.send(true);
@@ -199,6 +201,9 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
     if plan.target.is_none() && lab.is_some() {
         // A lab has no password: FAILPROBE_PASSWORD / REDISCLI_AUTH are for the real target.
         target.forget_passwords();
+    }
+    if let Some(server) = plan.dns_server {
+        target = target.with_dns(crate::target::dns::Dns::server(server));
     }
     let target = Arc::new(target);
     let control = match lab.as_deref().filter(|l| l.topology == Topology::Endpoint).and_then(|l| l.sentinel_url()) {
@@ -353,9 +358,19 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             "the `redis-rs` client profile is for redis:// and rediss:// targets (a primary or an endpoint), not Sentinel or Cluster yet",
         ));
     }
+    if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
+        return Err(crate::error::invalid(
+            "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
+        ));
+    }
+    if measured.contains(&Profile::RedisRs) && plan.dns_server.is_some() && !target.host_names().is_empty() {
+        return Err(crate::error::invalid(
+            "--dns-server does not reach the `redis-rs` client profile: the crate's ConnectionManager looks names up through the system; leave it out of --clients or give the target by address",
+        ));
+    }
     for name in plan.budget.clients.iter().filter(|n| *n != "all") {
-        if !measured.iter().any(|p| p.name() == name) {
-            let list: Vec<&str> = measured.iter().map(|p| p.name()).collect();
+        if !measured.iter().any(|p| p.name() == *name) {
+            let list: Vec<String> = measured.iter().map(|p| p.name()).collect();
             return Err(crate::error::invalid(format!(
                 "--budget-clients names `{name}`, which is not measured (--clients {})",
                 list.join(",")
@@ -438,7 +453,7 @@ fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_
         triggers: plan.triggers.iter().map(|t| t.label()).collect(),
         budget: plan.budget.clone(),
         lab: lab.map(|l| l.dir.display().to_string()),
-        clients: plan.profiles_for(target).iter().map(|p| p.name().to_string()).collect(),
+        clients: plan.profiles_for(target).iter().map(|p| p.name()).collect(),
     }
 }
 
@@ -740,9 +755,9 @@ async fn wait_recovered(ctx: &RunContext, clients: &[ClientTrial], old: &mut Old
                 .map(|h| h.snapshot())
                 .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us)
         };
-        let mut waiting: Vec<&str> = clients.iter().filter(|c| !settled(c)).map(|c| c.profile.name()).collect();
+        let mut waiting: Vec<String> = clients.iter().filter(|c| !settled(c)).map(|c| c.profile.name()).collect();
         if !old.settled(ctx).await {
-            waiting.push("the old primary still acting as one");
+            waiting.push("the old primary still acting as one".to_string());
         }
         if waiting.is_empty() {
             return format!("recovered and stable for {:?}", ctx.plan.settle);
@@ -852,6 +867,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         target: None,
         lab_topology: Some(Topology::Sentinel),
         endpoint_lag: Duration::ZERO,
+        dns_server: None,
         lab_dir: None,
         interval: Duration::from_millis(10),
         timeout: Duration::from_millis(250),

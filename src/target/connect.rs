@@ -6,6 +6,7 @@ use crate::sample::ErrorClass;
 use crate::target::error::{classify, ProbeError};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -50,7 +51,7 @@ pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(Strin
     let mut last = ProbeError::new(ErrorClass::Other, "no sentinel configured");
     for (host, port) in sentinels {
         let answer = async {
-            let mut conn = connect_raw(target, target.sentinel_client(host, *port), limit).await?;
+            let (mut conn, _) = connect_raw(target, target.sentinel_client(host, *port), limit).await?;
             let reply: Option<(String, u16)> = timeout(
                 limit,
                 redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn),
@@ -68,15 +69,19 @@ pub async fn sentinel_primary(target: &Target, limit: Duration) -> Result<(Strin
     Err(ProbeError::new(last.class, format!("no sentinel answered: {}", last.text)))
 }
 
-/// Connects to `host:port` with the target's TLS and auth settings, under `limit`.
+/// Connects to `host:port` with the target's TLS and auth settings, under `limit`; also says
+/// where it connected (`host:port (ip)` for a name).
 pub(crate) async fn connect_node(
     target: &Target,
     host: &str,
     port: u16,
     limit: Duration,
 ) -> Result<(MultiplexedConnection, String), ProbeError> {
-    let addr = resolve(host, port, limit).await?;
-    let conn = connect_raw(target, target.node_client(host, port), limit).await?;
+    let (conn, at) = connect_raw(target, target.node_client(host, port), limit).await?;
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(_) => format!("{host}:{port}"),
+        Err(_) => format!("{host}:{port} ({})", at.ip()),
+    };
     Ok((conn, addr))
 }
 
@@ -86,18 +91,18 @@ async fn connect_raw(
     target: &Target,
     client: Result<Client, redis::RedisError>,
     limit: Duration,
-) -> Result<MultiplexedConnection, ProbeError> {
+) -> Result<(MultiplexedConnection, SocketAddr), ProbeError> {
     let client = client.map_err(|e| classify(&e))?;
     // Our own deadlines govern every request; the connection itself imposes none.
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(limit)).set_response_timeout(None);
     let info = client.get_connection_info();
     let setup = async {
-        let stream = open_guarded(target, info).await?;
+        let (stream, at) = open_guarded(target, info, limit).await?;
         let (conn, driver) = MultiplexedConnection::new_with_config(info.redis_settings(), stream, config)
             .await
             .map_err(|e| classify(&e))?;
         tokio::spawn(driver);
-        Ok(conn)
+        Ok((conn, at))
     };
     timeout(limit, setup).await.map_err(|_| ProbeError::timeout("connect"))?
 }
@@ -111,7 +116,7 @@ pub(crate) async fn connect_pubsub(
     let client = client.map_err(|e| classify(&e))?;
     let info = client.get_connection_info();
     let setup = async {
-        let stream = open_guarded(target, info).await?;
+        let (stream, _) = open_guarded(target, info, limit).await?;
         redis::aio::PubSub::new(info.redis_settings(), stream).await.map_err(|e| classify(&e))
     };
     timeout(limit, setup).await.map_err(|_| ProbeError::timeout("connect"))?
@@ -120,16 +125,34 @@ pub(crate) async fn connect_pubsub(
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
-/// TCP, then TLS when the target is rediss://, then the guard.
+/// The name looked up through the target's resolver (`--dns-server`, `dns-cache=D`), TCP to
+/// the first address that answers, then TLS (named by host) when the target is rediss://, then
+/// the guard.
 async fn open_guarded(
     target: &Target,
     info: &redis::ConnectionInfo,
-) -> Result<super::guard::Guarded<Box<dyn Stream>>, ProbeError> {
+    limit: Duration,
+) -> Result<(super::guard::Guarded<Box<dyn Stream>>, SocketAddr), ProbeError> {
     let (host, port) = match info.addr() {
         redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port),
         other => return Err(ProbeError::new(ErrorClass::Other, format!("unsupported address {other}"))),
     };
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| classify(&e.into()))?;
+    let mut last = None;
+    let mut connected = None;
+    for at in target.dns.resolve(host, port, limit).await? {
+        match tokio::net::TcpStream::connect(at).await {
+            Ok(tcp) => {
+                connected = Some((tcp, at));
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let (tcp, at) = match (connected, last) {
+        (Some(c), _) => c,
+        (None, Some(e)) => return Err(classify(&e.into())),
+        (None, None) => return Err(ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host}: no address"))),
+    };
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Stream> = match target.tls_config() {
         None => Box::new(tcp),
@@ -140,22 +163,7 @@ async fn open_guarded(
             Box::new(connector.connect(name, tcp).await.map_err(|e| tls_error(e.to_string()))?)
         }
     };
-    Ok(super::guard::Guarded::new(stream))
-}
-
-/// A fresh DNS lookup on every connect, so a moved endpoint is followed.
-async fn resolve(host: &str, port: u16, limit: Duration) -> Result<String, ProbeError> {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(format!("{host}:{port}"));
-    }
-    let mut addrs = timeout(limit, tokio::net::lookup_host((host, port)))
-        .await
-        .map_err(|_| ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host} timed out")))?
-        .map_err(|e| ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host}: {e}")))?;
-    match addrs.next() {
-        Some(a) => Ok(format!("{host}:{port} ({})", a.ip())),
-        None => Err(ProbeError::new(ErrorClass::Dns, format!("DNS lookup of {host}: no address"))),
-    }
+    Ok((super::guard::Guarded::new(stream), at))
 }
 
 /// `ROLE` and the server's run id, in one round trip.

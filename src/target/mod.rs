@@ -2,6 +2,7 @@
 
 pub mod cluster;
 mod connect;
+pub(crate) mod dns;
 pub mod error;
 mod guard;
 mod tls;
@@ -39,6 +40,8 @@ pub struct Target {
     /// rediss://: the TLS configuration failprobe's own streams use (built once, checked at parse).
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     redacted: String,
+    /// How connections look names up: the system, `--dns-server`, a `dns-cache=D` profile.
+    pub(crate) dns: dns::Dns,
 }
 
 impl std::fmt::Debug for Target {
@@ -78,6 +81,7 @@ impl Target {
                 tls_ca: None,
                 tls_config: None,
                 redacted,
+                dns: dns::Dns::default(),
             });
         }
         let (tls, sentinel, cluster) = match parts.scheme {
@@ -145,6 +149,7 @@ impl Target {
             tls_ca,
             tls_config,
             redacted,
+            dns: dns::Dns::default(),
         })
     }
 
@@ -179,15 +184,37 @@ impl Target {
         }
     }
 
-    /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
-    pub(crate) fn is_loopback(&self) -> bool {
-        let hosts: Vec<&str> = match &self.discovery {
+    /// The same target, its names looked up through `dns`.
+    pub(crate) fn with_dns(&self, dns: dns::Dns) -> Self {
+        Self { dns, ..self.clone() }
+    }
+
+    /// The host names the target gives (IP addresses left out), each once: what the DNS watch
+    /// follows.
+    pub(crate) fn host_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .hosts()
+            .into_iter()
+            .filter(|h| h.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_err())
+            .map(str::to_string)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
+    fn hosts(&self) -> Vec<&str> {
+        match &self.discovery {
             Discovery::Direct { host, .. } => vec![host],
             Discovery::Sentinel { sentinels: nodes, .. }
             | Discovery::Cluster { seeds: nodes }
             | Discovery::Memcache { nodes } => nodes.iter().map(|(h, _)| h.as_str()).collect(),
-        };
-        hosts.iter().all(|h| {
+        }
+    }
+
+    /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
+    pub(crate) fn is_loopback(&self) -> bool {
+        self.hosts().iter().all(|h| {
             *h == "localhost"
                 || h.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
         })

@@ -9,6 +9,7 @@ mod aws_replay;
 mod cli;
 mod clients;
 mod cluster;
+mod dns;
 mod elasticache;
 mod failover;
 mod fixtures;

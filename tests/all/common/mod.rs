@@ -1,6 +1,7 @@
 //! Test support: real labs on free loopback ports, the real binary, the files it writes.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod elasticache;
 
 use failprobe::lab::{Lab, Topology};
