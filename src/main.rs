@@ -59,7 +59,19 @@ fn log_filter(level: &str) -> String {
     if level.contains('=') || matches!(level, "debug" | "trace") {
         return level.to_string();
     }
-    let quiet = ["aws_config", "aws_smithy_runtime", "aws_smithy_http_client", "aws_runtime", "aws_sdk_elasticache"];
+    // Libraries' own chatter: what they meet (an AWS retry, the redis crate's cluster recovery,
+    // a DNS timeout) is measured and reported as samples and events already.
+    let quiet = [
+        "aws_config",
+        "aws_smithy_runtime",
+        "aws_smithy_http_client",
+        "aws_runtime",
+        "aws_sdk_elasticache",
+        "redis",
+        "hickory_resolver",
+        "hickory_net",
+        "hickory_proto",
+    ];
     let mut filter = level.to_string();
     for target in quiet {
         filter.push_str(&format!(",{target}=off"));

@@ -230,7 +230,8 @@ pub enum EventKind {
         status: String,
         members: String,
     },
-    /// The deployment declared the primary failed (Sentinel `+odown`): `detail` is what it said.
+    /// The deployment declared the primary failed (Sentinel `+odown`, a cluster's `FAIL` flag):
+    /// `detail` is what it said.
     FailureDetected {
         source: String,
         detail: String,

@@ -1,5 +1,5 @@
-//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`, AWS
-//! "failover started") → new primary announced → endpoint flipped or DNS answer changed
+//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`,
+//! cluster `FAIL`, AWS "failover started") → new primary announced → endpoint flipped or DNS answer changed
 //! → old primary stepped down → each stream of the client down and recovered. Only what was
 //! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
 //! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
@@ -19,7 +19,8 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
     let mut out = vec![
         Phase::at("trigger started", Some(start)),
         Phase::at("trigger completed", t.trigger.finished_at_ms),
-        // Sentinel's +odown, or AWS's "failover started"; a manual failover has none.
+        // Sentinel's +odown, a cluster's FAIL, or AWS's "failover started"; a manual failover
+        // has none.
         Phase::at(
             "failure detected",
             first_event(|k| {

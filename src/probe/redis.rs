@@ -71,6 +71,8 @@ pub struct RedisProber {
     /// Whether what it learns of the topology goes on the timeline: failprobe's own client
     /// says it once; a `dns-cache` follower acts on the same news silently.
     announces: bool,
+    /// Cluster primaries currently flagged `fail`, so each failure goes on the timeline once.
+    flagged: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl RedisProber {
@@ -111,6 +113,7 @@ impl RedisProber {
             stop,
             follows_primary: true,
             announces: true,
+            flagged: Default::default(),
         });
         prober.launch();
         Ok(prober)
@@ -136,6 +139,7 @@ impl RedisProber {
             stop: watch::channel(false).0,
             follows_primary: false,
             announces: false,
+            flagged: Default::default(),
         });
         prober.launch();
         Ok(prober)
@@ -177,6 +181,7 @@ impl RedisProber {
             stop: watch::channel(false).0,
             follows_primary: true,
             announces: false,
+            flagged: Default::default(),
         });
         prober.launch();
         Ok(prober)
@@ -358,6 +363,9 @@ impl RedisProber {
             Discovery::Cluster { .. } => {
                 let map = self.map.as_ref()?;
                 let fresh = map.refresh(&self.target, self.limit).await.ok()?;
+                if self.announces {
+                    self.note_cluster_failures(&fresh).await;
+                }
                 let owners: Vec<(String, u16)> = self
                     .shards
                     .iter()
@@ -382,6 +390,29 @@ impl RedisProber {
                 Some(owners)
             }
             Discovery::Direct { .. } | Discovery::Memcache { .. } => None,
+        }
+    }
+
+    /// The cluster's own verdict on a primary (`FAIL`, its nodes agreed it is down) on the
+    /// timeline as "failure detected", once per failure; polled with the slot map, every second.
+    async fn note_cluster_failures(&self, shards: &[crate::target::cluster::ShardInfo]) {
+        let mut nodes = crate::target::cluster::seeds(&self.target);
+        for s in shards {
+            nodes.extend(std::iter::once(&s.primary).chain(&s.replicas).map(|n| (n.host.clone(), n.port)));
+        }
+        let Ok((asked, failed)) = crate::target::cluster::failed_primaries(&self.target, &nodes, self.limit).await
+        else {
+            return;
+        };
+        let news: Vec<String> = {
+            let mut flagged = self.flagged.lock().expect("not poisoned");
+            // A node no longer flagged (restarted, rejoined) may fail again later.
+            flagged.retain(|addr| failed.contains(addr));
+            failed.into_iter().filter(|addr| flagged.insert(addr.clone())).collect()
+        };
+        for addr in news {
+            let source = format!("CLUSTER NODES via {asked}");
+            self.announce(EventKind::FailureDetected { source, detail: format!("primary {addr} flagged fail") });
         }
     }
 

@@ -353,11 +353,6 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             p.name()
         )));
     }
-    if measured.contains(&Profile::RedisRs) && (target.is_sentinel() || target.is_cluster()) {
-        return Err(crate::error::invalid(
-            "the `redis-rs` client profile is for redis:// and rediss:// targets (a primary or an endpoint), not Sentinel or Cluster yet",
-        ));
-    }
     if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
         return Err(crate::error::invalid(
             "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
@@ -701,12 +696,14 @@ struct OldPrimaries {
     before: Vec<Option<(String, u16)>>,
     stepped_down: Vec<bool>,
     checked: Option<Instant>,
+    /// The verdict of the last check, given again until the next one is due.
+    last: bool,
 }
 
 impl OldPrimaries {
     fn new(before: Vec<Option<(String, u16)>>) -> Self {
         let stepped_down = vec![false; before.len()];
-        Self { before, stepped_down, checked: None }
+        Self { before, stepped_down, checked: None, last: false }
     }
 
     /// Whether every shard's primary before the trigger is still the primary (nothing was
@@ -717,7 +714,7 @@ impl OldPrimaries {
             return true;
         }
         if self.checked.is_some_and(|at| at.elapsed() < Duration::from_millis(250)) {
-            return false;
+            return self.last;
         }
         self.checked = Some(Instant::now());
         let now = primaries(ctx).await;
@@ -737,6 +734,7 @@ impl OldPrimaries {
                 }
             }
         }
+        self.last = settled;
         settled
     }
 }

@@ -122,6 +122,45 @@ fn parse_slots(v: Value, default_host: &str) -> Vec<ShardInfo> {
     shards
 }
 
+/// The primaries the cluster has flagged `fail` (its nodes agreed it is down: cluster
+/// `FAIL`, not a single node's `fail?`), as the first of `nodes` that answers CLUSTER NODES
+/// says; with the node that said it.
+pub(crate) async fn failed_primaries(
+    target: &Target,
+    nodes: &[(String, u16)],
+    limit: Duration,
+) -> Result<(String, Vec<String>), ProbeError> {
+    let mut last = ProbeError::new(ErrorClass::Other, "no cluster node configured");
+    for (host, port) in nodes {
+        let answer = async {
+            let (mut conn, _) = super::connect_node(target, host, *port, limit).await?;
+            timeout(limit, redis::cmd("CLUSTER").arg("NODES").query_async::<String>(&mut conn))
+                .await
+                .map_err(|_| ProbeError::timeout("CLUSTER NODES"))?
+                .map_err(|e| classify(&e))
+        };
+        match answer.await {
+            Ok(text) => return Ok((format!("{host}:{port}"), parse_failed(&text))),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// `<id> <ip:port@cport[,hostname]> <flags> …` lines → the addresses of primaries flagged `fail`.
+fn parse_failed(nodes: &str) -> Vec<String> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, addr, flags) = (fields.next()?, fields.next()?, fields.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            (flags.contains(&"master") && flags.contains(&"fail"))
+                .then(|| addr.split('@').next().unwrap_or(addr).to_string())
+        })
+        .collect()
+}
+
 /// A hash tag `<run-id>.<n>` whose slot lies in `shard`: every key of that shard's probe uses it.
 /// Bounded: a shard owning one slot of 16 384 is found within ~200 000 tries with near
 /// certainty; a shard that owns nothing (a broken CLUSTER SLOTS) is an error, not a spin.
@@ -140,6 +179,18 @@ pub(crate) fn seeds(target: &Target) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_primary_the_cluster_agreed_is_down_counts_as_failed() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master,fail - 1 2 2 disconnected
+c3 127.0.0.1:7002@17002,host.example master,fail? - 1 2 3 connected 10923-16383
+d4 127.0.0.1:7003@17003 slave,fail a1 1 2 1 disconnected
+";
+        assert_eq!(parse_failed(nodes), ["127.0.0.1:7001"]);
+        assert!(parse_failed("garbage\n\n").is_empty());
+    }
 
     #[test]
     fn slots_match_redis() {

@@ -5,6 +5,7 @@ mod connect;
 pub(crate) mod dns;
 pub mod error;
 mod guard;
+mod library;
 mod tls;
 pub(crate) use connect::connect_pubsub;
 pub(crate) use connect::{connect_node, connect_primary, locate_primary, query_role, ServerInfo};

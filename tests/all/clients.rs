@@ -10,7 +10,7 @@ fn profiles_that_do_not_fit_the_target_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let cases = [
-        ("redis+sentinel://127.0.0.1:1/m", "failprobe,redis-rs", "`redis-rs` client profile is for redis://"),
+        ("memcache://127.0.0.1:1", "failprobe,redis-rs", "`redis-rs` client profile is for Redis targets"),
         ("memcache://127.0.0.1:1", "failprobe,pinned", "`pinned` client profile is for Redis targets"),
         ("redis://127.0.0.1:1", "failprobe,lettuce", "unknown client profile `lettuce`"),
     ];
@@ -31,8 +31,8 @@ fn profiles_that_do_not_fit_the_target_are_refused_before_anything_runs() {
 fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     let lab = TestLab::start(Topology::Sentinel);
     let old_primary = lab.primary_port();
-    let args =
-        ["--trigger", "sentinel", "--clients", "failprobe,pinned", "--budget-clients", "all", "--max-trial", "8s"];
+    let clients = "failprobe,pinned,redis-rs";
+    let args = ["--trigger", "sentinel", "--clients", clients, "--budget-clients", "all", "--max-trial", "8s"];
     let (o, out) = lab.run("run", &args);
     // The pinned client never recovers: covered by the budget, it fails the run.
     assert_eq!(code(&o), 1, "{}", explain(&o));
@@ -40,8 +40,13 @@ fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     let t = &s["trials"][0];
     let clients = t["clients"].as_array().unwrap();
     let names: Vec<&str> = clients.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["failprobe", "pinned"]);
+    assert_eq!(names, ["failprobe", "pinned", "redis-rs"]);
     let (own, pinned) = (&clients[0], &clients[1]);
+    // The redis crate's Sentinel support names the primary once; its ConnectionManager then
+    // keeps to that address, reconnects there after the step-down and stays on READONLY.
+    let crate_client = &clients[2];
+    assert!(!crate_client["writes"]["recovered"].as_bool().unwrap(), "{}", crate_client["writes"]);
+    assert!(u(&crate_client["writes"]["errors"]["readonly"]) > 50, "{}", crate_client["writes"]["errors"]);
     assert_eq!(own["writes"], t["writes"], "the trial's own figures are failprobe's");
     assert!(own["writes"]["recovered"].as_bool().unwrap());
     assert!(f(&own["writes"]["longest_outage_ms"]) < 1000.0, "{}", own["writes"]);
