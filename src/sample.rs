@@ -41,11 +41,14 @@ pub enum ErrorClass {
     Clusterdown,
     Tryagain,
     Moved,
+    /// An external client adapter broke the protocol (crashed, printed garbage, answered an id
+    /// never sent, fell too far behind): its answer is unknown, not the deployment's.
+    Adapter,
     Other,
 }
 
 impl ErrorClass {
-    pub(crate) const ALL: [ErrorClass; 13] = [
+    pub(crate) const ALL: [ErrorClass; 14] = [
         ErrorClass::Refused,
         ErrorClass::Reset,
         ErrorClass::Timeout,
@@ -58,6 +61,7 @@ impl ErrorClass {
         ErrorClass::Clusterdown,
         ErrorClass::Tryagain,
         ErrorClass::Moved,
+        ErrorClass::Adapter,
         ErrorClass::Other,
     ];
 
@@ -75,6 +79,7 @@ impl ErrorClass {
             ErrorClass::Clusterdown => "clusterdown",
             ErrorClass::Tryagain => "tryagain",
             ErrorClass::Moved => "moved",
+            ErrorClass::Adapter => "adapter",
             ErrorClass::Other => "other",
         }
     }
@@ -254,6 +259,20 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ttl_s: Option<u32>,
     },
+    /// An external adapter introduced itself: its library, version and settings, as it said.
+    ClientHello {
+        client: String,
+        library: String,
+        version: String,
+        #[serde(default)]
+        settings: serde_json::Value,
+    },
+    /// An external adapter broke the protocol or stopped answering: what happened, its exit
+    /// status when it exited, its last stderr lines. Its streams fail with class `adapter`.
+    AdapterFault {
+        client: String,
+        message: String,
+    },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
     /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
     /// write into it.
@@ -273,6 +292,15 @@ impl EventKind {
     /// Applies `scrub` to every free text (messages, details, reasons): what a server, a command
     /// or AWS said, which may echo anything. Structured fields stay as they are.
     pub(crate) fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String) {
+        if let EventKind::ClientHello { settings, .. } = self {
+            // An adapter's settings are its own JSON: scrubbed as text, kept as JSON when they
+            // still parse.
+            let text = settings.to_string();
+            let clean = scrub(&text);
+            if clean != text {
+                *settings = serde_json::from_str(&clean).unwrap_or(serde_json::Value::String(clean));
+            }
+        }
         let texts: Vec<&mut String> = match self {
             EventKind::TriggerStart { kind, detail } => vec![kind, detail],
             EventKind::TriggerFinish { detail } => vec![detail],
@@ -282,6 +310,9 @@ impl EventKind {
             EventKind::TrialEnd { reason } => vec![reason],
             // A resolver's error text may quote its configuration.
             EventKind::DnsAnswer { to, .. } => vec![to],
+            // What an adapter printed is the application's library talking: anything.
+            EventKind::AdapterFault { message, .. } => vec![message],
+            EventKind::ClientHello { library, version, .. } => vec![library, version],
             _ => Vec::new(),
         };
         for text in texts {

@@ -85,8 +85,41 @@ pub struct ProbeSection {
     pub key_ttl: Option<Duration>,
     /// Client profiles measured side by side, e.g. `["failprobe", "pinned"]`.
     pub clients: Option<Vec<String>>,
+    /// External client adapters (`[[probe.exec]]`), each measured beside the profiles.
+    pub exec: Option<Vec<ExecSection>>,
     /// Look names up on this DNS server (`ip` or `ip:port`) instead of the system's resolver.
     pub dns_server: Option<String>,
+}
+
+/// `[[probe.exec]] name = "redis-py"  command = "adapters/redis-py/run"`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    pub name: String,
+    pub command: String,
+}
+
+impl ExecSection {
+    fn profile(self) -> Result<Profile> {
+        let list = Profile::parse_list(&format!("exec:{}={}", self.name, self.command));
+        Ok(list.map_err(|e| invalid(format!("[[probe.exec]]: {e}")))?.remove(0))
+    }
+}
+
+/// `--clients` (each argument a list) or the scenario's `clients`; None: the default profiles.
+fn client_profiles(args: Vec<String>, scenario: Option<Vec<String>>) -> Result<Option<Vec<Profile>>> {
+    let lists = if args.is_empty() { scenario.unwrap_or_default() } else { args };
+    if lists.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for list in &lists {
+        Profile::extend(&mut out, list).map_err(invalid)?;
+    }
+    if out.is_empty() {
+        return Err(invalid("--clients needs at least one profile"));
+    }
+    Ok(Some(out))
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -132,10 +165,15 @@ fn budget_clients(list: Option<String>) -> Result<Vec<String>> {
     for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match n {
             "all" => names.push(n.to_string()),
-            // The profile's own spelling, so `dns-cache=5000ms` names `dns-cache=5s`.
-            _ => names.extend(
-                Profile::parse_list(n).map_err(|e| invalid(format!("--budget-clients: {e}")))?.iter().map(|p| p.name()),
-            ),
+            // The profile's own spelling, so `dns-cache=5000ms` names `dns-cache=5s`; an
+            // adapter's NAME stands as it is (the run checks that it is measured).
+            _ => match Profile::parse_list(n) {
+                Ok(list) => names.extend(list.iter().map(|p| p.name())),
+                Err(_) if n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) => {
+                    names.push(n.to_string())
+                }
+                Err(e) => return Err(invalid(format!("--budget-clients: {e}"))),
+            },
         }
     }
     if names.is_empty() {
@@ -192,6 +230,8 @@ pub struct Plan {
     pub budget: Budget,
     /// `--clients`; None: the default for the target's kind (`profiles_for`).
     pub clients: Option<Vec<Profile>>,
+    /// `[[probe.exec]]` adapters, measured beside `clients` or the default profiles.
+    pub adapters: Vec<Profile>,
     pub out: PathBuf,
     pub pid: Option<u32>,
     pub shard: Option<usize>,
@@ -209,11 +249,17 @@ impl Plan {
     /// The client profiles to measure: `--clients`, or failprobe's own beside `pinned` (the
     /// common application) on Redis, failprobe's alone on memcached.
     pub(crate) fn profiles_for(&self, target: &crate::target::Target) -> Vec<Profile> {
-        match (&self.clients, target.memcache_nodes()) {
+        let mut profiles = match (&self.clients, target.memcache_nodes()) {
             (Some(list), _) => list.clone(),
             (None, Some(_)) => vec![Profile::Failprobe],
             (None, None) => vec![Profile::Failprobe, Profile::Pinned],
+        };
+        for adapter in &self.adapters {
+            if !profiles.iter().any(|p| p.name() == adapter.name()) {
+                profiles.push(adapter.clone());
+            }
         }
+        profiles
     }
 }
 
@@ -315,8 +361,9 @@ pub struct Overrides {
     /// No live status line.
     #[arg(long)]
     pub quiet: bool,
+    /// Repeatable: each `--clients` is a list; an `exec:` entry takes the rest of its own.
     #[arg(long, env = "FAILPROBE_CLIENTS", help = crate::probe::client::profile_help())]
-    pub clients: Option<String>,
+    pub clients: Vec<String>,
     #[command(flatten)]
     pub outputs: crate::report::OutputArgs,
     #[command(flatten)]
@@ -426,10 +473,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let duration = o.duration.or(f.trials.duration).unwrap_or(defaults::DURATION);
     let max_trial = o.max_trial.or(f.trials.max_trial).unwrap_or(defaults::MAX_TRIAL);
     let key_ttl = key_ttl(o.key_ttl.or(f.probe.key_ttl), warmup + max_trial.max(duration) + settle)?;
-    let clients = match o.clients.or(f.probe.clients.map(|list| list.join(","))) {
-        Some(list) => Some(Profile::parse_list(&list).map_err(invalid)?),
-        None => None,
-    };
+    let clients = client_profiles(o.clients, f.probe.clients)?;
+    let adapters = f.probe.exec.unwrap_or_default().into_iter().map(|e| e.profile()).collect::<Result<_>>()?;
     Ok(Plan {
         name,
         target,
@@ -451,6 +496,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
             clients: budget_clients(o.budget_clients.or(f.budget.clients.map(|l| l.join(","))))?,
         },
         clients,
+        adapters,
         out,
         pid,
         shard: o.shard.or(f.trigger.shard),
@@ -573,5 +619,27 @@ mod tests {
         assert_eq!(p.interval, Duration::from_millis(2));
         assert_eq!(p.triggers.len(), 3);
         assert_eq!(p.name, "x");
+    }
+
+    #[test]
+    fn adapters_come_from_exec_sections_and_from_repeated_clients_flags() {
+        let text = "[target]\nurl = \"redis://127.0.0.1:1\"\n[[probe.exec]]\nname = \"py\"\ncommand = \"A=1,2 run\"\n";
+        let file = || load_str(text).unwrap();
+        // Beside the default profiles when --clients is not given.
+        let p = plan(Some((Path::new("x.toml"), file())), Overrides::default()).unwrap();
+        let target = crate::target::Target::parse("redis://127.0.0.1:1").unwrap();
+        let names: Vec<String> = p.profiles_for(&target).iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["failprobe", "pinned", "py"]);
+        // Each --clients a list of its own; an exec: entry keeps its commas.
+        let clients = vec!["failprobe".to_string(), "exec:js=node a.js --x=1,2".to_string()];
+        let p = plan(Some((Path::new("x.toml"), file())), Overrides { clients, ..Default::default() }).unwrap();
+        let profiles = p.profiles_for(&target);
+        let names: Vec<String> = profiles.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["failprobe", "js", "py"]);
+        assert!(matches!(&profiles[1], Profile::Exec(spec) if spec.command == "node a.js --x=1,2"));
+        let bad =
+            load_str("[target]\nurl = \"redis://127.0.0.1:1\"\n[[probe.exec]]\nname = \"a b\"\ncommand = \"x\"\n");
+        let err = plan(Some((Path::new("x.toml"), bad.unwrap())), Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("[[probe.exec]]") && err.contains("NAME"), "{err}");
     }
 }

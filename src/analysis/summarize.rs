@@ -229,6 +229,10 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
                     ttl_s.map(|t| format!(", TTL {t} s")).unwrap_or_default()
                 ),
             ),
+            EventKind::AdapterFault { client, message } => push(e.at_us, format!("adapter {client} {message}")),
+            EventKind::ClientHello { client, library, version, .. } => {
+                push(e.at_us, format!("adapter {client} started: {library} {version}"))
+            }
             EventKind::StepDown { shard, server, role } => push(
                 e.at_us,
                 format!(

@@ -149,6 +149,16 @@ pub struct ClientSummary {
     /// outages (`analysis::waterfall`). Empty without a trigger.
     #[serde(default)]
     pub phases: Vec<Phase>,
+    /// An external adapter's client library, its version and settings, as its hello said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
+    /// What went wrong with an external adapter (it exited, broke the protocol, fell silent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapter_faults: Vec<String>,
 }
 
 /// One moment of a trial, in ms on the run clock; `at_ms` is null when it was not observed.
@@ -166,12 +176,34 @@ impl Phase {
 
 impl ClientSummary {
     pub(crate) fn of(name: &str, t: &TrialSummary, events: &[crate::sample::Event]) -> Self {
+        use crate::sample::EventKind;
+        let hello = events.iter().find_map(|e| match &e.kind {
+            EventKind::ClientHello { client, library, version, settings } if client == name => {
+                Some((library.clone(), version.clone(), settings.clone()))
+            }
+            _ => None,
+        });
+        let adapter_faults = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::AdapterFault { client, message } if client == name => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+        let (library, version, settings) = match hello {
+            Some((l, v, s)) => (Some(l), Some(v), Some(s)),
+            None => (None, None, None),
+        };
         Self {
             name: name.to_string(),
             writes: t.writes.clone(),
             reads: t.reads.clone(),
             integrity: t.integrity.clone(),
             phases: super::waterfall::phases(t, events),
+            library,
+            version,
+            settings,
+            adapter_faults,
         }
     }
 

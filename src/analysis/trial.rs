@@ -112,7 +112,12 @@ impl TrialState {
             }
             // Another profile's write log.
             EventKind::WriteLog { client, .. } if client_name(client) != self.client => return,
-            EventKind::Lateness { .. } | EventKind::Redirect { .. } => {
+            // Kinds that can recur all run long (a flapping DNS answer, an adapter falling
+            // silent again and again): capped like the others.
+            EventKind::Lateness { .. }
+            | EventKind::Redirect { .. }
+            | EventKind::DnsAnswer { .. }
+            | EventKind::AdapterFault { .. } => {
                 if self.timeline_events >= MAX_TIMELINE_EVENTS {
                     self.omitted_events += 1;
                     return;

@@ -27,36 +27,19 @@ impl Trigger for Command {
                 .context("starting sh")?;
             // Dropped on every path out of here (timeout, Ctrl-C/SIGTERM dropping this future):
             // ends the group unless the command finished.
-            let mut group = GroupGuard { pgid: child.id(), done: false };
+            let mut group = crate::os::GroupGuard::new(child.id());
             let out = tokio::time::timeout(ctx.max_wait, child.wait_with_output())
                 .await
                 .with_context(|| {
                     format!("command did not finish within {:?}; its process group was ended", ctx.max_wait)
                 })?
                 .context("waiting for sh")?;
-            group.done = true;
+            group.disarm();
             let tail = |b: &[u8]| String::from_utf8_lossy(b).lines().last().unwrap_or("").trim().to_string();
             if !out.status.success() {
                 bail!("command exited with {}: {}", out.status, tail(&out.stderr));
             }
             Ok(format!("command exited 0: {}", tail(&out.stdout)))
         })
-    }
-}
-
-struct GroupGuard {
-    pgid: Option<u32>,
-    done: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let Some(pgid) = self.pgid.filter(|_| !self.done) else { return };
-        // The group was created for this command (process_group(0)): its id is the shell's pid,
-        // which cannot be handed to another process while the group still has members.
-        if let Ok(pgid) = crate::os::checked_pid(pgid as u64) {
-            // SAFETY: killpg(2) has no memory-safety preconditions; pgid >= 1.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
-        }
     }
 }

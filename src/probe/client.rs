@@ -16,7 +16,7 @@ pub trait Client: Send + Sync {
     fn shutdown(&self);
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// failprobe's own client: the deployment's availability, the best case.
     Failprobe,
@@ -24,53 +24,67 @@ pub enum Profile {
     Pinned,
     /// failprobe's own client with each DNS answer reused for this long.
     DnsCache(Duration),
-    /// The `redis` crate's ConnectionManager with its defaults: a Rust application.
+    /// The `redis` crate's own clients with their defaults: a Rust application.
     RedisRs,
+    /// An external adapter: the application's own client library, driven over JSON lines.
+    Exec(Arc<ExecSpec>),
+}
+
+/// `exec:NAME=COMMAND`: what is started (`sh -c COMMAND`) and what its results are called.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExecSpec {
+    pub name: String,
+    pub command: String,
 }
 
 /// Every profile: its name and what it does. `--clients` help and the "unknown client" error
 /// come from this table.
-pub(crate) const PROFILES: &[(Profile, &str, &str)] = &[
+pub(crate) const PROFILES: &[(&str, &str)] = &[
     (
-        Profile::Failprobe,
         OWN_CLIENT,
         "failprobe's own client: drops a connection on READONLY/LOADING/MASTERDOWN, re-resolves DNS, \
          checks ROLE on every reconnect, follows Sentinel and MOVED (the deployment's availability)",
     ),
     (
-        Profile::Pinned,
         "pinned",
         "one connection per stream, opened once to the primary of the moment; reopened to the same \
          address (DNS resolved again) only when it breaks (refused, reset, timeout), not on \
          READONLY, LOADING, MASTERDOWN or MOVED: the common application",
     ),
     (
-        Profile::DnsCache(Duration::ZERO),
         "dns-cache=D",
         "failprobe's own client, but a name's address is reused for D (e.g. dns-cache=30s) whatever \
          its TTL, as a JVM with networkaddress.cache.ttl or a resolver that ignores TTLs does",
     ),
     (
-        Profile::RedisRs,
         "redis-rs",
-        "the `redis` crate's ConnectionManager with its default settings, one per profile, as a \
-         Rust application uses it: reconnects to the address it was given when its connection \
-         drops, not on an error reply (redis:// and rediss:// targets: a primary or an endpoint)",
+        "the `redis` crate's own clients with their default settings, as a Rust application uses \
+         them: a ConnectionManager on the primary's address (for Sentinel, the one the crate's \
+         SentinelClient named at start-up), or the async ClusterClient",
+    ),
+    (
+        "exec:NAME=COMMAND",
+        "an external adapter: COMMAND (run with sh -c) speaks failprobe's JSON-lines protocol with \
+         the application's own client library (see adapters/); it takes the rest of its --clients \
+         argument, commas included, so give it a --clients of its own",
     ),
 ];
 
 impl Profile {
-    /// `failprobe`, `pinned`, `dns-cache=5s`, `redis-rs`.
-    pub fn name(self) -> String {
+    /// `failprobe`, `pinned`, `dns-cache=5s`, `redis-rs`, or an adapter's NAME.
+    pub fn name(&self) -> String {
         match self {
-            Profile::DnsCache(keep) => format!("dns-cache={}", crate::duration::format_duration(keep)),
-            _ => PROFILES.iter().find(|(p, _, _)| *p == self).map_or(OWN_CLIENT, |(_, name, _)| *name).to_string(),
+            Profile::Failprobe => OWN_CLIENT.to_string(),
+            Profile::Pinned => "pinned".to_string(),
+            Profile::DnsCache(keep) => format!("dns-cache={}", crate::duration::format_duration(*keep)),
+            Profile::RedisRs => "redis-rs".to_string(),
+            Profile::Exec(spec) => spec.name.clone(),
         }
     }
 
     /// The label in samples, events and key names: None for failprobe's own client.
-    pub fn label(self) -> Option<String> {
-        (self != Profile::Failprobe).then(|| self.name())
+    pub fn label(&self) -> Option<String> {
+        (*self != Profile::Failprobe).then(|| self.name())
     }
 
     fn parse(name: &str) -> Result<Profile, String> {
@@ -81,35 +95,69 @@ impl Profile {
             }
             return Ok(Profile::DnsCache(keep));
         }
-        match PROFILES.iter().find(|(p, n, _)| *n == name && !matches!(p, Profile::DnsCache(_))) {
-            Some((p, _, _)) => Ok(*p),
-            None => {
-                let known: Vec<&str> = PROFILES.iter().map(|(_, n, _)| *n).collect();
+        match name {
+            OWN_CLIENT => Ok(Profile::Failprobe),
+            "pinned" => Ok(Profile::Pinned),
+            "redis-rs" => Ok(Profile::RedisRs),
+            _ => {
+                let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
                 Err(format!("unknown client profile `{name}` (known: {})", known.join(", ")))
             }
         }
     }
 
-    /// `failprobe,pinned`: profiles in order, each once.
+    /// `exec:NAME=COMMAND`; NAME goes into key names and reports, so it is kept plain.
+    fn parse_exec(spec: &str) -> Result<Profile, String> {
+        let (name, command) =
+            spec.split_once('=').ok_or_else(|| format!("`exec:{spec}`: expected exec:NAME=COMMAND"))?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || name.len() > 40 || !name.chars().all(plain) {
+            return Err(format!("`exec:{name}=…`: NAME must be 1-40 letters, digits, '-', '_' or '.'"));
+        }
+        if command.trim().is_empty() {
+            return Err(format!("`exec:{name}=`: the command is empty"));
+        }
+        if Profile::parse(name).is_ok() || name.starts_with("dns-cache") {
+            return Err(format!("`exec:{name}=…`: NAME is a built-in profile's; choose another"));
+        }
+        Ok(Profile::Exec(Arc::new(ExecSpec { name: name.to_string(), command: command.to_string() })))
+    }
+
+    /// `failprobe,pinned`: profiles in order, each once. An `exec:` entry takes the rest of
+    /// its list, commas included (a command has commas of its own).
     pub fn parse_list(list: &str) -> Result<Vec<Profile>, String> {
         let mut out = Vec::new();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let p = Profile::parse(name)?;
-            if out.iter().any(|o: &Profile| o.name() == p.name()) {
-                return Err(format!("client profile `{name}` is listed twice"));
-            }
-            out.push(p);
-        }
+        Profile::extend(&mut out, list)?;
         if out.is_empty() {
             return Err("--clients needs at least one profile".into());
         }
         Ok(out)
     }
+
+    /// Adds the profiles of one `--clients` argument to `out`, refusing one listed twice.
+    pub fn extend(out: &mut Vec<Profile>, list: &str) -> Result<(), String> {
+        let mut rest = list.trim();
+        while !rest.is_empty() {
+            let (item, tail) = match rest.strip_prefix("exec:") {
+                Some(spec) => (Profile::parse_exec(spec.trim())?, ""),
+                None => match rest.split_once(',') {
+                    Some((item, tail)) => (Profile::parse(item.trim())?, tail),
+                    None => (Profile::parse(rest)?, ""),
+                },
+            };
+            if out.iter().any(|o: &Profile| o.name() == item.name()) {
+                return Err(format!("client profile `{}` is listed twice", item.name()));
+            }
+            out.push(item);
+            rest = tail.trim_start_matches([',', ' ']).trim();
+        }
+        Ok(())
+    }
 }
 
 /// The `--clients` help, from the table.
 pub(crate) fn profile_help() -> String {
-    let rows: Vec<String> = PROFILES.iter().map(|(_, name, help)| format!("{name}: {help}")).collect();
+    let rows: Vec<String> = PROFILES.iter().map(|(name, help)| format!("{name}: {help}")).collect();
     format!("Client profiles measured side by side, comma-separated [default: failprobe,pinned; failprobe alone for memcached]. {}", rows.join(". "))
 }
 
@@ -122,6 +170,13 @@ mod tests {
         assert_eq!(Profile::parse_list("failprobe,pinned").unwrap(), vec![Profile::Failprobe, Profile::Pinned]);
         assert_eq!(Profile::parse_list(" pinned ").unwrap(), vec![Profile::Pinned]);
         let e = Profile::parse_list("failprobe,lettuce").unwrap_err();
+        let exec = Profile::parse_list("failprobe, exec:py=adapters/redis-py/run --x=1,2").unwrap();
+        assert_eq!(exec.len(), 2);
+        assert!(matches!(&exec[1], Profile::Exec(s) if s.name == "py" && s.command == "adapters/redis-py/run --x=1,2"));
+        assert!(Profile::parse_list("exec:pinned=true").unwrap_err().contains("built-in"));
+        assert!(Profile::parse_list("exec:a b=true").unwrap_err().contains("NAME"));
+        assert!(Profile::parse_list("exec:py").unwrap_err().contains("exec:NAME=COMMAND"));
+        assert!(Profile::parse_list("exec:py= ").unwrap_err().contains("empty"));
         assert!(e.contains("`lettuce`") && e.contains("failprobe, pinned"), "{e}");
         assert!(Profile::parse_list("pinned,pinned").unwrap_err().contains("twice"));
         assert!(Profile::parse_list("").is_err());

@@ -139,6 +139,10 @@ impl Engine for RedisEngine {
             Ok(match profile {
                 Profile::Failprobe => self.0.clone() as Arc<dyn Client>,
                 Profile::Pinned => self.0.pinned(report).await? as Arc<dyn Client>,
+                Profile::Exec(spec) => {
+                    super::exec::ExecClient::start(&spec, self.0.target(), self.0.limit(), report).await?
+                        as Arc<dyn Client>
+                }
                 Profile::DnsCache(keep) => {
                     let dns = self.0.target().dns.cached(keep);
                     self.0.follower(dns, profile.label(), report).await? as Arc<dyn Client>

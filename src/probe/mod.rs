@@ -5,6 +5,7 @@
 pub mod client;
 pub mod connection;
 pub mod engine;
+pub(crate) mod exec;
 pub mod keys;
 pub(crate) mod locate;
 pub mod memcached;

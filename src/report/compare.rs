@@ -7,7 +7,7 @@ use crate::duration::format_ms;
 use std::fmt::Write;
 
 pub struct Row {
-    pub metric: &'static str,
+    pub metric: String,
     pub a: f64,
     pub b: f64,
     /// Milliseconds or a count.
@@ -58,9 +58,9 @@ pub fn rows(a: &Summary, b: &Summary) -> Vec<Row> {
     let lost = |s: &Summary| per_trial(s, |t| t.integrity.lost_acked_writes as f64);
     let failed = |s: &Summary| per_trial(s, |t| (t.writes.failed + t.reads.failed) as f64);
     let p99 = |s: &Summary| per_trial(s, |t| t.writes.latency_ms.p99.max(t.reads.latency_ms.p99));
-    let ms = |metric, a: f64, b: f64| Row { metric, a, b, is_ms: true };
-    let n = |metric, a: f64, b: f64| Row { metric, a, b, is_ms: false };
-    vec![
+    let ms = |metric: &str, a: f64, b: f64| Row { metric: metric.to_string(), a, b, is_ms: true };
+    let n = |metric: &str, a: f64, b: f64| Row { metric: metric.to_string(), a, b, is_ms: false };
+    let mut rows = vec![
         n("trials", a.trials.len() as f64, b.trials.len() as f64),
         ms("longest outage (worst trial)", max(&longest(a)), max(&longest(b))),
         ms("longest outage (mean over trials)", mean(&longest(a)), mean(&longest(b))),
@@ -80,16 +80,64 @@ pub fn rows(a: &Summary, b: &Summary) -> Vec<Row> {
         ),
         n("failed probes (total)", failed(a).iter().sum(), failed(b).iter().sum()),
         ms("probe latency p99 (worst trial)", max(&p99(a)), max(&p99(b))),
-    ]
+    ];
+    rows.extend(client_rows(a, b));
+    rows
+}
+
+/// Every client profile or adapter measured in both runs: its own outage, loss and failures,
+/// so that two runs differing only in an adapter's settings show what the settings changed.
+fn client_rows(a: &Summary, b: &Summary) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for name in common_clients(a, b) {
+        let of = |s: &Summary, f: &dyn Fn(&super::summary::ClientSummary) -> f64| -> Vec<f64> {
+            s.trials.iter().filter_map(|t| t.clients.iter().find(|c| c.name == name)).map(f).collect()
+        };
+        let longest = |c: &super::summary::ClientSummary| c.writes.longest_outage_ms.max(c.reads.longest_outage_ms);
+        let lost = |c: &super::summary::ClientSummary| c.integrity.lost_acked_writes as f64;
+        let failed = |c: &super::summary::ClientSummary| (c.writes.failed + c.reads.failed) as f64;
+        let row = |metric: &str, a: f64, b: f64, is_ms| Row { metric: format!("{name}: {metric}"), a, b, is_ms };
+        rows.push(row("longest outage (worst trial)", max(&of(a, &longest)), max(&of(b, &longest)), true));
+        rows.push(row("lost acknowledged writes", of(a, &lost).iter().sum(), of(b, &lost).iter().sum(), false));
+        rows.push(row("failed probes", of(a, &failed).iter().sum(), of(b, &failed).iter().sum(), false));
+    }
+    rows
+}
+
+/// The client names of A's first trial that B measured too, in A's order.
+fn common_clients(a: &Summary, b: &Summary) -> Vec<String> {
+    let names = |s: &Summary| -> Vec<String> {
+        s.trials.first().map(|t| t.clients.iter().map(|c| c.name.clone()).collect()).unwrap_or_default()
+    };
+    let in_b = names(b);
+    names(a).into_iter().filter(|n| in_b.contains(n)).collect()
+}
+
+/// "redis-py: A (redis-py 8.1.0; retries=0) · B (redis-py 8.1.0; retries=3)" for every common
+/// client whose library, version or settings differ.
+fn client_differences(a: &Summary, b: &Summary) -> Vec<String> {
+    let described = |s: &Summary, name: &str| {
+        s.trials.first().and_then(|t| t.clients.iter().find(|c| c.name == name)).map(super::client_name)
+    };
+    common_clients(a, b)
+        .into_iter()
+        .filter_map(|name| {
+            let (da, db) = (described(a, &name)?, described(b, &name)?);
+            (da != db).then(|| format!("A {da} · B {db}"))
+        })
+        .collect()
 }
 
 pub fn terminal(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
     let mut out = String::new();
     let _ =
         writeln!(out, "A: {a_name} ({}, {})\nB: {b_name} ({}, {})\n", a.scenario, a.verdict(), b.scenario, b.verdict());
-    let _ = writeln!(out, "{:<36} {:>12} {:>12}  B − A", "", "A", "B");
+    for d in client_differences(a, b) {
+        let _ = writeln!(out, "clients differ: {d}");
+    }
+    let _ = writeln!(out, "{:<44} {:>12} {:>12}  B − A", "", "A", "B");
     for r in rows(a, b) {
-        let _ = writeln!(out, "{:<36} {:>12} {:>12}  {}", r.metric, r.show(r.a), r.show(r.b), r.delta());
+        let _ = writeln!(out, "{:<44} {:>12} {:>12}  {}", r.metric, r.show(r.a), r.show(r.b), r.delta());
     }
     out
 }
@@ -111,6 +159,9 @@ pub fn html(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
         esc(&b.scenario),
         esc(b.verdict())
     );
+    for d in client_differences(a, b) {
+        let _ = write!(h, "<p>Clients differ: {}</p>", esc(&d));
+    }
     h.push_str("<table><tr><th class=\"l\">metric</th><th>A</th><th>B</th><th>B − A</th></tr>\n");
     for r in rows(a, b) {
         // Every metric here is "lower is better" except the trial count.
@@ -124,7 +175,7 @@ pub fn html(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
         let _ = writeln!(
             h,
             "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
-            esc(r.metric),
+            esc(&r.metric),
             esc(&r.show(r.a)),
             esc(&r.show(r.b)),
             esc(&r.delta())

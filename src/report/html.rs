@@ -211,7 +211,7 @@ fn clients(h: &mut String, s: &Summary) {
                 "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}<br><small>{}</small></td></tr>",
                 if bad { "bad" } else { "" },
                 esc(&trial_label(t)),
-                esc(&c.name),
+                esc(&super::client_name(c)),
                 esc(&super::client_line(c)),
                 waterfall_svg(t, c),
                 esc(&crate::analysis::waterfall::describe(&c.phases)),

@@ -194,11 +194,38 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
     };
     let i = &c.integrity;
     let loss = if i.checked {
-        format!("{} of {} acknowledged writes lost", i.lost_acked_writes, i.acked_writes)
+        let ghosts = if i.ghost_writes > 0 { format!(", {} ghost", i.ghost_writes) } else { String::new() };
+        format!("{} of {} acknowledged writes lost{ghosts}", i.lost_acked_writes, i.acked_writes)
     } else {
         "loss unknown (write log unreadable)".to_string()
     };
-    format!("{}: {}; {}; {loss}", c.name, stream("writes", &c.writes), stream("reads", &c.reads))
+    let faults: String = c.adapter_faults.iter().map(|f| format!("; adapter {f}")).collect();
+    format!("{}: {}; {}; {loss}{faults}", client_name(c), stream("writes", &c.writes), stream("reads", &c.reads))
+}
+
+/// `redis-py-default (redis-py 8.1.0; mode=direct socket_timeout=0.25)` for an adapter, else
+/// the profile's name.
+pub(crate) fn client_name(c: &summary::ClientSummary) -> String {
+    let (Some(library), Some(version)) = (&c.library, &c.version) else { return c.name.clone() };
+    let settings = match &c.settings {
+        Some(serde_json::Value::Object(map)) if !map.is_empty() => {
+            let pairs: Vec<String> = map
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
+            let text = pairs.join(" ");
+            let text = match text.char_indices().nth(200) {
+                Some((at, _)) => format!("{}…", &text[..at]),
+                None => text,
+            };
+            format!("; {text}")
+        }
+        _ => String::new(),
+    };
+    format!("{} ({library} {version}{settings})", c.name)
 }
 
 pub(crate) fn escape_html(s: &str) -> String {

@@ -358,10 +358,12 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
         ));
     }
-    if measured.contains(&Profile::RedisRs) && plan.dns_server.is_some() && !target.host_names().is_empty() {
-        return Err(crate::error::invalid(
-            "--dns-server does not reach the `redis-rs` client profile: the crate's ConnectionManager looks names up through the system; leave it out of --clients or give the target by address",
-        ));
+    let resolves_itself = measured.iter().find(|p| matches!(p, Profile::RedisRs | Profile::Exec(_)));
+    if let (Some(p), Some(_), false) = (resolves_itself, plan.dns_server, target.host_names().is_empty()) {
+        return Err(crate::error::invalid(format!(
+            "--dns-server does not reach the `{}` client profile: its client library looks names up through the system; leave it out of --clients or give the target by address",
+            p.name()
+        )));
     }
     for name in plan.budget.clients.iter().filter(|n| *n != "all") {
         if !measured.iter().any(|p| p.name() == *name) {
@@ -589,8 +591,8 @@ async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>) -> Result<
 async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> {
     let shards = ctx.prober.shard_names().len();
     let mut clients = Vec::new();
-    for &profile in &ctx.profiles {
-        let client = match ctx.prober.client(profile, ctx.report.clone()).await {
+    for profile in ctx.profiles.iter().cloned() {
+        let client = match ctx.prober.client(profile.clone(), ctx.report.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 // Those already started stop with the trial that could not start.
@@ -878,6 +880,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         max_trial: Duration::from_secs(10),
         budget: Default::default(),
         clients: Some(vec![Profile::Failprobe, Profile::Pinned]),
+        adapters: Vec::new(),
         out,
         pid: None,
         shard: None,

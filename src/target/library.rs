@@ -6,6 +6,37 @@ use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{Client, ConnectionAddr, RedisError, TlsCertificates, TlsMode};
 
 impl Target {
+    /// The target as an external adapter is given it (`FAILPROBE_TARGET`): its scheme, user
+    /// name, hosts, master name and db, `#insecure` kept, and no password (that travels apart,
+    /// in `FAILPROBE_PASSWORD`, and is never printed).
+    pub(crate) fn url_without_password(&self) -> String {
+        let tls = if self.tls { "s" } else { "" };
+        let join =
+            |nodes: &[(String, u16)]| nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(",");
+        let (scheme, hosts, path) = match &self.discovery {
+            Discovery::Direct { host, port } => {
+                (format!("redis{tls}"), format!("{host}:{port}"), format!("/{}", self.db))
+            }
+            Discovery::Sentinel { sentinels, master } => {
+                (format!("redis{tls}+sentinel"), join(sentinels), format!("/{master}/{}", self.db))
+            }
+            Discovery::Cluster { seeds } => (format!("redis{tls}+cluster"), join(seeds), String::new()),
+            Discovery::Memcache { nodes } => ("memcache".to_string(), join(nodes), String::new()),
+        };
+        let user = self
+            .username
+            .as_deref()
+            .map(|u| format!("{}@", percent_encoding::utf8_percent_encode(u, percent_encoding::NON_ALPHANUMERIC)))
+            .unwrap_or_default();
+        let fragment = if self.tls && self.insecure_tls { "#insecure" } else { "" };
+        format!("{scheme}://{user}{hosts}{path}{fragment}")
+    }
+
+    /// The data nodes' and the sentinels' passwords, for an adapter's environment.
+    pub(crate) fn passwords(&self) -> (Option<&str>, Option<&str>) {
+        (self.password.as_deref(), self.sentinel_password.as_deref())
+    }
+
     /// The private CA of `FAILPROBE_TLS_CA_FILE`, as the crate takes it.
     fn library_certificates(&self) -> Option<TlsCertificates> {
         self.tls_ca.clone().filter(|_| self.tls).map(|ca| TlsCertificates { client_tls: None, root_cert: Some(ca) })
@@ -66,5 +97,25 @@ impl Target {
                 .set_client_to_sentinel_certificates(certificates);
         }
         builder.build()?.async_get_client().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_adapter_gets_the_url_without_its_password() {
+        let cases = [
+            ("redis://user:Xq9-adapter-pw@db.example:6380/2", "redis://user@db.example:6380/2"),
+            ("rediss://:Xq9-adapter-pw@h:1#insecure", "rediss://h:1/0#insecure"),
+            ("redis+sentinel://:Xq9-adapter-pw@s1:1,s2:2/mymaster/3", "redis+sentinel://s1:1,s2:2/mymaster/3"),
+            ("redis+cluster://a:1,b:2", "redis+cluster://a:1,b:2"),
+        ];
+        for (url, expected) in cases {
+            let target = Target::parse(url).unwrap();
+            assert_eq!(target.url_without_password(), expected);
+        }
+        assert_eq!(Target::parse("redis://:Xq9-adapter-pw@h:1").unwrap().passwords().0, Some("Xq9-adapter-pw"));
     }
 }

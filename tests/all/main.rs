@@ -5,6 +5,7 @@
 mod common;
 mod safety;
 
+mod adapters;
 mod aws_replay;
 mod cli;
 mod clients;

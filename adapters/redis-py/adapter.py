@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""failprobe adapter for redis-py (its asyncio client), protocol version 1 (README, "External
+client adapters"). failprobe starts it with FAILPROBE_TARGET, FAILPROBE_PASSWORD and
+FAILPROBE_TIMEOUT_MS in the environment and speaks JSON lines on stdin/stdout.
+
+The client is built the way an application builds it; these settings mirror a production one
+(unset: redis-py's own default, except where noted):
+
+  REDISPY_MODE                  direct | sentinel | cluster (default: from FAILPROBE_TARGET's
+                                scheme: redis[s]://, redis[s]+sentinel://, redis[s]+cluster://)
+  REDISPY_SOCKET_TIMEOUT        seconds per command (default: FAILPROBE_TIMEOUT_MS)
+  REDISPY_CONNECT_TIMEOUT       seconds to connect (default: FAILPROBE_TIMEOUT_MS)
+  REDISPY_RETRIES               retries of a command on a connection or timeout error
+                                (redis.asyncio.retry.Retry with exponential backoff; default 0)
+  REDISPY_HEALTH_CHECK_INTERVAL seconds between PINGs on an idle connection
+  REDISPY_MAX_CONNECTIONS       connection pool size
+  REDISPY_SENTINEL_SOCKET_TIMEOUT  seconds per command to a sentinel
+
+Direct: redis.asyncio.Redis(host, port, db, ...). Sentinel: Sentinel([...]).master_for(name).
+Cluster: redis.asyncio.RedisCluster(startup_nodes=[...]).
+"""
+
+import asyncio
+import json
+import os
+import sys
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+
+def env_float(name, default=None):
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_int(name, default=None):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def hosts(netloc, default_port):
+    out = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        if not host:
+            host, port = part, default_port
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def build_client():
+    url = urlsplit(os.environ["FAILPROBE_TARGET"])
+    scheme = url.scheme
+    tls = scheme.startswith("rediss") or scheme.startswith("valkeys")
+    mode = os.environ.get("REDISPY_MODE") or (
+        "sentinel" if "+sentinel" in scheme else "cluster" if "+cluster" in scheme else "direct"
+    )
+    netloc = url.netloc.rsplit("@", 1)[-1]
+    username = unquote(url.username) if url.username else None
+    timeout_s = env_int("FAILPROBE_TIMEOUT_MS", 250) / 1000
+    retries = env_int("REDISPY_RETRIES", 0)
+    common = {
+        "username": username,
+        "password": os.environ.get("FAILPROBE_PASSWORD") or None,
+        "socket_timeout": env_float("REDISPY_SOCKET_TIMEOUT", timeout_s),
+        "socket_connect_timeout": env_float("REDISPY_CONNECT_TIMEOUT", timeout_s),
+        "decode_responses": True,
+    }
+    if retries:
+        common["retry"] = Retry(ExponentialBackoff(), retries)
+    if env_float("REDISPY_HEALTH_CHECK_INTERVAL") is not None and mode != "cluster":
+        common["health_check_interval"] = env_float("REDISPY_HEALTH_CHECK_INTERVAL")
+    if env_int("REDISPY_MAX_CONNECTIONS") is not None:
+        common["max_connections"] = env_int("REDISPY_MAX_CONNECTIONS")
+    if tls:
+        common["ssl"] = True
+        if os.environ.get("FAILPROBE_TLS_CA_FILE"):
+            common["ssl_ca_certs"] = os.environ["FAILPROBE_TLS_CA_FILE"]
+    settings = {k: v for k, v in common.items() if k not in ("password", "retry") and v is not None}
+    settings["mode"] = mode
+    settings["retries"] = retries
+    if mode == "cluster":
+        nodes = [ClusterNode(h, p) for h, p in hosts(netloc, 6379)]
+        return aioredis.RedisCluster(startup_nodes=nodes, **common), settings
+    if mode == "sentinel":
+        path = url.path.strip("/").split("/")
+        master, db = path[0], int(path[1]) if len(path) > 1 and path[1] else 0
+        sentinel_kwargs = {"socket_timeout": env_float("REDISPY_SENTINEL_SOCKET_TIMEOUT", timeout_s)}
+        if os.environ.get("FAILPROBE_SENTINEL_PASSWORD"):
+            sentinel_kwargs["password"] = os.environ["FAILPROBE_SENTINEL_PASSWORD"]
+        sentinel = aioredis.Sentinel(hosts(netloc, 26379), sentinel_kwargs=sentinel_kwargs, db=db, **common)
+        settings["master"] = master
+        return sentinel.master_for(master), settings
+    (host, port), = hosts(netloc, 6379)
+    db = int(url.path.strip("/") or 0)
+    return aioredis.Redis(host=host, port=port, db=db, **common), settings
+
+
+def error_kind(e):
+    if isinstance(e, (redis.exceptions.TimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(e, redis.exceptions.ConnectionError):
+        return "connection"
+    if isinstance(e, redis.exceptions.ResponseError):
+        return "server"
+    return "other"
+
+
+def as_value(v):
+    if v is None or isinstance(v, int):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def protocol_output():
+    """The protocol's own stdout; fd 1 then points at stderr, so that whatever a library prints
+    (GLIDE's logger writes to stdout) cannot break the protocol."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+async def main():
+    protocol = protocol_output()
+    client, settings = build_client()
+    # Connected before the hello, as an application is before it serves: the cluster's slots
+    # are known, the primary found.
+    if isinstance(client, aioredis.RedisCluster):
+        await client.initialize()
+    else:
+        await client.ping()
+    out_lock = asyncio.Lock()
+
+    async def send(obj):
+        async with out_lock:
+            protocol.write(json.dumps(obj) + "\n")
+            protocol.flush()
+
+    await send({"hello": 1, "client": "redis-py", "version": redis.__version__, "settings": settings})
+
+    async def run(request):
+        rid = request["id"]
+        try:
+            value = await client.execute_command(*request["cmd"])
+            await send({"id": rid, "ok": True, "value": as_value(value)})
+        except Exception as e:  # every failure is an answer: failprobe classifies it
+            await send({"id": rid, "ok": False, "kind": error_kind(e), "error": f"{type(e).__name__}: {e}"})
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks = set()
+    while line := await reader.readline():
+        task = asyncio.create_task(run(json.loads(line)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    # stdin closed: failprobe is done; finish what is in flight, then leave.
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.5)
+    try:
+        await client.aclose()
+    except Exception:
+        pass
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
