@@ -100,6 +100,7 @@ fn meta() -> RunMeta {
         budget: Budget::default(),
         lab: None,
         clients: Vec::new(),
+        write_ack: String::new(),
     }
 }
 

@@ -41,6 +41,10 @@ pub enum ErrorClass {
     Clusterdown,
     Tryagain,
     Moved,
+    /// A write the primary applied but whose `--write-ack` level (WAIT/WAITAOF) was not
+    /// reached in time: not acknowledged.
+    #[serde(rename = "ack-timeout")]
+    AckTimeout,
     /// An external client adapter broke the protocol (crashed, printed garbage, answered an id
     /// never sent, fell too far behind): its answer is unknown, not the deployment's.
     Adapter,
@@ -48,7 +52,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub(crate) const ALL: [ErrorClass; 14] = [
+    pub(crate) const ALL: [ErrorClass; 15] = [
         ErrorClass::Refused,
         ErrorClass::Reset,
         ErrorClass::Timeout,
@@ -61,6 +65,7 @@ impl ErrorClass {
         ErrorClass::Clusterdown,
         ErrorClass::Tryagain,
         ErrorClass::Moved,
+        ErrorClass::AckTimeout,
         ErrorClass::Adapter,
         ErrorClass::Other,
     ];
@@ -79,6 +84,7 @@ impl ErrorClass {
             ErrorClass::Clusterdown => "clusterdown",
             ErrorClass::Tryagain => "tryagain",
             ErrorClass::Moved => "moved",
+            ErrorClass::AckTimeout => "ack-timeout",
             ErrorClass::Adapter => "adapter",
             ErrorClass::Other => "other",
         }
@@ -407,6 +413,9 @@ pub struct RunMeta {
     /// profiles existed, which measured `failprobe` alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<String>,
+    /// `--write-ack` (`wait=1:200ms`…); empty for plain writes (and runs made before it existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub write_ack: String,
 }
 
 /// The name of failprobe's own client profile (samples and events without a client).

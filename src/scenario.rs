@@ -89,6 +89,9 @@ pub struct ProbeSection {
     pub exec: Option<Vec<ExecSection>>,
     /// Look names up on this DNS server (`ip` or `ip:port`) instead of the system's resolver.
     pub dns_server: Option<String>,
+    /// What a write waits for before it counts as acknowledged: `plain`, `wait=N[:T]`,
+    /// `waitaof=L:N[:T]`.
+    pub write_ack: Option<String>,
 }
 
 /// `[[probe.exec]] name = "redis-py"  command = "adapters/redis-py/run"`.
@@ -216,6 +219,8 @@ pub struct Plan {
     pub endpoint_lag: Duration,
     /// `--dns-server`: where every name is looked up, by connections and by the DNS watch.
     pub dns_server: Option<std::net::SocketAddr>,
+    /// `--write-ack`: what a write waits for before it counts as acknowledged.
+    pub write_ack: crate::probe::ack::WriteAck,
     pub lab_dir: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -343,6 +348,12 @@ pub struct Overrides {
     /// the system's resolver: connections of every client profile and the DNS watch.
     #[arg(long)]
     pub dns_server: Option<String>,
+    /// What a write waits for before it counts as acknowledged: plain (the primary answered),
+    /// wait=N[:TIMEOUT] (WAIT: N replicas have it), waitaof=LOCAL:REPLICAS[:TIMEOUT] (WAITAOF).
+    /// The wait is in the write's round trip and its latency; a level not reached is a failed
+    /// write of class ack-timeout [default: plain; TIMEOUT 200ms]
+    #[arg(long)]
+    pub write_ack: Option<String>,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -481,6 +492,10 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         lab_topology,
         endpoint_lag,
         dns_server: dns_server(o.dns_server.or(f.probe.dns_server))?,
+        write_ack: match o.write_ack.or(f.probe.write_ack) {
+            Some(text) => crate::probe::ack::WriteAck::parse(&text).map_err(invalid)?,
+            None => crate::probe::ack::WriteAck::Plain,
+        },
         lab_dir: o.lab,
         interval,
         timeout,

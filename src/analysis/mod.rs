@@ -173,6 +173,10 @@ impl Analyzer {
             probe: ProbeInfo {
                 interval_ms: us_to_ms(self.meta.interval_us),
                 timeout_ms: us_to_ms(self.meta.timeout_us),
+                write_ack: match self.meta.write_ack.as_str() {
+                    "" => "plain".to_string(),
+                    level => level.to_string(),
+                },
             },
             resolution: Resolution {
                 timestamp_us: 1.0,
@@ -230,6 +234,7 @@ pub(crate) mod tests {
             budget,
             lab: None,
             clients: Vec::new(),
+            write_ack: String::new(),
         }
     }
 

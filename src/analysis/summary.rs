@@ -54,6 +54,14 @@ impl Verdict {
 pub struct ProbeInfo {
     pub interval_ms: f64,
     pub timeout_ms: f64,
+    /// What a write waited for before it counted as acknowledged (`--write-ack`): `plain`, or
+    /// `wait=1:200ms`…; the run's integrity figures are at this level.
+    #[serde(default = "plain")]
+    pub write_ack: String,
+}
+
+fn plain() -> String {
+    "plain".to_string()
 }
 
 /// How precise each figure is, so nobody reads more into a number than it holds.

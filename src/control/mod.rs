@@ -5,6 +5,7 @@
 pub mod cluster;
 mod command;
 pub mod elasticache;
+mod failover;
 mod process;
 mod promote;
 mod sentinel;
@@ -52,6 +53,11 @@ pub enum TriggerSpec {
     None,
     Sentinel,
     Promote,
+    /// The `FAILOVER` command on the primary: pause writes, let the replica catch up, switch.
+    Failover {
+        force: bool,
+        timeout: Option<Duration>,
+    },
     Kill,
     Pause(Duration),
     Command(String),
@@ -129,6 +135,12 @@ pub(crate) const TRIGGERS: &[TriggerKind] = &[
     row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it", |a| {
         no_arg(TriggerSpec::Promote)(a)
     }),
+    row(
+        "failover",
+        "failover[=force][,timeout=<duration>]",
+        "FAILOVER on the primary (Redis >= 6.2, Valkey): writes paused until the replica caught up, then the roles swap",
+        |a| failover::Failover::parse(a).map(|f| TriggerSpec::Failover { force: f.force, timeout: f.timeout }),
+    ),
     TriggerKind {
         needs_process: true,
         ..row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)", |a| no_arg(TriggerSpec::Kill)(a))
@@ -221,6 +233,7 @@ impl TriggerSpec {
             Self::None => "none",
             Self::Sentinel => "sentinel",
             Self::Promote => "promote",
+            Self::Failover { .. } => "failover",
             Self::Kill => "kill",
             Self::Pause(_) => "pause",
             Self::Command(_) => "command",
@@ -238,6 +251,7 @@ impl TriggerSpec {
             Self::None => return None,
             Self::Sentinel => Box::new(sentinel::SentinelFailover),
             Self::Promote => Box::new(promote::Promote),
+            Self::Failover { force, timeout } => Box::new(failover::Failover { force: *force, timeout: *timeout }),
             Self::Kill => Box::new(process::Signal::Kill),
             Self::Pause(d) => Box::new(process::Signal::Pause(*d)),
             Self::Command(c) => Box::new(command::Command(c.clone())),
@@ -256,6 +270,7 @@ impl TriggerSpec {
             Self::None => "none".into(),
             Self::Sentinel => "sentinel".into(),
             Self::Promote => "promote".into(),
+            Self::Failover { force, timeout } => failover::Failover { force: *force, timeout: *timeout }.label(),
             Self::Kill => "kill".into(),
             Self::Pause(d) => {
                 format!("pause={}", crate::duration::format_ms(d.as_secs_f64() * 1000.0).replace(' ', ""))
@@ -325,6 +340,9 @@ impl TriggerSpec {
         if matches!(self, Self::Kill | Self::Pause(_)) {
             process::check_process(ctx).await?;
         }
+        if matches!(self, Self::Failover { .. }) {
+            failover::Failover::check(ctx).await?;
+        }
         self.check_plan(&ctx.target, true)?;
         if !ctx.target.is_cluster() {
             return Ok(());
@@ -382,5 +400,9 @@ mod tests {
         let spec = TriggerSpec::parse("elasticache-test-failover=0002").unwrap();
         assert_eq!(spec, TriggerSpec::ElasticacheTestFailover(Some("0002".into())));
         assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);
+        let spec = TriggerSpec::parse("failover=force,timeout=3s").unwrap();
+        assert_eq!(spec, TriggerSpec::Failover { force: true, timeout: Some(Duration::from_secs(3)) });
+        assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);
+        assert!(TriggerSpec::parse("failover=force").is_err(), "FORCE needs a timeout");
     }
 }

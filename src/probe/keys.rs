@@ -12,6 +12,8 @@ pub struct TrialKeys {
     /// The value reads check for staleness: the latest write's sequence number.
     pub sentinel: String,
     pub ttl_ms: u64,
+    /// `--write-ack`: what a write waits for before it counts as acknowledged.
+    pub ack: super::ack::WriteAck,
 }
 
 impl TrialKeys {
@@ -30,7 +32,13 @@ impl TrialKeys {
             log: format!("{prefix}:log"),
             sentinel: format!("{prefix}:sentinel"),
             ttl_ms: ttl.as_millis().max(1) as u64,
+            ack: super::ack::WriteAck::Plain,
         }
+    }
+
+    /// The same keys, written at acknowledgement level `ack`.
+    pub fn with_ack(&self, ack: super::ack::WriteAck) -> Self {
+        Self { ack, ..self.clone() }
     }
 
     pub fn all(&self) -> [&str; 2] {

@@ -64,7 +64,7 @@ impl Locator {
     /// Whether the connected server itself is the authority on "who is primary" (a standalone
     /// target); with Sentinel or a cluster the primary is what they announce.
     pub(crate) fn server_is_primary_source(&self) -> bool {
-        matches!(self, Locator::Primary(t) if !t.is_sentinel() && !t.is_cluster())
+        matches!(self, Locator::Primary(t) if matches!(t.discovery, crate::target::Discovery::Direct { .. }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`schedule`), through a `Prober` (`redis` for standalone, Sentinel and Cluster targets,
 //! `memcached` for its nodes); `engine` puts each kind behind the one face the run loop uses.
 
+pub mod ack;
 pub mod client;
 pub mod connection;
 pub mod engine;

@@ -5,6 +5,7 @@
 //! A write is one MULTI/EXEC: RPUSH the sequence number to the trial's log, raise the sentinel
 //! key to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
+use super::ack::WriteAck;
 use super::connection::{Live, Reporter, StreamConnection};
 use super::locate::{parse_moved, Locator, SlotMap};
 use super::{Attempt, Prober, TrialKeys};
@@ -389,6 +390,17 @@ impl RedisProber {
                 });
                 Some(owners)
             }
+            Discovery::Nodes { .. } => {
+                let (h, p) = crate::target::locate_primary(&self.target, self.limit).await.ok()?;
+                self.announce(EventKind::Topology {
+                    source: "ROLE of the nodes".into(),
+                    server: Some(format!("{h}:{p}")),
+                    role: Some("master".into()),
+                    run_id: None,
+                    primary: Some(format!("{h}:{p}")),
+                });
+                Some(vec![(h, p)])
+            }
             Discovery::Direct { .. } | Discovery::Memcache { .. } => None,
         }
     }
@@ -604,11 +616,18 @@ impl From<Written> for Option<u64> {
 }
 
 /// A write probe, one MULTI/EXEC: the sequence number onto the trial's log, the sentinel key
-/// raised to it, both with the TTL. Every Redis client profile sends exactly this.
+/// raised to it, both with the TTL; with a `--write-ack` level, its WAIT/WAITAOF after the
+/// EXEC in the same round trip. Every Redis client profile sends exactly this.
 pub(crate) fn write_probe(keys: &TrialKeys, seq: u64) -> redis::Pipeline {
+    let waits = keys.ack != WriteAck::Plain;
     let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("RPUSH")
+    if waits {
+        // The wait must follow the EXEC, outside the transaction (inside it WAIT cannot block).
+        pipe.cmd("MULTI").ignore();
+    } else {
+        pipe.atomic();
+    }
+    pipe.cmd("RPUSH")
         .arg(&keys.log)
         .arg(seq)
         .ignore()
@@ -623,7 +642,33 @@ pub(crate) fn write_probe(keys: &TrialKeys, seq: u64) -> redis::Pipeline {
         .arg(seq)
         .arg(keys.ttl_ms)
         .ignore();
+    if waits {
+        pipe.cmd("EXEC");
+        keys.ack.append(&mut pipe);
+    }
     pipe
+}
+
+/// Sends a write probe on any connection and judges it: a server error anywhere in the replies
+/// (the transaction's too) fails it, and so does a `--write-ack` level not reached.
+pub(crate) async fn send_write<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    keys: &TrialKeys,
+    seq: u64,
+) -> redis::RedisResult<()> {
+    let replies: Vec<redis::Value> = write_probe(keys, seq).query_async(conn).await?;
+    for reply in &replies {
+        first_error(reply)?;
+    }
+    keys.ack.check(&replies)
+}
+
+fn first_error(v: &redis::Value) -> redis::RedisResult<()> {
+    match v {
+        redis::Value::ServerError(e) => Err(e.clone().into()),
+        redis::Value::Array(items) => items.iter().try_for_each(first_error),
+        _ => Ok(()),
+    }
 }
 
 /// A read probe: the sentinel key.
@@ -636,8 +681,8 @@ pub(crate) fn read_probe(keys: &TrialKeys) -> redis::Cmd {
 impl Prober for RedisProber {
     async fn write(self: Arc<Self>, shard: usize, keys: Arc<TrialKeys>, seq: u64, deadline: Instant) -> Attempt {
         self.on_conn(shard, Stream::Write, deadline, |mut conn| {
-            let pipe = write_probe(&keys, seq);
-            async move { pipe.query_async::<()>(&mut conn).await.map(|_| Written) }
+            let keys = keys.clone();
+            async move { send_write(&mut conn, &keys, seq).await.map(|_| Written) }
         })
         .await
     }

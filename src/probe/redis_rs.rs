@@ -10,7 +10,7 @@
 //!   and refreshes its slot map itself.
 
 use super::keys::TrialKeys;
-use super::redis::{read_probe, write_probe};
+use super::redis::{read_probe, send_write};
 use super::{Attempt, Prober};
 use crate::target::error::{classify, ProbeError};
 use crate::target::{Discovery, Target};
@@ -56,6 +56,12 @@ impl RedisRsClient {
                     return Err(redis::RedisError::from((
                         redis::ErrorKind::InvalidClientConfig,
                         "the redis-rs client profile is for Redis targets",
+                    )))
+                }
+                Discovery::Nodes { .. } => {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "the redis-rs client profile needs one address, Sentinel or a cluster (the crate has no static primary/replica client)",
                     )))
                 }
             })
@@ -111,7 +117,7 @@ impl ConnectionLike for Library {
 impl Prober for RedisRsClient {
     async fn write(self: Arc<Self>, _shard: usize, keys: Arc<TrialKeys>, seq: u64, deadline: Instant) -> Attempt {
         let mut conn = self.connection.clone();
-        let done = timeout_at(deadline, write_probe(&keys, seq).query_async::<()>(&mut conn)).await.ok();
+        let done = timeout_at(deadline, send_write(&mut conn, &keys, seq)).await.ok();
         let result = self.attempt(done, "write probe").map(|_| None);
         Attempt { result, server: Some(self.server.clone()) }
     }

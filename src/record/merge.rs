@@ -99,5 +99,11 @@ fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {
             }
             all
         }),
+        // Parts measured at different levels are named together.
+        write_ack: {
+            let mut levels: Vec<String> = runs.iter().map(|r| r.meta.write_ack.clone()).collect();
+            levels.dedup();
+            levels.join(" | ")
+        },
     }
 }

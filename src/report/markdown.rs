@@ -50,9 +50,13 @@ fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {
     writeln!(md, "| keys | `failprobe:{{{}}}:*` (TTL set on every key) |", s.run_id)?;
     writeln!(
         md,
-        "| probe | every {} per stream, deadline {} |",
+        "| probe | every {} per stream, deadline {}, writes acknowledged {} |",
         format_ms(s.probe.interval_ms),
-        format_ms(s.probe.timeout_ms)
+        format_ms(s.probe.timeout_ms),
+        match s.probe.write_ack.as_str() {
+            "plain" => "when the primary answers (plain)".to_string(),
+            level => format!("after {level}"),
+        }
     )?;
     let budget = |v: Option<String>| v.unwrap_or_else(|| "—".into());
     writeln!(

@@ -26,8 +26,12 @@ pub fn final_summary(s: &Summary) -> String {
         }
         let i = &t.integrity;
         if i.checked {
+            let level = match s.probe.write_ack.as_str() {
+                "plain" => String::new(),
+                level => format!(" (acknowledged after {level})"),
+            };
             out.push_str(&format!(
-                "\n    integrity: {} acked, {} lost, {} ghost, {} stale reads",
+                "\n    integrity: {} acked{level}, {} lost, {} ghost, {} stale reads",
                 i.acked_writes, i.lost_acked_writes, i.ghost_writes, i.stale_reads
             ));
         } else {

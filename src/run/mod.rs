@@ -353,6 +353,19 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             p.name()
         )));
     }
+    if plan.write_ack != crate::probe::ack::WriteAck::Plain {
+        if target.memcache_nodes().is_some() {
+            return Err(crate::error::invalid(
+                "--write-ack is for Redis targets: memcached has no replicas to wait for",
+            ));
+        }
+        if let Some(p) = measured.iter().find(|p| matches!(p, Profile::Exec(_))) {
+            return Err(crate::error::invalid(format!(
+                "--write-ack is sent by failprobe's built-in clients in the write's round trip; the adapter `{}` writes plainly: measure it in a run of its own",
+                p.name()
+            )));
+        }
+    }
     if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
         return Err(crate::error::invalid(
             "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
@@ -451,6 +464,10 @@ fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_
         budget: plan.budget.clone(),
         lab: lab.map(|l| l.dir.display().to_string()),
         clients: plan.profiles_for(target).iter().map(|p| p.name()).collect(),
+        write_ack: match plan.write_ack {
+            crate::probe::ack::WriteAck::Plain => String::new(),
+            ack => ack.label(),
+        },
     }
 }
 
@@ -606,7 +623,12 @@ async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> 
         clients.push(ClientTrial {
             profile,
             client,
-            keys: ctx.prober.keys(trial, ctx.plan.key_ttl, label.as_deref()),
+            keys: ctx
+                .prober
+                .keys(trial, ctx.plan.key_ttl, label.as_deref())
+                .into_iter()
+                .map(|k| Arc::new(k.with_ack(ctx.plan.write_ack)))
+                .collect(),
             health: (0..shards * 2).map(|_| Arc::new(Health::default())).collect(),
         });
     }
@@ -868,6 +890,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         lab_topology: Some(Topology::Sentinel),
         endpoint_lag: Duration::ZERO,
         dns_server: None,
+        write_ack: crate::probe::ack::WriteAck::Plain,
         lab_dir: None,
         interval: Duration::from_millis(10),
         timeout: Duration::from_millis(250),

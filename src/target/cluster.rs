@@ -172,6 +172,7 @@ pub(crate) fn seeds(target: &Target) -> Vec<(String, u16)> {
     match &target.discovery {
         Discovery::Cluster { seeds } => seeds.clone(),
         Discovery::Direct { host, port } => vec![(host.clone(), *port)],
+        Discovery::Nodes { nodes } => nodes.clone(),
         Discovery::Sentinel { .. } | Discovery::Memcache { .. } => Vec::new(),
     }
 }

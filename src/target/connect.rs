@@ -31,6 +31,7 @@ pub(crate) async fn locate_primary(target: &Target, limit: Duration) -> Result<(
     match &target.discovery {
         Discovery::Direct { host, port } => Ok((host.clone(), *port)),
         Discovery::Sentinel { .. } => sentinel_primary(target, limit).await.map(|(h, p, _)| (h, p)),
+        Discovery::Nodes { nodes } => primary_among(target, nodes, limit).await,
         Discovery::Memcache { .. } => {
             Err(ProbeError::new(ErrorClass::Other, "a memcache:// target has no primary".to_string()))
         }
@@ -41,6 +42,23 @@ pub(crate) async fn locate_primary(target: &Target, limit: Duration) -> Result<(
             Ok((p.host.clone(), p.port))
         }
     }
+}
+
+/// The first of `nodes` that answers ROLE as the primary.
+async fn primary_among(target: &Target, nodes: &[(String, u16)], limit: Duration) -> Result<(String, u16), ProbeError> {
+    let mut seen = Vec::new();
+    for (host, port) in nodes {
+        let role = async {
+            let (mut conn, _) = connect_node(target, host, *port, limit).await?;
+            query_role(&mut conn, limit).await.map(|(role, _)| role)
+        };
+        match role.await {
+            Ok(role) if role == "master" => return Ok((host.clone(), *port)),
+            Ok(role) => seen.push(format!("{host}:{port} {role}")),
+            Err(e) => seen.push(format!("{host}:{port} {}", e.class)),
+        }
+    }
+    Err(ProbeError::new(ErrorClass::Readonly, format!("no node answers as the primary ({})", seen.join(", "))))
 }
 
 /// Asks the sentinels in order; the first that answers wins. Returns the sentinel that answered.

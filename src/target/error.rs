@@ -34,7 +34,14 @@ impl ProbeError {
     }
 
     pub(crate) fn needs_reconnect(&self) -> bool {
-        !matches!(self.class, ErrorClass::Other | ErrorClass::Moved | ErrorClass::Tryagain | ErrorClass::Clusterdown)
+        !matches!(
+            self.class,
+            ErrorClass::Other
+                | ErrorClass::Moved
+                | ErrorClass::Tryagain
+                | ErrorClass::Clusterdown
+                | ErrorClass::AckTimeout
+        )
     }
 }
 
@@ -69,7 +76,9 @@ fn class_of(e: &RedisError, text: &str) -> ErrorClass {
 pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
     let upper = text.to_uppercase();
     let has = |s: &str| upper.contains(s);
-    Some(if has("READONLY") {
+    Some(if has("ACKTIMEOUT") {
+        ErrorClass::AckTimeout
+    } else if has("READONLY") {
         ErrorClass::Readonly
     } else if has("LOADING") {
         ErrorClass::Loading

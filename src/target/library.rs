@@ -22,6 +22,7 @@ impl Target {
             }
             Discovery::Cluster { seeds } => (format!("redis{tls}+cluster"), join(seeds), String::new()),
             Discovery::Memcache { nodes } => ("memcache".to_string(), join(nodes), String::new()),
+            Discovery::Nodes { nodes } => (format!("redis{tls}"), join(nodes), format!("/{}", self.db)),
         };
         let user = self
             .username

@@ -25,6 +25,10 @@ pub enum Discovery {
     Cluster { seeds: Vec<(String, u16)> },
     /// Memcached nodes, each probed on its own.
     Memcache { nodes: Vec<(String, u16)> },
+    /// A primary and its replicas without Sentinel (`redis://a:1,b:2`): the primary is the node
+    /// that answers ROLE as one, asked in order on every reconnect (a static master/replica
+    /// setup, which a `failover` or `promote` moves).
+    Nodes { nodes: Vec<(String, u16)> },
 }
 
 #[derive(Clone)]
@@ -120,10 +124,10 @@ impl Target {
             }
             (Discovery::Sentinel { sentinels: nodes, master: master.to_string() }, parse_db(db)?)
         } else {
-            let [(host, port)] = <[_; 1]>::try_from(nodes).map_err(|_| {
-                invalid("a redis:// target names exactly one host:port (use redis+sentinel:// for several)")
-            })?;
-            (Discovery::Direct { host, port }, parse_db(path)?)
+            match <[_; 1]>::try_from(nodes) {
+                Ok([(host, port)]) => (Discovery::Direct { host, port }, parse_db(path)?),
+                Err(nodes) => (Discovery::Nodes { nodes }, parse_db(path)?),
+            }
         };
         if tls {
             install_tls_provider();
@@ -209,7 +213,8 @@ impl Target {
             Discovery::Direct { host, .. } => vec![host],
             Discovery::Sentinel { sentinels: nodes, .. }
             | Discovery::Cluster { seeds: nodes }
-            | Discovery::Memcache { nodes } => nodes.iter().map(|(h, _)| h.as_str()).collect(),
+            | Discovery::Memcache { nodes }
+            | Discovery::Nodes { nodes } => nodes.iter().map(|(h, _)| h.as_str()).collect(),
         }
     }
 
@@ -468,6 +473,9 @@ mod tests {
         assert!(!format!("{t:?}").contains("hunter2"));
         assert!(!t.redacted().contains("hunter2"));
         assert!(Target::parse("http://x").is_err());
-        assert!(Target::parse("redis://a:1,b:2").is_err());
+        // Several nodes without Sentinel: a static primary/replica pair.
+        let pair = Target::parse("redis://a:1,b:2/3").unwrap();
+        let nodes = vec![("a".to_string(), 1), ("b".to_string(), 2)];
+        assert_eq!((pair.discovery, pair.db), (Discovery::Nodes { nodes }, 3));
     }
 }

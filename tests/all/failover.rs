@@ -142,3 +142,33 @@ fn failover_run_leaves_other_keys_untouched() {
         assert!(ttl > 0, "{k} has no TTL");
     }
 }
+
+/// `--write-ack wait=1`: a write counts once WAIT says the replica has it, in the same round
+/// trip. Through a Sentinel failover that makes every acknowledged write one the new primary
+/// already held: none is lost, where plain writes lose those the old primary took last. Writes
+/// the demoted primary took alone fail as `ack-timeout` instead of being acknowledged.
+#[test]
+fn sentinel_failover_with_wait_1_loses_no_acknowledged_write() {
+    let lab = TestLab::start(Topology::Sentinel);
+    let (plain, plain_out) = lab.run("plain", &["--trigger", "sentinel"]);
+    assert_eq!(code(&plain), 0, "{}", explain(&plain));
+    let (o, out) = lab.run("wait", &["--trigger", "sentinel", "--write-ack", "wait=1", "--max-lost-writes", "0"]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    assert_eq!(s["probe"]["write_ack"], "wait=1:200ms");
+    assert_eq!(summary(&plain_out)["probe"]["write_ack"], "plain");
+    let i = &s["trials"][0]["integrity"];
+    assert!(u(&i["acked_writes"]) > 100, "{i}");
+    assert_eq!(u(&i["lost_acked_writes"]), 0, "{i}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("acknowledged after wait=1:200ms"));
+    // Both loss figures side by side.
+    let html = out.with_file_name("compare.html");
+    let cmp =
+        failprobe(&["compare", plain_out.to_str().unwrap(), out.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&cmp.stdout);
+    let row =
+        text.lines().find(|l| l.starts_with("lost acknowledged writes (total)")).unwrap_or_else(|| panic!("{text}"));
+    let figures: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(figures[5], "0", "B (wait=1) lost none: {row}");
+    eprintln!("{row}");
+}

@@ -56,3 +56,50 @@ fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
     assert!((700.0..=1000.0).contains(&d), "outage {d} ms for an 800 ms DEBUG SLEEP");
     assert!(f(&w[0]["start_ms"]) >= started - 10.0);
 }
+
+/// The coordinated FAILOVER on a primary/replica pair, probed through both nodes
+/// (`redis://a,b`: the primary is whichever answers ROLE as one): writes pause while the replica
+/// catches up, then move with the role. Over three trials (there and back and there again) not
+/// one acknowledged write is lost.
+#[test]
+fn failover_on_a_pair_loses_no_acknowledged_write_over_three_trials() {
+    let lab = TestLab::start(Topology::Replica);
+    let nodes: Vec<String> = lab.lab.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let target = format!("redis://{}", nodes.join(","));
+    let out = lab.out("failover");
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &target,
+        "--trigger",
+        "failover",
+        "--repeat",
+        "3",
+        "--max-lost-writes",
+        "0",
+        "--warmup",
+        "1s",
+        "--settle",
+        "1s",
+        "--max-trial",
+        "10s",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let trials = s["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in trials {
+        assert!(t["trigger"]["error"].is_null(), "{}", t["trigger"]);
+        let timeline = t["timeline"].as_array().unwrap();
+        assert!(
+            timeline.iter().any(|e| e["what"].as_str().unwrap().starts_with("trigger finished: FAILOVER TO")),
+            "{timeline:?}"
+        );
+        assert_eq!(t["writes"]["recovered"], true, "{}", t["writes"]);
+        assert!(u(&t["integrity"]["acked_writes"]) > 100, "{}", t["integrity"]);
+        assert_eq!(u(&t["integrity"]["lost_acked_writes"]), 0, "{}", t["integrity"]);
+    }
+}

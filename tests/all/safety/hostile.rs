@@ -21,7 +21,13 @@ enum Hostility {
     BrokenClusterSlots,
     /// Writes acknowledged, then a write log of 2^63 entries, none of them a number sent.
     EndlessLog,
+    /// A well-behaved primary that reports Redis 6.0.16, which has no FAILOVER command; it
+    /// counts the FAILOVER commands it is sent.
+    OldVersion,
 }
+
+/// FAILOVER commands the `OldVersion` server was sent.
+static FAILOVERS_SENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Reads one RESP command (an array of bulk strings); None when the client is gone.
 fn read_command<S: Read>(r: &mut std::io::BufReader<S>) -> Option<Vec<String>> {
@@ -50,8 +56,17 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
         let reply: Vec<u8> = match (name.as_str(), cmd.get(1).map(String::as_str)) {
             ("ROLE", _) => b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n".to_vec(),
             ("INFO", _) => {
-                let body = "# Server\r\nrun_id:fake\r\n";
+                let body = match how {
+                    Hostility::OldVersion => {
+                        "# Server\r\nredis_version:6.0.16\r\nredis_mode:standalone\r\nrun_id:fake\r\n"
+                    }
+                    _ => "# Server\r\nrun_id:fake\r\n",
+                };
                 format!("${}\r\n{body}\r\n", body.len()).into_bytes()
+            }
+            ("FAILOVER", _) => {
+                FAILOVERS_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                b"-ERR unknown command 'FAILOVER'\r\n".to_vec()
             }
             ("CLUSTER", Some("SLOTS")) => {
                 let node = format!("*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$4\r\nfake\r\n");
@@ -89,6 +104,8 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
                     return;
                 }
                 Hostility::BrokenClusterSlots | Hostility::EndlessLog => b":0\r\n".to_vec(),
+                Hostility::OldVersion if name == "EXEC" => b"*3\r\n:1\r\n:1\r\n$-1\r\n".to_vec(),
+                Hostility::OldVersion => b"$-1\r\n".to_vec(),
             },
             _ => b"+OK\r\n".to_vec(),
         };
@@ -278,4 +295,28 @@ fn a_hostile_memcached_cannot_make_a_dump_allocate_what_it_announces() {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "{what}: a failed dump left {left:?}");
     }
+}
+
+#[test]
+fn failover_is_refused_before_anything_is_written_on_a_server_without_it() {
+    let port = fake_server(Hostility::OldVersion, None);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let target = format!("redis://127.0.0.1:{port}");
+    let o = failprobe(&[
+        "run",
+        "--target",
+        &target,
+        "--trigger",
+        "failover",
+        "--yes",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs Redis 6.2 or later, or Valkey") && err.contains("runs redis 6.0.16"), "{err}");
+    assert_eq!(FAILOVERS_SENT.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was fired");
+    assert!(!out.join("samples.csv").exists(), "nothing was recorded");
 }
