@@ -184,6 +184,11 @@ pub enum EventKind {
     Keyspace {
         phase: KeyspacePhase,
         keys: u64,
+        /// Every database's key count from INFO keyspace (failprobe's own keys taken out of the
+        /// one it writes), summed over the shards; empty in runs made before it was recorded.
+        /// `[[db, keys], …]`: a list, as the tagged event form cannot read numbers as map keys.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dbs: Vec<(u32, u64)>,
     },
     /// Sequence numbers of the write log found on the primary after recovery, as inclusive ranges.
     WriteLog {
@@ -279,6 +284,14 @@ pub enum EventKind {
         client: String,
         message: String,
     },
+    /// A runbook step around the trial (`--before`, `--after`): the command, its exit status and
+    /// the last line it printed.
+    RunbookStep {
+        step: String,
+        command: String,
+        status: String,
+        output: String,
+    },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
     /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
     /// write into it.
@@ -318,6 +331,7 @@ impl EventKind {
             EventKind::DnsAnswer { to, .. } => vec![to],
             // What an adapter printed is the application's library talking: anything.
             EventKind::AdapterFault { message, .. } => vec![message],
+            EventKind::RunbookStep { command, output, .. } => vec![command, output],
             EventKind::ClientHello { library, version, .. } => vec![library, version],
             _ => Vec::new(),
         };

@@ -28,6 +28,7 @@ pub struct ScenarioFile {
     #[serde(default)]
     pub budget: BudgetSection,
     pub elasticache: Option<ElasticacheSection>,
+    pub runbook: Option<RunbookSection>,
 }
 
 /// `[elasticache]`: discover the target from AWS, and where to reach the API.
@@ -92,6 +93,14 @@ pub struct ProbeSection {
     /// What a write waits for before it counts as acknowledged: `plain`, `wait=N[:T]`,
     /// `waitaof=L:N[:T]`.
     pub write_ack: Option<String>,
+}
+
+/// `[runbook] before = "…"  after = "…"`: the runbook's own steps around each trial.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookSection {
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// `[[probe.exec]] name = "redis-py"  command = "adapters/redis-py/run"`.
@@ -221,6 +230,9 @@ pub struct Plan {
     pub dns_server: Option<std::net::SocketAddr>,
     /// `--write-ack`: what a write waits for before it counts as acknowledged.
     pub write_ack: crate::probe::ack::WriteAck,
+    /// `--before` / `--after`: the runbook's own steps around each trial.
+    pub before: Option<String>,
+    pub after: Option<String>,
     pub lab_dir: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -354,6 +366,14 @@ pub struct Overrides {
     /// write of class ack-timeout [default: plain; TIMEOUT 200ms]
     #[arg(long)]
     pub write_ack: Option<String>,
+    /// A shell command run before each trial (e.g. stop the batch jobs); its exit status and
+    /// output go on the timeline, and if it fails the run stops before that trial's trigger
+    #[arg(long)]
+    pub before: Option<String>,
+    /// A shell command run after each trial that ran --before, interrupted or not (e.g. resume
+    /// the batch jobs); its exit status and output go on the timeline
+    #[arg(long)]
+    pub after: Option<String>,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -492,6 +512,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         lab_topology,
         endpoint_lag,
         dns_server: dns_server(o.dns_server.or(f.probe.dns_server))?,
+        before: o.before.or(f.runbook.as_ref().and_then(|r| r.before.clone())),
+        after: o.after.or(f.runbook.as_ref().and_then(|r| r.after.clone())),
         write_ack: match o.write_ack.or(f.probe.write_ack) {
             Some(text) => crate::probe::ack::WriteAck::parse(&text).map_err(invalid)?,
             None => crate::probe::ack::WriteAck::Plain,
@@ -656,5 +678,23 @@ mod tests {
             load_str("[target]\nurl = \"redis://127.0.0.1:1\"\n[[probe.exec]]\nname = \"a b\"\ncommand = \"x\"\n");
         let err = plan(Some((Path::new("x.toml"), bad.unwrap())), Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("[[probe.exec]]") && err.contains("NAME"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_scenario_loads_and_plans() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let file = load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                plan(Some((&path, file)), Overrides::default()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "{seen} scenarios");
+        let wait = load(&dir.join("local-wait-ack.toml")).unwrap();
+        let p = plan(Some((&dir.join("local-wait-ack.toml"), wait)), Overrides::default()).unwrap();
+        assert_eq!(p.write_ack.label(), "wait=1:200ms");
     }
 }

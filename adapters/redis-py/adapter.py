@@ -21,10 +21,12 @@ Cluster: redis.asyncio.RedisCluster(startup_nodes=[...]).
 """
 
 import asyncio
-import json
 import os
 import sys
 from urllib.parse import unquote, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from failprobe_adapter import protocol_output, serve  # noqa: E402
 
 import redis
 import redis.asyncio as aioredis
@@ -111,23 +113,6 @@ def error_kind(e):
     return "other"
 
 
-def as_value(v):
-    if v is None or isinstance(v, int):
-        return v
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return str(v)
-
-
-def protocol_output():
-    """The protocol's own stdout; fd 1 then points at stderr, so that whatever a library prints
-    (GLIDE's logger writes to stdout) cannot break the protocol."""
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
-
-
 async def main():
     protocol = protocol_output()
     client, settings = build_client()
@@ -137,38 +122,8 @@ async def main():
         await client.initialize()
     else:
         await client.ping()
-    out_lock = asyncio.Lock()
-
-    async def send(obj):
-        async with out_lock:
-            protocol.write(json.dumps(obj) + "\n")
-            protocol.flush()
-
-    await send({"hello": 1, "client": "redis-py", "version": redis.__version__, "settings": settings})
-
-    async def run(request):
-        rid = request["id"]
-        try:
-            value = await client.execute_command(*request["cmd"])
-            await send({"id": rid, "ok": True, "value": as_value(value)})
-        except Exception as e:  # every failure is an answer: failprobe classifies it
-            await send({"id": rid, "ok": False, "kind": error_kind(e), "error": f"{type(e).__name__}: {e}"})
-
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    tasks = set()
-    while line := await reader.readline():
-        task = asyncio.create_task(run(json.loads(line)))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    # stdin closed: failprobe is done; finish what is in flight, then leave.
-    if tasks:
-        await asyncio.wait(tasks, timeout=1.5)
-    try:
-        await client.aclose()
-    except Exception:
-        pass
+    hello = {"client": "redis-py", "version": redis.__version__, "settings": settings}
+    await serve(protocol, hello, lambda argv: client.execute_command(*argv), error_kind, client.aclose)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ stderr and exit status 2, before the hello).
 
 import asyncio
 import importlib.metadata
-import json
 import os
 import sys
 from urllib.parse import unquote, urlsplit
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from failprobe_adapter import protocol_output, serve  # noqa: E402
 
 from glide import (
     BackoffStrategy,
@@ -96,56 +98,11 @@ def error_kind(e):
     return "other"
 
 
-def as_value(v):
-    if v is None or isinstance(v, int):
-        return v
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return str(v)
-
-
-def protocol_output():
-    """The protocol's own stdout; fd 1 then points at stderr, so that whatever a library prints
-    (GLIDE's logger writes to stdout) cannot break the protocol."""
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return out
-
-
 async def main():
     protocol = protocol_output()
     client, settings = await build_client()
-    version = importlib.metadata.version("valkey-glide")
-
-    def send(obj):
-        protocol.write(json.dumps(obj) + "\n")
-        protocol.flush()
-
-    send({"hello": 1, "client": "valkey-glide", "version": version, "settings": settings})
-
-    async def run(request):
-        rid = request["id"]
-        try:
-            value = await client.custom_command(request["cmd"])
-            send({"id": rid, "ok": True, "value": as_value(value)})
-        except Exception as e:  # every failure is an answer: failprobe classifies it
-            send({"id": rid, "ok": False, "kind": error_kind(e), "error": f"{type(e).__name__}: {e}"})
-
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    tasks = set()
-    while line := await reader.readline():
-        task = asyncio.create_task(run(json.loads(line)))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.wait(tasks, timeout=1.5)
-    try:
-        await client.close()
-    except Exception:
-        pass
+    hello = {"client": "valkey-glide", "version": importlib.metadata.version("valkey-glide"), "settings": settings}
+    await serve(protocol, hello, client.custom_command, error_kind, client.close)
 
 
 if __name__ == "__main__":

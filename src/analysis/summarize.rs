@@ -175,13 +175,19 @@ fn end_reason(events: &[Event]) -> String {
 fn keyspace(events: &[Event]) -> Keyspace {
     let mut k = Keyspace::default();
     for e in events {
-        if let EventKind::Keyspace { phase, keys } = e.kind {
+        if let EventKind::Keyspace { phase, keys, dbs } = &e.kind {
             match phase {
-                KeyspacePhase::Before => k.before = Some(keys),
-                KeyspacePhase::After => k.after = Some(keys),
+                KeyspacePhase::Before => (k.before, k.dbs_before) = (Some(*keys), dbs.iter().copied().collect()),
+                KeyspacePhase::After => (k.after, k.dbs_after) = (Some(*keys), dbs.iter().copied().collect()),
             }
         }
     }
+    k.mismatch = k
+        .rows()
+        .into_iter()
+        .filter(|(_, before, after)| matches!((before, after), (Some(b), Some(a)) if a != b))
+        .map(|(db, _, _)| db)
+        .collect();
     k
 }
 
@@ -227,6 +233,13 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
                 format!(
                     "DNS {name} now answers {to}{} (was {from}; seen by a poll every 1 s)",
                     ttl_s.map(|t| format!(", TTL {t} s")).unwrap_or_default()
+                ),
+            ),
+            EventKind::RunbookStep { step, command, status, output } => push(
+                e.at_us,
+                format!(
+                    "runbook --{step} `{command}`: {status}{}",
+                    if output.is_empty() { String::new() } else { format!(": {output}") }
                 ),
             ),
             EventKind::AdapterFault { client, message } => push(e.at_us, format!("adapter {client} {message}")),

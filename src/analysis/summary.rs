@@ -280,6 +280,28 @@ pub struct Keyspace {
     pub before: Option<u64>,
     /// The same after recovery.
     pub after: Option<u64>,
+    /// Every database that has keys (INFO keyspace), before and after, failprobe's own keys
+    /// excluded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dbs_before: BTreeMap<u32, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dbs_after: BTreeMap<u32, u64>,
+    /// The databases whose count differs after recovery (a key lost, or one written meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatch: Vec<u32>,
+}
+
+impl Keyspace {
+    /// Each database seen before or after: (db, before, after).
+    pub fn rows(&self) -> Vec<(u32, Option<u64>, Option<u64>)> {
+        let dbs: std::collections::BTreeSet<u32> =
+            self.dbs_before.keys().chain(self.dbs_after.keys()).copied().collect();
+        // A database absent from a count that was taken has no keys; a count not taken is unknown.
+        let at = |m: &BTreeMap<u32, u64>, taken: Option<u64>, db| taken.map(|_| m.get(&db).copied().unwrap_or(0));
+        dbs.into_iter()
+            .map(|db| (db, at(&self.dbs_before, self.before, db), at(&self.dbs_after, self.after, db)))
+            .collect()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -341,5 +363,24 @@ impl Summary {
 
     pub fn lost_acked_writes(&self) -> u64 {
         self.trials.iter().map(|t| t.integrity.lost_acked_writes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_emptied_by_the_failover_counts_as_zero_not_unknown() {
+        let k = Keyspace {
+            before: Some(0),
+            after: Some(0),
+            dbs_before: BTreeMap::from([(5, 5)]),
+            dbs_after: BTreeMap::new(),
+            mismatch: Vec::new(),
+        };
+        assert_eq!(k.rows(), [(5, Some(5), Some(0))]);
+        let unknown = Keyspace { after: None, ..k };
+        assert_eq!(unknown.rows(), [(5, Some(5), None)], "no count after: unknown, not zero");
     }
 }

@@ -8,6 +8,7 @@ pub mod elasticache;
 mod failover;
 mod process;
 mod promote;
+pub(crate) mod runbook;
 mod sentinel;
 
 use crate::error::invalid;

@@ -59,8 +59,12 @@ pub trait Engine: Send + Sync {
     fn role_of<'a>(&'a self, _host: &'a str, _port: u16) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
-    /// Keys that are not failprobe's, when the engine can count them.
-    fn user_key_count<'a>(&'a self, _own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
+    /// Keys that are not failprobe's, when the engine can count them: in the selected database,
+    /// and per database.
+    fn user_key_count<'a>(
+        &'a self,
+        _own: &'a [String],
+    ) -> BoxFuture<'a, Option<(u64, std::collections::BTreeMap<u32, u64>)>> {
         Box::pin(async { None })
     }
     /// Known keys stored per node before the trigger (a cache keeps no log to check otherwise);
@@ -163,8 +167,11 @@ impl Engine for RedisEngine {
         Box::pin(self.0.read_write_log(shard, keys, max_seq))
     }
 
-    fn user_key_count<'a>(&'a self, own: &'a [String]) -> BoxFuture<'a, Option<u64>> {
-        Box::pin(async move { self.0.user_key_count(own).await.ok() })
+    fn user_key_count<'a>(
+        &'a self,
+        own: &'a [String],
+    ) -> BoxFuture<'a, Option<(u64, std::collections::BTreeMap<u32, u64>)>> {
+        Box::pin(async move { self.0.user_key_counts(own).await.ok() })
     }
 
     fn primaries(&self) -> BoxFuture<'_, Vec<Option<(String, u16)>>> {

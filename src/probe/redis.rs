@@ -16,6 +16,7 @@ use crate::target::error::{classify, ProbeError};
 use crate::target::{query_role, sentinel_primary, Discovery, Target};
 use anyhow::{Context, Result};
 use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -565,8 +566,11 @@ impl RedisProber {
 
     /// DBSIZE without failprobe's own keys (those we know we wrote; no KEYS/SCAN needed),
     /// summed over the shards' primaries.
-    pub(crate) async fn user_key_count(&self, own: &[String]) -> Result<u64, ProbeError> {
+    /// Keys that are not failprobe's: in the selected database (DBSIZE), and per database (INFO
+    /// keyspace, every one, not only the selected), summed over the shards' primaries.
+    pub(crate) async fn user_key_counts(&self, own: &[String]) -> Result<(u64, BTreeMap<u32, u64>), ProbeError> {
         let mut total = 0;
+        let mut dbs: BTreeMap<u32, u64> = BTreeMap::new();
         for shard in &self.shards {
             let (mut conn, _) = shard.locator.connect(self.limit).await?;
             let tag = format!("{{{}}}", shard.tag);
@@ -577,13 +581,22 @@ impl RedisProber {
                 true => pipe.cmd("ECHO").arg(0),
                 false => pipe.cmd("EXISTS").arg(&mine),
             };
-            let (size, ours): (u64, u64) = timeout(self.limit * 4, pipe.query_async(&mut conn))
+            pipe.cmd("INFO").arg("keyspace");
+            let (size, ours, info): (u64, u64, String) = timeout(self.limit * 4, pipe.query_async(&mut conn))
                 .await
                 .map_err(|_| ProbeError::timeout("DBSIZE"))?
                 .map_err(|e| classify(&e))?;
             total += size.saturating_sub(ours);
+            let selected = u32::try_from(self.target.db).unwrap_or(0);
+            for (db, keys) in keyspace_counts(&info) {
+                let theirs = if db == selected { keys.saturating_sub(ours) } else { keys };
+                // A database with only failprobe's keys holds none of the application's.
+                if theirs > 0 {
+                    *dbs.entry(db).or_default() += theirs;
+                }
+            }
         }
-        Ok(total)
+        Ok((total, dbs))
     }
 }
 
@@ -669,6 +682,19 @@ fn first_error(v: &redis::Value) -> redis::RedisResult<()> {
         redis::Value::Array(items) => items.iter().try_for_each(first_error),
         _ => Ok(()),
     }
+}
+
+/// `db3:keys=12,expires=0,avg_ttl=0` lines → (3, 12), at most one per database number a server
+/// can have (Redis allows up to 2^31; a hostile reply is cut at 10 000 lines).
+fn keyspace_counts(info: &str) -> Vec<(u32, u64)> {
+    info.lines()
+        .take(10_000)
+        .filter_map(|line| {
+            let (db, fields) = line.trim().strip_prefix("db")?.split_once(':')?;
+            let keys = fields.split(',').find_map(|f| f.strip_prefix("keys="))?;
+            Some((db.parse().ok()?, keys.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A read probe: the sentinel key.

@@ -319,7 +319,7 @@ fn integrity(h: &mut String, s: &Summary) {
 }
 
 fn keyspace(h: &mut String, s: &Summary) {
-    section(h, "Key counts", "DBSIZE just before the trigger and after recovery, without failprobe's own keys.");
+    section(h, "Key counts", "DBSIZE just before the trigger and after recovery, without failprobe's own keys; then every database from INFO keyspace (a changed count is marked).");
     h.push_str("<table><tr><th>trial</th><th>before</th><th>after</th></tr>\n");
     let n = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "—".into());
     for t in &s.trials {
@@ -332,6 +332,16 @@ fn keyspace(h: &mut String, s: &Summary) {
             n(t.keyspace.before),
             n(t.keyspace.after)
         );
+        for (db, before, after) in t.keyspace.rows() {
+            let _ = writeln!(
+                h,
+                "<tr class=\"{}\"><td>{} · db{db}</td><td>{}</td><td>{}</td></tr>",
+                if t.keyspace.mismatch.contains(&db) { "bad" } else { "" },
+                esc(&trial_label(t)),
+                n(before),
+                n(after)
+            );
+        }
     }
     h.push_str("</table>\n");
 }

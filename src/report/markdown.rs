@@ -158,6 +158,16 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
             k(t.keyspace.after)
         )?;
     }
+    let rows = t.keyspace.rows();
+    if !rows.is_empty() {
+        writeln!(md, "| database | keys before | keys after | |\n|---|---|---|---|")?;
+        let k = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        for (db, before, after) in rows {
+            let flag = if t.keyspace.mismatch.contains(&db) { "**MISMATCH**" } else { "" };
+            writeln!(md, "| db{db} | {} | {} | {flag} |", k(before), k(after))?;
+        }
+        writeln!(md)?;
+    }
     if !t.timeline.is_empty() {
         writeln!(md, "Timeline (ms from run start):\n")?;
         for e in &t.timeline {

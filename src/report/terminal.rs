@@ -37,6 +37,10 @@ pub fn final_summary(s: &Summary) -> String {
         } else {
             out.push_str("\n    integrity: not checked (write log unreadable)");
         }
+        for (db, before, after) in t.keyspace.rows().into_iter().filter(|(db, _, _)| t.keyspace.mismatch.contains(db)) {
+            let n = |v: Option<u64>| v.map_or("?".to_string(), |n| n.to_string());
+            out.push_str(&format!("\n    keys MISMATCH in db{db}: {} before, {} after", n(before), n(after)));
+        }
         out.push('\n');
         if t.clients.len() > 1 {
             for c in &t.clients {

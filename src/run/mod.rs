@@ -559,6 +559,24 @@ async fn run_trial(
     prepare_lab(ctx, *last_trigger).await?;
     ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
     ctx.report.event(EventKind::TrialStart);
+    if let Some(command) = &ctx.plan.before {
+        crate::control::runbook::step("before", command, ctx.plan.max_trial, &ctx.report).await?;
+    }
+    let ending = measure_trial(ctx, trial, spec, last_trigger).await;
+    if let Some(command) = &ctx.plan.after {
+        crate::control::runbook::step("after", command, ctx.plan.max_trial, &ctx.report).await?;
+    }
+    ending
+}
+
+/// One trial between the runbook's steps: fresh clients, streams, the trigger, recovery, the
+/// checks.
+async fn measure_trial(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
     let clients = open_clients(ctx, trial).await?;
     if let Ok(mut own) = ctx.own_keys.lock() {
         own.extend(clients.iter().flat_map(|c| &c.keys).flat_map(|k| k.all()).map(|k| k.to_string()));
@@ -855,8 +873,8 @@ async fn check_seeds(ctx: &RunContext, trial: u32) {
 
 async fn record_keyspace(ctx: &RunContext, phase: KeyspacePhase) {
     let own = ctx.own_keys.lock().map(|k| k.clone()).unwrap_or_default();
-    if let Some(keys) = ctx.prober.user_key_count(&own).await {
-        ctx.report.event(EventKind::Keyspace { phase, keys });
+    if let Some((keys, dbs)) = ctx.prober.user_key_count(&own).await {
+        ctx.report.event(EventKind::Keyspace { phase, keys, dbs: dbs.into_iter().collect() });
     }
 }
 
@@ -891,6 +909,8 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         endpoint_lag: Duration::ZERO,
         dns_server: None,
         write_ack: crate::probe::ack::WriteAck::Plain,
+        before: None,
+        after: None,
         lab_dir: None,
         interval: Duration::from_millis(10),
         timeout: Duration::from_millis(250),

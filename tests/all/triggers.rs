@@ -103,3 +103,71 @@ fn failover_on_a_pair_loses_no_acknowledged_write_over_three_trials() {
         assert_eq!(u(&t["integrity"]["lost_acked_writes"]), 0, "{}", t["integrity"]);
     }
 }
+
+/// The runbook's own steps: `--before` and `--after` around each trial, on the timeline with
+/// their exit status and output; a failing `--before` stops the run before its trigger fires.
+#[test]
+fn before_and_after_run_around_each_trial_and_a_failing_before_fires_nothing() {
+    let lab = TestLab::start(Topology::Replica);
+    let old = lab.primary_port();
+    let (o, out) = lab.run(
+        "steps",
+        &[
+            "--trigger",
+            "none",
+            "--duration",
+            "1s",
+            "--repeat",
+            "2",
+            "--before",
+            "echo jobs paused",
+            "--after",
+            "echo jobs resumed",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    for t in s["trials"].as_array().unwrap() {
+        let timeline: Vec<&str> =
+            t["timeline"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
+        assert!(timeline.contains(&"runbook --before `echo jobs paused`: exit status: 0: jobs paused"), "{timeline:?}");
+        assert!(
+            timeline.contains(&"runbook --after `echo jobs resumed`: exit status: 0: jobs resumed"),
+            "{timeline:?}"
+        );
+    }
+
+    let (o, out) = lab.run("failing", &["--trigger", "promote", "--before", "echo no lock >&2; exit 3"]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--before `echo no lock >&2; exit 3` exit status: 3: no lock")
+            && err.contains("no failover was started"),
+        "{err}"
+    );
+    assert_eq!(role(&lab, old), "master", "the promote never ran");
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(events.contains("\"type\":\"runbook_step\"") && !events.contains("\"type\":\"trigger_start\""), "{events}");
+}
+
+/// Every database is counted before and after (INFO keyspace), not only the probed one; a
+/// database whose count changed is flagged. Here the trigger itself writes a key into db 3.
+#[test]
+fn every_database_is_counted_and_a_changed_one_is_flagged() {
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let mut conn = lab.conn(port);
+    let _: () = redis::cmd("SELECT").arg(5).query(&mut conn).unwrap();
+    for i in 0..5 {
+        let _: () = redis::cmd("SET").arg(format!("app:{i}")).arg(i).query(&mut conn).unwrap();
+    }
+    let trigger = format!("command=redis-cli -p {port} -n 3 SET seeded-by-the-test 1");
+    let (o, out) = lab.run("dbs", &["--trigger", &trigger, "--yes", "--max-trial", "3s"]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let k = &summary(&out)["trials"][0]["keyspace"];
+    assert_eq!(k["dbs_before"], serde_json::json!({"5": 5}), "{k}");
+    assert_eq!(k["dbs_after"], serde_json::json!({"3": 1, "5": 5}), "{k}");
+    assert_eq!(k["mismatch"], serde_json::json!([3]), "{k}");
+    assert_eq!((k["before"].as_u64(), k["after"].as_u64()), (Some(0), Some(0)), "db0 holds only failprobe's keys: {k}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("keys MISMATCH in db3: 0 before, 1 after"), "{}", explain(&o));
+}

@@ -1,0 +1,60 @@
+"""failprobe's adapter protocol, version 1, for the Python adapters (README, "External client
+adapters"): the hello, then one JSON line per command in and one per answer out, in any order,
+until failprobe closes stdin. An adapter gives `serve` its connected client, how to run one
+command with it and how to name a failure's kind.
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+
+def protocol_output():
+    """The protocol's own stdout; fd 1 then points at stderr, so that whatever a library prints
+    (GLIDE's logger writes to stdout) cannot break the protocol."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def as_value(v):
+    if v is None or isinstance(v, int):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+async def serve(protocol, hello, execute, error_kind, close):
+    """Says `hello`, then answers every request with `await execute(argv)` until stdin ends;
+    finishes what is in flight (1.5 s at most: failprobe allows 2 s) and calls `close`."""
+
+    def send(obj):
+        protocol.write(json.dumps(obj) + "\n")
+        protocol.flush()
+
+    send({"hello": 1, **hello})
+
+    async def run(request):
+        rid = request["id"]
+        try:
+            send({"id": rid, "ok": True, "value": as_value(await execute(request["cmd"]))})
+        except Exception as e:  # every failure is an answer: failprobe classifies it
+            send({"id": rid, "ok": False, "kind": error_kind(e), "error": f"{type(e).__name__}: {e}"})
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks = set()
+    while line := await reader.readline():
+        task = asyncio.create_task(run(json.loads(line)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.5)
+    try:
+        await close()
+    except Exception:
+        pass
