@@ -19,6 +19,17 @@ def protocol_output():
     return out
 
 
+def hosts(netloc, default_port):
+    """`a:1,[::1]:2,b` (FAILPROBE_TARGET's host list) → [("a", 1), ("::1", 2), ("b", default_port)]."""
+    out = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        if not host:
+            host, port = part, default_port
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
 def as_value(v):
     if v is None or isinstance(v, int):
         return v

@@ -26,7 +26,7 @@ import sys
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from failprobe_adapter import protocol_output, serve  # noqa: E402
+from failprobe_adapter import hosts, protocol_output, serve  # noqa: E402
 
 import redis
 import redis.asyncio as aioredis
@@ -43,16 +43,6 @@ def env_float(name, default=None):
 def env_int(name, default=None):
     value = os.environ.get(name)
     return int(value) if value not in (None, "") else default
-
-
-def hosts(netloc, default_port):
-    out = []
-    for part in netloc.split(","):
-        host, _, port = part.rpartition(":")
-        if not host:
-            host, port = part, default_port
-        out.append((host.strip("[]"), int(port)))
-    return out
 
 
 def build_client():

@@ -25,7 +25,7 @@ import sys
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from failprobe_adapter import protocol_output, serve  # noqa: E402
+from failprobe_adapter import hosts, protocol_output, serve  # noqa: E402
 
 from glide import (
     BackoffStrategy,
@@ -45,14 +45,8 @@ def env_int(name):
     return int(value) if value not in (None, "", "none") else None
 
 
-def hosts(netloc, default_port):
-    out = []
-    for part in netloc.split(","):
-        host, _, port = part.rpartition(":")
-        if not host:
-            host, port = part, default_port
-        out.append(NodeAddress(host.strip("[]"), int(port)))
-    return out
+def addresses(netloc):
+    return [NodeAddress(host, port) for host, port in hosts(netloc, 6379)]
 
 
 async def build_client():
@@ -81,11 +75,11 @@ async def build_client():
     settings.update({k: v for k, v in kwargs.items() if k in ("use_tls", "request_timeout")})
     settings["read_from"] = os.environ.get("GLIDE_READ_FROM") or "primary"
     if mode == "cluster":
-        return await GlideClusterClient.create(GlideClusterClientConfiguration(hosts(netloc, 6379), **kwargs)), settings
+        return await GlideClusterClient.create(GlideClusterClientConfiguration(addresses(netloc), **kwargs)), settings
     db = int(url.path.strip("/") or 0)
     if db:
         kwargs["database_id"] = db
-    return await GlideClient.create(GlideClientConfiguration(hosts(netloc, 6379), **kwargs)), settings
+    return await GlideClient.create(GlideClientConfiguration(addresses(netloc), **kwargs)), settings
 
 
 def error_kind(e):

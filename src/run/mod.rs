@@ -203,7 +203,7 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
         target.forget_passwords();
     }
     if let Some(server) = plan.dns_server {
-        target = target.with_dns(crate::target::dns::Dns::server(server));
+        target = target.with_dns(crate::target::dns::Dns::server(server).map_err(crate::error::invalid)?);
     }
     let target = Arc::new(target);
     let control = match lab.as_deref().filter(|l| l.topology == Topology::Endpoint).and_then(|l| l.sentinel_url()) {

@@ -45,7 +45,7 @@ pub(crate) struct Answer {
 
 impl Dns {
     /// Ask the DNS server at `addr` (port 53 unless given), over UDP and then TCP.
-    pub(crate) fn server(addr: SocketAddr) -> Self {
+    pub(crate) fn server(addr: SocketAddr) -> Result<Self, String> {
         let mut server = NameServerConfig::udp_and_tcp(addr.ip());
         for connection in &mut server.connections {
             connection.port = addr.port();
@@ -60,8 +60,8 @@ impl Dns {
         )
         .with_options(options)
         .build()
-        .expect("a resolver with one name server and no TLS always builds");
-        Self { server: Some(Arc::new(resolver)), cache: None }
+        .map_err(|e| format!("--dns-server {addr}: {e}"))?;
+        Ok(Self { server: Some(Arc::new(resolver)), cache: None })
     }
 
     /// The same lookups, each answer reused for `keep`.
