@@ -8,6 +8,7 @@ It runs no Redis command: it answers `ok` (writes 1, reads null) until its fault
   misbehaving.py garbage N           answers N requests, then prints a line that is not JSON
   misbehaving.py unknown-id N        answers N requests, then answers an id never sent
   misbehaving.py late MS             answers every request MS milliseconds late
+  misbehaving.py leak TEXT           fails every request with an error that quotes TEXT
 """
 
 import json
@@ -16,7 +17,7 @@ import threading
 import time
 
 mode = sys.argv[1]
-arg = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+arg = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 0
 lock = threading.Lock()
 
 
@@ -40,6 +41,9 @@ if mode == "protocol-2":
 answered = 0
 for line in sys.stdin:
     request = json.loads(line)
+    if mode == "leak":
+        send({"id": request["id"], "ok": False, "kind": "connection", "error": f"cannot connect to redis://:{sys.argv[2]}@db"})
+        continue
     if mode == "late":
         threading.Timer(arg / 1000, send, [answer(request)]).start()
         continue

@@ -61,6 +61,17 @@ fn adapter_protocol_faults_are_named_and_leave_the_other_clients_intact() {
         assert!(text.contains("client bad (misbehaving 0; mode="), "{text}");
     }
 
+    // An error text that quotes a secret (FAILPROBE_PASSWORD here) never reaches a file.
+    let exec = misbehaving("leak Leak-Me-9x");
+    let env = [("FAILPROBE_PASSWORD", "Leak-Me-9x".to_string())];
+    let (o, out) = lab.run_with_env("leak", &[&observe[..], &["--clients", &exec]].concat(), &env);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    assert!(u(&client(&summary(&out), "bad")["writes"]["failed"]) > 50);
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains("Leak-Me-9x"), "the secret reached {}", out.display());
+    }
+
     // Late answers (400 ms against a 100 ms deadline) are timeouts, not a fault.
     let exec = misbehaving("late 400");
     let (o, out) = lab.run("late", &[&observe[..], &["--timeout", "100ms", "--clients", &exec]].concat());
