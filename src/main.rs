@@ -3,7 +3,7 @@ use clap::Parser;
 use failprobe::analysis;
 use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
-use failprobe::lab::{Lab, Readiness, Topology};
+use failprobe::lab::{Lab, LabOptions, Readiness, Topology};
 use failprobe::record::store;
 use failprobe::report::{compare, exit_code, terminal, write_reports, Format, OutputArgs, ReportOptions};
 use failprobe::scenario;
@@ -179,9 +179,11 @@ async fn lab(action: LabAction) -> Result<i32> {
         LabAction::Endpoint { dir, port, lag_ms } => {
             failprobe::lab::endpoint::serve(&dir, port, std::time::Duration::from_millis(lag_ms)).await?;
         }
-        LabAction::Up { topology, dir, endpoint_lag } => {
-            let lab = Lab::up_with(topology, &dir, false, endpoint_lag.unwrap_or_default()).await?;
-            say!("lab ready in {}", lab.dir.display());
+        LabAction::Up { topology, dir, server, endpoint_lag } => {
+            let options =
+                LabOptions { server, endpoint_lag: endpoint_lag.unwrap_or_default(), ..LabOptions::default() };
+            let lab = Lab::up_with(topology, &dir, false, &options).await?;
+            say!("lab ready in {} ({})", lab.dir.display(), lab.server.name());
             say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {
                 Topology::Sentinel | Topology::Endpoint => "sentinel",

@@ -292,6 +292,17 @@ pub enum EventKind {
         status: String,
         output: String,
     },
+    /// `--backup`, before the first trigger: `how` is `BGSAVE` (a self-managed primary, `node`;
+    /// `name` its RDB file when CONFIG tells it) or `CreateSnapshot` (ElastiCache, `node` the
+    /// group or cluster; `name` the snapshot's); `status` is `saved` / `available` or
+    /// `failed: …`.
+    Backup {
+        how: String,
+        name: String,
+        node: String,
+        status: String,
+        took_ms: u64,
+    },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
     /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
     /// write into it.
@@ -332,6 +343,7 @@ impl EventKind {
             // What an adapter printed is the application's library talking: anything.
             EventKind::AdapterFault { message, .. } => vec![message],
             EventKind::RunbookStep { command, output, .. } => vec![command, output],
+            EventKind::Backup { status, .. } => vec![status],
             EventKind::ClientHello { library, version, .. } => vec![library, version],
             _ => Vec::new(),
         };

@@ -3,7 +3,7 @@
 use crate::control::TriggerSpec;
 use crate::duration;
 use crate::error::{invalid, UsageError};
-use crate::lab::Topology;
+use crate::lab::{Server, Topology};
 use crate::probe::client::Profile;
 use crate::sample::Budget;
 use anyhow::Result;
@@ -70,6 +70,8 @@ pub struct TargetSection {
 #[serde(deny_unknown_fields)]
 pub struct LabSection {
     pub topology: Topology,
+    /// `redis` or `valkey` [default: redis-server when installed, else valkey-server].
+    pub server: Option<Server>,
     /// `topology = "endpoint"`: how long after a failover new connections reach the new primary.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub endpoint_lag: Option<Duration>,
@@ -101,6 +103,9 @@ pub struct ProbeSection {
 pub struct RunbookSection {
     pub before: Option<String>,
     pub after: Option<String>,
+    /// `backup = true`: `--backup`.
+    #[serde(default)]
+    pub backup: bool,
 }
 
 /// `[[probe.exec]] name = "redis-py"  command = "adapters/redis-py/run"`.
@@ -224,6 +229,8 @@ pub struct Plan {
     pub name: String,
     pub target: Option<String>,
     pub lab_topology: Option<Topology>,
+    /// `--server`: the lab's server program (None: Redis when installed, else Valkey).
+    pub lab_server: Option<Server>,
     /// The endpoint lab's lag (`--endpoint-lag`).
     pub endpoint_lag: Duration,
     /// `--dns-server`: where every name is looked up, by connections and by the DNS watch.
@@ -233,6 +240,8 @@ pub struct Plan {
     /// `--before` / `--after`: the runbook's own steps around each trial.
     pub before: Option<String>,
     pub after: Option<String>,
+    /// `--backup`: BGSAVE / CreateSnapshot before the first trial's trigger.
+    pub backup: bool,
     pub lab_dir: Option<PathBuf>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -352,6 +361,10 @@ pub struct Overrides {
     /// Start a lab of this topology for this run, stop it afterwards.
     #[arg(long, value_enum)]
     pub lab_topology: Option<Topology>,
+    /// The server the lab runs: redis (redis-server, redis-sentinel) or valkey (valkey-server)
+    /// [default: redis when redis-server is on PATH, else valkey]
+    #[arg(long, value_enum)]
+    pub server: Option<Server>,
     /// `--lab-topology endpoint`: how long after a failover new connections through the
     /// endpoint reach the new primary (a real endpoint's DNS propagation and TTL) [default: 0s]
     #[arg(long, value_parser = duration::parse_duration)]
@@ -374,6 +387,12 @@ pub struct Overrides {
     /// the batch jobs); its exit status and output go on the timeline
     #[arg(long)]
     pub after: Option<String>,
+    /// Take a backup before the first trial's trigger and wait until it is complete: BGSAVE on
+    /// each primary of a self-managed target (until LASTSAVE moves on), CreateSnapshot
+    /// failprobe-<run-id> on ElastiCache (until available; confirmed like any AWS call, never
+    /// deleted). A backup that fails stops the run before any failover
+    #[arg(long)]
+    pub backup: bool,
     /// The primary's process, for kill/pause outside a lab.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -471,6 +490,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     }
     // A target or lab given on the command line replaces the scenario's own lab.
     let endpoint_lag = o.endpoint_lag.or(f.lab.as_ref().and_then(|l| l.endpoint_lag)).unwrap_or_default();
+    let lab_server = o.server.or(f.lab.as_ref().and_then(|l| l.server));
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
     let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
     let interval = o.interval.or(f.probe.interval).unwrap_or(defaults::INTERVAL);
@@ -510,10 +530,12 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         name,
         target,
         lab_topology,
+        lab_server,
         endpoint_lag,
         dns_server: dns_server(o.dns_server.or(f.probe.dns_server))?,
         before: o.before.or(f.runbook.as_ref().and_then(|r| r.before.clone())),
         after: o.after.or(f.runbook.as_ref().and_then(|r| r.after.clone())),
+        backup: o.backup || f.runbook.as_ref().is_some_and(|r| r.backup),
         write_ack: match o.write_ack.or(f.probe.write_ack) {
             Some(text) => crate::probe::ack::WriteAck::parse(&text).map_err(invalid)?,
             None => crate::probe::ack::WriteAck::Plain,

@@ -58,6 +58,7 @@ pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) ->
         timeline: timeline(&events, target_windows, omitted),
         shards,
         aws: aws_trial(&events, target_windows[0]),
+        backups: backups(&events),
         trigger,
         clients: Vec::new(),
     };
@@ -191,6 +192,23 @@ fn keyspace(events: &[Event]) -> Keyspace {
     k
 }
 
+fn backups(events: &[Event]) -> Vec<Backup> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Backup { how, name, node, status, took_ms } => Some(Backup {
+                at_ms: us_to_ms(e.at_us),
+                how: how.clone(),
+                name: name.clone(),
+                node: node.clone(),
+                status: status.clone(),
+                took_ms: *took_ms,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 fn topology_changes(events: &[Event]) -> Vec<TopologyChange> {
     let mut out: Vec<TopologyChange> = Vec::new();
     for e in events {
@@ -243,6 +261,13 @@ fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<T
                 ),
             ),
             EventKind::AdapterFault { client, message } => push(e.at_us, format!("adapter {client} {message}")),
+            EventKind::Backup { how, name, node, status, took_ms } => push(
+                e.at_us,
+                format!(
+                    "backup: {how} of {node} {status} in {took_ms} ms{}",
+                    if name.is_empty() { String::new() } else { format!(" ({name})") }
+                ),
+            ),
             EventKind::ClientHello { client, library, version, .. } => {
                 push(e.at_us, format!("adapter {client} started: {library} {version}"))
             }

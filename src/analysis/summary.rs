@@ -107,6 +107,25 @@ pub struct TrialSummary {
     /// being the one `writes`, `reads` and `integrity` above describe.
     #[serde(default)]
     pub clients: Vec<ClientSummary>,
+    /// `--backup`, taken in the first trial before its trigger: one per primary (BGSAVE) or the
+    /// ElastiCache snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<Backup>,
+}
+
+/// A backup failprobe took (`--backup`); failprobe never deletes it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Backup {
+    pub at_ms: f64,
+    /// `BGSAVE` or `CreateSnapshot`.
+    pub how: String,
+    /// The RDB file (when the server tells it) or the snapshot's name.
+    pub name: String,
+    /// The primary saved, or the replication group / cache cluster snapshotted.
+    pub node: String,
+    /// `saved`, `available`, or `failed: …`.
+    pub status: String,
+    pub took_ms: u64,
 }
 
 /// AWS's account of a trial. Times are AWS's own event timestamps placed on the run clock: they

@@ -8,6 +8,7 @@ pub mod group;
 pub mod history;
 pub mod maintenance;
 pub(crate) mod modify;
+pub(crate) mod snapshot;
 pub mod watch;
 
 use aws_config::{BehaviorVersion, Region};

@@ -67,7 +67,7 @@ impl Failover {
                 SINCE.0, SINCE.1, primary.addr
             )));
         }
-        if info_field(&info, "redis_mode").as_deref() == Some("cluster") {
+        if server_mode(&info).as_deref() == Some("cluster") {
             return Err(invalid(format!("{} is in cluster mode, where FAILOVER is refused", primary.addr)));
         }
         Ok(())
@@ -137,10 +137,19 @@ pub(crate) fn server_version(info: &str) -> (String, String) {
     }
 }
 
-fn speaks_failover(server: &str, version: &str) -> bool {
+/// `standalone`, `sentinel` or `cluster` (Valkey says `server_mode`, Redis `redis_mode`).
+pub(crate) fn server_mode(info: &str) -> Option<String> {
+    info_field(info, "server_mode").or_else(|| info_field(info, "redis_mode"))
+}
+
+/// `(9, 1)` from `9.1.2`; what cannot be read counts as 0 (too old for anything).
+pub(crate) fn major_minor(version: &str) -> (u32, u32) {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    server == "valkey" || (major, minor) >= SINCE
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+fn speaks_failover(server: &str, version: &str) -> bool {
+    server == "valkey" || major_minor(version) >= SINCE
 }
 
 #[cfg(test)]

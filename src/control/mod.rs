@@ -2,6 +2,7 @@
 //! name, usage, help and what it needs); the run loop puts its start, finish and errors on the
 //! timeline.
 
+pub(crate) mod backup;
 pub mod cluster;
 mod command;
 pub mod elasticache;
@@ -10,6 +11,7 @@ mod process;
 mod promote;
 pub(crate) mod runbook;
 mod sentinel;
+mod shutdown;
 
 use crate::error::invalid;
 use crate::lab::Lab;
@@ -52,7 +54,10 @@ pub trait Trigger: Send + Sync {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TriggerSpec {
     None,
-    Sentinel,
+    /// `SENTINEL FAILOVER`; `coordinated`: Valkey 9's `SENTINEL FAILOVER … COORDINATED`.
+    Sentinel {
+        coordinated: bool,
+    },
     Promote,
     /// The `FAILOVER` command on the primary: pause writes, let the replica catch up, switch.
     Failover {
@@ -63,6 +68,8 @@ pub enum TriggerSpec {
     Pause(Duration),
     Command(String),
     ClusterFailover(Option<String>),
+    /// `SHUTDOWN FAILOVER` on the chosen shard's primary (Valkey >= 9, cluster mode).
+    ShutdownFailover,
     /// Kill a lab node and start it again on the same port: a node replacement.
     Restart,
     /// ElastiCache TestFailover on a node group (default: the probed one).
@@ -129,9 +136,16 @@ pub(crate) const TRIGGERS: &[TriggerKind] = &[
     row("none", "none", "observe only, for --duration", |a| no_arg(TriggerSpec::None)(a)),
     TriggerKind {
         needs: Needs::Sentinel,
-        ..row("sentinel", "sentinel", "SENTINEL FAILOVER through the target's sentinels", |a| {
-            no_arg(TriggerSpec::Sentinel)(a)
-        })
+        ..row(
+            "sentinel",
+            "sentinel[=coordinated]",
+            "SENTINEL FAILOVER through the target's sentinels (coordinated: Valkey >= 9's COORDINATED, built on FAILOVER)",
+            |a| match a.map(str::to_lowercase).as_deref() {
+                None => Some(TriggerSpec::Sentinel { coordinated: false }),
+                Some("coordinated") => Some(TriggerSpec::Sentinel { coordinated: true }),
+                Some(_) => None,
+            },
+        )
     },
     row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it", |a| {
         no_arg(TriggerSpec::Promote)(a)
@@ -175,6 +189,16 @@ pub(crate) const TRIGGERS: &[TriggerKind] = &[
                 Some(m @ ("force" | "takeover")) => Some(TriggerSpec::ClusterFailover(Some(m.to_string()))),
                 Some(_) => None,
             },
+        )
+    },
+    TriggerKind {
+        needs: Needs::Cluster,
+        always_confirm: true,
+        ..row(
+            "shutdown-failover",
+            "shutdown-failover",
+            "SHUTDOWN FAILOVER on the chosen shard's primary (Valkey >= 9): it hands its slots to a replica, then exits",
+            |a| no_arg(TriggerSpec::ShutdownFailover)(a),
         )
     },
     TriggerKind {
@@ -232,13 +256,14 @@ impl TriggerSpec {
     pub fn kind(&self) -> &'static TriggerKind {
         let name = match self {
             Self::None => "none",
-            Self::Sentinel => "sentinel",
+            Self::Sentinel { .. } => "sentinel",
             Self::Promote => "promote",
             Self::Failover { .. } => "failover",
             Self::Kill => "kill",
             Self::Pause(_) => "pause",
             Self::Command(_) => "command",
             Self::ClusterFailover(_) => "cluster-failover",
+            Self::ShutdownFailover => "shutdown-failover",
             Self::Restart => "restart",
             Self::ElasticacheTestFailover(_) => "elasticache-test-failover",
             Self::ElasticachePromote(_) => "elasticache-promote",
@@ -250,13 +275,14 @@ impl TriggerSpec {
     pub fn build(&self) -> Option<Box<dyn Trigger>> {
         Some(match self {
             Self::None => return None,
-            Self::Sentinel => Box::new(sentinel::SentinelFailover),
+            Self::Sentinel { coordinated } => Box::new(sentinel::SentinelFailover { coordinated: *coordinated }),
             Self::Promote => Box::new(promote::Promote),
             Self::Failover { force, timeout } => Box::new(failover::Failover { force: *force, timeout: *timeout }),
             Self::Kill => Box::new(process::Signal::Kill),
             Self::Pause(d) => Box::new(process::Signal::Pause(*d)),
             Self::Command(c) => Box::new(command::Command(c.clone())),
             Self::ClusterFailover(mode) => Box::new(cluster::ClusterFailover(mode.clone())),
+            Self::ShutdownFailover => Box::new(shutdown::ShutdownFailover),
             Self::Restart => Box::new(process::Restart),
             Self::ElasticacheTestFailover(ng) => Box::new(elasticache::TestFailover(ng.clone())),
             Self::ElasticachePromote(id) => Box::new(elasticache::Promote(id.clone())),
@@ -269,7 +295,7 @@ impl TriggerSpec {
     pub(crate) fn label(&self) -> String {
         match self {
             Self::None => "none".into(),
-            Self::Sentinel => "sentinel".into(),
+            Self::Sentinel { coordinated } => sentinel::SentinelFailover { coordinated: *coordinated }.kind(),
             Self::Promote => "promote".into(),
             Self::Failover { force, timeout } => failover::Failover { force: *force, timeout: *timeout }.label(),
             Self::Kill => "kill".into(),
@@ -278,6 +304,7 @@ impl TriggerSpec {
             }
             Self::Command(c) => format!("command={c}"),
             Self::ClusterFailover(mode) => cluster::ClusterFailover(mode.clone()).kind(),
+            Self::ShutdownFailover => "shutdown-failover".into(),
             Self::Restart => "restart".into(),
             Self::ElasticacheTestFailover(None) => "elasticache-test-failover".into(),
             Self::ElasticacheTestFailover(Some(ng)) => format!("elasticache-test-failover={ng}"),
@@ -344,6 +371,12 @@ impl TriggerSpec {
         if matches!(self, Self::Failover { .. }) {
             failover::Failover::check(ctx).await?;
         }
+        if matches!(self, Self::Sentinel { coordinated: true }) {
+            sentinel::check_coordinated(ctx).await?;
+        }
+        if matches!(self, Self::ShutdownFailover) {
+            shutdown::ShutdownFailover::check(ctx).await?;
+        }
         self.check_plan(&ctx.target, true)?;
         if !ctx.target.is_cluster() {
             return Ok(());
@@ -379,7 +412,11 @@ mod tests {
     fn parses_trigger_specs() {
         assert_eq!(TriggerSpec::parse("pause=1.5s").unwrap(), TriggerSpec::Pause(Duration::from_millis(1500)));
         assert_eq!(TriggerSpec::parse("command=echo a=b").unwrap(), TriggerSpec::Command("echo a=b".into()));
-        assert_eq!(TriggerSpec::parse("sentinel").unwrap(), TriggerSpec::Sentinel);
+        assert_eq!(TriggerSpec::parse("sentinel").unwrap(), TriggerSpec::Sentinel { coordinated: false });
+        let coordinated = TriggerSpec::parse("sentinel=COORDINATED").unwrap();
+        assert_eq!(coordinated, TriggerSpec::Sentinel { coordinated: true });
+        assert_eq!(TriggerSpec::parse(&coordinated.label()).unwrap(), coordinated);
+        assert!(TriggerSpec::parse("sentinel=now").is_err());
         assert!(TriggerSpec::parse("pause").is_err());
         assert!(TriggerSpec::parse("explode").is_err());
         assert_eq!(

@@ -1,16 +1,59 @@
-//! `SENTINEL FAILOVER <master>`, complete when the sentinels announce a new primary.
+//! `SENTINEL FAILOVER <master>`, complete when the sentinels announce a new primary. With
+//! `coordinated` (Valkey >= 9) the sentinel runs the failover through the `FAILOVER` command on
+//! the primary (writes paused until the replica caught up) instead of promoting the replica
+//! while the old primary still takes writes.
 
+use super::failover::{major_minor, server_version};
 use super::{Trigger, TriggerContext, TriggerFuture};
+use crate::error::invalid;
 use crate::target::{sentinel_primary, Discovery};
 use anyhow::{anyhow, bail, Context};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
-pub(crate) struct SentinelFailover;
+/// `SENTINEL FAILOVER … COORDINATED` appeared in Valkey 9.0.
+const COORDINATED_SINCE: (u32, u32) = (9, 0);
+
+pub(crate) struct SentinelFailover {
+    pub coordinated: bool,
+}
+
+/// Before anything is written: every sentinel that answers is a Valkey >= 9 one (an older one
+/// would refuse COORDINATED, or be asked next when the first cannot be reached).
+pub(crate) async fn check_coordinated(ctx: &TriggerContext) -> anyhow::Result<()> {
+    let Discovery::Sentinel { sentinels, .. } = &ctx.target.discovery else {
+        return Err(invalid("trigger `sentinel=coordinated` needs a redis+sentinel:// target"));
+    };
+    let mut answered = 0;
+    for (host, port) in sentinels {
+        let Ok(info) = sentinel_info(ctx, host, *port).await else { continue };
+        answered += 1;
+        let (server, version) = server_version(&info);
+        if server != "valkey" || major_minor(&version) < COORDINATED_SINCE {
+            return Err(invalid(format!(
+                "trigger `sentinel=coordinated` needs Valkey {}.{} or later on every sentinel: {host}:{port} runs {server} {version}",
+                COORDINATED_SINCE.0, COORDINATED_SINCE.1
+            )));
+        }
+    }
+    if answered == 0 {
+        bail!("no sentinel answered INFO server");
+    }
+    Ok(())
+}
+
+async fn sentinel_info(ctx: &TriggerContext, host: &str, port: u16) -> anyhow::Result<String> {
+    let client = ctx.target.sentinel_client(host, port)?;
+    let mut conn = timeout(ctx.limit, client.get_multiplexed_async_connection()).await.context("connect timeout")??;
+    Ok(timeout(ctx.limit * 4, redis::cmd("INFO").arg("server").query_async(&mut conn)).await.context("timed out")??)
+}
 
 impl Trigger for SentinelFailover {
     fn kind(&self) -> String {
-        "sentinel".into()
+        match self.coordinated {
+            true => "sentinel=coordinated".into(),
+            false => "sentinel".into(),
+        }
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
@@ -23,7 +66,7 @@ impl Trigger for SentinelFailover {
             let mut last_err = None;
             let mut asked = None;
             for (host, port) in sentinels {
-                match ask_failover(ctx, host, *port, master).await {
+                match ask_failover(ctx, host, *port, master, self.coordinated).await {
                     Ok(()) => {
                         asked = Some(format!("{host}:{port}"));
                         break;
@@ -35,15 +78,27 @@ impl Trigger for SentinelFailover {
                 return Err(last_err.unwrap_or_else(|| anyhow!("no sentinel configured")));
             };
             let after = wait_for_new_primary(ctx, &before).await?;
-            Ok(format!("SENTINEL FAILOVER {master} via {asked}: primary {before} → {after}"))
+            let how = if self.coordinated { " COORDINATED" } else { "" };
+            Ok(format!("SENTINEL FAILOVER {master}{how} via {asked}: primary {before} → {after}"))
         })
     }
 }
 
-async fn ask_failover(ctx: &TriggerContext, host: &str, port: u16, master: &str) -> anyhow::Result<()> {
+async fn ask_failover(
+    ctx: &TriggerContext,
+    host: &str,
+    port: u16,
+    master: &str,
+    coordinated: bool,
+) -> anyhow::Result<()> {
     let client = ctx.target.sentinel_client(host, port)?;
     let mut conn = timeout(ctx.limit, client.get_multiplexed_async_connection()).await.context("connect timeout")??;
-    let _: () = timeout(ctx.limit * 4, redis::cmd("SENTINEL").arg("FAILOVER").arg(master).query_async(&mut conn))
+    let mut cmd = redis::cmd("SENTINEL");
+    cmd.arg("FAILOVER").arg(master);
+    if coordinated {
+        cmd.arg("COORDINATED");
+    }
+    let _: () = timeout(ctx.limit * 4, cmd.query_async(&mut conn))
         .await
         .context("SENTINEL FAILOVER timed out")?
         .with_context(|| format!("SENTINEL FAILOVER {master} on {host}:{port}"))?;

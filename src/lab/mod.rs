@@ -1,14 +1,16 @@
-//! A local lab on loopback, on ports the OS picks: a Redis primary + replica (and three
-//! sentinels), a 3 + 3 node Redis Cluster, or two memcached nodes, started from the servers on
-//! PATH. `lab.json` in its directory describes it for `--lab DIR`, `lab status` and `lab down`.
+//! A local lab on loopback, on ports the OS picks: a primary + replica (and three sentinels), a
+//! 3 + 3 node cluster, or two memcached nodes, started from the servers on PATH: Redis, or
+//! Valkey (`--server valkey`, or when only Valkey is installed). `lab.json` in its directory
+//! describes it for `--lab DIR`, `lab status` and `lab down`.
 
+mod cluster;
 pub mod endpoint;
 mod health;
 mod node;
 
 pub use health::Readiness;
 use node::free_port;
-pub use node::{Node, NodeKind};
+pub use node::{Node, NodeKind, Server};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -22,7 +24,9 @@ pub(crate) const LAB_FILE: &str = "lab.json";
 pub(crate) const DOWN_AFTER_MS: u64 = 1000;
 pub(crate) const FAILOVER_TIMEOUT_MS: u64 = 3000;
 const INSTALL_HINT: &str =
-    "install them with: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools";
+    "install them with scripts/install-servers.sh, or: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel memcached";
+const VALKEY_HINT: &str =
+    "install Valkey 9 with scripts/install-servers.sh --valkey and put its .servers/valkey/bin on PATH";
 
 #[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -40,9 +44,52 @@ pub enum Topology {
     Endpoint,
 }
 
+/// How to start a lab, beside its topology.
+#[derive(Clone, Debug, Default)]
+pub struct LabOptions {
+    /// Redis or Valkey; None: Redis when `redis-server` is found, else Valkey when only
+    /// `valkey-server` is.
+    pub server: Option<Server>,
+    /// `Topology::Endpoint`: how long after a failover new connections reach the new primary.
+    pub endpoint_lag: Duration,
+    /// A directory searched before PATH for the server programs.
+    pub programs: Option<PathBuf>,
+}
+
+impl LabOptions {
+    /// The server the lab runs, and where its data node and sentinel programs are.
+    fn resolve(&self, topology: Topology) -> Result<(Server, Vec<PathBuf>)> {
+        let find = |bin: &str| find_program(bin, self.programs.as_deref());
+        let server = self.server.unwrap_or_else(|| {
+            match find(Server::Redis.server_program()).is_err() && find(Server::Valkey.server_program()).is_ok() {
+                true => Server::Valkey,
+                false => Server::Redis,
+            }
+        });
+        let data = server.server_program();
+        let needed: Vec<&str> = match topology {
+            Topology::Replica | Topology::Cluster => vec![data],
+            Topology::Sentinel | Topology::Endpoint => vec![data, server.sentinel_program().0],
+            Topology::Memcached => vec!["memcached"],
+        };
+        let hint = match (server, topology) {
+            (_, Topology::Memcached) | (Server::Redis, _) => INSTALL_HINT,
+            (Server::Valkey, _) => VALKEY_HINT,
+        };
+        let programs = needed
+            .iter()
+            .map(|bin| find(bin).with_context(|| format!("`{bin}` is not on PATH; {hint}")))
+            .collect::<Result<_>>()?;
+        Ok((server, programs))
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub(crate) struct LabFile {
     pub topology: Topology,
+    /// Redis or Valkey (a lab.json from before Valkey labs has none: Redis).
+    #[serde(default)]
+    pub server: Server,
     pub master_name: String,
     pub target: String,
     pub primary_url: String,
@@ -52,6 +99,9 @@ pub(crate) struct LabFile {
 pub struct Lab {
     pub dir: PathBuf,
     pub topology: Topology,
+    pub server: Server,
+    /// The data node's and (Sentinel) the sentinel's program, found when the lab started.
+    programs: Vec<PathBuf>,
     nodes: Mutex<Vec<Node>>,
     children: Mutex<Vec<std::process::Child>>,
     /// Stop the processes when this value is dropped (tests, `run` with its own lab).
@@ -61,20 +111,13 @@ pub struct Lab {
 impl Lab {
     /// Starts a lab in `dir` and waits until it is ready.
     pub async fn up(topology: Topology, dir: &Path, owned: bool) -> Result<Lab> {
-        Self::up_with(topology, dir, owned, Duration::ZERO).await
+        Self::up_with(topology, dir, owned, &LabOptions::default()).await
     }
 
-    /// `up`, with the endpoint's lag (`Topology::Endpoint`).
-    pub async fn up_with(topology: Topology, dir: &Path, owned: bool, endpoint_lag: Duration) -> Result<Lab> {
-        let needed: &[&str] = match topology {
-            Topology::Replica => &["redis-server"],
-            Topology::Sentinel | Topology::Endpoint => &["redis-server", "redis-sentinel"],
-            Topology::Cluster => &["redis-server", "redis-cli"],
-            Topology::Memcached => &["memcached"],
-        };
-        for &bin in needed {
-            which(bin).with_context(|| format!("`{bin}` is not on PATH; {INSTALL_HINT}"))?;
-        }
+    /// `up`, with the server to run and the endpoint's lag.
+    pub async fn up_with(topology: Topology, dir: &Path, owned: bool, options: &LabOptions) -> Result<Lab> {
+        let endpoint_lag = options.endpoint_lag;
+        let (server, programs) = options.resolve(topology)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
         let dir = dir.canonicalize()?;
         if dir.join(LAB_FILE).exists() && Lab::load(&dir).is_ok_and(|l| l.any_alive()) {
@@ -85,8 +128,15 @@ impl Lab {
             );
         }
         remove_stale_files(&dir);
-        let lab =
-            Lab { dir: dir.clone(), topology, nodes: Mutex::new(Vec::new()), children: Mutex::new(Vec::new()), owned };
+        let lab = Lab {
+            dir: dir.clone(),
+            topology,
+            server,
+            programs,
+            nodes: Mutex::new(Vec::new()),
+            children: Mutex::new(Vec::new()),
+            owned,
+        };
         if topology == Topology::Cluster {
             lab.start_cluster().await?;
             return Ok(lab);
@@ -122,37 +172,21 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Six cluster nodes, joined by `redis-cli --cluster create` as 3 primaries + 3 replicas.
+    /// Six cluster nodes, joined as 3 primaries + 3 replicas (`cluster::create`).
     async fn start_cluster(&self) -> Result<()> {
-        let mut addrs = Vec::new();
+        let mut ports = Vec::new();
         for i in 1..=6 {
             let port = node::free_cluster_port()?;
             let mut node = Node::redis(&format!("redis-{i}"), port, None)?;
             node.cluster = true;
             self.spawn(node)?;
-            addrs.push(format!("127.0.0.1:{port}"));
+            ports.push(port);
         }
         self.save()?;
-        for p in self.redis_ports() {
+        for &p in &ports {
             node::wait_port_open(p, Duration::from_secs(10)).await?;
         }
-        let mut cli = std::process::Command::new("redis-cli");
-        node::scrubbed_env(&mut cli);
-        let out = tokio::process::Command::from(cli)
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .context("running redis-cli --cluster create")?;
-        if !out.status.success() {
-            bail!(
-                "redis-cli --cluster create failed: {}",
-                String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("")
-            );
-        }
+        cluster::create(&ports, Duration::from_secs(30)).await?;
         self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
 
@@ -167,6 +201,9 @@ impl Lab {
         Ok(Lab {
             dir: dir.to_path_buf(),
             topology: file.topology,
+            server: file.server,
+            // Each node in lab.json names its own program.
+            programs: Vec::new(),
             nodes: Mutex::new(file.nodes),
             children: Mutex::new(Vec::new()),
             owned: false,
@@ -225,6 +262,19 @@ impl Lab {
         }
     }
 
+    /// Both nodes of the replica lab, `redis://primary,replica`: a target that follows a
+    /// `failover` between them (the primary is whichever answers ROLE as one). Other labs: their
+    /// `target_url`.
+    pub fn pair_url(&self) -> String {
+        match self.topology {
+            Topology::Replica => {
+                let nodes: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                format!("redis://{}", nodes.join(","))
+            }
+            _ => self.target_url(),
+        }
+    }
+
     /// The first node: the primary when the lab started.
     pub fn primary_url(&self) -> String {
         let port = self.redis_nodes().first().map(|n| n.port).unwrap_or(0);
@@ -242,6 +292,7 @@ impl Lab {
     pub fn save(&self) -> Result<()> {
         let file = LabFile {
             topology: self.topology,
+            server: self.server,
             master_name: MASTER_NAME.to_string(),
             target: self.target_url(),
             primary_url: self.primary_url(),
@@ -251,6 +302,17 @@ impl Lab {
     }
 
     fn spawn(&self, mut node: Node) -> Result<()> {
+        if node.program.is_none() {
+            let program = match node.kind {
+                NodeKind::Redis => self.programs.first(),
+                NodeKind::Sentinel => self.programs.get(1),
+                NodeKind::Memcached | NodeKind::Endpoint => None,
+            };
+            if let Some(program) = program {
+                node.server = self.server;
+                node.program = Some(program.clone());
+            }
+        }
         let child = node.start(&self.dir)?;
         node.pid = child.id();
         self.children.lock().map_err(|_| anyhow::anyhow!("lab lock"))?.push(child);
@@ -397,10 +459,16 @@ fn remove_stale_files(dir: &Path) {
     }
 }
 
-fn which(bin: &str) -> Result<PathBuf> {
+/// `bin` in `first` (when given), else on PATH, as an absolute path. Not canonicalized: Redis
+/// runs as a sentinel because it was started by the name `redis-sentinel`, a symlink.
+fn find_program(bin: &str, first: Option<&Path>) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    first
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(std::env::split_paths(&path))
         .map(|d| d.join(bin))
         .find(|p| p.is_file())
+        .and_then(|p| std::path::absolute(p).ok())
         .ok_or_else(|| anyhow::anyhow!("{bin} not found"))
 }

@@ -33,6 +33,49 @@ pub struct Node {
     /// For the endpoint: how long after a new primary new connections go to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_lag_ms: Option<u64>,
+    /// For a redis node or a sentinel: which server runs it (a lab.json from before Valkey
+    /// labs has none: Redis).
+    #[serde(default)]
+    pub server: Server,
+    /// The program's absolute path, found when the lab started: a restart (heal, `restart`
+    /// trigger, another process with `--lab`) runs the same binary whatever its PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<std::path::PathBuf>,
+}
+
+/// The server program a lab runs: Redis (`redis-server`, `redis-sentinel`) or Valkey
+/// (`valkey-server`, which is also the sentinel with `--sentinel`).
+#[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Server {
+    #[default]
+    Redis,
+    Valkey,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Redis => "redis",
+            Server::Valkey => "valkey",
+        }
+    }
+
+    /// The data node's program.
+    pub(crate) fn server_program(self) -> &'static str {
+        match self {
+            Server::Redis => "redis-server",
+            Server::Valkey => "valkey-server",
+        }
+    }
+
+    /// The sentinel's program and the arguments after its config file.
+    pub(crate) fn sentinel_program(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Server::Redis => ("redis-sentinel", &[]),
+            Server::Valkey => ("valkey-server", &["--sentinel"]),
+        }
+    }
 }
 
 impl Node {
@@ -47,6 +90,8 @@ impl Node {
             monitors: None,
             cluster: false,
             endpoint_lag_ms: None,
+            server: Server::Redis,
+            program: None,
         })
     }
 
@@ -61,6 +106,8 @@ impl Node {
             monitors: None,
             cluster: false,
             endpoint_lag_ms: None,
+            server: Server::Redis,
+            program: None,
         }
     }
 
@@ -75,6 +122,8 @@ impl Node {
             monitors: Some(monitors),
             cluster: false,
             endpoint_lag_ms: None,
+            server: Server::Redis,
+            program: None,
         })
     }
 
@@ -89,6 +138,8 @@ impl Node {
             monitors: None,
             cluster: false,
             endpoint_lag_ms: Some(lag.as_millis() as u64),
+            server: Server::Redis,
+            program: None,
         }
     }
 
@@ -175,14 +226,15 @@ impl Node {
         if !(self.kind == NodeKind::Sentinel && conf.exists()) {
             std::fs::write(&conf, self.config(dir)).with_context(|| format!("writing {}", conf.display()))?;
         }
-        let bin = match self.kind {
-            NodeKind::Redis => "redis-server",
+        let (bin, extra) = match self.kind {
+            NodeKind::Redis => (self.server.server_program(), &[][..]),
             // memcached and the endpoint returned above
-            NodeKind::Sentinel | NodeKind::Memcached | NodeKind::Endpoint => "redis-sentinel",
+            NodeKind::Sentinel | NodeKind::Memcached | NodeKind::Endpoint => self.server.sentinel_program(),
         };
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(self.program.as_deref().unwrap_or(Path::new(bin)));
         scrubbed_env(&mut cmd)
             .arg(&conf)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -231,13 +283,13 @@ impl Node {
         }
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        // redis rewrites its process title to `redis-server 127.0.0.1:<port>`; memcached keeps
-        // its arguments (`-p <port>`).
+        // redis rewrites its process title to `redis-server 127.0.0.1:<port>` (valkey to
+        // `…/valkey-server 127.0.0.1:<port>`); memcached keeps its arguments (`-p <port>`).
         let port = self.port.to_string();
         let ours = cmdline.split(['\0', ' ', ':']).any(|t| t == port);
         let server = match self.kind {
             NodeKind::Endpoint => cmdline.contains("failprobe") && cmdline.contains("endpoint"),
-            _ => cmdline.contains("redis") || cmdline.contains("memcached"),
+            _ => ["redis", "valkey", "memcached"].iter().any(|name| cmdline.contains(name)),
         };
         server && ours
     }

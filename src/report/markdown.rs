@@ -21,6 +21,9 @@ impl Exporter for Markdown {
 pub fn render(s: &Summary) -> Result<String, std::fmt::Error> {
     let mut md = String::new();
     write_header(&mut md, s)?;
+    if let Some(advice) = super::restore::advice(s) {
+        writeln!(md, "## Keys changed: restore\n\n{advice}")?;
+    }
     for t in &s.trials {
         write_trial(&mut md, t)?;
     }
@@ -148,6 +151,14 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     }
     if let Some(line) = aws_line(t) {
         writeln!(md, "{line}\n")?;
+    }
+    for b in &t.backups {
+        let name = if b.name.is_empty() { String::new() } else { format!(" `{}`", b.name) };
+        writeln!(
+            md,
+            "Backup: {} of {} {} in {} ms{name} (failprobe never deletes it).\n",
+            b.how, b.node, b.status, b.took_ms
+        )?;
     }
     if t.keyspace.before.is_some() || t.keyspace.after.is_some() {
         let k = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());

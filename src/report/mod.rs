@@ -9,6 +9,7 @@ pub mod junit;
 pub(crate) mod markdown;
 pub mod plot;
 pub mod png;
+pub(crate) mod restore;
 pub use crate::analysis::summary;
 pub mod svg;
 pub mod terminal;

@@ -65,5 +65,14 @@ pub fn final_summary(s: &Summary) -> String {
     for v in &s.budget.violations {
         out.push_str(&format!("  budget: {v}\n"));
     }
+    for b in s.trials.iter().flat_map(|t| &t.backups) {
+        let name = if b.name.is_empty() { String::new() } else { format!(" ({})", b.name) };
+        out.push_str(&format!("  backup: {} of {} {} in {} ms{name}\n", b.how, b.node, b.status, b.took_ms));
+    }
+    if let Some(advice) = super::restore::advice(s) {
+        for line in advice.lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     out
 }

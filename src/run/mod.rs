@@ -10,7 +10,7 @@ use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
-use crate::lab::{Lab, Topology, FAILOVER_TIMEOUT_MS};
+use crate::lab::{Lab, LabOptions, Topology, FAILOVER_TIMEOUT_MS};
 use crate::probe::client::{Client, Profile};
 use crate::probe::engine::{self, Engine, StreamTask};
 use crate::probe::schedule::{Health, StreamConfig};
@@ -53,6 +53,7 @@ struct RunContext {
     cancel: watch::Receiver<bool>,
     own_keys: std::sync::Mutex<Vec<String>>,
     aws: Option<Arc<AwsRun>>,
+    run_id: String,
 }
 
 /// One client profile during one trial: a fresh client (an application started before the
@@ -73,6 +74,8 @@ struct Prepared {
     control: Arc<Target>,
     lab: Option<Arc<Lab>>,
     aws: Option<Arc<AwsRun>>,
+    /// Known before the confirmation: an ElastiCache backup is named after it.
+    run_id: String,
 }
 
 /// One run in three steps: prepare (lab, target, every check and confirmation: nothing is
@@ -107,7 +110,7 @@ where
     F: std::future::Future<Output = Result<Arc<dyn Engine>, crate::target::error::ProbeError>>,
 {
     let clock = Clock::start_now();
-    let run_id = keys::new_run_id();
+    let run_id = prepared.run_id.clone();
     let meta = run_meta(plan, &prepared.target, &clock, prepared.lab.as_deref(), &run_id);
     let writer = RunWriter::create(&plan.out, &meta)?;
     claim.keep();
@@ -195,7 +198,7 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
         .target
         .clone()
         .or(aws_url)
-        .or_else(|| lab.as_ref().map(|l| l.target_url()))
+        .or_else(|| lab.as_ref().map(|l| lab_target(l, plan)))
         .ok_or_else(|| anyhow!(UsageError::Invalid("no target".into())))?;
     let mut target = Target::parse(&target_url)?;
     if plan.target.is_none() && lab.is_some() {
@@ -211,7 +214,8 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
         None => target.clone(),
     };
     check_plan(plan, &target, &control, lab.as_deref())?;
-    let calls_aws = plan.triggers.iter().any(|t| t.is_aws());
+    let run_id = keys::new_run_id();
+    let calls_aws = plan.triggers.iter().any(|t| t.is_aws()) || (plan.backup && aws.is_some());
     if !calls_aws {
         confirm(plan, &target, &[])?;
     }
@@ -228,11 +232,17 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
             checked.push(spec);
         }
     }
+    if plan.backup && aws.is_some() {
+        api_calls.push(format!(
+            "CreateSnapshot SnapshotName={} (once, before the first trigger; kept, failprobe never deletes it), then DescribeSnapshots until available",
+            crate::control::backup::snapshot_name(&run_id)
+        ));
+    }
     // The AWS calls are known only now (the node group comes from DescribeReplicationGroups).
     if calls_aws {
         confirm(plan, &target, &api_calls)?;
     }
-    Ok(Prepared { target, control, lab, aws })
+    Ok(Prepared { target, control, lab, aws, run_id })
 }
 
 /// Starts the probes and runs the trials. Never returns early: an error is handed back, with
@@ -264,6 +274,7 @@ async fn measure(
         cancel,
         own_keys: Default::default(),
         aws: prepared.aws.clone(),
+        run_id: prepared.run_id.clone(),
     };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
@@ -335,7 +346,9 @@ async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
     match plan.lab_topology {
         Some(topology) => {
             let dir = plan.out.join("lab");
-            let lab = Lab::up_with(topology, &dir, true, plan.endpoint_lag).await?;
+            let options =
+                LabOptions { server: plan.lab_server, endpoint_lag: plan.endpoint_lag, ..LabOptions::default() };
+            let lab = Lab::up_with(topology, &dir, true, &options).await?;
             Ok(Some(Arc::new(lab)))
         }
         None => Ok(None),
@@ -366,6 +379,11 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
             )));
         }
     }
+    if target.memcache_nodes().is_some() && plan.backup {
+        return Err(crate::error::invalid(
+            "--backup is for Redis and Valkey targets: back memcached up with `failprobe memcached dump --target URL --file F` (and `failprobe memcached restore` brings it back)",
+        ));
+    }
     if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
         return Err(crate::error::invalid(
             "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
@@ -390,6 +408,15 @@ fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>)
     Ok(())
 }
 
+/// What a run probes in its lab: the lab's target, but both nodes of the replica lab when the
+/// trigger is `failover`, which swaps them (the primary alone would be probed as a replica).
+fn lab_target(lab: &Lab, plan: &Plan) -> String {
+    match plan.triggers.iter().any(|t| matches!(t, TriggerSpec::Failover { .. })) {
+        true => lab.pair_url(),
+        false => lab.target_url(),
+    }
+}
+
 /// Asks before anything destructive: a trigger against a target that is not on loopback, any
 /// trigger that calls the AWS API, and always `command=` and `--pid` (an ssh tunnel to a remote
 /// deployment is on loopback too, and a pid or a script can act on anything). `--yes` or a
@@ -399,10 +426,20 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
         plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
     let always = plan.triggers.iter().any(|t| t.kind().always_confirm)
         || (plan.pid.is_some() && plan.triggers.iter().any(|t| t.needs_process()));
-    if destructive.is_empty() || (target.is_loopback() && api_calls.is_empty() && !always) || plan.yes {
+    let acts = !destructive.is_empty() || plan.backup;
+    if !acts || (target.is_loopback() && api_calls.is_empty() && !always) || plan.yes {
         return Ok(());
     }
-    let mut what = format!("{} trial(s) of `{}` against {}", destructive.len(), destructive[0], target.redacted());
+    let mut what = match destructive.first() {
+        Some(first) => format!("{} trial(s) of `{first}` against {}", destructive.len(), target.redacted()),
+        None => format!("{} trial(s) observing {}", plan.triggers.len(), target.redacted()),
+    };
+    if plan.backup && plan.aws.is_none() {
+        what.push_str(
+            "
+  first: BGSAVE on each primary (it forks; the server's RDB file is replaced by a fresh one)",
+        );
+    }
     if let (Some(pid), true) = (plan.pid, plan.triggers.iter().any(|t| t.needs_process())) {
         what.push_str(&format!(
             "\n  signalling pid {pid} (checked before each signal: a server listening on the target's port)"
@@ -562,11 +599,27 @@ async fn run_trial(
     if let Some(command) = &ctx.plan.before {
         crate::control::runbook::step("before", command, ctx.plan.max_trial, &ctx.report).await?;
     }
+    if trial == 0 && ctx.plan.backup {
+        take_backup(ctx).await?;
+    }
     let ending = measure_trial(ctx, trial, spec, last_trigger).await;
     if let Some(command) = &ctx.plan.after {
         crate::control::runbook::step("after", command, ctx.plan.max_trial, &ctx.report).await?;
     }
     ending
+}
+
+/// `--backup`, once before the first trigger: CreateSnapshot on ElastiCache, else BGSAVE on
+/// each primary. An error stops the run before any failover.
+async fn take_backup(ctx: &RunContext) -> Result<()> {
+    use crate::control::backup;
+    match &ctx.aws {
+        Some(aws) => backup::elasticache_snapshot(aws, &backup::snapshot_name(&ctx.run_id), &ctx.report).await,
+        None => {
+            let primaries = ctx.prober.primaries().await;
+            backup::bgsave_all(&ctx.control, &primaries, CONTROL_LIMIT, &ctx.report).await
+        }
+    }
 }
 
 /// One trial between the runbook's steps: fresh clients, streams, the trigger, recovery, the
@@ -906,16 +959,21 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         name: "demo".into(),
         target: None,
         lab_topology: Some(Topology::Sentinel),
+        lab_server: None,
         endpoint_lag: Duration::ZERO,
         dns_server: None,
         write_ack: crate::probe::ack::WriteAck::Plain,
         before: None,
         after: None,
+        backup: false,
         lab_dir: None,
         interval: Duration::from_millis(10),
         timeout: Duration::from_millis(250),
         key_ttl: Duration::from_secs(3600),
-        triggers: vec![TriggerSpec::Sentinel, TriggerSpec::Sentinel, TriggerSpec::Sentinel, TriggerSpec::Kill],
+        triggers: vec![TriggerSpec::Sentinel { coordinated: false }; 3]
+            .into_iter()
+            .chain([TriggerSpec::Kill])
+            .collect(),
         warmup: Duration::from_secs(2),
         settle: Duration::from_secs(2),
         duration: Duration::from_secs(10),
@@ -1031,7 +1089,8 @@ mod tests {
 
     async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> Result<RunResult> {
         let target = Arc::new(Target::parse("redis://127.0.0.1:1").unwrap());
-        let prepared = Prepared { target: target.clone(), control: target, lab: None, aws: None };
+        let prepared =
+            Prepared { target: target.clone(), control: target, lab: None, aws: None, run_id: keys::new_run_id() };
         let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
         let (stop, cancel) = watch::channel(false);
         record_and_measure(plan, &prepared, &mut claim, stop, cancel, |_, _| async move { engine }).await

@@ -32,6 +32,43 @@ fn classes(aws: &Value) -> Vec<String> {
     aws["events"].as_array().unwrap().iter().map(|e| e["class"].as_str().unwrap().to_string()).collect()
 }
 
+/// `--backup` on ElastiCache: CreateSnapshot named after the run, confirmed like any AWS call,
+/// waited for until available, named in the report and never deleted.
+#[test]
+fn a_backup_is_a_confirmed_named_snapshot_that_failprobe_keeps() {
+    let _turn = alone();
+    let (lab, emu) = sentinel_group();
+    let observe = ["--trigger", "none", "--duration", "1s", "--backup"];
+    let (o, out) = aws_run(&lab, &emu, "unconfirmed", &observe);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CreateSnapshot SnapshotName=failprobe-"), "{}", explain(&o));
+    assert!(!emu.calls().iter().any(|c| c == "CreateSnapshot"), "nothing is called unconfirmed");
+    assert!(!out.exists());
+
+    let (o, out) = aws_run(&lab, &emu, "confirmed", &[&observe[..], &["--yes"]].concat());
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let name = format!("failprobe-{}", s["run_id"].as_str().unwrap());
+    let b = &s["trials"][0]["backups"][0];
+    assert_eq!(
+        (b["how"].as_str(), b["name"].as_str(), b["status"].as_str()),
+        (Some("CreateSnapshot"), Some(name.as_str()), Some("available")),
+        "{b}"
+    );
+    assert_eq!(b["node"], GROUP);
+    assert_eq!(emu.calls().iter().filter(|c| *c == "CreateSnapshot").count(), 1);
+    assert!(emu.calls().iter().any(|c| c == "DescribeSnapshots"));
+    assert!(!emu.calls().iter().any(|c| c.starts_with("Delete")), "{:?}", emu.calls());
+    let kept =
+        emu.state.lock().unwrap().snapshots.iter().map(|s| (s.name.clone(), s.status.clone())).collect::<Vec<_>>();
+    assert_eq!(kept, [(name.clone(), "available".to_string())]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("backup: CreateSnapshot of {GROUP} available")),
+        "{}",
+        explain(&o)
+    );
+}
+
 #[test]
 fn test_failover_is_measured_with_aws_events_on_the_timeline() {
     // Sentinel labs behind the emulator need the machine: two failing over at once starve.

@@ -1,7 +1,7 @@
 //! End to end against real redis-server / redis-sentinel processes on loopback.
 
 use crate::common::*;
-use failprobe::lab::Topology;
+use failprobe::lab::{Server, Topology};
 use std::collections::HashSet;
 
 #[test]
@@ -149,7 +149,42 @@ fn failover_run_leaves_other_keys_untouched() {
 /// the demoted primary took alone fail as `ack-timeout` instead of being acknowledged.
 #[test]
 fn sentinel_failover_with_wait_1_loses_no_acknowledged_write() {
-    let lab = TestLab::start(Topology::Sentinel);
+    let lab = sentinel_failover_with_and_without_wait(Server::Redis);
+    // COORDINATED is Valkey 9's: refused on Redis before anything is written or fired.
+    let (o, out) = lab.run("coordinated", &["--trigger", "sentinel=coordinated"]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs Valkey 9.0 or later on every sentinel") && err.contains("runs redis 7."), "{err}");
+    assert!(!out.exists(), "nothing may be written");
+}
+
+/// Valkey 9: the plain SENTINEL FAILOVER and WAIT 1 as on Redis, then `SENTINEL FAILOVER …
+/// COORDINATED` (built on FAILOVER: writes paused until the replica caught up) over two trials.
+#[test]
+fn valkey_sentinel_failover_plain_wait_1_and_coordinated() {
+    let lab = sentinel_failover_with_and_without_wait(Server::Valkey);
+    // The `pinned` client would stay on READONLY for --max-trial (FAILOVER closes no client).
+    let args =
+        ["--trigger", "sentinel=coordinated", "--repeat", "2", "--clients", "failprobe", "--max-lost-writes", "0"];
+    let (o, out) = lab.run("coordinated", &args);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    for t in s["trials"].as_array().unwrap() {
+        let fired = t["timeline"].as_array().unwrap().iter().any(|e| {
+            e["what"].as_str().unwrap().starts_with("trigger finished: SENTINEL FAILOVER failprobe COORDINATED")
+        });
+        assert!(fired, "{}", t["timeline"]);
+        assert_eq!(t["writes"]["recovered"], true, "{}", t["writes"]);
+        assert!(u(&t["integrity"]["acked_writes"]) > 100, "{}", t["integrity"]);
+        assert_eq!(u(&t["integrity"]["lost_acked_writes"]), 0, "{}", t["integrity"]);
+        eprintln!("coordinated: writes down {} ms", f(&t["writes"]["longest_outage_ms"]));
+    }
+}
+
+/// SENTINEL FAILOVER plain, then with `--write-ack wait=1` (no acknowledged write lost), both
+/// loss figures side by side in compare. Returns the lab for more runs.
+fn sentinel_failover_with_and_without_wait(server: Server) -> TestLab {
+    let lab = TestLab::start_on(Topology::Sentinel, server);
     let (plain, plain_out) = lab.run("plain", &["--trigger", "sentinel"]);
     assert_eq!(code(&plain), 0, "{}", explain(&plain));
     let (o, out) = lab.run("wait", &["--trigger", "sentinel", "--write-ack", "wait=1", "--max-lost-writes", "0"]);
@@ -171,4 +206,5 @@ fn sentinel_failover_with_wait_1_loses_no_acknowledged_write() {
     let figures: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(figures[5], "0", "B (wait=1) lost none: {row}");
     eprintln!("{row}");
+    lab
 }

@@ -80,6 +80,11 @@ fn restart_empties_the_replaced_node_only() {
     // The probe's own acknowledged writes on the restarted node are gone too.
     assert!(u(&n0["integrity"]["lost_acked_writes"]) > 0);
     assert_eq!(u(&n1["integrity"]["lost_acked_writes"]), 0);
+    // What was lost where, and how memcached data comes back.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lost = format!("trial 0 {}: 3000 of 3000 seeded keys lost", n0["name"].as_str().unwrap());
+    assert!(stdout.contains(&lost), "{stdout}");
+    assert!(stdout.contains("failprobe memcached restore --target URL --file F"), "{stdout}");
 }
 
 #[test]

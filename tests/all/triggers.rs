@@ -1,7 +1,7 @@
 //! The promote and command triggers against a real primary/replica pair.
 
 use crate::common::*;
-use failprobe::lab::Topology;
+use failprobe::lab::{Server, Topology};
 
 fn role(lab: &TestLab, port: u16) -> String {
     let info: String = redis::cmd("INFO").arg("replication").query(&mut lab.conn(port)).unwrap();
@@ -63,7 +63,16 @@ fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
 /// one acknowledged write is lost.
 #[test]
 fn failover_on_a_pair_loses_no_acknowledged_write_over_three_trials() {
-    let lab = TestLab::start(Topology::Replica);
+    failover_on_a_pair(Server::Redis);
+}
+
+#[test]
+fn failover_on_a_valkey_pair_loses_no_acknowledged_write_over_three_trials() {
+    failover_on_a_pair(Server::Valkey);
+}
+
+fn failover_on_a_pair(server: Server) {
+    let lab = TestLab::start_on(Topology::Replica, server);
     let nodes: Vec<String> = lab.lab.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let target = format!("redis://{}", nodes.join(","));
     let out = lab.out("failover");
@@ -162,12 +171,31 @@ fn every_database_is_counted_and_a_changed_one_is_flagged() {
         let _: () = redis::cmd("SET").arg(format!("app:{i}")).arg(i).query(&mut conn).unwrap();
     }
     let trigger = format!("command=redis-cli -p {port} -n 3 SET seeded-by-the-test 1");
-    let (o, out) = lab.run("dbs", &["--trigger", &trigger, "--yes", "--max-trial", "3s"]);
+    let (o, out) = lab.run("dbs", &["--trigger", &trigger, "--yes", "--max-trial", "3s", "--backup"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
+    // --backup: a BGSAVE on the primary before the trigger, its RDB file named and on disk.
+    let backups = &summary(&out)["trials"][0]["backups"];
+    assert_eq!(backups.as_array().map(Vec::len), Some(1), "{backups}");
+    let b = &backups[0];
+    assert_eq!((b["how"].as_str(), b["status"].as_str()), (Some("BGSAVE"), Some("saved")), "{b}");
+    assert_eq!(b["node"], format!("127.0.0.1:{port}"));
+    let rdb = b["name"].as_str().unwrap();
+    assert!(rdb.ends_with(&format!("dump-{port}.rdb")) && std::path::Path::new(rdb).is_file(), "{b}");
     let k = &summary(&out)["trials"][0]["keyspace"];
     assert_eq!(k["dbs_before"], serde_json::json!({"5": 5}), "{k}");
     assert_eq!(k["dbs_after"], serde_json::json!({"3": 1, "5": 5}), "{k}");
     assert_eq!(k["mismatch"], serde_json::json!([3]), "{k}");
     assert_eq!((k["before"].as_u64(), k["after"].as_u64()), (Some(0), Some(0)), "db0 holds only failprobe's keys: {k}");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("keys MISMATCH in db3: 0 before, 1 after"), "{}", explain(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("keys MISMATCH in db3: 0 before, 1 after"), "{}", explain(&o));
+    // What changed where, and the restore procedure from the backup this run took.
+    assert!(stdout.contains("trial 0 db3: 0 keys before, 1 after (+1)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "To restore Redis/Valkey from the BGSAVE this run took before the first trigger: {rdb}"
+        )),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Keys changed: restore") && md.contains(rdb), "{md}");
 }

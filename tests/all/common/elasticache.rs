@@ -75,6 +75,15 @@ impl Group {
     }
 }
 
+/// A snapshot as DescribeSnapshots lists it: `creating` while the group's primary saves (a real
+/// BGSAVE on it), then `available`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub name: String,
+    pub group: String,
+    pub status: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct CacheCluster {
     pub id: String,
@@ -102,6 +111,8 @@ pub struct State {
     pub deny_update_actions: bool,
     /// TestFailover calls left in the rolling 24 h.
     pub test_failover_quota: u32,
+    /// Snapshots taken (CreateSnapshot): never deleted, as on AWS until someone does.
+    pub snapshots: Vec<Snapshot>,
     /// Every Action received, in order, and its parameters.
     pub calls: Vec<String>,
     pub params: Vec<Vec<(String, String)>>,
@@ -438,6 +449,8 @@ fn handle(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
         "TestFailover" => test_failover(state, p),
         "ModifyReplicationGroup" => modify_group(state, p),
         "RebootCacheCluster" => reboot(state, p),
+        "CreateSnapshot" => create_snapshot(state, p),
+        "DescribeSnapshots" => describe_snapshots(state, p),
         other => fault("InvalidAction", &format!("the emulator does not implement {other}")),
     }
 }
@@ -698,6 +711,67 @@ fn log_completion(state: &Arc<Mutex<State>>, g: &Group, old: u16, new: u16, dead
         std::thread::sleep(Duration::from_millis(50));
     }
     log(state, "cache-cluster", &old_id, "Finished recovery for cache nodes 0001".into());
+}
+
+fn snapshot_xml(s: &Snapshot) -> String {
+    format!(
+        "<Snapshot><SnapshotName>{}</SnapshotName><ReplicationGroupId>{}</ReplicationGroupId><SnapshotStatus>{}</SnapshotStatus><SnapshotSource>manual</SnapshotSource></Snapshot>",
+        esc(&s.name),
+        esc(&s.group),
+        s.status
+    )
+}
+
+/// CreateSnapshot of a replication group: `creating` at once; a thread runs BGSAVE on the
+/// group's primary and waits for it (LASTSAVE), then marks it `available`.
+fn create_snapshot(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
+    let (Some(name), Some(id)) = (p.get("SnapshotName"), p.get("ReplicationGroupId")) else {
+        return fault("InvalidParameterCombination", "SnapshotName and ReplicationGroupId are required here.");
+    };
+    let mut st = state.lock().unwrap();
+    if st.snapshots.iter().any(|s| s.name == name) {
+        return fault("SnapshotAlreadyExistsFault", &format!("Snapshot {name} already exists."));
+    }
+    let Some(g) = st.groups.get(id) else {
+        return fault("ReplicationGroupNotFoundFault", &format!("Replication group {id} not found."));
+    };
+    let ports: Vec<u16> = g.members.iter().map(|m| m.port).collect();
+    let snapshot = Snapshot { name: name.to_string(), group: id.to_string(), status: "creating".into() };
+    let reply = ok("CreateSnapshot", &snapshot_xml(&snapshot));
+    st.snapshots.push(snapshot);
+    let (state, name) = (state.clone(), name.to_string());
+    std::thread::spawn(move || {
+        let saved = ports.into_iter().find(|p| role(*p).as_deref() == Some("primary")).and_then(|port| {
+            let mut c = redis_conn(port)?;
+            let before: i64 = redis::cmd("LASTSAVE").query(&mut c).ok()?;
+            std::thread::sleep(Duration::from_millis(1100));
+            let _: String = redis::cmd("BGSAVE").query(&mut c).ok()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let now: i64 = redis::cmd("LASTSAVE").query(&mut c).ok()?;
+                if now > before {
+                    return Some(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None
+        });
+        let mut st = state.lock().unwrap();
+        if let Some(s) = st.snapshots.iter_mut().find(|s| s.name == name) {
+            s.status = if saved.is_some() { "available" } else { "failed" }.into();
+        }
+    });
+    reply
+}
+
+fn describe_snapshots(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
+    let st = state.lock().unwrap();
+    let name = p.get("SnapshotName");
+    let items: String = st.snapshots.iter().filter(|s| name.is_none_or(|n| n == s.name)).map(snapshot_xml).collect();
+    if let (Some(n), true) = (name, items.is_empty()) {
+        return fault("SnapshotNotFoundFault", &format!("Snapshot {n} not found."));
+    }
+    ok("DescribeSnapshots", &format!("<Snapshots>{items}</Snapshots>"))
 }
 
 fn modify_group(state: &Arc<Mutex<State>>, p: &Params) -> Reply {

@@ -4,7 +4,7 @@
 pub mod dns;
 pub mod elasticache;
 
-use failprobe::lab::{Lab, Topology};
+use failprobe::lab::{Lab, LabOptions, Server, Topology};
 use serde_json::Value;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -69,11 +69,23 @@ pub struct TestLab {
 }
 
 impl TestLab {
+    /// A lab of the servers found first (Redis here).
     pub fn start(topology: Topology) -> Self {
+        Self::start_with(topology, LabOptions::default())
+    }
+
+    /// A lab of `server`; Valkey from the checkout's `.servers/valkey/bin`
+    /// (`scripts/install-servers.sh --valkey`).
+    pub fn start_on(topology: Topology, server: Server) -> Self {
+        let programs = (server == Server::Valkey).then(valkey_programs);
+        Self::start_with(topology, LabOptions { server: Some(server), programs, ..LabOptions::default() })
+    }
+
+    fn start_with(topology: Topology, options: LabOptions) -> Self {
         let turn = beside_others();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let lab = rt.block_on(Lab::up(topology, &dir.path().join("lab"), true)).expect("lab up");
+        let lab = rt.block_on(Lab::up_with(topology, &dir.path().join("lab"), true, &options)).expect("lab up");
         Self { lab, dir, rt, _turn: turn }
     }
 
@@ -106,6 +118,18 @@ impl TestLab {
     pub fn conn(&self, port: u16) -> redis::Connection {
         redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
     }
+}
+
+/// Where `scripts/install-servers.sh --valkey` put valkey-server. The Valkey tests are part of
+/// the suite (CI installs it): a missing binary fails them, with what to run.
+pub fn valkey_programs() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".servers/valkey/bin");
+    assert!(
+        dir.join("valkey-server").is_file(),
+        "Valkey 9 is not installed in {}: run scripts/install-servers.sh --valkey",
+        dir.display()
+    );
+    dir
 }
 
 /// An ElastiCache for Memcached configuration endpoint, emulated: it answers
