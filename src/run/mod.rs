@@ -435,10 +435,7 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
         None => format!("{} trial(s) observing {}", plan.triggers.len(), target.redacted()),
     };
     if plan.backup && plan.aws.is_none() {
-        what.push_str(
-            "
-  first: BGSAVE on each primary (it forks; the server's RDB file is replaced by a fresh one)",
-        );
+        what.push_str("\n  first: BGSAVE on each primary (it forks; the server's RDB file is replaced by a fresh one)");
     }
     if let (Some(pid), true) = (plan.pid, plan.triggers.iter().any(|t| t.needs_process())) {
         what.push_str(&format!(

@@ -159,3 +159,28 @@ fn observe_for_30s(port: u16, out: &std::path::Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A machine with Valkey and no Redis gets a Valkey lab without being told; one with neither is
+/// told what to install. PATH holds only Valkey's directory (nothing else is needed to start
+/// a replica lab).
+#[test]
+fn a_machine_with_only_valkey_gets_a_valkey_lab() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab");
+    let only_valkey = [("PATH", valkey_programs().display().to_string())];
+    let up = failprobe_env(&["lab", "up", "--topology", "replica", "--dir", lab.to_str().unwrap()], &only_valkey);
+    let down = failprobe(&["lab", "down", "--dir", lab.to_str().unwrap()]);
+    assert_eq!(code(&up), 0, "{}", explain(&up));
+    assert_eq!(code(&down), 0, "{}", explain(&down));
+    assert!(String::from_utf8_lossy(&up.stdout).contains("(valkey)"), "{}", explain(&up));
+    let lab_json = std::fs::read_to_string(lab.join("lab.json")).unwrap();
+    assert!(lab_json.contains("\"server\": \"valkey\"") && lab_json.contains("valkey-server"), "{lab_json}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = [("PATH", empty.path().display().to_string())];
+    let o = failprobe_env(&["lab", "up", "--topology", "cluster", "--dir", lab.to_str().unwrap()], &nothing);
+    assert_ne!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`redis-server` is not on PATH"), "{}", explain(&o));
+    let o = failprobe_env(&["lab", "up", "--server", "valkey", "--dir", lab.to_str().unwrap()], &nothing);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("scripts/install-servers.sh --valkey"), "{}", explain(&o));
+}
