@@ -12,13 +12,8 @@ REDIS_PY_VERSION="${REDIS_PY_VERSION:-8.1.0}"
 GLIDE_VERSION="${GLIDE_VERSION:-2.6.0}"
 
 # What a bare Debian/Ubuntu lacks (python3-venv, node and npm), from its packages.
-apt_install() {
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: $*"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=scripts/apt.sh
+. "$here/../scripts/apt.sh"
 
 if [ ! -x "$here/.venv/bin/python" ]; then
   rm -rf "$here/.venv"

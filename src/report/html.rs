@@ -344,6 +344,20 @@ fn keyspace(h: &mut String, s: &Summary) {
         }
     }
     h.push_str("</table>\n");
+    for b in s.trials.iter().flat_map(|t| &t.backups) {
+        let _ = writeln!(
+            h,
+            "<p>Backup: {} of {} {} in {} ms{} (failprobe never deletes it).</p>",
+            esc(&b.how),
+            esc(&b.node),
+            esc(&b.status),
+            b.took_ms,
+            if b.name.is_empty() { String::new() } else { format!(" <code>{}</code>", esc(&b.name)) }
+        );
+    }
+    if let Some(advice) = super::restore::advice(s) {
+        let _ = writeln!(h, "<pre class=\"bad\">{}</pre>", esc(&advice));
+    }
 }
 
 fn latency(h: &mut String, s: &Summary) {

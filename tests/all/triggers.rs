@@ -198,4 +198,6 @@ fn every_database_is_counted_and_a_changed_one_is_flagged() {
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Keys changed: restore") && md.contains(rdb), "{md}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Backup: BGSAVE of") && html.contains("trial 0 db3: 0 keys before, 1 after (+1)"), "{html}");
 }
