@@ -34,6 +34,20 @@ impl Locator {
                     map.refresh(target, limit).await?;
                     connect_owner(target, *slot, map, limit).await
                 }
+                // The owner is gone (killed, shut down, replaced) and no MOVED will say where its
+                // slots went: ask the cluster again at once, as a client that refreshes on a
+                // connection error does, so the new owner is used as soon as the cluster has
+                // one, not at the next topology poll. A timeout is left to the poll: asking
+                // every node with the same deadline would only delay the next attempt.
+                Err(e) if matches!(e.class, ErrorClass::Refused | ErrorClass::Reset) => {
+                    let before = map.owner(*slot).map(|n| (n.host, n.port));
+                    let moved = map.refresh(target, limit).await.is_ok()
+                        && map.owner(*slot).map(|n| (n.host, n.port)) != before;
+                    match moved {
+                        true => connect_owner(target, *slot, map, limit).await,
+                        false => Err(e),
+                    }
+                }
                 other => other,
             },
             Locator::Fixed { target, host, port } => {
