@@ -4,6 +4,7 @@
 use super::summarize::trial_summary;
 use super::summary::{ClientSummary, TrialSummary};
 use super::trial::{Params, TrialState};
+use super::waterfall::Watches;
 use crate::sample::{client_name, Event, Sample};
 
 pub(crate) struct TrialClients {
@@ -60,13 +61,13 @@ impl TrialClients {
     }
 
     /// The trial's summary (from the first profile) with every profile's figures in `clients`.
-    pub(crate) fn summary(&mut self, index: u32, interval_us: u64) -> TrialSummary {
+    pub(crate) fn summary(&mut self, index: u32, interval_us: u64, watches: Watches) -> TrialSummary {
         let mut summary = trial_summary(index, &mut self.clients[0], interval_us);
         let first = &self.clients[0];
-        let mut clients = vec![ClientSummary::of(&first.client, &summary, &first.events)];
+        let mut clients = vec![ClientSummary::of(&first.client, &summary, &first.events, watches)];
         for t in &mut self.clients[1..] {
             let own = trial_summary(index, t, interval_us);
-            clients.push(ClientSummary::of(&t.client, &own, &t.events));
+            clients.push(ClientSummary::of(&t.client, &own, &t.events, watches));
         }
         summary.clients = clients;
         summary

@@ -67,6 +67,8 @@ pub struct Analyzer {
     clients: Vec<String>,
     /// Timeline panels whose series closed trials kept.
     panels: usize,
+    /// What the run watched besides its probes (the endpoint, DNS), from any trial's events.
+    watches: waterfall::Watches,
 }
 
 impl Analyzer {
@@ -77,7 +79,7 @@ impl Analyzer {
             horizon_us: meta.timeout_us + REORDER_SLACK_US,
         };
         let clients = meta.client_names();
-        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0 }
+        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0, watches: Default::default() }
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -92,6 +94,7 @@ impl Analyzer {
     }
 
     pub fn event(&mut self, e: Event) {
+        self.watches.see(&e.kind);
         let (params, clients) = (self.params, &self.clients);
         self.trials.entry(e.trial).or_insert_with(|| TrialClients::new(clients, &params)).event(e);
     }
@@ -125,7 +128,7 @@ impl Analyzer {
         let mut outages = new_histogram();
         let mut after_close = 0;
         for (&i, clients) in &mut self.trials {
-            trials.push(clients.summary(i, self.meta.interval_us));
+            trials.push(clients.summary(i, self.meta.interval_us, self.watches));
             after_close += clients.clients.iter().map(|t| t.after_close).sum::<u64>();
             // The histograms, outages and plots are the first profile's.
             let closed = clients.clients[0].closed_mut().expect("closed above");
@@ -453,6 +456,29 @@ pub(crate) mod tests {
         a.finish().summary
     }
 
+    /// A phase is listed (observed or not) only when the run watched for it: the DNS watch's
+    /// first answer, given before the trial, is enough to list "DNS answer changed".
+    #[test]
+    fn watched_phases_are_listed_observed_or_not() {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        let dns = EventKind::DnsAnswer { name: "cache".into(), from: None, to: "10.0.0.1".into(), ttl_s: Some(5) };
+        event(&mut a, 0, 0, dns);
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        event(&mut a, 0, 100_000, EventKind::TriggerStart { kind: "sentinel".into(), detail: "x".into() });
+        let flip = EventKind::EndpointFlip { endpoint: "e".into(), from: Some("a".into()), to: "b".into() };
+        event(&mut a, 0, 150_000, flip);
+        for i in 0..50u64 {
+            a.sample(&probe(Stream::Write, i + 1, i * 10, 1, None));
+            a.sample(&probe(Stream::Read, i + 1, i * 10 + 5, 1, None));
+        }
+        event(&mut a, 0, 600_000, EventKind::TrialEnd { reason: "observed".into() });
+        let s = a.finish().summary;
+        let phases: Vec<(&str, Option<f64>)> =
+            s.trials[0].clients[0].phases.iter().map(|p| (p.name.as_str(), p.at_ms)).collect();
+        assert!(phases.contains(&("endpoint flipped", Some(150.0))), "{phases:?}");
+        assert!(phases.contains(&("DNS answer changed", None)), "watched, not observed: {phases:?}");
+    }
+
     #[test]
     fn each_client_profile_has_its_own_outage_and_write_log_and_the_budget_covers_those_named() {
         let s = two_clients(Budget::default());
@@ -481,14 +507,13 @@ pub(crate) mod tests {
                 ("writes not recovered by the end of the trial", Some(1991.0)),
                 ("failure detected", None),
                 ("new primary announced", None),
-                ("endpoint flipped", None),
-                ("DNS answer changed", None),
                 ("old primary stepped down", None),
-            ]
+            ],
+            "no endpoint and no DNS watch in this run: those phases could not happen and are left out"
         );
         let line = waterfall::describe(&pinned.phases);
         assert!(line.starts_with("trigger started +0 µs · trigger completed +50.0 ms · writes down"), "{line}");
-        let unobserved = "failure detected: not observed · new primary announced: not observed · endpoint flipped: not observed · DNS answer changed: not observed · old primary stepped down: not observed";
+        let unobserved = "failure detected: not observed · new primary announced: not observed · old primary stepped down: not observed";
         assert!(line.ends_with(unobserved), "{line}");
         // By default the verdict covers failprobe's own client: the deployment recovered.
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);

@@ -202,7 +202,12 @@ impl Phase {
 }
 
 impl ClientSummary {
-    pub(crate) fn of(name: &str, t: &TrialSummary, events: &[crate::sample::Event]) -> Self {
+    pub(crate) fn of(
+        name: &str,
+        t: &TrialSummary,
+        events: &[crate::sample::Event],
+        watches: super::waterfall::Watches,
+    ) -> Self {
         use crate::sample::EventKind;
         let hello = events.iter().find_map(|e| match &e.kind {
             EventKind::ClientHello { client, library, version, settings } if client == name => {
@@ -226,7 +231,7 @@ impl ClientSummary {
             writes: t.writes.clone(),
             reads: t.reads.clone(),
             integrity: t.integrity.clone(),
-            phases: super::waterfall::phases(t, events),
+            phases: super::waterfall::phases(t, events, watches),
             library,
             version,
             settings,

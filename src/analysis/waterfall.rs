@@ -9,8 +9,30 @@ use super::summarize::us_to_ms;
 use super::summary::{Phase, StreamSummary, TrialSummary};
 use crate::sample::{Event, EventKind};
 
+/// What the run watched besides its probes: a phase it never watched cannot have been observed,
+/// and is left out rather than listed as not observed (no endpoint lab, no host name to look
+/// up).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Watches {
+    /// The lab's endpoint reported where it sends connections (`EndpointFlip`).
+    pub endpoint: bool,
+    /// The DNS watch answered at least once (`DnsAnswer`).
+    pub dns: bool,
+}
+
+impl Watches {
+    /// Any event of the run, whichever trial it came in.
+    pub(crate) fn see(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::EndpointFlip { .. } => self.endpoint = true,
+            EventKind::DnsAnswer { .. } => self.dns = true,
+            _ => {}
+        }
+    }
+}
+
 /// The phases of one client's trial; empty for a trial without a trigger.
-pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
+pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Vec<Phase> {
     let Some(start) = t.trigger.started_at_ms else { return Vec::new() };
     let after = |at_ms: f64| at_ms >= start;
     let first_event = |want: fn(&EventKind) -> bool| {
@@ -29,11 +51,21 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event]) -> Vec<Phase> {
             }),
         ),
         Phase::at("new primary announced", t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
-        Phase::at("endpoint flipped", first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. }))),
-        // Polled every second: within the second before this time.
-        Phase::at("DNS answer changed", first_event(|k| matches!(k, EventKind::DnsAnswer { from: Some(_), .. }))),
         Phase::at("old primary stepped down", first_event(|k| matches!(k, EventKind::StepDown { .. }))),
     ];
+    if watches.endpoint {
+        out.push(Phase::at(
+            "endpoint flipped",
+            first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. })),
+        ));
+    }
+    if watches.dns {
+        // Polled every second: within the second before this time.
+        out.push(Phase::at(
+            "DNS answer changed",
+            first_event(|k| matches!(k, EventKind::DnsAnswer { from: Some(_), .. })),
+        ));
+    }
     for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
         stream_phases(&mut out, name, s, start);
     }
