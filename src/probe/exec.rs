@@ -321,8 +321,9 @@ impl Reply {
         if self.ok {
             return Answer::Value(self.value);
         }
-        // A library's message may quote its connection settings: samples.csv is not the place.
-        let text = crate::secret::scrub(&cut(&self.error, 300));
+        // A library's message may quote its connection settings: the sample is scrubbed of
+        // secrets when it is made (`schedule::to_sample`), like every client's.
+        let text = cut(&self.error, 300);
         let class = match self.kind.as_str() {
             "timeout" => ErrorClass::Timeout,
             "connection" => class_from_text(&text).unwrap_or(ErrorClass::Reset),
@@ -353,10 +354,7 @@ impl Prober for ExecClient {
             Value::Null => Ok(Some(0)),
             Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64()),
             Value::String(s) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
-            other => Err(ProbeError::new(
-                ErrorClass::Other,
-                format!("GET answered {}", crate::secret::scrub(&cut(&other.to_string(), 100))),
-            )),
+            other => Err(ProbeError::new(ErrorClass::Other, format!("GET answered {}", cut(&other.to_string(), 100)))),
         });
         Attempt { result, server: Some(self.server.clone()) }
     }

@@ -209,7 +209,9 @@ fn to_sample(
             None,
         ),
         Ok(v) => (Outcome::Ok, None, None, v),
-        Err(e) => (Outcome::Failed, Some(e.class), Some(e.text), None),
+        // Whatever the client (a library, an adapter) put in its message, a known password or
+        // a URL's userinfo never reaches samples.csv. Only failed probes carry a text.
+        Err(e) => (Outcome::Failed, Some(e.class), Some(crate::secret::scrub(&e.text)), None),
     };
     Sample {
         trial: cfg.trial,
@@ -252,5 +254,13 @@ mod tests {
         assert!(!late.ok());
         assert_eq!(late.error_class, Some(ErrorClass::Timeout));
         assert_eq!(late.latency_us, 262_000);
+        // A client's message quoting a known password or a URL's userinfo is scrubbed.
+        crate::secret::register("Sched-Secret-7");
+        let text = "connect to redis://app:Sched-Secret-7@db:6379 failed (auth Sched-Secret-7)".to_string();
+        let failed =
+            Attempt { result: Err(crate::target::error::ProbeError::new(ErrorClass::Reset, text)), server: None };
+        let sample = to_sample(&clock, &cfg, 3, at, at, at + Duration::from_millis(5), failed);
+        let error = sample.error.unwrap();
+        assert!(!error.contains("Sched-Secret-7") && error.contains("failed"), "{error}");
     }
 }
