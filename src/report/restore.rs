@@ -60,7 +60,9 @@ fn procedure(s: &Summary) -> String {
     }
     let elasticache = s.trials.iter().any(|t| t.aws.is_some());
     if elasticache && !backups.iter().any(|b| b.how == "CreateSnapshot") {
-        return "To restore on ElastiCache: from your latest automatic or manual snapshot, into a new group                 (`aws elasticache create-replication-group … --snapshot-name NAME`); this run took none (--backup                 takes `failprobe-<run-id>` before the first trigger).\n"
+        return "To restore on ElastiCache: from your latest automatic or manual snapshot, into a new group \
+                (`aws elasticache create-replication-group … --snapshot-name NAME`); this run took none (--backup \
+                takes `failprobe-<run-id>` before the first trigger).\n"
             .into();
     }
     if let Some(snapshot) = backups.iter().find(|b| b.how == "CreateSnapshot") {
@@ -87,6 +89,7 @@ fn procedure(s: &Summary) -> String {
         "To restore Redis/Valkey from {from}: copy that file aside now (the server replaces it at its next save); \
          stop writes; stop the server that is primary now, put the copy in place of its RDB file (with \
          appendonly yes, start it with appendonly no and turn AOF back on with CONFIG SET appendonly yes once \
-         loaded), start it, and make the other nodes its replicas again (REPLICAOF). Writes made since the backup are not in it: compare before you restore.\n"
+         loaded), start it, and make the other nodes its replicas again (REPLICAOF). Writes made since the \
+         backup are not in it: compare before you restore.\n"
     )
 }
