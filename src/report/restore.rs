@@ -93,3 +93,54 @@ fn procedure(s: &Summary) -> String {
          backup are not in it: compare before you restore.\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::advice;
+    use crate::analysis::tests::{event, meta};
+    use crate::analysis::Analyzer;
+    use crate::sample::{Budget, EventKind, KeyspacePhase};
+
+    /// A trial whose db5 lost 3 of 5 keys, with the backup `backup` (if any) taken first.
+    fn advice_with(backup: Option<EventKind>) -> Option<String> {
+        let mut a = Analyzer::new(meta(1, Budget::default()));
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        if let Some(b) = backup {
+            event(&mut a, 0, 10, b);
+        }
+        event(&mut a, 0, 20, EventKind::Keyspace { phase: KeyspacePhase::Before, keys: 0, dbs: vec![(5, 5)] });
+        event(&mut a, 0, 30, EventKind::Keyspace { phase: KeyspacePhase::After, keys: 0, dbs: vec![(5, 2)] });
+        event(&mut a, 0, 40, EventKind::TrialEnd { reason: "observed".into() });
+        advice(&a.finish().summary)
+    }
+
+    #[test]
+    fn a_changed_count_names_where_and_how_to_restore_from_this_runs_backup() {
+        let snapshot = EventKind::Backup {
+            how: "CreateSnapshot".into(),
+            name: "failprobe-abc".into(),
+            node: "my-group".into(),
+            status: "available".into(),
+            took_ms: 1,
+        };
+        let elasticache = advice_with(Some(snapshot)).expect("a changed count gets advice");
+        assert!(elasticache.contains("trial 0 db5: 5 keys before, 2 after (-3)"), "{elasticache}");
+        assert!(elasticache.contains("--snapshot-name failprobe-abc"), "{elasticache}");
+        let rdb = EventKind::Backup {
+            how: "BGSAVE".into(),
+            name: "/data/dump.rdb".into(),
+            node: "10.0.0.1:6379".into(),
+            status: "saved".into(),
+            took_ms: 1,
+        };
+        let text = advice_with(Some(rdb)).unwrap();
+        assert!(
+            text.contains("from the BGSAVE this run took before the first trigger: /data/dump.rdb on 10.0.0.1:6379")
+        );
+        let text = advice_with(None).unwrap();
+        assert!(text.contains("this run took no backup"), "{text}");
+        for line in text.lines() {
+            assert!(!line.trim().contains("  "), "one sentence, no runs of spaces: {line}");
+        }
+    }
+}
