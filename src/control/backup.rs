@@ -5,15 +5,16 @@
 //! the report); a backup that fails stops the run before any failover.
 //! failprobe never deletes a snapshot or a dump file.
 
+use super::query;
 use crate::aws::watch::AwsRun;
 use crate::error::UsageError;
 use crate::sample::EventKind;
 use crate::sink::Reporter;
 use crate::target::{connect_node, info_field, Target};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, Instant};
 
 /// A backup of a large dataset (or an ElastiCache snapshot) takes minutes; more is a stuck one.
 pub(crate) const BACKUP_LIMIT: Duration = Duration::from_secs(30 * 60);
@@ -144,14 +145,6 @@ pub(crate) async fn elasticache_snapshot(aws: &AwsRun, name: &str, report: &Repo
 
 fn stop(what: &str, why: &str) -> anyhow::Error {
     UsageError::Invalid(format!("--backup: {what}: {why}; no failover was started")).into()
-}
-
-async fn query<T: redis::FromRedisValue>(
-    conn: &mut MultiplexedConnection,
-    limit: Duration,
-    c: &redis::Cmd,
-) -> Result<T> {
-    timeout(limit * 4, c.query_async(conn)).await.context("timed out")?.map_err(Into::into)
 }
 
 #[cfg(test)]

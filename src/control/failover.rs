@@ -4,14 +4,13 @@
 //! setups without Sentinel. With `force` it switches after the timeout even if the replica did
 //! not catch up.
 
-use super::promote::first_online_replica;
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::promote::primary_and_replica;
+use super::{query, Trigger, TriggerContext, TriggerFuture};
 use crate::error::invalid;
 use crate::target::{connect_node, connect_primary, info_field};
-use anyhow::{anyhow, Context, Result};
-use redis::aio::MultiplexedConnection;
+use anyhow::{anyhow, Result};
 use std::time::Duration;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, Instant};
 
 /// FAILOVER appeared in Redis 6.2 (and every Valkey).
 const SINCE: (u32, u32) = (6, 2);
@@ -59,7 +58,7 @@ impl Failover {
             ));
         }
         let (mut conn, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-        let info: String = query(&mut conn, ctx, redis::cmd("INFO").arg("server")).await?;
+        let info: String = query(&mut conn, ctx.limit, redis::cmd("INFO").arg("server")).await?;
         let (server, version) = server_version(&info);
         if !speaks_failover(&server, &version) {
             return Err(invalid(format!(
@@ -81,10 +80,7 @@ impl Trigger for Failover {
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
-            let (mut old, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-            let info: String = query(&mut old, ctx, redis::cmd("INFO").arg("replication")).await?;
-            let (host, port) = first_online_replica(&info)
-                .ok_or_else(|| anyhow!("the primary {} has no online replica", primary.addr))?;
+            let (mut old, primary, (host, port)) = primary_and_replica(ctx).await?;
             let mut failover = redis::cmd("FAILOVER");
             failover.arg("TO").arg(&host).arg(port);
             if let Some(t) = self.timeout {
@@ -93,21 +89,21 @@ impl Trigger for Failover {
             if self.force {
                 failover.arg("FORCE");
             }
-            let _: () = query(&mut old, ctx, &mut failover).await?;
+            let _: () = query(&mut old, ctx.limit, &failover).await?;
             // FAILOVER answers at once and proceeds in the background: complete when the
             // replica answers ROLE as the primary.
             let (mut new, addr) =
                 connect_node(&ctx.target, &host, port, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
             let deadline = Instant::now() + ctx.max_wait;
             loop {
-                let role: redis::Value = query(&mut new, ctx, &mut redis::cmd("ROLE")).await?;
+                let role: redis::Value = query(&mut new, ctx.limit, &redis::cmd("ROLE")).await?;
                 if matches!(&role, redis::Value::Array(items) if items.first().and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).as_deref() == Some("master"))
                 {
                     return Ok(format!("FAILOVER TO {addr} on {}: {addr} is the primary", primary.addr));
                 }
                 if Instant::now() >= deadline {
                     let state: String =
-                        query(&mut old, ctx, redis::cmd("INFO").arg("replication")).await.unwrap_or_default();
+                        query(&mut old, ctx.limit, redis::cmd("INFO").arg("replication")).await.unwrap_or_default();
                     let state = info_field(&state, "master_failover_state").unwrap_or_else(|| "unknown".into());
                     return Err(anyhow!(
                         "{addr} was not the primary {:?} after FAILOVER (failover state: {state})",
@@ -118,14 +114,6 @@ impl Trigger for Failover {
             }
         })
     }
-}
-
-async fn query<T: redis::FromRedisValue>(
-    conn: &mut MultiplexedConnection,
-    ctx: &TriggerContext,
-    c: &mut redis::Cmd,
-) -> Result<T> {
-    timeout(ctx.limit * 4, c.query_async(conn)).await.context("timed out")?.map_err(Into::into)
 }
 
 /// `("valkey", "9.1.2")` or `("redis", "7.0.15")` from INFO server (Valkey also reports a

@@ -24,6 +24,16 @@ use std::time::Duration;
 
 pub(crate) type TriggerFuture<'a> = Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
 
+/// One command on a control connection, given four times the connect limit to answer.
+pub(crate) async fn query<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    limit: Duration,
+    c: &redis::Cmd,
+) -> Result<T> {
+    use anyhow::Context;
+    tokio::time::timeout(limit * 4, c.query_async(conn)).await.context("timed out")?.map_err(Into::into)
+}
+
 /// What a trigger may act on.
 pub struct TriggerContext {
     pub target: Arc<Target>,

@@ -1,11 +1,10 @@
 //! `promote`: `REPLICAOF NO ONE` on a replica of the primary, then the old primary is re-pointed
 //! at it — a failover by hand, as a runbook without Sentinel would do it.
 
-use super::{Trigger, TriggerContext, TriggerFuture};
-use crate::target::{connect_node, connect_primary, info_field};
-use anyhow::{anyhow, Context, Result};
+use super::{query, Trigger, TriggerContext, TriggerFuture};
+use crate::target::{connect_node, connect_primary, info_field, ServerInfo};
+use anyhow::{anyhow, Result};
 use redis::aio::MultiplexedConnection;
-use tokio::time::timeout;
 
 pub(crate) struct Promote;
 
@@ -16,25 +15,26 @@ impl Trigger for Promote {
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
-            let (mut old, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-            let info: String = cmd(&mut old, ctx, redis::cmd("INFO").arg("replication")).await?;
-            let (host, port) = first_online_replica(&info)
-                .ok_or_else(|| anyhow!("the primary {} has no online replica", primary.addr))?;
+            let (mut old, primary, (host, port)) = primary_and_replica(ctx).await?;
             let (mut replica, addr) =
                 connect_node(&ctx.target, &host, port, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-            let _: () = cmd(&mut replica, ctx, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
-            let _: () = cmd(&mut old, ctx, redis::cmd("REPLICAOF").arg(&host).arg(port)).await?;
+            let _: () = query(&mut replica, ctx.limit, redis::cmd("REPLICAOF").arg("NO").arg("ONE")).await?;
+            let _: () = query(&mut old, ctx.limit, redis::cmd("REPLICAOF").arg(&host).arg(port)).await?;
             Ok(format!("REPLICAOF NO ONE on {addr}; {} now replicates from it", primary.addr))
         })
     }
 }
 
-async fn cmd<T: redis::FromRedisValue>(
-    conn: &mut MultiplexedConnection,
+/// The primary (connected) and the address of its first online replica: where `promote` and
+/// `failover` act.
+pub(crate) async fn primary_and_replica(
     ctx: &TriggerContext,
-    c: &mut redis::Cmd,
-) -> Result<T> {
-    timeout(ctx.limit * 4, c.query_async(conn)).await.context("timed out")?.map_err(Into::into)
+) -> Result<(MultiplexedConnection, ServerInfo, (String, u16))> {
+    let (mut conn, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
+    let info: String = query(&mut conn, ctx.limit, redis::cmd("INFO").arg("replication")).await?;
+    let replica =
+        first_online_replica(&info).ok_or_else(|| anyhow!("the primary {} has no online replica", primary.addr))?;
+    Ok((conn, primary, replica))
 }
 
 /// `slave0:ip=127.0.0.1,port=6380,state=online,offset=123,lag=0`

@@ -6,10 +6,10 @@
 
 use super::cluster::chosen_shard;
 use super::failover::{major_minor, server_mode, server_version};
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::{query, Trigger, TriggerContext, TriggerFuture};
 use crate::error::invalid;
 use crate::target::{connect_node, query_role};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -26,9 +26,7 @@ impl ShutdownFailover {
         let primary = &shard.primary;
         let (mut conn, addr) =
             connect_node(&ctx.target, &primary.host, primary.port, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-        let info: String = timeout(ctx.limit * 4, redis::cmd("INFO").arg("server").query_async(&mut conn))
-            .await
-            .context("INFO server timed out")??;
+        let info: String = query(&mut conn, ctx.limit, redis::cmd("INFO").arg("server")).await?;
         let (server, version) = server_version(&info);
         if server != "valkey" || major_minor(&version) < SINCE {
             return Err(invalid(format!(

@@ -596,10 +596,15 @@ async fn run_trial(
     if let Some(command) = &ctx.plan.before {
         crate::control::runbook::step("before", command, ctx.plan.max_trial, &ctx.report).await?;
     }
-    if trial == 0 && ctx.plan.backup {
-        take_backup(ctx).await?;
-    }
-    let ending = measure_trial(ctx, trial, spec, last_trigger).await;
+    // A failed backup stops the run before the trigger, but `--after` still runs: `--before`
+    // may have paused the batch jobs.
+    let ending = match trial == 0 && ctx.plan.backup {
+        true => match take_backup(ctx).await {
+            Ok(()) => measure_trial(ctx, trial, spec, last_trigger).await,
+            Err(e) => Err(e),
+        },
+        false => measure_trial(ctx, trial, spec, last_trigger).await,
+    };
     if let Some(command) = &ctx.plan.after {
         crate::control::runbook::step("after", command, ctx.plan.max_trial, &ctx.report).await?;
     }
@@ -1122,6 +1127,30 @@ mod tests {
         assert_eq!(t.integrity.stale_reads, 0);
         assert_eq!(s.verdict.kind, "recovered", "{}", s.verdict.headline);
         assert!(result.dir.join("summary.json").exists() && result.dir.join("report.html").exists());
+    }
+
+    /// A backup that fails (the fake engine names no primary to BGSAVE) stops the run before
+    /// its trigger, and `--after` still runs: `--before` may have paused the batch jobs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_backup_fires_nothing_and_still_runs_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flag, resumed) = (dir.path().join("failed-over"), dir.path().join("resumed"));
+        let mut plan = plan(&dir.path().join("out"), &format!("command=touch {}", flag.display()));
+        plan.backup = true;
+        plan.before = Some("true".into());
+        plan.after = Some(format!("touch {}", resumed.display()));
+        let fake = Arc::new(Fake {
+            flag: flag.clone(),
+            down: Duration::ZERO,
+            flagged_at: Mutex::new(None),
+            applied: AtomicU64::new(0),
+            written: Mutex::new(SeqSet::default()),
+            forget: 0,
+        });
+        let Err(err) = measured(&plan, Ok(Arc::new(FakeEngine(fake)))).await else { panic!("the backup failed") };
+        assert!(format!("{err:#}").contains("--backup: BGSAVE"), "{err:#}");
+        assert!(!flag.exists(), "the trigger must not fire");
+        assert!(resumed.exists(), "--after ran");
     }
 
     #[tokio::test]
