@@ -47,7 +47,7 @@ fn main() {
     println!("set+get round trip, {N} sequential: memcache crate {crate_lat}; failprobe {ours_lat}");
 
     // A hung node: how long until each client gives up on one request?
-    let _ = failprobe::os::signal_verified(node.pid as u64, node.port, libc::SIGSTOP);
+    let _ = failprobe::os::signal_verified(node.pid as u64, &[node.addr()], libc::SIGSTOP);
     // The crate's call is given 5 s on its own thread, then the node is resumed.
     let (tx, rx) = std::sync::mpsc::channel();
     let client = crate_client.clone();
@@ -66,7 +66,7 @@ fn main() {
         };
         (t.elapsed(), r.is_err())
     });
-    let _ = failprobe::os::signal_verified(node.pid as u64, node.port, libc::SIGCONT);
+    let _ = failprobe::os::signal_verified(node.pid as u64, &[node.addr()], libc::SIGCONT);
     let crate_hung = match crate_hung {
         Ok((took, err)) => format!("gave up after {took:?} (error: {err})"),
         Err(_) => "had not returned after 5 s".to_string(),

@@ -92,7 +92,11 @@ async fn dispatch(command: Command) -> Result<i32> {
     }
 }
 
-async fn run(args: RunArgs) -> Result<i32> {
+async fn run(mut args: RunArgs) -> Result<i32> {
+    // clap fills --clients from FAILPROBE_CLIENTS when the flag is absent: those adapters are
+    // commands nobody typed here, and are confirmed like a scenario's.
+    let typed = std::env::args().any(|a| a == "--clients" || a.starts_with("--clients="));
+    args.overrides.clients_from_env = !typed && std::env::var_os("FAILPROBE_CLIENTS").is_some();
     let path = args.scenario.clone();
     let file = match &path {
         Some(p) => Some((p.as_path(), scenario::load(p)?)),

@@ -1,10 +1,11 @@
 //! Signals only to processes failprobe has verified: a pid is a server of the kind failprobe
-//! measures (redis-server, valkey-server, a sentinel, memcached) that listens on the port we
-//! act on. `kill(2)` with pid 0 or -1 signals whole process groups or every process, and a pid
+//! measures (redis-server, valkey-server, a sentinel, memcached) that listens on the exact
+//! address and port we act on (two servers may share a port on different addresses). `kill(2)` with pid 0 or -1 signals whole process groups or every process, and a pid
 //! read from a file or typed by hand may have been reused by anything: both are refused here.
 
 use anyhow::{anyhow, Result};
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 
 /// Process names (`/proc/PID/comm`) of the servers failprobe may signal.
 const SERVER_NAMES: [&str; 5] = ["redis-server", "redis-sentinel", "valkey-server", "valkey-sentinel", "memcached"];
@@ -18,13 +19,14 @@ pub(crate) fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {
     }
 }
 
-/// What the process is, when it is a server listening on `port`; otherwise why it is not.
-pub(crate) fn identify(raw_pid: u64, port: u16) -> Result<String, String> {
-    identify_as(raw_pid, port, &SERVER_NAMES)
+/// What the process is, when it is a server listening on one of `addrs` (what the target's
+/// host resolves to, with its port); otherwise why it is not.
+pub(crate) fn identify(raw_pid: u64, addrs: &[SocketAddr]) -> Result<String, String> {
+    identify_as(raw_pid, addrs, &SERVER_NAMES)
 }
 
 /// `identify` for a process named one of `names` (the lab's own endpoint is a failprobe process).
-pub(crate) fn identify_as(raw_pid: u64, port: u16, names: &[&str]) -> Result<String, String> {
+pub(crate) fn identify_as(raw_pid: u64, addrs: &[SocketAddr], names: &[&str]) -> Result<String, String> {
     let pid = checked_pid(raw_pid)?;
     if pid as u32 == std::process::id() {
         return Err(format!("pid {pid} is failprobe itself"));
@@ -44,23 +46,60 @@ pub(crate) fn identify_as(raw_pid: u64, port: u16, names: &[&str]) -> Result<Str
             names.join(", ")
         ));
     }
-    let listening = listening_ports(pid).map_err(|e| format!("pid {pid} ({comm}): cannot read its sockets: {e}"))?;
-    if !listening.contains(&port) {
-        let mut ports: Vec<u16> = listening.into_iter().collect();
-        ports.sort_unstable();
-        return Err(format!("pid {pid} ({comm}) listens on {ports:?}, not on the target's port {port}"));
+    let listening = listeners(pid).map_err(|e| format!("pid {pid} ({comm}): cannot read its sockets: {e}"))?;
+    for at in addrs {
+        if let Some(socket) = listening.iter().find(|l| serves(**l, *at)) {
+            let how = match socket.ip().is_unspecified() {
+                true => format!(" (its wildcard listener {socket})"),
+                false => String::new(),
+            };
+            return Ok(format!("{comm} pid {pid} listening on {at}{how}"));
+        }
     }
-    Ok(format!("{comm} pid {pid} listening on port {port}"))
+    let mut sockets: Vec<String> = listening.iter().map(SocketAddr::to_string).collect();
+    sockets.sort_unstable();
+    let wanted: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    Err(format!(
+        "pid {pid} ({comm}) listens on [{}], not on the target's {}",
+        sockets.join(", "),
+        match wanted.as_slice() {
+            [] => "address (it resolved to none)".to_string(),
+            [one] => one.clone(),
+            many => format!("addresses {}", many.join(", ")),
+        }
+    ))
 }
 
-/// Sends `signal` to `pid` after `identify` confirmed it is the server on `port`.
-pub fn signal_verified(raw_pid: u64, port: u16, signal: libc::c_int) -> Result<String> {
-    signal_verified_as(raw_pid, port, signal, &SERVER_NAMES)
+/// Whether a socket listening on `listener` accepts connections to `target`: the same address
+/// and port, or a wildcard of the same family on this port when `target` is this machine's.
+/// A dual-stack `[::]` listener counts only for IPv6: whether it takes IPv4 depends on a
+/// socket option /proc does not show.
+fn serves(listener: SocketAddr, target: SocketAddr) -> bool {
+    if listener.port() != target.port() {
+        return false;
+    }
+    let (l, t) = (listener.ip().to_canonical(), target.ip().to_canonical());
+    l == t || (l.is_unspecified() && l.is_ipv4() == t.is_ipv4() && is_local(t))
+}
+
+/// An address of this machine (in failprobe's network namespace): binding to it succeeds.
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// Sends `signal` to `pid` after `identify` confirmed it is the server at one of `addrs`.
+pub fn signal_verified(raw_pid: u64, addrs: &[SocketAddr], signal: libc::c_int) -> Result<String> {
+    signal_verified_as(raw_pid, addrs, signal, &SERVER_NAMES)
 }
 
 /// `signal_verified` for a process named one of `names`.
-pub(crate) fn signal_verified_as(raw_pid: u64, port: u16, signal: libc::c_int, names: &[&str]) -> Result<String> {
-    let who = identify_as(raw_pid, port, names).map_err(|e| anyhow!("not signalled: {e}"))?;
+pub(crate) fn signal_verified_as(
+    raw_pid: u64,
+    addrs: &[SocketAddr],
+    signal: libc::c_int,
+    names: &[&str],
+) -> Result<String> {
+    let who = identify_as(raw_pid, addrs, names).map_err(|e| anyhow!("not signalled: {e}"))?;
     let pid = checked_pid(raw_pid).map_err(|e| anyhow!(e))?;
     // SAFETY: kill(2) has no memory-safety preconditions; pid is a verified single process.
     if unsafe { libc::kill(pid, signal) } != 0 {
@@ -92,9 +131,9 @@ pub(crate) fn signal_same_process(raw_pid: u64, started: u64, signal: libc::c_in
     Ok(())
 }
 
-/// The TCP ports `pid` listens on: its socket inodes (/proc/PID/fd) matched against the
-/// listening sockets of /proc/net/tcp and tcp6.
-fn listening_ports(pid: libc::pid_t) -> std::io::Result<HashSet<u16>> {
+/// The TCP addresses `pid` listens on: its socket inodes (/proc/PID/fd) matched against the
+/// listening sockets of its own network namespace (/proc/PID/net/tcp and tcp6).
+fn listeners(pid: libc::pid_t) -> std::io::Result<Vec<SocketAddr>> {
     let mut inodes = HashSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
         let Ok(link) = std::fs::read_link(entry.path()) else { continue };
@@ -103,9 +142,9 @@ fn listening_ports(pid: libc::pid_t) -> std::io::Result<HashSet<u16>> {
             inodes.insert(inode.to_string());
         }
     }
-    let mut ports = HashSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
+    let mut found = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // local_address is fields[1] (ADDR:PORT in hex), st is fields[3] (0A = LISTEN),
@@ -113,15 +152,30 @@ fn listening_ports(pid: libc::pid_t) -> std::io::Result<HashSet<u16>> {
             let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
                 continue;
             };
-            if *state != "0A" || !inodes.contains(*inode) {
-                continue;
-            }
-            if let Some(port) = local.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok()) {
-                ports.insert(port);
+            if *state == "0A" && inodes.contains(*inode) {
+                found.extend(parse_proc_addr(local));
             }
         }
     }
-    Ok(ports)
+    Ok(found)
+}
+
+/// `0100007F:18EB` (tcp) or 32 hex digits and a port (tcp6): the address is printed as 32-bit
+/// words in the kernel's byte order, so each word's native bytes are the address's bytes.
+fn parse_proc_addr(text: &str) -> Option<SocketAddr> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in addr.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// SIGINT, SIGTERM and SIGHUP: `timeout`, a CI cancel and a dropped ssh session mean the same
@@ -232,12 +286,39 @@ mod tests {
     #[test]
     fn a_process_that_is_not_a_server_is_named_and_refused() {
         let me = std::process::id() as u64;
-        assert!(identify(me, 1).unwrap_err().contains("failprobe itself"));
+        let at = [SocketAddr::from(([127, 0, 0, 1], 6379))];
+        assert!(identify(me, &at).unwrap_err().contains("failprobe itself"));
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         // Right after fork the child may still carry our name; either way it is refused by name.
-        let err = identify(child.id() as u64, 6379).unwrap_err();
+        let err = identify(child.id() as u64, &at).unwrap_err();
         assert!(err.contains("not a redis-server"), "{err}");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    #[test]
+    fn listeners_match_their_own_address_and_wildcards_their_own_family() {
+        assert_eq!(parse_proc_addr("0100007F:18F6"), Some(SocketAddr::from(([127, 0, 0, 1], 6390))));
+        let v6_loopback = "00000000000000000000000001000000:18EB";
+        assert_eq!(parse_proc_addr(v6_loopback), Some("[::1]:6379".parse().unwrap()));
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(serves(at("127.0.0.1:6390"), at("127.0.0.1:6390")));
+        assert!(!serves(at("127.0.0.1:6390"), at("127.0.0.2:6390")), "another loopback address");
+        assert!(!serves(at("127.0.0.1:6390"), at("127.0.0.1:6391")));
+        assert!(serves(at("0.0.0.0:6390"), at("127.0.0.2:6390")), "a wildcard serves local addresses");
+        assert!(!serves(at("0.0.0.0:6379"), at("192.0.2.10:6379")), "not a remote one (TEST-NET-1)");
+        assert!(!serves(at("[::]:6379"), at("127.0.0.1:6379")), "a v6 wildcard counts for v6 only");
+        assert!(serves(at("[::]:6379"), at("[::1]:6379")));
+        assert!(serves(at("[::ffff:127.0.0.1]:6379"), at("127.0.0.1:6379")), "a v4-mapped listener");
+    }
+
+    #[test]
+    fn the_listener_found_is_the_one_on_the_exact_address() {
+        let a = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        let me = checked_pid(std::process::id() as u64).unwrap();
+        let found = listeners(me).unwrap();
+        assert!(found.contains(&SocketAddr::from(([127, 0, 0, 3], port))), "{found:?}");
+        assert!(!found.iter().any(|l| serves(*l, SocketAddr::from(([127, 0, 0, 4], port)))));
     }
 }

@@ -123,6 +123,43 @@ impl ExecSection {
     }
 }
 
+/// The commands a run would start that its command line does not show, each with its origin.
+fn commands_not_typed(o: &Overrides, f: &ScenarioFile) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let runbook = f.runbook.as_ref();
+    for (step, typed, file) in [
+        ("before", &o.before, runbook.and_then(|r| r.before.as_ref())),
+        ("after", &o.after, runbook.and_then(|r| r.after.as_ref())),
+    ] {
+        if let (None, Some(command)) = (typed, file) {
+            found.push(format!("--{step} `{command}` (from the scenario's [runbook])"));
+        }
+    }
+    if let (None, Some(kind)) = (&o.trigger, f.trigger.kind.as_ref().filter(|k| k.trim_start().starts_with("command")))
+    {
+        found.push(format!("the trigger `{kind}` (from the scenario)"));
+    }
+    let adapters = |lists: &[String], origin: &str, found: &mut Vec<String>| -> Result<()> {
+        for list in lists {
+            for p in Profile::parse_list(list).map_err(invalid)? {
+                if let Profile::Exec(spec) = p {
+                    found.push(format!("the adapter `{}`: `{}` (from {origin})", spec.name, spec.command));
+                }
+            }
+        }
+        Ok(())
+    };
+    match (o.clients.is_empty(), o.clients_from_env) {
+        (false, true) => adapters(&o.clients, "FAILPROBE_CLIENTS", &mut found)?,
+        (true, _) => adapters(f.probe.clients.as_deref().unwrap_or_default(), "the scenario's clients", &mut found)?,
+        (false, false) => {}
+    }
+    for e in f.probe.exec.iter().flatten() {
+        found.push(format!("the adapter `{}`: `{}` (from the scenario's [[probe.exec]])", e.name, e.command));
+    }
+    Ok(found)
+}
+
 /// `--clients` (each argument a list) or the scenario's `clients`; None: the default profiles.
 fn client_profiles(args: Vec<String>, scenario: Option<Vec<String>>) -> Result<Option<Vec<Profile>>> {
     let lists = if args.is_empty() { scenario.unwrap_or_default() } else { args };
@@ -265,6 +302,10 @@ pub struct Plan {
     /// Memcached: known keys stored per node before each trigger (0: none).
     pub seed_keys: u64,
     pub yes: bool,
+    /// Commands this run would start that were not typed on its command line (a scenario's
+    /// `[runbook]`, `[[probe.exec]]`, trigger or clients; `FAILPROBE_CLIENTS`), each with its
+    /// origin: shown and confirmed once unless `--yes`.
+    pub commands_not_typed: Vec<String>,
     pub quiet: bool,
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
@@ -414,6 +455,10 @@ pub struct Overrides {
     /// Repeatable: each `--clients` is a list; an `exec:` entry takes the rest of its own.
     #[arg(long, env = "FAILPROBE_CLIENTS", help = crate::probe::client::profile_help())]
     pub clients: Vec<String>,
+    /// `clients` came from FAILPROBE_CLIENTS, not from this command line (set by `main`): its
+    /// adapters' commands are confirmed like a scenario's.
+    #[arg(skip)]
+    pub clients_from_env: bool,
     #[command(flatten)]
     pub outputs: crate::report::OutputArgs,
     #[command(flatten)]
@@ -477,6 +522,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         Some((p, f)) => (Some(p.to_path_buf()), f),
         None => (None, ScenarioFile::default()),
     };
+    let commands_not_typed = commands_not_typed(&o, &f)?;
     let name = f
         .name
         .clone()
@@ -562,6 +608,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         key: o.key.or(f.trigger.key),
         seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(defaults::SEED_KEYS),
         yes: o.yes,
+        commands_not_typed,
         quiet: o.quiet,
         report: o.outputs.report_options(Vec::new()),
         ci: o.outputs.ci(),

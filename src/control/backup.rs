@@ -27,6 +27,17 @@ pub(crate) fn snapshot_name(run_id: &str) -> String {
     format!("failprobe-{clean}")
 }
 
+/// The backup event's `how` and `status` when an interruption abandoned the wait: the server
+/// (or AWS) goes on with what it started; failprobe only stops waiting.
+pub(crate) fn abandoned(elasticache: bool) -> (&'static str, &'static str) {
+    match elasticache {
+        true => ("CreateSnapshot", "abandoned on interrupt: AWS goes on creating the snapshot; failprobe did not wait"),
+        false => {
+            ("BGSAVE", "abandoned on interrupt: the server finishes the BGSAVE it started; failprobe did not wait")
+        }
+    }
+}
+
 /// BGSAVE on every primary (one per shard), one after the other; `Err` stops the run.
 pub(crate) async fn bgsave_all(
     target: &Target,

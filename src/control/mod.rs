@@ -358,25 +358,25 @@ impl TriggerSpec {
 
     /// What can be checked before anything is written or fired: the chosen shard exists and,
     /// for a cluster failover, has a replica; AWS's preconditions for the ElastiCache triggers.
-    /// Returns, for those, exactly which API calls the trigger will make.
-    pub async fn check(&self, ctx: &TriggerContext) -> Result<Option<String>> {
-        match self {
-            Self::ElasticacheTestFailover(ng) => {
-                return elasticache::TestFailover(ng.clone()).check(ctx).await.map(Some)
-            }
-            Self::ElasticachePromote(id) => return elasticache::Promote(id.clone()).check(ctx).await.map(Some),
+    /// Returns what the confirmation must show: exactly which API calls the trigger will make,
+    /// or which process it will signal.
+    pub async fn check(&self, ctx: &TriggerContext) -> Result<Checked> {
+        let api_call = match self {
+            Self::ElasticacheTestFailover(ng) => elasticache::TestFailover(ng.clone()).check(ctx).await?,
+            Self::ElasticachePromote(id) => elasticache::Promote(id.clone()).check(ctx).await?,
             Self::ElasticacheReboot { cache_cluster, nodes } => {
                 let reboot = elasticache::Reboot { cache_cluster: cache_cluster.clone(), nodes: nodes.clone() };
-                return reboot.check(ctx).await.map(Some);
+                reboot.check(ctx).await?
             }
-            _ => {}
-        }
-        self.check_redis(ctx).await.map(|_| None)
+            _ => return self.check_redis(ctx).await.map(|process| Checked { api_call: None, process }),
+        };
+        Ok(Checked { api_call: Some(api_call), process: None })
     }
 
-    async fn check_redis(&self, ctx: &TriggerContext) -> Result<()> {
+    async fn check_redis(&self, ctx: &TriggerContext) -> Result<Option<String>> {
+        let mut process = None;
         if matches!(self, Self::Kill | Self::Pause(_)) {
-            process::check_process(ctx).await?;
+            process = Some(process::check_process(ctx).await?);
         }
         if matches!(self, Self::Failover { .. }) {
             failover::Failover::check(ctx).await?;
@@ -389,7 +389,7 @@ impl TriggerSpec {
         }
         self.check_plan(&ctx.target, true)?;
         if !ctx.target.is_cluster() {
-            return Ok(());
+            return Ok(process);
         }
         if matches!(self, Self::ClusterFailover(_) | Self::Kill | Self::Pause(_)) {
             let (index, shard) = cluster::chosen_shard(ctx).await?;
@@ -400,8 +400,17 @@ impl TriggerSpec {
                 )));
             }
         }
-        Ok(())
+        Ok(process)
     }
+}
+
+/// What a trigger's check found that the confirmation must name.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The AWS API calls each trial makes.
+    pub api_call: Option<String>,
+    /// The process a kill or pause signals: program, pid, address and port.
+    pub process: Option<String>,
 }
 
 /// `<cache-cluster-id>:<node-id>[,<node-id>...]`.

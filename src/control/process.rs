@@ -5,6 +5,7 @@ use super::{Trigger, TriggerContext, TriggerFuture};
 use crate::os::signal_verified;
 use crate::target::locate_primary;
 use anyhow::{anyhow, Result};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub(crate) enum Signal {
@@ -22,15 +23,15 @@ impl Trigger for Signal {
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
-            let (pid, port) = primary_process(ctx).await?;
+            let Process { pid, addrs } = primary_process(ctx).await?;
             match self {
                 Signal::Kill => {
-                    let who = signal_verified(pid as u64, port, libc::SIGKILL)?;
+                    let who = signal_verified(pid as u64, &addrs, libc::SIGKILL)?;
                     Ok(format!("SIGKILL to {who}"))
                 }
                 Signal::Pause(d) => {
                     let started = crate::os::start_time(pid as u64);
-                    let who = signal_verified(pid as u64, port, libc::SIGSTOP)?;
+                    let who = signal_verified(pid as u64, &addrs, libc::SIGSTOP)?;
                     // Resumes the process even if this future is dropped (Ctrl-C, SIGTERM): a
                     // paused primary must never be left behind.
                     let guard = ResumeOnDrop { pid, started: started.unwrap_or(0) };
@@ -90,25 +91,33 @@ async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
     locate_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("finding the primary: {e}"))
 }
 
-/// The process a kill/pause acts on and the port it must listen on: `--pid` (checked against
-/// the target's node), or the lab's process on that node's port.
-pub(crate) async fn primary_process(ctx: &TriggerContext) -> Result<(u32, u16)> {
+/// The process a kill/pause acts on, and the addresses it must listen on.
+pub(crate) struct Process {
+    pid: u32,
+    /// What the node's host resolves to (through the target's resolver), with its port.
+    addrs: Vec<SocketAddr>,
+}
+
+/// The process a kill/pause acts on: `--pid` (checked against the address and port the
+/// target's node resolves to), or the lab's process on that node's port.
+pub(crate) async fn primary_process(ctx: &TriggerContext) -> Result<Process> {
     let (host, port) = target_node(ctx).await?;
+    let addrs = ctx.target.dns.resolve(&host, port, ctx.limit).await.map_err(|e| anyhow!("{host}:{port}: {e}"))?;
     if let Some(pid) = ctx.pid {
-        return Ok((pid, port));
+        return Ok(Process { pid, addrs });
     }
     let lab =
         ctx.lab.as_ref().ok_or_else(|| anyhow!("kill/pause need the primary's process: use --lab DIR or --pid PID"))?;
     let pid = lab
         .pid_of_port(port)
         .ok_or_else(|| anyhow!("{host}:{port} is not a process of the lab in {}", lab.dir.display()))?;
-    Ok((pid, port))
+    Ok(Process { pid, addrs })
 }
 
 /// Before anything is written or fired: the process exists, is a server, and listens on the
-/// port of the node the trigger acts on.
-pub(crate) async fn check_process(ctx: &TriggerContext) -> Result<()> {
-    let (pid, port) = primary_process(ctx).await?;
+/// address and port of the node the trigger acts on. Returns what it is, for the confirmation.
+pub(crate) async fn check_process(ctx: &TriggerContext) -> Result<String> {
+    let Process { pid, addrs } = primary_process(ctx).await?;
     let source = if ctx.pid.is_some() { "--pid" } else { "the lab's record" };
-    crate::os::identify(pid as u64, port).map(|_| ()).map_err(|e| crate::error::invalid(format!("{source}: {e}")))
+    crate::os::identify(pid as u64, &addrs).map_err(|e| crate::error::invalid(format!("{source}: {e}")))
 }

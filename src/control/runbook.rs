@@ -10,10 +10,48 @@ use crate::sample::EventKind;
 use crate::sink::Reporter;
 use anyhow::Result;
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// Runs one step and records it; `Err` when a `before` step failed (the run must stop).
-pub(crate) async fn step(name: &str, command: &str, max_wait: Duration, report: &Reporter) -> Result<()> {
-    let (status, output, ok) = match run_shell(command, max_wait).await {
+/// How long `--after` may take once the run is stopping (Ctrl-C, SIGTERM): it still runs, but
+/// a CI cancel follows its SIGTERM with a SIGKILL, and the report must be written before that.
+pub(crate) const AFTER_WHEN_STOPPING: Duration = Duration::from_secs(30);
+
+/// How a step ended, when it did not fail.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    Done,
+    /// The run was stopped while it ran: its process group was ended.
+    Interrupted,
+}
+
+/// Runs one step and records it; `Err` when a `before` step failed (the run must stop). With
+/// `cancel`, a stop signal ends the step's whole process group at once.
+pub(crate) async fn step(
+    name: &str,
+    command: &str,
+    max_wait: Duration,
+    report: &Reporter,
+    cancel: Option<watch::Receiver<bool>>,
+) -> Result<Step> {
+    let stopped = async move {
+        match cancel {
+            Some(mut c) => c.wait_for(|stop| *stop).await.map(|_| ()).unwrap_or(()),
+            None => std::future::pending().await,
+        }
+    };
+    let finished = tokio::select! {
+        done = run_shell(command, max_wait) => done,
+        _ = stopped => {
+            report.event(EventKind::RunbookStep {
+                step: name.to_string(),
+                command: command.to_string(),
+                status: "interrupted".to_string(),
+                output: "the run was stopped; its process group was ended".to_string(),
+            });
+            return Ok(Step::Interrupted);
+        }
+    };
+    let (status, output, ok) = match finished {
         Ok(done) => {
             let output = match done.last_line(&done.stderr) {
                 "" => done.last_line(&done.stdout).to_string(),
@@ -36,5 +74,5 @@ pub(crate) async fn step(name: &str, command: &str, max_wait: Duration, report: 
         }
         crate::note!("warning: {why}");
     }
-    Ok(())
+    Ok(Step::Done)
 }

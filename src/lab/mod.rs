@@ -338,7 +338,15 @@ impl Lab {
         }
         let primary = self.current_primary().await;
         for mut node in dead {
-            node::wait_port_closed(node.port, Duration::from_secs(5)).await;
+            if !node::wait_port_closed(node.port, Duration::from_secs(5)).await {
+                // Something answers on the port, and it is not the process lab.json names.
+                let why = crate::os::identify(node.pid as u64, &[node.addr()]).err().unwrap_or_default();
+                anyhow::bail!(
+                    "lab node {} on {}: its port still answers but not as the process lab.json names ({why}); not restarted",
+                    node.name,
+                    node.addr()
+                );
+            }
             if node.kind == NodeKind::Redis && !node.cluster {
                 node.replica_of = primary.filter(|p| *p != node.port);
             }
@@ -355,7 +363,7 @@ impl Lab {
             .into_iter()
             .find(|n| n.port == port)
             .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
-        crate::os::signal_verified(node.pid as u64, port, libc::SIGKILL)?;
+        node.signal(libc::SIGKILL)?;
         self.reap();
         node::wait_port_closed(port, Duration::from_secs(5)).await;
         let old_pid = node.pid;

@@ -264,10 +264,16 @@ impl Node {
     /// Sends `signal` to this node's process once it is verified to be the process on its port
     /// (a server, or for the endpoint a failprobe process).
     pub(crate) fn signal(&self, signal: libc::c_int) -> Result<String> {
+        let at = [self.addr()];
         match self.kind {
-            NodeKind::Endpoint => crate::os::signal_verified_as(self.pid as u64, self.port, signal, &["failprobe"]),
-            _ => crate::os::signal_verified(self.pid as u64, self.port, signal),
+            NodeKind::Endpoint => crate::os::signal_verified_as(self.pid as u64, &at, signal, &["failprobe"]),
+            _ => crate::os::signal_verified(self.pid as u64, &at, signal),
         }
+    }
+
+    /// Where every lab node listens (its configuration binds 127.0.0.1).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Alive and still the process we started (a recycled pid is not ours).
@@ -357,12 +363,14 @@ pub(crate) fn free_cluster_port() -> Result<u16> {
 }
 
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.
-pub(crate) async fn wait_port_closed(port: u16, limit: Duration) {
+/// Waits until nothing accepts connections on the port; false when something still does.
+pub(crate) async fn wait_port_closed(port: u16, limit: Duration) -> bool {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    false
 }

@@ -4,11 +4,14 @@
 
 mod dns_watch;
 mod status;
+mod touch;
+
+use touch::Consent;
 
 use crate::analysis::Analyzer;
 use crate::aws::watch::AwsRun;
 use crate::clock::Clock;
-use crate::control::{TriggerContext, TriggerSpec};
+use crate::control::{runbook, TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, LabOptions, Topology, FAILOVER_TIMEOUT_MS};
 use crate::probe::client::{Client, Profile};
@@ -54,6 +57,7 @@ struct RunContext {
     own_keys: std::sync::Mutex<Vec<String>>,
     aws: Option<Arc<AwsRun>>,
     run_id: String,
+    consent: Arc<Consent>,
 }
 
 /// One client profile during one trial: a fresh client (an application started before the
@@ -76,6 +80,8 @@ struct Prepared {
     aws: Option<Arc<AwsRun>>,
     /// Known before the confirmation: an ElastiCache backup is named after it.
     run_id: String,
+    /// The servers the user agreed to act on (or `--yes`): each trial checks again.
+    consent: Arc<Consent>,
 }
 
 /// One run in three steps: prepare (lab, target, every check and confirmation: nothing is
@@ -215,34 +221,40 @@ async fn prepare(plan: &Plan) -> Result<Prepared> {
     };
     check_plan(plan, &target, &control, lab.as_deref())?;
     let run_id = keys::new_run_id();
-    let calls_aws = plan.triggers.iter().any(|t| t.is_aws()) || (plan.backup && aws.is_some());
-    if !calls_aws {
-        confirm(plan, &target, &[])?;
-    }
     if let Some(lab) = &lab {
+        // A node killed by an earlier run of a `lab up` lab is started again first: waiting
+        // for it would only time out.
+        lab.heal().await?;
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
     let tctx = trigger_context(plan, &control, &lab, &aws);
-    let mut api_calls = Vec::new();
+    let mut asks = Asks::default();
     let mut checked: Vec<&TriggerSpec> = Vec::new();
     for spec in &plan.triggers {
         if !checked.contains(&spec) {
-            api_calls.extend(spec.check(&tctx).await?);
+            let found = spec.check(&tctx).await?;
+            asks.api_calls.extend(found.api_call);
+            asks.processes.extend(found.process);
             checked.push(spec);
         }
     }
     if plan.backup && aws.is_some() {
-        api_calls.push(format!(
+        asks.api_calls.push(format!(
             "CreateSnapshot SnapshotName={} (once, before the first trigger; kept, failprobe never deletes it), then DescribeSnapshots until available",
             crate::control::backup::snapshot_name(&run_id)
         ));
     }
-    // The AWS calls are known only now (the node group comes from DescribeReplicationGroups).
-    if calls_aws {
-        confirm(plan, &target, &api_calls)?;
+    // What a failover or backup will act on, as the deployment names it (not as typed).
+    if acts(plan) && aws.is_none() {
+        asks.touched = touch::discover(&control, CONTROL_LIMIT).await;
     }
-    Ok(Prepared { target, control, lab, aws, run_id })
+    confirm(plan, &target, &asks)?;
+    let consent = Arc::new(match plan.yes {
+        true => Consent::Everything,
+        false => Consent::Listed(asks.touched),
+    });
+    Ok(Prepared { target, control, lab, aws, run_id, consent })
 }
 
 /// Starts the probes and runs the trials. Never returns early: an error is handed back, with
@@ -275,6 +287,7 @@ async fn measure(
         own_keys: Default::default(),
         aws: prepared.aws.clone(),
         run_id: prepared.run_id.clone(),
+        consent: prepared.consent.clone(),
     };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
@@ -286,7 +299,7 @@ async fn measure(
         match run_trial(&ctx, i as u32, spec, &mut last_trigger).await {
             Ok(Ending::Done(_)) => completed += 1,
             Ok(Ending::Interrupted) => break,
-            Err(e) => {
+            Ok(Ending::Refused(e)) | Err(e) => {
                 ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
                 failure = Some(e);
                 break;
@@ -417,17 +430,37 @@ fn lab_target(lab: &Lab, plan: &Plan) -> String {
     }
 }
 
-/// Asks before anything destructive: a trigger against a target that is not on loopback, any
-/// trigger that calls the AWS API, and always `command=` and `--pid` (an ssh tunnel to a remote
-/// deployment is on loopback too, and a pid or a script can act on anything). `--yes` or a
-/// typed `yes`; the question shows exactly what will be done.
-fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
+/// Whether the run acts on the deployment at all: a trigger other than `none`, or a backup.
+fn acts(plan: &Plan) -> bool {
+    plan.backup || plan.triggers.iter().any(|t| *t != TriggerSpec::None)
+}
+
+/// What the confirmation shows beside the triggers, found by the checks.
+#[derive(Default)]
+struct Asks {
+    /// The AWS API calls each trial makes.
+    api_calls: Vec<String>,
+    /// Each process a trigger signals, as verified (program, pid, address, port).
+    processes: Vec<String>,
+    /// The servers a failover or backup acts on.
+    touched: touch::Touched,
+}
+
+/// Asks before anything destructive: a trigger or backup acting on a server that is not on
+/// loopback (as typed, or as Sentinel, the cluster or DNS name it), any trigger that calls the
+/// AWS API, always `command=` and `--pid` (an ssh tunnel to a remote deployment is on loopback
+/// too, and a pid or a script can act on anything), and commands the user did not type
+/// (a scenario's, `FAILPROBE_CLIENTS`). `--yes` or a typed `yes`; the question shows exactly
+/// what will be done and to which servers.
+fn confirm(plan: &Plan, target: &Target, asks: &Asks) -> Result<()> {
     let destructive: Vec<String> =
         plan.triggers.iter().filter(|t| **t != TriggerSpec::None).map(|t| t.label()).collect();
     let always = plan.triggers.iter().any(|t| t.kind().always_confirm)
         || (plan.pid.is_some() && plan.triggers.iter().any(|t| t.needs_process()));
-    let acts = !destructive.is_empty() || plan.backup;
-    if !acts || (target.is_loopback() && api_calls.is_empty() && !always) || plan.yes {
+    let local = target.is_loopback() && asks.touched.all_loopback();
+    let untyped = !plan.commands_not_typed.is_empty();
+    let acts = acts(plan);
+    if plan.yes || ((!acts || (local && asks.api_calls.is_empty() && !always)) && !untyped) {
         return Ok(());
     }
     let mut what = match destructive.first() {
@@ -437,13 +470,19 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
     if plan.backup && plan.aws.is_none() {
         what.push_str("\n  first: BGSAVE on each primary (it forks; the server's RDB file is replaced by a fresh one)");
     }
-    if let (Some(pid), true) = (plan.pid, plan.triggers.iter().any(|t| t.needs_process())) {
-        what.push_str(&format!(
-            "\n  signalling pid {pid} (checked before each signal: a server listening on the target's port)"
-        ));
+    for process in &asks.processes {
+        what.push_str(&format!("\n  signals {process} (checked again before each signal)"));
     }
-    for call in api_calls {
+    if acts {
+        for node in asks.touched.lines() {
+            what.push_str(&format!("\n  acts on {node}"));
+        }
+    }
+    for call in &asks.api_calls {
         what.push_str(&format!("\n  each trial calls: {call}"));
+    }
+    for command in &plan.commands_not_typed {
+        what.push_str(&format!("\n  runs {command}"));
     }
     if let Some(api) = plan.aws.as_ref().map(|a| &a.api) {
         let region = api.region.as_deref().unwrap_or("from the AWS profile/environment");
@@ -451,12 +490,16 @@ fn confirm(plan: &Plan, target: &Target, api_calls: &[String]) -> Result<()> {
         let endpoint = endpoint.as_deref().map(crate::target::redact).unwrap_or_else(|| "AWS's endpoint".into());
         what.push_str(&format!("\n  region {region}, endpoint {endpoint}"));
     }
-    let why = if !api_calls.is_empty() {
+    let why = if !asks.api_calls.is_empty() {
         "calls the AWS API"
-    } else if !target.is_loopback() {
+    } else if acts && !target.is_loopback() {
         "not on loopback"
-    } else {
+    } else if acts && !local {
+        "acts on servers that are not all on loopback"
+    } else if acts && always {
         "runs a command or signals a process"
+    } else {
+        "runs commands that were not typed on this command line"
     };
     crate::error::ask_to_confirm(&format!("run {what}"), why)
 }
@@ -582,6 +625,8 @@ async fn record_loop(
 enum Ending {
     Done(String),
     Interrupted,
+    /// The trigger did not fire: it would have acted on a server nobody agreed to.
+    Refused(anyhow::Error),
 }
 
 async fn run_trial(
@@ -593,35 +638,84 @@ async fn run_trial(
     prepare_lab(ctx, *last_trigger).await?;
     ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
     ctx.report.event(EventKind::TrialStart);
-    if let Some(command) = &ctx.plan.before {
-        crate::control::runbook::step("before", command, ctx.plan.max_trial, &ctx.report).await?;
-    }
-    // A failed backup stops the run before the trigger, but `--after` still runs: `--before`
-    // may have paused the batch jobs.
-    let ending = match trial == 0 && ctx.plan.backup {
-        true => match take_backup(ctx).await {
-            Ok(()) => measure_trial(ctx, trial, spec, last_trigger).await,
-            Err(e) => Err(e),
-        },
-        false => measure_trial(ctx, trial, spec, last_trigger).await,
+    // `--after` follows every trial whose `--before` started, however it ended (failed,
+    // interrupted): the before-step may have paused the batch jobs half-way.
+    let ending = match &ctx.plan.before {
+        Some(command) => {
+            let before = runbook::step("before", command, ctx.plan.max_trial, &ctx.report, Some(ctx.cancel.clone()));
+            match before.await {
+                Ok(runbook::Step::Done) => backup_and_measure(ctx, trial, spec, last_trigger).await,
+                Ok(runbook::Step::Interrupted) => Ok(interrupted(ctx)),
+                Err(e) => Err(e),
+            }
+        }
+        None => backup_and_measure(ctx, trial, spec, last_trigger).await,
     };
     if let Some(command) = &ctx.plan.after {
-        crate::control::runbook::step("after", command, ctx.plan.max_trial, &ctx.report).await?;
+        // Not cancellable (it is the clean-up), but bounded shorter once the run is stopping:
+        // a CI cancel's SIGKILL follows its SIGTERM within seconds.
+        let limit = match *ctx.cancel.borrow() {
+            true => ctx.plan.max_trial.min(runbook::AFTER_WHEN_STOPPING),
+            false => ctx.plan.max_trial,
+        };
+        runbook::step("after", command, limit, &ctx.report, None).await?;
     }
     ending
 }
 
+/// The trial after its `--before`: the backup (first trial, `--backup`), then the measurement.
+/// A failed backup fires nothing; an interrupted one is abandoned (the server finishes it).
+async fn backup_and_measure(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
+    if trial == 0 && ctx.plan.backup {
+        let started = Instant::now();
+        match cancellable(&mut ctx.cancel.clone(), take_backup(ctx)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                let (how, status) = crate::control::backup::abandoned(ctx.aws.is_some());
+                let took_ms = started.elapsed().as_millis() as u64;
+                let (name, node) = (String::new(), String::new());
+                ctx.report.event(EventKind::Backup { how: how.into(), name, node, status: status.into(), took_ms });
+                return Ok(interrupted(ctx));
+            }
+        }
+    }
+    measure_trial(ctx, trial, spec, last_trigger).await
+}
+
+fn interrupted(ctx: &RunContext) -> Ending {
+    ctx.report.event(EventKind::Interrupted);
+    Ending::Interrupted
+}
+
 /// `--backup`, once before the first trigger: CreateSnapshot on ElastiCache, else BGSAVE on
-/// each primary. An error stops the run before any failover.
+/// each primary (each one confirmed, or on loopback). An error stops the run before any
+/// failover.
 async fn take_backup(ctx: &RunContext) -> Result<()> {
     use crate::control::backup;
     match &ctx.aws {
         Some(aws) => backup::elasticache_snapshot(aws, &backup::snapshot_name(&ctx.run_id), &ctx.report).await,
         None => {
+            check_consent(ctx, "--backup").await?;
             let primaries = ctx.prober.primaries().await;
             backup::bgsave_all(&ctx.control, &primaries, CONTROL_LIMIT, &ctx.report).await
         }
     }
+}
+
+/// Before a trial acts: the servers it would act on now are the ones agreed to (a failover
+/// since the confirmation may have moved the primary; a sentinel may name a new node).
+async fn check_consent(ctx: &RunContext, what: &str) -> Result<()> {
+    if ctx.aws.is_some() || matches!(*ctx.consent, Consent::Everything) {
+        return Ok(());
+    }
+    let now = touch::discover(&ctx.control, CONTROL_LIMIT).await;
+    ctx.consent.check(&now).map_err(|e| crate::error::invalid(format!("{what} not started: {e}")))
 }
 
 /// One trial between the runbook's steps: fresh clients, streams, the trigger, recovery, the
@@ -650,17 +744,18 @@ async fn measure_trial(
     for c in clients.iter().filter(|c| c.profile != Profile::Failprobe) {
         c.client.shutdown();
     }
-    match &ending {
+    match ending {
         Ending::Done(reason) => {
             check_integrity(ctx, &clients).await;
             check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;
-            let reason = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
-            ctx.report.event(EventKind::TrialEnd { reason });
+            let ended = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
+            ctx.report.event(EventKind::TrialEnd { reason: ended });
+            Ok(Ending::Done(reason))
         }
-        Ending::Interrupted => ctx.report.event(EventKind::Interrupted),
+        Ending::Interrupted => Ok(interrupted(ctx)),
+        Ending::Refused(e) => Err(e),
     }
-    Ok(ending)
 }
 
 /// The lab notes' rules before each trial: dead nodes restarted, replica in sync, sentinels
@@ -766,6 +861,10 @@ async fn drive_trial(
         false => Vec::new(),
     });
     let tctx = trigger_context(&ctx.plan, &ctx.control, &ctx.lab, &ctx.aws);
+    if let Err(e) = check_consent(ctx, &format!("trigger `{}`", spec.label())).await {
+        ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") });
+        return Ending::Refused(e);
+    }
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
     match cancellable(&mut cancel, trigger.fire(&tctx)).await {
@@ -990,6 +1089,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         key: None,
         seed_keys: 0,
         yes: false,
+        commands_not_typed: Vec::new(),
         quiet: false,
         report: Default::default(),
         ci: Default::default(),
@@ -1091,8 +1191,14 @@ mod tests {
 
     async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> Result<RunResult> {
         let target = Arc::new(Target::parse("redis://127.0.0.1:1").unwrap());
-        let prepared =
-            Prepared { target: target.clone(), control: target, lab: None, aws: None, run_id: keys::new_run_id() };
+        let prepared = Prepared {
+            target: target.clone(),
+            control: target,
+            lab: None,
+            aws: None,
+            run_id: keys::new_run_id(),
+            consent: Arc::new(Consent::Everything),
+        };
         let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
         let (stop, cancel) = watch::channel(false);
         record_and_measure(plan, &prepared, &mut claim, stop, cancel, |_, _| async move { engine }).await

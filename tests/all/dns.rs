@@ -7,50 +7,12 @@ use crate::common::*;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 const OLD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const NEW: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis_on(dir: &Path, ip: Ipv4Addr, port: u16, replica_of: Option<Ipv4Addr>) -> Node {
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--bind", &ip.to_string(), "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-        .args(["--dbfilename", &format!("dump-{ip}.rdb"), "--dir"])
-        .arg(dir);
-    if let Some(primary) = replica_of {
-        cmd.args(["--replicaof", &primary.to_string(), &port.to_string()]);
-    }
-    let node = Node(cmd.stdout(Stdio::null()).spawn().unwrap());
-    for _ in 0..100 {
-        if std::net::TcpStream::connect((ip, port)).is_ok() {
-            return node;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("redis-server on {ip}:{port} did not start");
-}
-
-/// A port free on both addresses (the OS picks it on the first).
-fn port_free_on_both() -> u16 {
-    loop {
-        let first = std::net::TcpListener::bind((OLD, 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        if std::net::TcpListener::bind((NEW, port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn linked(ip: Ipv4Addr, port: u16) -> bool {
     let client = redis::Client::open(format!("redis://{ip}:{port}")).unwrap();
@@ -79,7 +41,7 @@ fn writes_recovered_ms(client: &Value) -> f64 {
 fn a_dns_flip_is_on_the_timeline_failprobe_follows_it_and_dns_cache_waits_out_its_cache() {
     let _turn = beside_others();
     let dir = tempfile::tempdir().unwrap();
-    let port = port_free_on_both();
+    let port = port_free_on_both(OLD, NEW);
     let _old = redis_on(dir.path(), OLD, port, None);
     let _new = redis_on(dir.path(), NEW, port, Some(OLD));
     for _ in 0..100 {

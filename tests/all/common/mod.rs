@@ -7,9 +7,11 @@ pub mod elasticache;
 use failprobe::lab::{Lab, LabOptions, Server, Topology};
 use serde_json::Value;
 use std::cell::Cell;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 /// Servers under test take turns: the harness runs two tests at once (two cores), which the
 /// lab tests bear, but a six-node cluster or a Sentinel group behind the AWS emulator needs the
@@ -290,4 +292,44 @@ pub fn certificates(dir: &Path) {
             "ext.cnf",
         ],
     );
+}
+
+/// A redis-server the test started itself (killed when dropped).
+pub struct Node(pub Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A plain redis-server bound to `ip:port` only (several may share a port on loopback addresses).
+pub fn redis_on(dir: &Path, ip: Ipv4Addr, port: u16, replica_of: Option<Ipv4Addr>) -> Node {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--bind", &ip.to_string(), "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args(["--dbfilename", &format!("dump-{ip}.rdb"), "--dir"])
+        .arg(dir);
+    if let Some(primary) = replica_of {
+        cmd.args(["--replicaof", &primary.to_string(), &port.to_string()]);
+    }
+    let node = Node(cmd.stdout(Stdio::null()).spawn().unwrap());
+    for _ in 0..100 {
+        if std::net::TcpStream::connect((ip, port)).is_ok() {
+            return node;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server on {ip}:{port} did not start");
+}
+
+/// A port free on both addresses (the OS picks it on the first).
+pub fn port_free_on_both(first: Ipv4Addr, second: Ipv4Addr) -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind((first, 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if std::net::TcpListener::bind((second, port)).is_ok() {
+            return port;
+        }
+    }
 }

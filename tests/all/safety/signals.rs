@@ -35,7 +35,7 @@ fn pids_that_are_not_the_targets_server_are_refused_before_anything_happens() {
         ("all", "4294967295".to_string(), "kill", "not a process id"),
         ("group", "0".to_string(), "pause=1s", "not a process id"),
         ("bystander", bystander.id().to_string(), "kill", "`sleep`"),
-        ("replica", replica_pid.to_string(), "kill", &format!("not on the target's port {primary}")),
+        ("replica", replica_pid.to_string(), "kill", &format!("not on the target's 127.0.0.1:{primary}")),
     ];
     for (name, pid, trigger, says) in cases {
         let o = run_with_pid(&lab, name, &pid, trigger, true);
@@ -113,4 +113,47 @@ fn lab_pids_are_checked_again_before_every_signal() {
     assert!(alive(bystander.id()), "lab down signalled a reused pid");
     let _ = bystander.kill();
     let _ = bystander.wait();
+}
+
+/// Two servers on one port, on 127.0.0.1 and 127.0.0.2: `--pid` of the one on .1 with a target
+/// on .2 is refused (main 9794c7d killed it, "listening on port P", and reported a recovery);
+/// the one on .2 is the target's server, and the confirmation names program, address and port.
+#[test]
+fn a_pid_on_the_targets_port_but_another_address_is_refused() {
+    use std::net::Ipv4Addr;
+    let _turn = beside_others();
+    let dir = tempfile::tempdir().unwrap();
+    let (elsewhere, target_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
+    let port = port_free_on_both(elsewhere, target_ip);
+    let bystander = redis_on(dir.path(), elsewhere, port, None);
+    let server = redis_on(dir.path(), target_ip, port, None);
+    let target = format!("redis://{target_ip}:{port}");
+    let run = |name: &str, pid: u32, yes: bool| {
+        let out = dir.path().join(name);
+        let mut args = vec!["run", "--target", &target, "--trigger", "kill", "--quiet", "--warmup", "1s"];
+        let pid = pid.to_string();
+        args.extend(["--settle", "1s", "--max-trial", "3s", "--pid", &pid, "--out", out.to_str().unwrap()]);
+        if yes {
+            args.push("--yes");
+        }
+        (failprobe(&args), out)
+    };
+    let (o, out) = run("wrong", bystander.0.id(), true);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let says = format!("not on the target's {target_ip}:{port}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&says), "{}", explain(&o));
+    assert!(alive(bystander.0.id()), "the server on {elsewhere}:{port} was signalled");
+    assert!(!out.join("run.json").exists(), "the run started");
+
+    let (o, _) = run("asked", server.0.id(), false);
+    let asked = String::from_utf8_lossy(&o.stderr);
+    let named = format!("redis-server pid {} listening on {target_ip}:{port}", server.0.id());
+    assert!(asked.contains(&named), "the question names program, pid, address and port: {}", explain(&o));
+    assert!(alive(server.0.id()), "killed without confirmation");
+
+    let (o, out) = run("right", server.0.id(), true);
+    assert!(!alive(server.0.id()), "the target's own server is killed: {}", explain(&o));
+    assert!(alive(bystander.0.id()));
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(events.contains(&named), "the timeline names what was signalled");
 }
