@@ -235,6 +235,19 @@ pub fn set_signal_dispositions() {
     }
 }
 
+/// From now on, files and directories this process creates are its owner's only (umask 077).
+pub(crate) fn private_files() {
+    // SAFETY: umask(2) cannot fail and has no memory-safety preconditions.
+    unsafe { libc::umask(0o077) };
+}
+
+/// `dir` (which may have existed, empty, before the run) readable by its owner only.
+pub(crate) fn make_private(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| anyhow!("making {} private: {e}", dir.display()))
+}
+
 /// Ends a process group failprobe created (`process_group(0)`: its id is the leader's pid) when
 /// dropped, unless disarmed: a command's or an adapter's children must not outlive it.
 pub(crate) struct GroupGuard {

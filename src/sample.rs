@@ -321,7 +321,7 @@ pub enum EventKind {
 impl EventKind {
     /// Applies `scrub` to every free text (messages, details, reasons): what a server, a command
     /// or AWS said, which may echo anything. Structured fields stay as they are.
-    pub(crate) fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String) {
+    pub(crate) fn scrub_texts(&mut self, scrub: impl Fn(&str) -> String, scrub_command: impl Fn(&str) -> String) {
         if let EventKind::ClientHello { settings, .. } = self {
             // An adapter's settings are its own JSON: scrubbed as text, kept as JSON when they
             // still parse.
@@ -332,7 +332,13 @@ impl EventKind {
             }
         }
         let texts: Vec<&mut String> = match self {
-            EventKind::TriggerStart { kind, detail } => vec![kind, detail],
+            // Labels that may hold a command line as typed.
+            EventKind::TriggerStart { kind, detail } => {
+                for text in [kind, detail] {
+                    *text = scrub_command(text);
+                }
+                Vec::new()
+            }
             EventKind::TriggerFinish { detail } => vec![detail],
             EventKind::TriggerError { message } | EventKind::IntegrityError { message } => vec![message],
             EventKind::Reconnect { error: Some(error), .. } => vec![error],
@@ -342,7 +348,10 @@ impl EventKind {
             EventKind::DnsAnswer { to, .. } => vec![to],
             // What an adapter printed is the application's library talking: anything.
             EventKind::AdapterFault { message, .. } => vec![message],
-            EventKind::RunbookStep { command, output, .. } => vec![command, output],
+            EventKind::RunbookStep { command, output, .. } => {
+                *command = scrub_command(command);
+                vec![output]
+            }
             EventKind::Backup { status, .. } => vec![status],
             EventKind::ClientHello { library, version, .. } => vec![library, version],
             _ => Vec::new(),
@@ -542,10 +551,10 @@ mod tests {
             primary: Some("h:1".into()),
         };
         let before = topology.clone();
-        topology.scrub_texts(scrub);
+        topology.scrub_texts(scrub, scrub);
         assert_eq!(topology, before, "roles are data, not text");
         let mut error = EventKind::TriggerError { message: "AUTH master failed".into() };
-        error.scrub_texts(scrub);
+        error.scrub_texts(scrub, scrub);
         assert_eq!(error, EventKind::TriggerError { message: "AUTH *** failed".into() });
     }
 

@@ -43,6 +43,36 @@ pub fn register_environment() {
     }
 }
 
+/// Whether failprobe knows a secret of this run (a password from a URL or the environment):
+/// then what it writes is for the owner's eyes only.
+pub(crate) fn any_known() -> bool {
+    registry().lock().is_ok_and(|s| !s.is_empty())
+}
+
+/// A command line as typed (`command=`, `--before`, an adapter's): `scrub`, and the values of
+/// the flags and variables that carry passwords by convention (`redis-cli -a PW`, `--pass PW`,
+/// `REDISCLI_AUTH=PW`), which failprobe may never have been told.
+pub fn scrub_command(text: &str) -> String {
+    static FLAGS: OnceLock<regex::Regex> = OnceLock::new();
+    let flags = FLAGS.get_or_init(|| {
+        regex::Regex::new(
+            r#"(?i)((?:^|[\s;&|(])(?:-a|--pass|--password|--requirepass|--auth|--masterauth|--token)(?:\s+|=)|\b[A-Z_]*(?:PASSWORD|PASS|AUTH|SECRET|TOKEN)[A-Z_]*=)('[^']*'|"[^"]*"|[^\s;&|)]+)"#,
+        )
+        .expect("a valid pattern")
+    });
+    scrub(&flags.replace_all(text, "${1}***"))
+}
+
+/// A run's meta as it may be stored and reported: trigger labels (a `command=` as typed) and
+/// the target scrubbed, whatever the caller built or an older failprobe stored.
+pub(crate) fn scrub_meta(mut meta: crate::sample::RunMeta) -> crate::sample::RunMeta {
+    meta.target = scrub(&meta.target);
+    for t in &mut meta.triggers {
+        *t = scrub_command(t);
+    }
+    meta
+}
+
 /// `text` with every URL redacted and every registered secret replaced by `***`.
 pub fn scrub(text: &str) -> String {
     let mut out = redact_urls(text);
@@ -110,6 +140,17 @@ impl std::io::Write for ScrubbingStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_lines_lose_the_values_of_password_flags() {
+        let typed = "redis-cli -h 10.0.0.5 -a 'S3cret pw' --pass=two --no-auth-warning DEBUG SLEEP 0";
+        assert_eq!(scrub_command(typed), "redis-cli -h 10.0.0.5 -a *** --pass=*** --no-auth-warning DEBUG SLEEP 0");
+        assert_eq!(
+            scrub_command("REDISCLI_AUTH=hunter22 redis-cli -p 1 PING"),
+            "REDISCLI_AUTH=*** redis-cli -p 1 PING"
+        );
+        assert_eq!(scrub_command("ls -al /tmp"), "ls -al /tmp", "a flag that only starts like one is kept");
+    }
 
     #[test]
     fn urls_in_free_text_are_redacted() {

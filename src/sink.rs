@@ -31,6 +31,6 @@ impl Reporter {
 /// into events.jsonl or a report. Only those texts are scrubbed: roles, addresses and names are
 /// data the analysis reads (a password "master" must not turn every role into `***`).
 fn scrubbed(mut kind: EventKind) -> EventKind {
-    kind.scrub_texts(crate::secret::scrub);
+    kind.scrub_texts(crate::secret::scrub, crate::secret::scrub_command);
     kind
 }

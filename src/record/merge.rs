@@ -27,7 +27,7 @@ impl Merge {
             .collect::<Result<_>>()?;
         let base = *starts.iter().min().ok_or_else(|| invalid("nothing to merge"))?;
         let shifts = starts.iter().map(|s| (*s - base).num_microseconds().unwrap_or(0).max(0) as u64).collect();
-        let meta = merged_meta(&runs, base);
+        let meta = crate::secret::scrub_meta(merged_meta(&runs, base));
         Ok(Self { runs, shifts, meta })
     }
 

@@ -20,7 +20,7 @@ pub struct RunWriter {
 impl RunWriter {
     pub fn create(dir: &Path, meta: &RunMeta) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let meta_json = serde_json::to_vec_pretty(meta)?;
+        let meta_json = serde_json::to_vec_pretty(&crate::secret::scrub_meta(meta.clone()))?;
         write_file(&dir.join(META_FILE), &meta_json)?;
         let samples = create(&dir.join(SAMPLES_FILE))?;
         let events = create(&dir.join(EVENTS_FILE))?;

@@ -93,7 +93,16 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
     let (stop, cancel) = watch_stop_signals();
+    // A run that knows a password writes for its owner only (files 0600 in a 0700 directory):
+    // its samples and reports describe a deployment someone protected.
+    let private = crate::secret::any_known() || plan.target.as_deref().is_some_and(crate::target::has_password);
+    if private {
+        crate::os::private_files();
+    }
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
+    if private {
+        crate::os::make_private(&plan.out)?;
+    }
     let prepared = prepare(&plan).await?;
     let (target, limit) = (prepared.target.clone(), plan.timeout.max(Duration::from_millis(100)));
     let start =
@@ -528,7 +537,7 @@ async fn preflight(target: &Target) -> Result<()> {
 }
 
 fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_id: &str) -> RunMeta {
-    RunMeta {
+    crate::secret::scrub_meta(RunMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
         scenario: plan.name.clone(),
         run_id: run_id.to_string(),
@@ -545,7 +554,7 @@ fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_
             crate::probe::ack::WriteAck::Plain => String::new(),
             ack => ack.label(),
         },
-    }
+    })
 }
 
 /// The first SIGINT, SIGTERM or SIGHUP finishes the current trial early; the run then resumes

@@ -394,6 +394,14 @@ fn split_opt(text: &str, at: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Whether a URL carries a password (`redis://:pw@…`, `redis://user:pw@…`, `redis://pw@…`).
+pub(crate) fn has_password(url: &str) -> bool {
+    UrlParts::split(url).and_then(|p| p.userinfo).is_some_and(|u| match u.split_once(':') {
+        Some((_, pw)) => !pw.is_empty(),
+        None => !u.is_empty(),
+    })
+}
+
 /// Replaces any password in a URL (userinfo or `password=`/`token=` query values) with `***`.
 /// Text that is not a URL at all is returned with any `…@` userinfo hidden all the same.
 pub(crate) fn redact(url: &str) -> String {

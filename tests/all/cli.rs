@@ -41,10 +41,20 @@ fn unreachable_target_exits_2_before_any_trigger() {
 
 #[test]
 fn destructive_trigger_against_a_remote_target_needs_yes() {
-    let o =
-        failprobe(&["run", "--target", "redis://cache.staging.example:6379", "--trigger", "command=true", "--quiet"]);
+    // A host name is not loopback as typed; a DNS server on loopback answers it, so no lookup
+    // leaves the machine.
+    let lab = TestLab::start(Topology::Replica);
+    let dns = crate::common::dns::DnsServer::start("cache", std::net::Ipv4Addr::LOCALHOST, 60);
+    let primary = lab.primary_port();
+    let target = format!("redis://{}:{primary}", dns.name);
+    let (dns_server, out) = (dns.addr.to_string(), lab.out("run"));
+    let args = ["run", "--target", &target, "--dns-server", &dns_server, "--trigger", "promote", "--quiet"];
+    let o = failprobe(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
     assert_eq!(code(&o), 2, "{}", explain(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--yes") && err.contains("not on loopback"), "{}", explain(&o));
+    assert!(err.contains(&format!("acts on node {target}", target = &target["redis://".len()..])), "{err}");
+    assert_eq!(lab.primary_port(), primary, "promoted without confirmation");
 }
 
 #[test]

@@ -94,6 +94,7 @@ fn error_paths_never_show_the_password() {
         .query(&mut wrong_auth_lab.conn(port))
         .unwrap();
     let sentinel_env = vec![("FAILPROBE_SENTINEL_PASSWORD", PW.to_string())];
+    let dns = crate::common::dns::DnsServer::start("cache", std::net::Ipv4Addr::LOCALHOST, 60);
     let cases: Vec<(&str, Vec<String>, Env)> = vec![
         ("unreachable", vec!["--target".into(), format!("redis://:{PW}@127.0.0.1:{closed}")], vec![]),
         ("malformed", vec!["--target".into(), format!("redis:/:{PW}@127.0.0.1:{closed}")], vec![]),
@@ -112,10 +113,14 @@ fn error_paths_never_show_the_password() {
         ),
         ("scenario line", vec![scenario.to_string_lossy().into_owned()], vec![]),
         (
+            // A name (not loopback as typed), answered by a DNS server on loopback: no lookup
+            // leaves the machine.
             "remote target refused without --yes",
             vec![
+                "--dns-server".into(),
+                dns.addr.to_string(),
                 "--target".into(),
-                format!("redis://:{PW}@cache.example.invalid:6379"),
+                format!("redis://:{PW}@{}:{port}", dns.name),
                 "--trigger".into(),
                 "kill".into(),
                 "--pid".into(),
@@ -133,4 +138,50 @@ fn error_paths_never_show_the_password() {
         assert_eq!(code(&o), 2, "{what}: {}", explain(&o));
         assert_nowhere(&o, Some(&out), what);
     }
+}
+
+/// The password only in FAILPROBE_PASSWORD, typed again in a `command=` trigger beside another
+/// behind `--pass`: run.json kept the trigger as typed on main 9794c7d. Now no file of the run
+/// or of a merge holds either, and the run's files are 0600 in a 0700 directory.
+#[test]
+fn command_labels_are_scrubbed_where_stored_and_outputs_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = TestLab::start(Topology::Replica);
+    let port = lab.primary_port();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(PW).query(&mut lab.conn(port)).unwrap();
+    let typed_only = "Typed0nlyPw";
+    let trigger = format!("command=true -a '{PW}' --pass {typed_only}");
+    let target = format!("redis://127.0.0.1:{port}");
+    let out = lab.out("run");
+    let env = [("FAILPROBE_PASSWORD", PW.to_string())];
+    let args = ["run", "--target", &target, "--trigger", &trigger, "--yes", "--quiet", "--warmup", "1s"];
+    let o = failprobe_env(&[&args[..], &["--settle", "1s", "--out", out.to_str().unwrap()]].concat(), &env);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    assert_nowhere(&o, Some(&out), "a command trigger");
+    let meta = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(!meta.contains(typed_only), "a password behind --pass stored in run.json: {meta}");
+    assert!(meta.contains("command=true -a *** --pass ***"), "{meta}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o700, "the run's directory");
+    for file in walk(&out) {
+        assert_eq!(mode(&file) & 0o077, 0, "{} is readable by others", file.display());
+    }
+
+    // A run stored by an older failprobe, label as typed: a merge does not carry it on.
+    let old = lab.out("old");
+    std::fs::create_dir(&old).unwrap();
+    for name in ["samples.csv", "events.jsonl"] {
+        std::fs::copy(out.join(name), old.join(name)).unwrap();
+    }
+    let typed = format!("command=true -a '{PW}' --pass {typed_only}");
+    let raw = serde_json::to_string(&typed).unwrap();
+    std::fs::write(old.join("run.json"), meta.replace("\"command=true -a *** --pass ***\"", &raw)).unwrap();
+    let merged = lab.out("merged");
+    let o = failprobe_env(
+        &["merge", out.to_str().unwrap(), old.to_str().unwrap(), "--out", merged.to_str().unwrap()],
+        &env,
+    );
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    assert_nowhere(&o, Some(&merged), "a merge");
+    assert!(!std::fs::read_to_string(merged.join("run.json")).unwrap().contains(typed_only));
 }

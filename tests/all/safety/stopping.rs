@@ -189,3 +189,100 @@ fn a_recorder_that_cannot_write_stops_the_triggers() {
     let s = summary(&out);
     assert_eq!(s["verdict"]["kind"], "incomplete");
 }
+
+/// The process group `pgid` has no live member left (zombies, which an init that does not reap
+/// keeps, are dead).
+fn group_gone(pgid: u32) -> bool {
+    let members = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let fields: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().map(String::from).collect();
+        // After the command name: state, ppid, pgrp.
+        (fields.get(2)?.parse::<u32>().ok()? == pgid && fields[0] != "Z").then_some(())
+    });
+    members.count() == 0
+}
+
+/// SIGINT during `--before 'sleep 20'` ends the step's whole group at once (main 9794c7d took
+/// 18.6 s), and `--after` still runs.
+#[test]
+fn sigint_during_before_ends_it_at_once_and_after_still_runs() {
+    let lab = TestLab::start(Topology::Replica);
+    let (out, started, resumed) = (lab.out("run"), lab.out("before.pid"), lab.out("after.ran"));
+    let before = format!("echo $$ > {}; sleep 20", started.display());
+    let after = format!("touch {}", resumed.display());
+    let lab_dir = lab.lab_dir();
+    let child = spawn(&[
+        "run",
+        "--lab",
+        lab_dir.to_str().unwrap(),
+        "--trigger",
+        "none",
+        "--duration",
+        "2s",
+        "--before",
+        &before,
+        "--after",
+        &after,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let leader = || std::fs::read_to_string(&started).ok().and_then(|s| s.trim().parse::<u32>().ok());
+    assert!(wait_until(Duration::from_secs(20), || leader().is_some()), "--before never started");
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
+    signal(&child, libc::SIGINT);
+    let o = finish(child, Duration::from_secs(20));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "SIGINT took {took:?} to end the run: {}", explain(&o));
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(resumed.exists(), "--after did not run after an interrupted --before: {}", explain(&o));
+    assert!(group_gone(leader().unwrap()), "the --before step's process group outlived the run");
+    let events = events(&out);
+    assert!(events.contains(r#""step":"before""#) && events.contains(r#""status":"interrupted""#), "{events}");
+}
+
+/// SIGTERM while `--backup` waits on a slow BGSAVE: the wait is abandoned and said so (the
+/// server finishes the save), `--after` runs, the run ends within seconds (main: 18.1 s).
+#[test]
+fn sigterm_during_a_slow_backup_abandons_the_wait_and_runs_after() {
+    let lab = TestLab::start(Topology::Replica);
+    let primary = lab.primary_port();
+    let mut conn = lab.conn(primary);
+    // 50 user keys at 200 ms each: a BGSAVE of 10 s.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg(200_000).query(&mut conn).unwrap();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("slow:{i}")).arg(i).query(&mut conn).unwrap();
+    }
+    let (out, resumed) = (lab.out("run"), lab.out("after.ran"));
+    let after = format!("touch {}", resumed.display());
+    let lab_dir = lab.lab_dir();
+    let child = spawn(&[
+        "run",
+        "--lab",
+        lab_dir.to_str().unwrap(),
+        "--trigger",
+        "none",
+        "--duration",
+        "2s",
+        "--backup",
+        "--after",
+        &after,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let saving = || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap_or_default();
+        info.contains("rdb_bgsave_in_progress:1")
+    };
+    assert!(wait_until(Duration::from_secs(30), saving), "the backup never started");
+    let signalled = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let o = finish(child, Duration::from_secs(20));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?} to end the run: {}", explain(&o));
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(resumed.exists(), "--after did not run after an interrupted backup");
+    assert!(events(&out).contains("abandoned on interrupt: the server finishes the BGSAVE"), "{}", events(&out));
+}
