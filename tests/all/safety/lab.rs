@@ -1,6 +1,7 @@
 //! The lab: servers with a scrubbed environment, a directory name with a space and a newline,
-//! `lab up; lab down; lab up` in one directory, and an environment password that is for the
-//! real deployment, not for the password-less lab.
+//! `lab up; lab down; lab up` in one directory, an environment password that is for the real
+//! deployment, not for the password-less lab; lab.json checked against what runs before a
+//! signal or a start, and one command at a time per lab directory (issue 19 items 5 and 6).
 
 use crate::common::*;
 
@@ -49,4 +50,82 @@ fn lab_servers_get_no_secrets_and_odd_directories_work_twice() {
             assert!(matches!(state, "gone" | "Z"), "round {round}: {node} still runs after lab down");
         }
     }
+}
+
+/// A lab started by `failprobe lab up` in a temporary directory, stopped by `lab down` when
+/// dropped (a failed assertion must not leave servers running).
+struct UpLab {
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl UpLab {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("lab");
+        Self { dir, tmp }
+    }
+
+    fn up(self) -> Self {
+        let o = failprobe(&["lab", "up", "--topology", "replica", "--dir", self.arg()]);
+        assert_eq!(code(&o), 0, "{}", explain(&o));
+        self
+    }
+
+    fn arg(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join("lab.json")).unwrap()).unwrap()
+    }
+
+    /// (name, pid, port) of each node lab.json names.
+    fn nodes(&self) -> Vec<(String, u32, u16)> {
+        let json = self.json();
+        let nodes = json["nodes"].as_array().unwrap();
+        nodes.iter().map(|n| (n["name"].as_str().unwrap().into(), u(&n["pid"]) as u32, u(&n["port"]) as u16)).collect()
+    }
+
+    /// `run --lab` with a bounded trial and `extra`.
+    fn run(&self, name: &str, extra: &[&str]) -> std::process::Output {
+        let out = self.tmp.path().join(name);
+        let args = ["run", "--lab", self.arg(), "--quiet", "--warmup", "1s", "--settle", "1s", "--max-trial", "5s"];
+        failprobe(&[&args[..], extra, &["--out", out.to_str().unwrap()]].concat())
+    }
+}
+
+impl Drop for UpLab {
+    fn drop(&mut self) {
+        if self.dir.join("lab.json").exists() {
+            let _ = failprobe(&["lab", "down", "--dir", self.arg()]);
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+}
+
+fn gone_soon(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    !alive(pid)
+}
+
+/// Issue 19 item 5: after `run --lab L --trigger kill`, the next `run --lab L` restarts the
+/// killed node before it waits for a ready lab (it waited for it and timed out).
+#[test]
+fn a_run_after_a_kill_heals_the_lab_first() {
+    let lab = UpLab::new().up();
+    let primary = lab.nodes()[0].1;
+    let _ = lab.run("kill", &["--trigger", "kill", "--yes"]);
+    assert!(gone_soon(primary), "the kill trigger killed the primary");
+    let o = lab.run("after", &["--trigger", "none", "--duration", "2s"]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let status = failprobe(&["lab", "status", "--dir", lab.arg()]);
+    assert_eq!(code(&status), 0, "{}", explain(&status));
 }
