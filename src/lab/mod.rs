@@ -6,6 +6,7 @@
 mod cluster;
 pub mod endpoint;
 mod health;
+mod lock;
 mod node;
 
 pub use health::Readiness;
@@ -106,6 +107,8 @@ pub struct Lab {
     children: Mutex<Vec<std::process::Child>>,
     /// Stop the processes when this value is dropped (tests, `run` with its own lab).
     owned: bool,
+    /// The lab directory's lock, for as long as this value uses the lab (`load`).
+    _lock: Option<lock::LabLock>,
 }
 
 impl Lab {
@@ -120,7 +123,10 @@ impl Lab {
         let (server, programs) = options.resolve(topology)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
         let dir = dir.canonicalize()?;
-        if dir.join(LAB_FILE).exists() && Lab::load(&dir).is_ok_and(|l| l.any_alive()) {
+        // Held while the lab starts (a second `lab up` fails here, before picking ports or
+        // writing lab.json); `lab up` then exits and leaves the servers running.
+        let _lock = lock::LabLock::acquire(&dir)?;
+        if dir.join(LAB_FILE).exists() && Lab::read(&dir).is_ok_and(|l| l.any_alive()) {
             bail!(
                 "a lab is already running in {} (stop it with `failprobe lab down --dir {}`)",
                 dir.display(),
@@ -136,6 +142,7 @@ impl Lab {
             nodes: Mutex::new(Vec::new()),
             children: Mutex::new(Vec::new()),
             owned,
+            _lock: None,
         };
         if topology == Topology::Cluster {
             lab.start_cluster().await?;
@@ -190,9 +197,24 @@ impl Lab {
         self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
 
-    /// Attaches to a lab started earlier (by `failprobe lab up`); its processes are not ours to
-    /// stop when this value is dropped.
+    /// Attaches to a lab started earlier (by `failprobe lab up`) and locks its directory for as
+    /// long as this value lives (`run --lab`, `lab down`); its processes are not ours to stop
+    /// when this value is dropped.
     pub fn load(dir: &Path) -> Result<Lab> {
+        let dir = dir.canonicalize().with_context(|| {
+            format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
+        })?;
+        let lock = lock::LabLock::acquire(&dir)?;
+        let mut lab = Lab::read(&dir)?;
+        lab._lock = Some(lock);
+        Ok(lab)
+    }
+
+    /// `load` without the lock: for what only looks (`lab status`, the lab's endpoint) or acts
+    /// from outside failprobe (a test's emulated cloud rebooting a node).
+    pub fn read(dir: &Path) -> Result<Lab> {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let dir = dir.as_path();
         let path = dir.join(LAB_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
@@ -207,6 +229,7 @@ impl Lab {
             nodes: Mutex::new(file.nodes),
             children: Mutex::new(Vec::new()),
             owned: false,
+            _lock: None,
         })
     }
 

@@ -116,6 +116,63 @@ fn gone_soon(pid: u32) -> bool {
     !alive(pid)
 }
 
+/// Issue 19 item 6: two `lab up` at once in one directory got the same ports, the second wrote
+/// lab.json over the first's, and `lab down` stopped nothing. Now the second is refused (the
+/// directory is locked, or the first's lab already runs) and `lab down` stops every node.
+#[test]
+fn two_lab_ups_in_one_directory_leave_one_lab_that_lab_down_stops() {
+    let lab = UpLab::new();
+    let up = || {
+        let mut cmd = failprobe_command();
+        cmd.args(["lab", "up", "--topology", "replica", "--dir", lab.arg()]);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let _turn = beside_others();
+    let (a, b) = (up(), up());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let ok = outputs.iter().filter(|o| code(o) == 0).count();
+    let all = outputs.iter().map(explain).collect::<Vec<_>>().join("\n---\n");
+    assert_eq!(ok, 1, "exactly one lab up succeeds: {all}");
+    let failed = outputs.iter().find(|o| code(o) != 0).unwrap();
+    let err = String::from_utf8_lossy(&failed.stderr);
+    let locked = err.contains("is in use by pid") && err.contains("failprobe lab up");
+    assert!(locked || err.contains("a lab is already running"), "{all}");
+    let nodes = lab.nodes();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    for (name, pid, port) in &nodes {
+        assert!(alive(*pid), "lab.json names {name} (pid {pid}, port {port}), which does not run: {all}");
+    }
+    // Into a directory whose lab runs, a third lab up is refused too.
+    let o = failprobe(&["lab", "up", "--topology", "replica", "--dir", lab.arg()]);
+    assert_ne!(code(&o), 0, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a lab is already running"), "{}", explain(&o));
+    assert_eq!(lab.nodes(), nodes, "a refused lab up left lab.json alone");
+    // A run holds the lab too: a lab down meanwhile is refused, naming the run.
+    let mut run = failprobe_command();
+    let out = lab.tmp.path().join("run");
+    run.args(["run", "--lab", lab.arg(), "--trigger", "none", "--duration", "4s", "--quiet", "--out"]).arg(&out);
+    let run = run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let holder = format!("pid {} (failprobe run)", run.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(lab.dir.join(".lock")).unwrap_or_default().contains(&holder) {
+        assert!(std::time::Instant::now() < deadline, "the run never took the lab's lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = failprobe(&["lab", "down", "--dir", lab.arg()]);
+    assert_ne!(code(&o), 0, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("is in use by {holder}")), "{}", explain(&o));
+    assert!(run.wait_with_output().unwrap().status.success(), "the run went on");
+    let o = failprobe(&["lab", "down", "--dir", lab.arg()]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    for (name, pid, port) in nodes {
+        assert!(gone_soon(pid), "{name} (pid {pid}) still runs");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "something still listens on {port}");
+    }
+}
+
 /// Issue 19 item 5: after `run --lab L --trigger kill`, the next `run --lab L` restarts the
 /// killed node before it waits for a ready lab (it waited for it and timed out).
 #[test]
