@@ -8,6 +8,7 @@ pub mod endpoint;
 mod health;
 mod lock;
 mod node;
+mod verify;
 
 pub use health::Readiness;
 use node::free_port;
@@ -126,10 +127,16 @@ impl Lab {
         // Held while the lab starts (a second `lab up` fails here, before picking ports or
         // writing lab.json); `lab up` then exits and leaves the servers running.
         let _lock = lock::LabLock::acquire(&dir)?;
-        if dir.join(LAB_FILE).exists() && Lab::read(&dir).is_ok_and(|l| l.any_alive()) {
+        let running = verify::lab_processes(&dir);
+        if !running.is_empty() || (dir.join(LAB_FILE).exists() && Lab::read(&dir).is_ok_and(|l| l.any_alive())) {
+            let who: Vec<String> = running.iter().map(|f| f.who.clone()).collect();
             bail!(
-                "a lab is already running in {} (stop it with `failprobe lab down --dir {}`)",
+                "a lab is already running in {} ({}; stop it with `failprobe lab down --dir {}`)",
                 dir.display(),
+                match who.is_empty() {
+                    true => "lab.json names live nodes".to_string(),
+                    false => who.join(", "),
+                },
                 dir.display()
             );
         }
@@ -386,9 +393,11 @@ impl Lab {
             .into_iter()
             .find(|n| n.port == port)
             .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
-        node.signal(libc::SIGKILL)?;
+        self.signal_node(&node, libc::SIGKILL)?;
         self.reap();
-        node::wait_port_closed(port, Duration::from_secs(5)).await;
+        if !node::wait_port_closed(port, Duration::from_secs(5)).await {
+            bail!("lab node {} on {}: the port still answers after SIGKILL; not started again", node.name, node.addr());
+        }
         let old_pid = node.pid;
         self.spawn(node)?;
         self.save()?;
@@ -397,6 +406,13 @@ impl Lab {
             "killed pid {old_pid} on 127.0.0.1:{port} and started it again (pid {})",
             self.pid_of_port(port).unwrap_or(0)
         ))
+    }
+
+    /// `signal` to a node once its pid is verified to be this lab's process on its port.
+    fn signal_node(&self, node: &Node, signal: libc::c_int) -> Result<String> {
+        verify::node_process(node, &self.dir)
+            .map_err(|e| anyhow::anyhow!("lab node {}: not signalled: {e}", node.name))?;
+        node.signal(signal)
     }
 
     /// Reaps exited children so they do not linger as zombies.
@@ -423,28 +439,47 @@ impl Lab {
         nodes
     }
 
-    /// Stops exactly the processes this lab started: each pid is checked to be the server on its
-    /// port before it is signalled (a pid in lab.json may have been reused since).
+    /// Stops exactly the processes of this lab: a node of lab.json whose pid is verified to be
+    /// this lab's server on its port, and any process running in the lab directory that
+    /// lab.json lost or misnames. An entry naming someone else's server is refused and makes
+    /// this an error, after everything that is the lab's has been stopped.
     pub fn down(&self) -> Result<usize> {
         let nodes = self.all_known_nodes();
-        let mut stopped = 0;
+        let running = verify::lab_processes(&self.dir);
+        let mut targets: Vec<(u32, std::net::SocketAddr, NodeKind)> = Vec::new();
+        let mut refused = Vec::new();
         for node in &nodes {
-            if node.is_alive() && node.signal(libc::SIGTERM).is_ok() {
-                stopped += 1;
+            match verify::node_process(node, &self.dir) {
+                Ok(_) => targets.push((node.pid, node.addr(), node.kind)),
+                // Gone, or a pid reused by something that is no server: only stale.
+                Err(_) if !verify::is_a_server(node.pid) || running.iter().any(|f| f.pid == node.pid) => {}
+                Err(why) => refused.push(format!("node {} (pid {}, {}): {why}", node.name, node.pid, node.addr())),
             }
         }
+        for f in running {
+            if !targets.iter().any(|t| t.0 == f.pid) {
+                crate::note!(
+                    "lab down: {} runs in {} but lab.json does not name it; stopping it too",
+                    f.who,
+                    self.dir.display()
+                );
+                targets.push((f.pid, f.addr, f.kind));
+            }
+        }
+        let signal = |&(pid, addr, kind): &(u32, std::net::SocketAddr, NodeKind), sig| {
+            verify::signal_lab_process(pid, addr, kind, &self.dir, sig)
+        };
+        let stopped = targets.iter().filter(|t| signal(t, libc::SIGTERM).is_ok()).count();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while nodes.iter().any(|n| n.is_alive()) && std::time::Instant::now() < deadline {
+        while targets.iter().any(|t| verify::is_running(t.0)) && std::time::Instant::now() < deadline {
             self.reap();
             std::thread::sleep(Duration::from_millis(50));
         }
-        for node in &nodes {
-            if node.is_alive() {
-                let _ = node.signal(libc::SIGKILL);
-            }
-            if node.cluster {
-                let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
-            }
+        for t in &targets {
+            let _ = signal(t, libc::SIGKILL);
+        }
+        for node in nodes.iter().filter(|n| n.cluster) {
+            let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
         }
         // Our own children (not yet reaped, so their pids cannot have been reused) go too, even
         // one that never came to listen on its port.
@@ -457,6 +492,12 @@ impl Lab {
             }
             children.clear();
         }
+        if !refused.is_empty() {
+            bail!(
+                "stopped {stopped} process(es); not signalled, as lab.json names a server that is not this lab's: {}",
+                refused.join("; ")
+            );
+        }
         Ok(stopped)
     }
 }
@@ -466,7 +507,7 @@ impl Drop for Lab {
         if self.owned {
             // Make sure no paused node survives us.
             for n in self.nodes() {
-                let _ = n.signal(libc::SIGCONT);
+                let _ = self.signal_node(&n, libc::SIGCONT);
             }
             let _ = self.down();
         }

@@ -80,6 +80,10 @@ impl UpLab {
         serde_json::from_str(&std::fs::read_to_string(self.dir.join("lab.json")).unwrap()).unwrap()
     }
 
+    fn write_json(&self, json: &serde_json::Value) {
+        std::fs::write(self.dir.join("lab.json"), serde_json::to_vec_pretty(json).unwrap()).unwrap();
+    }
+
     /// (name, pid, port) of each node lab.json names.
     fn nodes(&self) -> Vec<(String, u32, u16)> {
         let json = self.json();
@@ -114,6 +118,38 @@ fn gone_soon(pid: u32) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     !alive(pid)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 19 item 6: a node entry edited to name a foreign redis-server (its pid and port) made
+/// `lab down` (main 9794c7d) kill it and leave the real node running. Now the entry is refused
+/// by name and the real node, found running in the lab directory, is stopped.
+#[test]
+fn lab_down_with_a_tampered_entry_spares_the_foreign_server_and_stops_the_real_node() {
+    let lab = UpLab::new().up();
+    let foreign = redis_on(lab.tmp.path(), std::net::Ipv4Addr::LOCALHOST, free_port(), None);
+    let real = lab.nodes();
+    let foreign_port = {
+        let mut json = lab.json();
+        let node = &mut json["nodes"][0];
+        let port = std::fs::read_to_string(format!("/proc/{}/cmdline", foreign.0.id())).unwrap();
+        let port: u16 = port.rsplit(':').next().unwrap().trim_end_matches('\0').parse().unwrap();
+        node["pid"] = foreign.0.id().into();
+        node["port"] = port.into();
+        lab.write_json(&json);
+        port
+    };
+    let o = failprobe(&["lab", "down", "--dir", lab.arg()]);
+    assert_ne!(code(&o), 0, "a tampered entry is an error: {}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("pid {}", foreign.0.id())) && err.contains(&real[0].0), "{}", explain(&o));
+    assert!(alive(foreign.0.id()), "lab down killed a server on 127.0.0.1:{foreign_port} that is not the lab's");
+    for (name, pid, port) in real {
+        assert!(gone_soon(pid), "{name} (pid {pid}, port {port}) was orphaned: {}", explain(&o));
+    }
 }
 
 /// Issue 19 item 6: two `lab up` at once in one directory got the same ports, the second wrote
