@@ -342,6 +342,12 @@ impl Lab {
                 node.server = self.server;
                 node.program = Some(program.clone());
             }
+        } else {
+            verify::check_program(&node)?;
+        }
+        // Something else on the port would make the node fail to start, or worse answer for it.
+        if std::net::TcpListener::bind(node.addr()).is_err() {
+            bail!("lab node {}: {} is in use by another process; not started", node.name, node.addr());
         }
         let child = node.start(&self.dir)?;
         node.pid = child.id();
@@ -361,6 +367,9 @@ impl Lab {
     /// Restarts every node that is no longer running (after a kill trigger), as a replica of the
     /// current primary, so the next trial starts from a healthy lab.
     pub(crate) async fn heal(&self) -> Result<()> {
+        // Before the first trial, whether or not a node is down: a restart trigger would start
+        // the same programs.
+        self.check_programs()?;
         self.reap();
         let dead: Vec<Node> = self.nodes().into_iter().filter(|n| !n.is_alive()).collect();
         if dead.is_empty() {
@@ -393,6 +402,7 @@ impl Lab {
             .into_iter()
             .find(|n| n.port == port)
             .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
+        verify::check_program(&node)?;
         self.signal_node(&node, libc::SIGKILL)?;
         self.reap();
         if !node::wait_port_closed(port, Duration::from_secs(5)).await {
@@ -406,6 +416,11 @@ impl Lab {
             "killed pid {old_pid} on 127.0.0.1:{port} and started it again (pid {})",
             self.pid_of_port(port).unwrap_or(0)
         ))
+    }
+
+    /// Every node's program is one `lab up` would run (lab.json may have been edited).
+    fn check_programs(&self) -> Result<()> {
+        self.nodes().iter().try_for_each(verify::check_program)
     }
 
     /// `signal` to a node once its pid is verified to be this lab's process on its port.

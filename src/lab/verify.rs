@@ -1,7 +1,8 @@
 //! lab.json is a file anyone who can write the lab directory can edit: nothing in it is acted on
 //! before it is checked against what runs. A process is this lab's when it is a server (or the
 //! lab's endpoint) listening on 127.0.0.1 at the node's port *and* running in the lab directory
-//! (every node is started there, and redis and sentinels chdir to their `dir`, which is it).
+//! (every node is started there, and redis and sentinels chdir to their `dir`, which is it). A
+//! program is started only when it is the server binary `lab up` would have found.
 
 use super::node::{Node, NodeKind};
 use anyhow::{bail, Result};
@@ -101,4 +102,73 @@ pub(crate) fn lab_processes(dir: &Path) -> Vec<Found> {
         }
     }
     found
+}
+
+/// A node's program from lab.json, before it is started: the binary `lab up` looks for this
+/// kind of node (by that name), and either the one PATH finds now or one in a directory only
+/// root or we can write (a `.servers/valkey/bin`). A script named in lab.json is never run.
+pub(crate) fn check_program(node: &Node) -> Result<()> {
+    let Some(program) = &node.program else { return Ok(()) };
+    let wanted = match (node.kind, node.server) {
+        (NodeKind::Redis, server) => server.server_program(),
+        (NodeKind::Sentinel, server) => server.sentinel_program().0,
+        // memcached and the endpoint are started by name / as failprobe: the field is unused.
+        (NodeKind::Memcached | NodeKind::Endpoint, _) => return Ok(()),
+    };
+    let refuse = |why: &str| -> Result<()> {
+        bail!(
+            "lab node {}: lab.json names program {}, {why}; not started (lab.json is edited or from another machine: run `failprobe lab down` and `lab up` again)",
+            node.name,
+            program.display()
+        )
+    };
+    if !program.is_absolute() || program.file_name().and_then(|n| n.to_str()) != Some(wanted) {
+        return refuse(&format!("not the {wanted} a {} lab runs", node.server.name()));
+    }
+    let Ok(real) = program.canonicalize() else { return refuse("which does not exist") };
+    let on_path = super::find_program(wanted, None).ok().and_then(|p| p.canonicalize().ok());
+    if on_path.as_deref() == Some(real.as_path()) || only_trusted_write(&real) {
+        return Ok(());
+    }
+    refuse(&format!("which is not the {wanted} on PATH and lies where others can write"))
+}
+
+/// The file and every directory above it are owned by root or by us and writable by no one
+/// else: whoever could replace the program could already act as root or as us.
+fn only_trusted_write(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = unsafe { libc::geteuid() };
+    path.ancestors()
+        .all(|p| std::fs::metadata(p).is_ok_and(|m| (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Server;
+
+    fn node(kind: NodeKind, server: Server, program: &str) -> Node {
+        let mut n = Node::memcached("n", 1);
+        (n.kind, n.server, n.program) = (kind, server, Some(program.into()));
+        n
+    }
+
+    #[test]
+    fn a_program_is_the_server_lab_up_would_run_or_nothing() {
+        let on_path = crate::lab::find_program("redis-server", None).expect("redis-server on PATH");
+        let on_path = on_path.to_str().unwrap();
+        assert!(check_program(&node(NodeKind::Redis, Server::Redis, on_path)).is_ok());
+        // The right file by the wrong name: a sentinel must be started as redis-sentinel.
+        let err = check_program(&node(NodeKind::Sentinel, Server::Redis, on_path)).unwrap_err().to_string();
+        assert!(err.contains(on_path) && err.contains("not the redis-sentinel"), "{err}");
+        for (program, says) in [("redis-server", "not the redis-server"), ("/bin/sh", "not the redis-server")] {
+            let err = check_program(&node(NodeKind::Redis, Server::Redis, program)).unwrap_err().to_string();
+            assert!(err.contains(says), "{program}: {err}");
+        }
+        let missing = "/nonexistent/redis-server";
+        let err = check_program(&node(NodeKind::Redis, Server::Redis, missing)).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        // memcached and the endpoint are never started from lab.json's program.
+        assert!(check_program(&node(NodeKind::Memcached, Server::Redis, "/bin/sh")).is_ok());
+    }
 }

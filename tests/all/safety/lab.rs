@@ -120,6 +120,11 @@ fn gone_soon(pid: u32) -> bool {
     !alive(pid)
 }
 
+fn which(bin: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| p.is_file()).unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -150,6 +155,51 @@ fn lab_down_with_a_tampered_entry_spares_the_foreign_server_and_stops_the_real_n
     for (name, pid, port) in real {
         assert!(gone_soon(pid), "{name} (pid {pid}, port {port}) was orphaned: {}", explain(&o));
     }
+}
+
+/// Issue 19 item 6: a node's `"program"` set to a script made the `restart` trigger run it (as
+/// root here). Neither the trigger nor a heal starts anything but the server `lab up` found.
+#[test]
+fn a_program_lab_json_names_is_run_only_when_it_is_the_server() {
+    let lab = UpLab::new().up();
+    let marker = lab.tmp.path().join("marker");
+    let bin = lab.tmp.path().join("x");
+    std::fs::create_dir(&bin).unwrap();
+    let script = format!("#!/bin/sh\ntouch '{}'\nexec redis-server \"$@\"\n", marker.display());
+    let evil = bin.join("evil.sh");
+    // Named like the server: still not the redis-server PATH finds, and in a world-writable /tmp.
+    let named = bin.join("redis-server");
+    for p in [&evil, &named] {
+        std::fs::write(p, &script).unwrap();
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let nodes = lab.nodes();
+    let set_program = |name: &str, program: &std::path::Path| {
+        let mut json = lab.json();
+        for n in json["nodes"].as_array_mut().unwrap() {
+            if n["name"] == name {
+                n["program"] = program.to_str().unwrap().into();
+            }
+        }
+        lab.write_json(&json);
+    };
+    for program in [&evil, &named] {
+        set_program(&nodes[0].0, program);
+        let o = lab.run("restart", &["--trigger", "restart", "--yes"]);
+        assert_ne!(code(&o), 0, "{}", explain(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(program.to_str().unwrap()), "{}", explain(&o));
+        assert!(!marker.exists(), "{} ran", program.display());
+        assert!(alive(nodes[0].1), "the node was killed before its program was checked");
+    }
+    // The replica down, its program the script: a heal must not start it either.
+    set_program(&nodes[0].0, &which("redis-server"));
+    set_program(&nodes[1].0, &evil);
+    unsafe { libc::kill(nodes[1].1 as i32, libc::SIGKILL) };
+    assert!(gone_soon(nodes[1].1));
+    let o = lab.run("heal", &["--trigger", "none", "--duration", "1s"]);
+    assert_ne!(code(&o), 0, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(evil.to_str().unwrap()), "{}", explain(&o));
+    assert!(!marker.exists(), "a heal ran {}", evil.display());
 }
 
 /// Issue 19 item 6: two `lab up` at once in one directory got the same ports, the second wrote
