@@ -473,11 +473,11 @@ impl Lab {
         }
         for f in running {
             if !targets.iter().any(|t| t.0 == f.pid) {
-                crate::note!(
-                    "lab down: {} runs in {} but lab.json does not name it; stopping it too",
-                    f.who,
-                    self.dir.display()
-                );
+                let named = match nodes.iter().find(|n| n.addr() == f.addr) {
+                    Some(n) => format!("lab.json names pid {} for {}", n.pid, n.name),
+                    None => "lab.json does not name it".to_string(),
+                };
+                crate::note!("lab down: {} runs in {} but {named}; stopping it too", f.who, self.dir.display());
                 targets.push((f.pid, f.addr, f.kind));
             }
         }
