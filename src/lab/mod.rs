@@ -211,6 +211,10 @@ impl Lab {
         let dir = dir.canonicalize().with_context(|| {
             format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
         })?;
+        if !dir.join(LAB_FILE).is_file() {
+            // The error `read` gives, without leaving a lock file in a directory that is no lab.
+            return Lab::read(&dir);
+        }
         let lock = lock::LabLock::acquire(&dir)?;
         let mut lab = Lab::read(&dir)?;
         lab._lock = Some(lock);
