@@ -202,7 +202,7 @@ async fn lab(action: LabAction) -> Result<i32> {
             lab.detach();
         }
         LabAction::Status { dir } => {
-            let lab = Lab::load(&dir)?;
+            let lab = Lab::read(&dir)?;
             for n in lab.nodes() {
                 say!(
                     "{:<11} {:<21} pid {:<7} {}",

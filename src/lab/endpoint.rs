@@ -32,7 +32,7 @@ pub struct Flip {
 pub async fn serve(dir: &Path, port: u16, lag: Duration) -> Result<()> {
     let listener =
         TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("endpoint: binding 127.0.0.1:{port}"))?;
-    let lab = Lab::load(dir)?;
+    let lab = Lab::read(dir)?;
     let first = loop {
         if let Some(p) = lab.current_primary().await {
             break format!("127.0.0.1:{p}");

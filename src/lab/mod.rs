@@ -6,7 +6,9 @@
 mod cluster;
 pub mod endpoint;
 mod health;
+mod lock;
 mod node;
+mod verify;
 
 pub use health::Readiness;
 use node::free_port;
@@ -106,6 +108,8 @@ pub struct Lab {
     children: Mutex<Vec<std::process::Child>>,
     /// Stop the processes when this value is dropped (tests, `run` with its own lab).
     owned: bool,
+    /// The lab directory's lock, for as long as this value uses the lab (`load`).
+    _lock: Option<lock::LabLock>,
 }
 
 impl Lab {
@@ -120,10 +124,19 @@ impl Lab {
         let (server, programs) = options.resolve(topology)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
         let dir = dir.canonicalize()?;
-        if dir.join(LAB_FILE).exists() && Lab::load(&dir).is_ok_and(|l| l.any_alive()) {
+        // Held while the lab starts (a second `lab up` fails here, before picking ports or
+        // writing lab.json); `lab up` then exits and leaves the servers running.
+        let _lock = lock::LabLock::acquire(&dir)?;
+        let running = verify::lab_processes(&dir);
+        if !running.is_empty() || (dir.join(LAB_FILE).exists() && Lab::read(&dir).is_ok_and(|l| l.any_alive())) {
+            let who: Vec<String> = running.iter().map(|f| f.who.clone()).collect();
             bail!(
-                "a lab is already running in {} (stop it with `failprobe lab down --dir {}`)",
+                "a lab is already running in {} ({}; stop it with `failprobe lab down --dir {}`)",
                 dir.display(),
+                match who.is_empty() {
+                    true => "lab.json names live nodes".to_string(),
+                    false => who.join(", "),
+                },
                 dir.display()
             );
         }
@@ -136,6 +149,7 @@ impl Lab {
             nodes: Mutex::new(Vec::new()),
             children: Mutex::new(Vec::new()),
             owned,
+            _lock: None,
         };
         if topology == Topology::Cluster {
             lab.start_cluster().await?;
@@ -190,9 +204,28 @@ impl Lab {
         self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
 
-    /// Attaches to a lab started earlier (by `failprobe lab up`); its processes are not ours to
-    /// stop when this value is dropped.
+    /// Attaches to a lab started earlier (by `failprobe lab up`) and locks its directory for as
+    /// long as this value lives (`run --lab`, `lab down`); its processes are not ours to stop
+    /// when this value is dropped.
     pub fn load(dir: &Path) -> Result<Lab> {
+        let dir = dir.canonicalize().with_context(|| {
+            format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
+        })?;
+        if !dir.join(LAB_FILE).is_file() {
+            // The error `read` gives, without leaving a lock file in a directory that is no lab.
+            return Lab::read(&dir);
+        }
+        let lock = lock::LabLock::acquire(&dir)?;
+        let mut lab = Lab::read(&dir)?;
+        lab._lock = Some(lock);
+        Ok(lab)
+    }
+
+    /// `load` without the lock: for what only looks (`lab status`, the lab's endpoint) or acts
+    /// from outside failprobe (a test's emulated cloud rebooting a node).
+    pub fn read(dir: &Path) -> Result<Lab> {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let dir = dir.as_path();
         let path = dir.join(LAB_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
@@ -207,6 +240,7 @@ impl Lab {
             nodes: Mutex::new(file.nodes),
             children: Mutex::new(Vec::new()),
             owned: false,
+            _lock: None,
         })
     }
 
@@ -312,6 +346,12 @@ impl Lab {
                 node.server = self.server;
                 node.program = Some(program.clone());
             }
+        } else {
+            verify::check_program(&node)?;
+        }
+        // Something else on the port would make the node fail to start, or worse answer for it.
+        if std::net::TcpListener::bind(node.addr()).is_err() {
+            bail!("lab node {}: {} is in use by another process; not started", node.name, node.addr());
         }
         let child = node.start(&self.dir)?;
         node.pid = child.id();
@@ -331,6 +371,9 @@ impl Lab {
     /// Restarts every node that is no longer running (after a kill trigger), as a replica of the
     /// current primary, so the next trial starts from a healthy lab.
     pub(crate) async fn heal(&self) -> Result<()> {
+        // Before the first trial, whether or not a node is down: a restart trigger would start
+        // the same programs.
+        self.check_programs()?;
         self.reap();
         let dead: Vec<Node> = self.nodes().into_iter().filter(|n| !n.is_alive()).collect();
         if dead.is_empty() {
@@ -363,9 +406,12 @@ impl Lab {
             .into_iter()
             .find(|n| n.port == port)
             .ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
-        node.signal(libc::SIGKILL)?;
+        verify::check_program(&node)?;
+        self.signal_node(&node, libc::SIGKILL)?;
         self.reap();
-        node::wait_port_closed(port, Duration::from_secs(5)).await;
+        if !node::wait_port_closed(port, Duration::from_secs(5)).await {
+            bail!("lab node {} on {}: the port still answers after SIGKILL; not started again", node.name, node.addr());
+        }
         let old_pid = node.pid;
         self.spawn(node)?;
         self.save()?;
@@ -374,6 +420,18 @@ impl Lab {
             "killed pid {old_pid} on 127.0.0.1:{port} and started it again (pid {})",
             self.pid_of_port(port).unwrap_or(0)
         ))
+    }
+
+    /// Every node's program is one `lab up` would run (lab.json may have been edited).
+    fn check_programs(&self) -> Result<()> {
+        self.nodes().iter().try_for_each(verify::check_program)
+    }
+
+    /// `signal` to a node once its pid is verified to be this lab's process on its port.
+    fn signal_node(&self, node: &Node, signal: libc::c_int) -> Result<String> {
+        verify::node_process(node, &self.dir)
+            .map_err(|e| anyhow::anyhow!("lab node {}: not signalled: {e}", node.name))?;
+        node.signal(signal)
     }
 
     /// Reaps exited children so they do not linger as zombies.
@@ -400,28 +458,47 @@ impl Lab {
         nodes
     }
 
-    /// Stops exactly the processes this lab started: each pid is checked to be the server on its
-    /// port before it is signalled (a pid in lab.json may have been reused since).
+    /// Stops exactly the processes of this lab: a node of lab.json whose pid is verified to be
+    /// this lab's server on its port, and any process running in the lab directory that
+    /// lab.json lost or misnames. An entry naming someone else's server is refused and makes
+    /// this an error, after everything that is the lab's has been stopped.
     pub fn down(&self) -> Result<usize> {
         let nodes = self.all_known_nodes();
-        let mut stopped = 0;
+        let running = verify::lab_processes(&self.dir);
+        let mut targets: Vec<(u32, std::net::SocketAddr, NodeKind)> = Vec::new();
+        let mut refused = Vec::new();
         for node in &nodes {
-            if node.is_alive() && node.signal(libc::SIGTERM).is_ok() {
-                stopped += 1;
+            match verify::node_process(node, &self.dir) {
+                Ok(_) => targets.push((node.pid, node.addr(), node.kind)),
+                // Gone, or a pid reused by something that is no server: only stale.
+                Err(_) if !verify::is_a_server(node.pid) || running.iter().any(|f| f.pid == node.pid) => {}
+                Err(why) => refused.push(format!("node {} (pid {}, {}): {why}", node.name, node.pid, node.addr())),
             }
         }
+        for f in running {
+            if !targets.iter().any(|t| t.0 == f.pid) {
+                let named = match nodes.iter().find(|n| n.addr() == f.addr) {
+                    Some(n) => format!("lab.json names pid {} for {}", n.pid, n.name),
+                    None => "lab.json does not name it".to_string(),
+                };
+                crate::note!("lab down: {} runs in {} but {named}; stopping it too", f.who, self.dir.display());
+                targets.push((f.pid, f.addr, f.kind));
+            }
+        }
+        let signal = |&(pid, addr, kind): &(u32, std::net::SocketAddr, NodeKind), sig| {
+            verify::signal_lab_process(pid, addr, kind, &self.dir, sig)
+        };
+        let stopped = targets.iter().filter(|t| signal(t, libc::SIGTERM).is_ok()).count();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while nodes.iter().any(|n| n.is_alive()) && std::time::Instant::now() < deadline {
+        while targets.iter().any(|t| verify::is_running(t.0)) && std::time::Instant::now() < deadline {
             self.reap();
             std::thread::sleep(Duration::from_millis(50));
         }
-        for node in &nodes {
-            if node.is_alive() {
-                let _ = node.signal(libc::SIGKILL);
-            }
-            if node.cluster {
-                let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
-            }
+        for t in &targets {
+            let _ = signal(t, libc::SIGKILL);
+        }
+        for node in nodes.iter().filter(|n| n.cluster) {
+            let _ = std::fs::remove_file(node.cluster_config_file(&self.dir));
         }
         // Our own children (not yet reaped, so their pids cannot have been reused) go too, even
         // one that never came to listen on its port.
@@ -434,6 +511,12 @@ impl Lab {
             }
             children.clear();
         }
+        if !refused.is_empty() {
+            bail!(
+                "stopped {stopped} process(es); not signalled, as lab.json names a server that is not this lab's: {}",
+                refused.join("; ")
+            );
+        }
         Ok(stopped)
     }
 }
@@ -443,7 +526,7 @@ impl Drop for Lab {
         if self.owned {
             // Make sure no paused node survives us.
             for n in self.nodes() {
-                let _ = n.signal(libc::SIGCONT);
+                let _ = self.signal_node(&n, libc::SIGCONT);
             }
             let _ = self.down();
         }

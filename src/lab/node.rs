@@ -185,7 +185,8 @@ impl Node {
 
     /// Writes a config file (redis rewrites it on REPLICAOF/failover, so it must be a file) and
     /// starts the process in its own process group, so a Ctrl-C meant for failprobe does not
-    /// kill the servers it is measuring.
+    /// kill the servers it is measuring. Every node runs in the lab directory: that is how a
+    /// process is recognised as this lab's whatever lab.json says (`verify`).
     pub fn start(&self, dir: &Path) -> Result<Child> {
         use std::os::unix::process::CommandExt;
         if self.kind == NodeKind::Memcached {
@@ -197,6 +198,7 @@ impl Node {
                 cmd.args(["-u", "nobody"]);
             }
             return cmd
+                .current_dir(dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -214,6 +216,7 @@ impl Node {
                 .arg(self.endpoint_lag_ms.unwrap_or(0).to_string())
                 .arg("--dir")
                 .arg(dir)
+                .current_dir(dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -235,6 +238,7 @@ impl Node {
         scrubbed_env(&mut cmd)
             .arg(&conf)
             .args(extra)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

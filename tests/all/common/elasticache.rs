@@ -842,7 +842,8 @@ fn reboot(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
     let ids = nodes.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let lab = failprobe::lab::Lab::load(&cluster.lab_dir).unwrap();
+        // The cloud reboots the node, not failprobe: the run holds the lab's lock meanwhile.
+        let lab = failprobe::lab::Lab::read(&cluster.lab_dir).unwrap();
         for n in &ids {
             let port = cluster.nodes.iter().find(|(id, _)| id == n).map(|(_, p)| *p).unwrap();
             log(&st, "cache-cluster", &cluster.id, format!("Cache node {n} shutdown"));
