@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 /// Process names (`/proc/PID/comm`) of the servers failprobe may signal.
-const SERVER_NAMES: [&str; 5] = ["redis-server", "redis-sentinel", "valkey-server", "valkey-sentinel", "memcached"];
+pub(crate) const SERVER_NAMES: [&str; 5] =
+    ["redis-server", "redis-sentinel", "valkey-server", "valkey-sentinel", "memcached"];
 
 /// A pid as typed or read from a file, before anything is known about it.
 pub(crate) fn checked_pid(raw: u64) -> Result<libc::pid_t, String> {

@@ -5,12 +5,10 @@
 //! program is started only when it is the server binary `lab up` would have found.
 
 use super::node::{Node, NodeKind};
+use crate::os::SERVER_NAMES;
 use anyhow::{bail, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-/// What a lab node's process may be called (`/proc/PID/comm`), as `os::identify` accepts.
-const SERVER_NAMES: [&str; 5] = ["redis-server", "redis-sentinel", "valkey-server", "valkey-sentinel", "memcached"];
 
 /// The process names a node of `kind` may run as.
 fn names(kind: NodeKind) -> &'static [&'static str] {
