@@ -1,0 +1,109 @@
+//! When a trial is over: every client's streams up for the settle time, and the old primary
+//! no longer acting as one.
+
+use super::trial::{ClientTrial, RunContext};
+use super::CONTROL_LIMIT;
+use crate::lab::Topology;
+use crate::probe::schedule::Health;
+use crate::sample::{EventKind, Stream};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+/// Each shard's primary now, as the deployment names it: behind an endpoint lab its sentinels
+/// (the endpoint itself names only itself).
+pub(super) async fn primaries(ctx: &RunContext) -> Vec<Option<(String, u16)>> {
+    if ctx.lab.as_ref().is_some_and(|l| l.topology == Topology::Endpoint) {
+        return vec![crate::target::locate_primary(&ctx.control, CONTROL_LIMIT).await.ok()];
+    }
+    ctx.prober.primaries().await
+}
+
+/// The primaries before the trigger, and which of them have been seen stepping down.
+pub(super) struct OldPrimaries {
+    pub(super) before: Vec<Option<(String, u16)>>,
+    pub(super) stepped_down: Vec<bool>,
+    pub(super) checked: Option<Instant>,
+    /// The verdict of the last check, given again until the next one is due.
+    pub(super) last: bool,
+}
+
+impl OldPrimaries {
+    pub(super) fn new(before: Vec<Option<(String, u16)>>) -> Self {
+        let stepped_down = vec![false; before.len()];
+        Self { before, stepped_down, checked: None, last: false }
+    }
+
+    /// Whether every shard's primary before the trigger is still the primary (nothing was
+    /// replaced) or no longer acts as one. Asks at most every 250 ms; each step-down goes on
+    /// the timeline once.
+    pub(super) async fn settled(&mut self, ctx: &RunContext) -> bool {
+        if self.stepped_down.iter().all(|d| *d) {
+            return true;
+        }
+        if self.checked.is_some_and(|at| at.elapsed() < Duration::from_millis(250)) {
+            return self.last;
+        }
+        self.checked = Some(Instant::now());
+        let now = primaries(ctx).await;
+        let names = ctx.prober.shard_names();
+        let mut settled = true;
+        for (i, old) in self.before.iter().enumerate() {
+            let Some((host, port)) = old else { continue };
+            if self.stepped_down[i] || now.get(i).cloned().flatten().as_ref() == old.as_ref() {
+                continue;
+            }
+            match ctx.prober.role_of(host, *port).await.unwrap_or_else(|| "unreachable".into()) {
+                role if role == "master" => settled = false,
+                role => {
+                    self.stepped_down[i] = true;
+                    let (shard, server) = (names.get(i).cloned().flatten(), format!("{host}:{port}"));
+                    ctx.report.event(EventKind::StepDown { shard, server, role });
+                }
+            }
+        }
+        self.last = settled;
+        settled
+    }
+}
+
+pub(super) async fn wait_recovered(ctx: &RunContext, clients: &[ClientTrial], old: &mut OldPrimaries) -> String {
+    let since_trigger = Instant::now();
+    let finished_us = ctx.report.clock.now_us();
+    let settle_us = ctx.plan.settle.as_micros() as u64;
+    loop {
+        let now_us = ctx.report.clock.now_us();
+        // Settle counts from the trigger's completion too: a failover without errors (Sentinel's)
+        // still moves clients to the new primary a moment later, and that must be measured.
+        let settled = |c: &ClientTrial| {
+            c.health
+                .iter()
+                .map(|h| h.snapshot())
+                .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us)
+        };
+        let mut waiting: Vec<String> = clients.iter().filter(|c| !settled(c)).map(|c| c.profile.name()).collect();
+        if !old.settled(ctx).await {
+            waiting.push("the old primary still acting as one".to_string());
+        }
+        if waiting.is_empty() {
+            return format!("recovered and stable for {:?}", ctx.plan.settle);
+        }
+        if since_trigger.elapsed() >= ctx.plan.max_trial {
+            return format!(
+                "not recovered ({}) within --max-trial {:?} after the trigger finished",
+                waiting.join(", "),
+                ctx.plan.max_trial
+            );
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A stream is up only when it is up on every shard.
+pub(super) fn combined(health: &[Arc<Health>], stream: Stream) -> crate::probe::schedule::HealthState {
+    let parts: Vec<_> = health.iter().skip(stream.index()).step_by(2).map(|h| h.snapshot()).collect();
+    let mut out = parts.iter().find(|h| !h.up).or(parts.first()).cloned().unwrap_or_default();
+    out.completed = parts.iter().map(|h| h.completed).sum();
+    out.failed = parts.iter().map(|h| h.failed).sum();
+    out
+}

@@ -1,0 +1,378 @@
+//! The trials: each one's runbook steps, backup, clients, streams, trigger and recovery.
+
+use super::checks::{check_integrity, check_seeds, record_keyspace, seed};
+use super::prepare::{trigger_context, Prepared};
+use super::recovery::{primaries, wait_recovered, OldPrimaries};
+use super::status::spawn_status;
+use super::touch;
+use super::touch::Consent;
+use super::CONTROL_LIMIT;
+use crate::aws::watch::AwsRun;
+use crate::control::{runbook, TriggerSpec};
+use crate::error::UsageError;
+use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
+use crate::probe::client::{Client, Profile};
+use crate::probe::engine::{Engine, StreamTask};
+use crate::probe::schedule::{Health, StreamConfig};
+use crate::probe::TrialKeys;
+use crate::sample::KeyspacePhase;
+use crate::sample::{EventKind, Stream};
+use crate::scenario::Plan;
+use crate::sink::Reporter;
+use crate::target::Target;
+use anyhow::{anyhow, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::{sleep, Instant};
+
+pub(super) struct RunContext {
+    pub(super) plan: Plan,
+    /// Where triggers act (`Prepared::control`).
+    pub(super) control: Arc<Target>,
+    pub(super) lab: Option<Arc<Lab>>,
+    pub(super) prober: Arc<dyn Engine>,
+    pub(super) report: Reporter,
+    /// The client profiles measured side by side, failprobe's own first when measured.
+    pub(super) profiles: Vec<Profile>,
+    pub(super) cancel: watch::Receiver<bool>,
+    pub(super) own_keys: std::sync::Mutex<Vec<String>>,
+    pub(super) aws: Option<Arc<AwsRun>>,
+    pub(super) run_id: String,
+    pub(super) consent: Arc<Consent>,
+}
+
+/// One client profile during one trial: a fresh client (an application started before the
+/// trial), its own keys and the health of its streams.
+pub(super) struct ClientTrial {
+    pub(super) profile: Profile,
+    pub(super) client: Arc<dyn Client>,
+    pub(super) keys: Vec<Arc<TrialKeys>>,
+    /// Per shard, per stream (index `shard * 2 + stream`).
+    pub(super) health: Vec<Arc<Health>>,
+}
+
+/// Starts the probes and runs the trials. Never returns early: an error is handed back, with
+/// the prober when it started, for teardown. Fewer trials than asked is marked on the timeline.
+pub(super) async fn measure(
+    plan: &Plan,
+    prepared: &Prepared,
+    engine: Result<Arc<dyn Engine>, crate::target::error::ProbeError>,
+    report: Reporter,
+    cancel: watch::Receiver<bool>,
+) -> (Option<Arc<dyn Engine>>, Option<anyhow::Error>) {
+    let target = &prepared.target;
+    let prober = match engine {
+        Ok(p) => p,
+        Err(e) => {
+            let e = anyhow!(UsageError::Unreachable(format!("{}: {e}", target.redacted())));
+            report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
+            report.event(EventKind::Interrupted);
+            return (None, Some(e));
+        }
+    };
+    let ctx = RunContext {
+        plan: plan.clone(),
+        control: prepared.control.clone(),
+        lab: prepared.lab.clone(),
+        prober: prober.clone(),
+        report,
+        profiles: plan.profiles_for(target),
+        cancel,
+        own_keys: Default::default(),
+        aws: prepared.aws.clone(),
+        run_id: prepared.run_id.clone(),
+        consent: prepared.consent.clone(),
+    };
+    let mut last_trigger: Option<Instant> = None;
+    let mut failure = None;
+    let mut completed = 0;
+    for (i, spec) in ctx.plan.triggers.iter().enumerate() {
+        if *ctx.cancel.borrow() {
+            break;
+        }
+        match run_trial(&ctx, i as u32, spec, &mut last_trigger).await {
+            Ok(Ending::Done(_)) => completed += 1,
+            Ok(Ending::Interrupted) => break,
+            Ok(Ending::Refused(e)) | Err(e) => {
+                ctx.report.event(EventKind::TrialEnd { reason: format!("aborted: {e:#}") });
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    // Fewer trials than asked is no verdict, however the run stopped: say so on the timeline.
+    if completed < ctx.plan.triggers.len() {
+        ctx.report.event(EventKind::Interrupted);
+    }
+    (Some(prober), failure)
+}
+
+pub(super) enum Ending {
+    Done(String),
+    Interrupted,
+    /// The trigger did not fire: it would have acted on a server nobody agreed to.
+    Refused(anyhow::Error),
+}
+
+pub(super) async fn run_trial(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
+    prepare_lab(ctx, *last_trigger).await?;
+    ctx.report.trial.store(trial, std::sync::atomic::Ordering::SeqCst);
+    ctx.report.event(EventKind::TrialStart);
+    // `--after` follows every trial whose `--before` started, however it ended (failed,
+    // interrupted): the before-step may have paused the batch jobs half-way.
+    let ending = match &ctx.plan.before {
+        Some(command) => {
+            let before = runbook::step("before", command, ctx.plan.max_trial, &ctx.report, Some(ctx.cancel.clone()));
+            match before.await {
+                Ok(runbook::Step::Done) => backup_and_measure(ctx, trial, spec, last_trigger).await,
+                Ok(runbook::Step::Interrupted) => Ok(interrupted(ctx)),
+                Err(e) => Err(e),
+            }
+        }
+        None => backup_and_measure(ctx, trial, spec, last_trigger).await,
+    };
+    if let Some(command) = &ctx.plan.after {
+        // Not cancellable (it is the clean-up), but bounded shorter once the run is stopping:
+        // a CI cancel's SIGKILL follows its SIGTERM within seconds.
+        let limit = match *ctx.cancel.borrow() {
+            true => ctx.plan.max_trial.min(runbook::AFTER_WHEN_STOPPING),
+            false => ctx.plan.max_trial,
+        };
+        runbook::step("after", command, limit, &ctx.report, None).await?;
+    }
+    ending
+}
+
+/// The trial after its `--before`: the backup (first trial, `--backup`), then the measurement.
+/// A failed backup fires nothing; an interrupted one is abandoned (the server finishes it).
+pub(super) async fn backup_and_measure(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
+    if trial == 0 && ctx.plan.backup {
+        let started = Instant::now();
+        match cancellable(&mut ctx.cancel.clone(), take_backup(ctx)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                let (how, status) = crate::control::backup::abandoned(ctx.aws.is_some());
+                let took_ms = started.elapsed().as_millis() as u64;
+                let (name, node) = (String::new(), String::new());
+                ctx.report.event(EventKind::Backup { how: how.into(), name, node, status: status.into(), took_ms });
+                return Ok(interrupted(ctx));
+            }
+        }
+    }
+    measure_trial(ctx, trial, spec, last_trigger).await
+}
+
+pub(super) fn interrupted(ctx: &RunContext) -> Ending {
+    ctx.report.event(EventKind::Interrupted);
+    Ending::Interrupted
+}
+
+/// `--backup`, once before the first trigger: CreateSnapshot on ElastiCache, else BGSAVE on
+/// each primary (each one confirmed, or on loopback). An error stops the run before any
+/// failover.
+pub(super) async fn take_backup(ctx: &RunContext) -> Result<()> {
+    use crate::control::backup;
+    match &ctx.aws {
+        Some(aws) => backup::elasticache_snapshot(aws, &backup::snapshot_name(&ctx.run_id), &ctx.report).await,
+        None => {
+            check_consent(ctx, "--backup").await?;
+            let primaries = ctx.prober.primaries().await;
+            backup::bgsave_all(&ctx.control, &primaries, CONTROL_LIMIT, &ctx.report).await
+        }
+    }
+}
+
+/// Before a trial acts: the servers it would act on now are the ones agreed to (a failover
+/// since the confirmation may have moved the primary; a sentinel may name a new node).
+pub(super) async fn check_consent(ctx: &RunContext, what: &str) -> Result<()> {
+    if ctx.aws.is_some() || matches!(*ctx.consent, Consent::Everything) {
+        return Ok(());
+    }
+    let now = touch::discover(&ctx.control, CONTROL_LIMIT).await;
+    ctx.consent.check(&now).map_err(|e| crate::error::invalid(format!("{what} not started: {e}")))
+}
+
+/// One trial between the runbook's steps: fresh clients, streams, the trigger, recovery, the
+/// checks.
+pub(super) async fn measure_trial(
+    ctx: &RunContext,
+    trial: u32,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+) -> Result<Ending> {
+    let clients = open_clients(ctx, trial).await?;
+    if let Ok(mut own) = ctx.own_keys.lock() {
+        own.extend(clients.iter().flat_map(|c| &c.keys).flat_map(|k| k.all()).map(|k| k.to_string()));
+    }
+    seed(ctx, trial).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
+    let status = spawn_status(ctx, trial, clients[0].health.clone());
+    let ending = drive_trial(ctx, spec, last_trigger, &clients).await;
+    let _ = stop_tx.send(true);
+    let mut late = 0;
+    for s in streams {
+        late += s.await.unwrap_or(0);
+    }
+    status.abort();
+    for c in clients.iter().filter(|c| c.profile != Profile::Failprobe) {
+        c.client.shutdown();
+    }
+    match ending {
+        Ending::Done(reason) => {
+            check_integrity(ctx, &clients).await;
+            check_seeds(ctx, trial).await;
+            record_keyspace(ctx, KeyspacePhase::After).await;
+            let ended = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
+            ctx.report.event(EventKind::TrialEnd { reason: ended });
+            Ok(Ending::Done(reason))
+        }
+        Ending::Interrupted => Ok(interrupted(ctx)),
+        Ending::Refused(e) => Err(e),
+    }
+}
+
+/// The lab notes' rules before each trial: dead nodes restarted, replica in sync, sentinels
+/// agreeing, and 2 × failover-timeout since the last failover (Sentinel refuses sooner).
+pub(super) async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>) -> Result<()> {
+    let Some(lab) = &ctx.lab else { return Ok(()) };
+    lab.heal().await?;
+    if let (Some(at), true) = (last_trigger, lab.is_sentinel()) {
+        let gap = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS);
+        tokio::time::sleep_until(at + gap).await;
+    }
+    lab.wait_ready(Duration::from_secs(60)).await.map(|_| ())
+}
+
+/// This trial's clients, one per profile: failprobe's own is the engine's prober (it follows
+/// the primary across trials anyway); every other profile starts fresh, as an application
+/// started before this maintenance would.
+pub(super) async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> {
+    let shards = ctx.prober.shard_names().len();
+    let mut clients = Vec::new();
+    for profile in ctx.profiles.iter().cloned() {
+        let client = match ctx.prober.client(profile.clone(), ctx.report.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Those already started stop with the trial that could not start.
+                for c in clients.iter().filter(|c: &&ClientTrial| c.profile != Profile::Failprobe) {
+                    c.client.shutdown();
+                }
+                return Err(anyhow!("starting the `{}` client: {e}", profile.name()));
+            }
+        };
+        let label = profile.label();
+        clients.push(ClientTrial {
+            profile,
+            client,
+            keys: ctx
+                .prober
+                .keys(trial, ctx.plan.key_ttl, label.as_deref())
+                .into_iter()
+                .map(|k| Arc::new(k.with_ack(ctx.plan.write_ack)))
+                .collect(),
+            health: (0..shards * 2).map(|_| Arc::new(Health::default())).collect(),
+        });
+    }
+    Ok(clients)
+}
+
+/// One write and one read stream per shard, each on its own clock.
+pub(super) fn start_streams(
+    ctx: &RunContext,
+    trial: u32,
+    c: &ClientTrial,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    let names = ctx.prober.shard_names();
+    let pairs = names.into_iter().enumerate().flat_map(|(i, name)| Stream::ALL.map(|st| (i, name.clone(), st)));
+    pairs
+        .map(|(shard, name, stream)| {
+            let cfg = StreamConfig {
+                stream,
+                shard: name,
+                client: c.profile.label(),
+                trial,
+                interval: ctx.plan.interval,
+                timeout: ctx.plan.timeout,
+            };
+            let task = StreamTask {
+                shard,
+                cfg,
+                keys: c.keys[shard].clone(),
+                report: ctx.report.clone(),
+                health: c.health[shard * 2 + stream.index()].clone(),
+                stop: stop.clone(),
+            };
+            tokio::spawn(c.client.clone().run_stream(task))
+        })
+        .collect()
+}
+
+/// Warm-up, trigger, then wait until every client's streams have been up for the settle time.
+pub(super) async fn drive_trial(
+    ctx: &RunContext,
+    spec: &TriggerSpec,
+    last_trigger: &mut Option<Instant>,
+    clients: &[ClientTrial],
+) -> Ending {
+    let mut cancel = ctx.cancel.clone();
+    let Some(trigger) = spec.build() else {
+        record_keyspace(ctx, KeyspacePhase::Before).await;
+        return match cancellable(&mut cancel, sleep(ctx.plan.duration)).await {
+            Some(()) => Ending::Done(format!("observed for {:?}", ctx.plan.duration)),
+            None => Ending::Interrupted,
+        };
+    };
+    if cancellable(&mut cancel, sleep(ctx.plan.warmup)).await.is_none() {
+        return Ending::Interrupted;
+    }
+    record_keyspace(ctx, KeyspacePhase::Before).await;
+    // With an application-like client measured, the trial lasts until a replaced primary has
+    // stepped down: until then, clients still connected to it write into it.
+    let mut old = OldPrimaries::new(match clients.iter().any(|c| c.profile != Profile::Failprobe) {
+        true => primaries(ctx).await,
+        false => Vec::new(),
+    });
+    let tctx = trigger_context(&ctx.plan, &ctx.control, &ctx.lab, &ctx.aws);
+    if let Err(e) = check_consent(ctx, &format!("trigger `{}`", spec.label())).await {
+        ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") });
+        return Ending::Refused(e);
+    }
+    ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
+    *last_trigger = Some(Instant::now());
+    match cancellable(&mut cancel, trigger.fire(&tctx)).await {
+        Some(Ok(detail)) => ctx.report.event(EventKind::TriggerFinish { detail }),
+        Some(Err(e)) => ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") }),
+        None => return Ending::Interrupted,
+    }
+    match cancellable(&mut cancel, wait_recovered(ctx, clients, &mut old)).await {
+        Some(reason) => Ending::Done(reason),
+        None => Ending::Interrupted,
+    }
+}
+
+pub(super) async fn cancellable<T>(
+    cancel: &mut watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    if *cancel.borrow() {
+        return None;
+    }
+    tokio::select! {
+        v = fut => Some(v),
+        _ = cancel.wait_for(|c| *c) => None,
+    }
+}
