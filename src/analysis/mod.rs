@@ -427,6 +427,11 @@ pub(crate) mod tests {
     /// failprobe recovers at 0.5 s; `pinned` gets READONLY from 1 s to the end and its write
     /// log misses 3 writes (acknowledged by the old primary before it stepped down).
     pub(crate) fn two_clients(budget: Budget) -> Summary {
+        two_clients_analysis(budget).summary
+    }
+
+    /// `two_clients` with its series, for the plots.
+    pub(crate) fn two_clients_analysis(budget: Budget) -> Analysis {
         let mut m = meta(1, budget);
         m.clients = vec!["failprobe".into(), "pinned".into()];
         let mut a = Analyzer::new(m);
@@ -453,7 +458,7 @@ pub(crate) mod tests {
         let pinned: Vec<u64> = (1..=97).collect();
         event(&mut a, 0, 2_100_000, log(&pinned, Some("pinned")));
         event(&mut a, 0, 2_200_000, EventKind::TrialEnd { reason: "not recovered (pinned)".into() });
-        a.finish().summary
+        a.finish()
     }
 
     /// A phase is listed (observed or not) only when the run watched for it: the DNS watch's

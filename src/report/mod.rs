@@ -285,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn the_timeline_draws_every_client() {
+        let a = crate::analysis::tests::two_clients_analysis(Budget::default());
+        let s = &a.summary;
+        let svg =
+            super::plot::svg(super::plot::timeline::size(s), |root| super::plot::timeline::draw(root, s, &a)).unwrap();
+        assert!(svg.contains("failprobe outage"), "the first client's bands named");
+        assert!(svg.contains("pinned outage, NOT RECOVERED"), "the second client's bands drawn and named");
+    }
+
+    #[test]
     fn the_timeline_image_stays_bounded_for_many_trials() {
         let mut a = Analyzer::new(meta(40, Budget::default()));
         for t in 0..40 {
