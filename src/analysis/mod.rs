@@ -426,7 +426,12 @@ pub(crate) mod tests {
 
     /// failprobe recovers at 0.5 s; `pinned` gets READONLY from 1 s to the end and its write
     /// log misses 3 writes (acknowledged by the old primary before it stepped down).
-    fn two_clients(budget: Budget) -> Summary {
+    pub(crate) fn two_clients(budget: Budget) -> Summary {
+        two_clients_analysis(budget).summary
+    }
+
+    /// `two_clients` with its series, for the plots.
+    pub(crate) fn two_clients_analysis(budget: Budget) -> Analysis {
         let mut m = meta(1, budget);
         m.clients = vec!["failprobe".into(), "pinned".into()];
         let mut a = Analyzer::new(m);
@@ -453,7 +458,7 @@ pub(crate) mod tests {
         let pinned: Vec<u64> = (1..=97).collect();
         event(&mut a, 0, 2_100_000, log(&pinned, Some("pinned")));
         event(&mut a, 0, 2_200_000, EventKind::TrialEnd { reason: "not recovered (pinned)".into() });
-        a.finish().summary
+        a.finish()
     }
 
     /// A phase is listed (observed or not) only when the run watched for it: the DNS watch's
@@ -517,8 +522,20 @@ pub(crate) mod tests {
         assert!(line.ends_with(unobserved), "{line}");
         // By default the verdict covers failprobe's own client: the deployment recovered.
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("recovered", 0), "{}", s.verdict.headline);
+        // ...and the headline still names the client outside the budget that did not recover.
+        assert_eq!(
+            s.verdict.headline,
+            "RECOVERED for failprobe — no budget set; pinned NOT RECOVERED and lost 3 acknowledged writes (outside the budget)"
+        );
+        let s = two_clients(Budget { max_outage_ms: Some(1000.0), ..Default::default() });
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("pass", 0), "{}", s.verdict.headline);
+        assert_eq!(
+            s.verdict.headline,
+            "PASS for failprobe — within the budget; pinned NOT RECOVERED and lost 3 acknowledged writes (outside the budget)"
+        );
         let s = two_clients(Budget { clients: vec!["all".into()], ..Default::default() });
         assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("fail", 1), "{}", s.verdict.headline);
+        assert!(!s.verdict.headline.contains("outside the budget"), "{}", s.verdict.headline);
         assert!(s.budget.violations.iter().any(|v| v.contains("pinned writes recovered")), "{:?}", s.budget.violations);
         let s = two_clients(Budget { clients: vec!["pinned".into()], max_lost_writes: Some(0), ..Default::default() });
         let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();

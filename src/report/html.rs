@@ -2,7 +2,7 @@
 //! decide "maintenance window or acceptable blip?". Verdict first, evidence after.
 
 use super::escape_html as esc;
-use super::summary::{Percentiles, Summary, TrialSummary};
+use super::summary::{Percentiles, StreamSummary, Summary, TrialSummary};
 use super::{write_one, Exporter, ReportData};
 use crate::duration::format_ms;
 use anyhow::Result;
@@ -98,7 +98,7 @@ fn errors_seen(s: &Summary) -> BTreeMap<String, u64> {
     errors
 }
 
-fn verdict(h: &mut String, s: &Summary) {
+pub(super) fn verdict(h: &mut String, s: &Summary) {
     let class = s.verdict.kind.as_str();
     let word = s.verdict.word();
     let errors = errors_seen(s);
@@ -107,7 +107,13 @@ fn verdict(h: &mut String, s: &Summary) {
     } else {
         errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ")
     };
-    let unrecovered = s.trials.iter().filter(|t| !t.writes.recovered || !t.reads.recovered).count();
+    // Every client measured counts, inside the budget or not: the headline names the others.
+    let down = |w: &StreamSummary, r: &StreamSummary| !w.recovered || !r.recovered;
+    let unrecovered = s
+        .trials
+        .iter()
+        .filter(|t| down(&t.writes, &t.reads) || t.clients.iter().any(|c| down(&c.writes, &c.reads)))
+        .count();
     let lost = s.lost_acked_writes();
     let unchecked = s.trials.iter().filter(|t| !t.integrity.checked).count();
     let _ = write!(

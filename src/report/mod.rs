@@ -270,6 +270,28 @@ mod tests {
         let s = a.finish().summary;
         assert_eq!(super::exit_code(&s), 2);
         assert!(super::junit::junit(&s).contains("trigger of trial 0 failed"));
+        // A client outside the budget that never recovered: named in every output's headline.
+        let s = crate::analysis::tests::two_clients(Budget::default());
+        let headline = &s.verdict.headline;
+        assert!(headline.contains("; pinned NOT RECOVERED"), "{headline}");
+        assert_eq!(super::exit_code(&s), 0, "the budget (failprobe's own) decides the exit code");
+        assert!(super::terminal::final_summary(&s).starts_with(headline.as_str()));
+        assert!(super::markdown::render(&s).unwrap().contains(&format!("**{headline}**")));
+        let mut html = String::new();
+        super::html::verdict(&mut html, &s);
+        assert!(html.contains(&super::escape_html(headline)), "report.html headline");
+        assert!(html.contains("1 not recovered"), "the trials figure counts every client");
+        assert!(super::junit::step_summary(&s).contains(headline.as_str()));
+    }
+
+    #[test]
+    fn the_timeline_draws_every_client() {
+        let a = crate::analysis::tests::two_clients_analysis(Budget::default());
+        let s = &a.summary;
+        let svg =
+            super::plot::svg(super::plot::timeline::size(s), |root| super::plot::timeline::draw(root, s, &a)).unwrap();
+        assert!(svg.contains("failprobe outage"), "the first client's bands named");
+        assert!(svg.contains("pinned outage, NOT RECOVERED"), "the second client's bands drawn and named");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The timeline: latency of every probe over time (log scale), failed probes marked by error
 //! class, outage windows shaded, lost acknowledged writes in orange, trigger and primary changes
-//! as labelled vertical lines. One panel per trial and stream, and per shard or node when the
-//! target has several.
+//! as labelled vertical lines; with several client profiles, each one's outages in its own
+//! colour. One panel per trial and stream, and per shard or node when the target has several.
 
 use super::{plot_err, GREEN, GREY, ORANGE};
 use crate::analysis::series::Series;
@@ -141,8 +141,31 @@ fn draw_panel<DB: DrawingBackend>(
             color.filled(),
         )))?;
     }
+    let mut has_legend = false;
+    // Every client profile measured (`--clients`): each one's outages in a colour of its own,
+    // the first's (the red above) named beside them. Whole-target panels only.
+    if t.clients.len() > 1 && panel.shard.is_none() {
+        for (k, c) in t.clients.iter().enumerate() {
+            let st = if stream == Stream::Write { &c.writes } else { &c.reads };
+            if st.outages.is_empty() {
+                continue;
+            }
+            has_legend = true;
+            let color = if k == 0 { RED } else { CLIENT_COLORS[(k - 1) % CLIENT_COLORS.len()] };
+            let band = |recovered: bool| color.mix(if recovered { 0.12 } else { 0.3 }).filled();
+            let label = format!("{} {}", c.name, if st.recovered { "outage" } else { "outage, NOT RECOVERED" });
+            let rects =
+                st.outages.iter().filter(|_| k > 0).map(|o| {
+                    Rectangle::new([(o.start_ms / 1000.0, y_min), (o.end_ms / 1000.0, y_max)], band(o.recovered))
+                });
+            chart
+                .draw_series(rects)?
+                .label(label)
+                .legend(move |(x, y)| Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], color.mix(0.3).filled()));
+        }
+    }
     let (ok, failed) = series.map(points).unwrap_or_default();
-    let mut has_legend = !failed.is_empty();
+    has_legend |= !failed.is_empty();
     let clamp = |y: f64| y.clamp(y_min, y_max);
     chart.draw_series(ok.into_iter().map(|(x, y)| Circle::new((x, clamp(y)), 1, BLUE.filled())))?;
     for (class, xs) in failed {
@@ -208,6 +231,10 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()?;
     Ok(())
 }
+
+/// Outage bands of the client profiles after the first, one colour each (none an error class's).
+const CLIENT_COLORS: [RGBColor; 4] =
+    [RGBColor(0, 150, 150), RGBColor(110, 60, 200), RGBColor(150, 110, 0), RGBColor(60, 140, 60)];
 
 type Failed = Vec<(ErrorClass, Vec<f64>)>;
 
