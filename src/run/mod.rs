@@ -87,6 +87,7 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
     let (stop, cancel) = watch_stop_signals();
+    crate::spawn::set_pass_env(&plan.pass_env);
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
     let prepared = prepare(&plan).await?;
     let (target, limit) = (prepared.target.clone(), plan.timeout.max(Duration::from_millis(100)));
@@ -991,6 +992,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         seed_keys: 0,
         yes: false,
         quiet: false,
+        pass_env: Vec::new(),
         report: Default::default(),
         ci: Default::default(),
         aws: None,
