@@ -498,3 +498,40 @@ fn cut(text: &str, max: usize) -> String {
         None => text.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_answer_is_told_from_a_late_one() {
+        let mut p = Pending::default();
+        for id in 1..=3 {
+            p.waiting.insert(id, oneshot::channel().0);
+        }
+        assert!(matches!(p.answer(1), Answered::Waiting(_)));
+        assert!(matches!(p.answer(1), Answered::Twice));
+        p.expire(2);
+        assert!(matches!(p.answer(2), Answered::Late));
+        assert!(matches!(p.answer(2), Answered::Twice));
+        // Answered just before its deadline passed: nothing is late, a second answer is twice.
+        assert!(matches!(p.answer(3), Answered::Waiting(_)));
+        p.expire(3);
+        assert!(matches!(p.answer(3), Answered::Twice));
+    }
+
+    #[test]
+    fn late_ids_are_remembered_up_to_a_bound() {
+        let mut p = Pending::default();
+        let n = MAX_LATE as u64 + 10;
+        for id in 1..=n {
+            p.waiting.insert(id, oneshot::channel().0);
+            p.expire(id);
+        }
+        assert_eq!(p.late.len(), MAX_LATE);
+        // Forgotten ones cannot be told from late ones: not a fault.
+        assert!(matches!(p.answer(1), Answered::Late));
+        assert!(matches!(p.answer(n), Answered::Late));
+        assert!(matches!(p.answer(n), Answered::Twice));
+    }
+}
