@@ -453,6 +453,7 @@ mod tests {
         });
         if !joined {
             let _ = sleeper.kill();
+            let _ = sleeper.wait();
             return; // not root: the session fallback is tested above
         }
         sweep_stale(root);
