@@ -4,7 +4,8 @@
 //! Protocol version 1 (README, "External client adapters"). failprobe starts `sh -c COMMAND` in
 //! a session and cgroup of its own (`crate::spawn`: ended with everything it started, also when
 //! failprobe dies), with an environment of `FAILPROBE_TARGET` (the URL without its password),
-//! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, and what `--pass-env` names:
+//! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`, and
+//! what `--pass-env` names:
 //! - adapter → `{"hello": 1, "client": …, "version": …, "settings": {…}}` within 10 s;
 //! - failprobe → `{"id": N, "cmd": ["ARG", …]}` at each probe's scheduled time, whether or not
 //!   earlier ones were answered;
@@ -444,6 +445,9 @@ fn spawn(spec: &ExecSpec, target: &Target, limit: Duration) -> Result<(Child, cr
     ];
     vars.extend(password.map(|pw| ("FAILPROBE_PASSWORD", pw.to_string())));
     vars.extend(sentinel_password.map(|pw| ("FAILPROBE_SENTINEL_PASSWORD", pw.to_string())));
+    // The private CA failprobe trusts (a path, no secret): the adapter's library trusts it too.
+    let ca = std::env::var("FAILPROBE_TLS_CA_FILE").ok().filter(|ca| !ca.is_empty());
+    vars.extend(ca.map(|ca| ("FAILPROBE_TLS_CA_FILE", ca)));
     crate::spawn::shell(&spec.command, &vars, std::process::Stdio::piped)
         .map_err(|e| ProbeError::new(ErrorClass::Adapter, format!("adapter `{}`: starting sh: {e}", spec.name)))
 }
