@@ -44,6 +44,7 @@ pub mod sample;
 pub mod scenario;
 pub mod secret;
 pub mod sink;
+pub(crate) mod spawn;
 pub mod target;
 
 /// Data flows one way. A module may use its own layer and the layers below it, never one above:
@@ -56,6 +57,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("duration", 0),
     ("error", 0),
     ("os", 0),
+    ("spawn", 0),
     ("file", 0),
     ("sample", 0),
     // Talking to a deployment: targets and their connections, secrets, the event sink, the

@@ -249,42 +249,6 @@ pub(crate) fn make_private(dir: &std::path::Path) -> Result<()> {
         .map_err(|e| anyhow!("making {} private: {e}", dir.display()))
 }
 
-/// Ends a process group failprobe created (`process_group(0)`: its id is the leader's pid) when
-/// dropped, unless disarmed: a command's or an adapter's children must not outlive it.
-pub(crate) struct GroupGuard {
-    pgid: Option<u32>,
-    armed: bool,
-}
-
-impl GroupGuard {
-    pub(crate) fn new(pgid: Option<u32>) -> Self {
-        Self { pgid, armed: true }
-    }
-
-    /// The group ended on its own: nothing to do.
-    pub(crate) fn disarm(&mut self) {
-        self.armed = false;
-    }
-
-    /// SIGKILL to the whole group now.
-    pub(crate) fn kill(&mut self) {
-        let Some(pgid) = self.pgid.filter(|_| self.armed) else { return };
-        // The group's id is its leader's pid, which cannot be handed to another process while
-        // the group still has members.
-        if let Ok(pgid) = checked_pid(pgid as u64) {
-            // SAFETY: killpg(2) has no memory-safety preconditions; pgid >= 1.
-            unsafe { libc::killpg(pgid, libc::SIGKILL) };
-        }
-        self.armed = false;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,6 +95,8 @@ pub struct ProbeSection {
     /// What a write waits for before it counts as acknowledged: `plain`, `wait=N[:T]`,
     /// `waitaof=L:N[:T]`.
     pub write_ack: Option<String>,
+    /// `--pass-env`: variables of failprobe's environment that adapters, hooks and commands get.
+    pub pass_env: Option<Vec<String>>,
 }
 
 /// `[runbook] before = "…"  after = "…"`: the runbook's own steps around each trial.
@@ -307,6 +309,8 @@ pub struct Plan {
     /// origin: shown and confirmed once unless `--yes`.
     pub commands_not_typed: Vec<String>,
     pub quiet: bool,
+    /// `--pass-env`: what of failprobe's environment its children get beside their own.
+    pub pass_env: Vec<String>,
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
     pub aws: Option<AwsPlan>,
@@ -459,6 +463,11 @@ pub struct Overrides {
     /// adapters' commands are confirmed like a scenario's.
     #[arg(skip)]
     pub clients_from_env: bool,
+    /// Repeatable: a variable of failprobe's environment that adapters, --before/--after and
+    /// command= also get (e.g. AWS_PROFILE). They get nothing else of it but PATH, HOME, LANG,
+    /// LC_ALL, TMPDIR and their own FAILPROBE_* variables
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
     #[command(flatten)]
     pub outputs: crate::report::OutputArgs,
     #[command(flatten)]
@@ -572,6 +581,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let key_ttl = key_ttl(o.key_ttl.or(f.probe.key_ttl), warmup + max_trial.max(duration) + settle)?;
     let clients = client_profiles(o.clients, f.probe.clients)?;
     let adapters = f.probe.exec.unwrap_or_default().into_iter().map(|e| e.profile()).collect::<Result<_>>()?;
+    let pass_env = if o.pass_env.is_empty() { f.probe.pass_env.unwrap_or_default() } else { o.pass_env };
+    pass_env.iter().try_for_each(|n| crate::spawn::check_env_name(n)).map_err(invalid)?;
     Ok(Plan {
         name,
         target,
@@ -610,6 +621,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         yes: o.yes,
         commands_not_typed,
         quiet: o.quiet,
+        pass_env,
         report: o.outputs.report_options(Vec::new()),
         ci: o.outputs.ci(),
         aws,
@@ -747,6 +759,19 @@ mod tests {
             load_str("[target]\nurl = \"redis://127.0.0.1:1\"\n[[probe.exec]]\nname = \"a b\"\ncommand = \"x\"\n");
         let err = plan(Some((Path::new("x.toml"), bad.unwrap())), Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("[[probe.exec]]") && err.contains("NAME"), "{err}");
+    }
+
+    #[test]
+    fn pass_env_comes_from_the_probe_table_or_the_flags_and_takes_names_only() {
+        let file =
+            || load_str("[target]\nurl = \"redis://127.0.0.1:1\"\n[probe]\npass_env = [\"AWS_PROFILE\"]\n").unwrap();
+        let p = plan(Some((Path::new("x.toml"), file())), Overrides::default()).unwrap();
+        assert_eq!(p.pass_env, ["AWS_PROFILE"]);
+        let o = Overrides { pass_env: vec!["A_1".into(), "B".into()], ..Default::default() };
+        assert_eq!(plan(Some((Path::new("x.toml"), file())), o).unwrap().pass_env, ["A_1", "B"]);
+        let o = Overrides { pass_env: vec!["A=B".into()], ..Default::default() };
+        let err = plan(Some((Path::new("x.toml"), file())), o).unwrap_err().to_string();
+        assert!(err.contains("--pass-env `A=B`"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `command=<shell command>`: anything else (kubectl, the aws cli, a script). Complete when the
-//! command exits; a non-zero exit is a trigger error on the timeline. The command runs in its own
-//! process group, and the whole group is ended on timeout or when the run is interrupted: a
-//! script's children must not outlive the trial that started them.
+//! command exits; a non-zero exit is a trigger error on the timeline. The command runs in a
+//! session and a cgroup of its own (`crate::spawn`); everything it started is ended when it exits,
+//! on timeout or when the run is interrupted: a script's children must not outlive the trial that
+//! started them.
 
 use super::{Trigger, TriggerContext, TriggerFuture};
 use anyhow::{bail, Context};
@@ -40,49 +41,66 @@ impl ShellDone {
 /// How much of a command's output is kept (its end): a command that prints gigabytes does not
 /// make failprobe hold them.
 const KEPT_OUTPUT: usize = 4096;
+/// Once `sh` exited and what it left was ended, how long its output may take to be read: a
+/// descendant that escaped every clean-up (no cgroup, a `setsid`) may hold the pipes open for
+/// ever, and must not make a finished command look hung.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// `sh -c command` in a process group of its own, stdin closed, within `max_wait`; the whole
-/// group is ended on timeout or when the caller is dropped (Ctrl-C, SIGTERM).
+/// `sh -c command` in a session and cgroup of its own (`crate::spawn`), stdin closed, within
+/// `max_wait`. Done when `sh` exits: what it left running (`cmd &`, `setsid`, job control) is
+/// ended then; the whole lot is also ended on timeout or when the caller is dropped (Ctrl-C,
+/// SIGTERM).
 pub(crate) async fn run_shell(command: &str, max_wait: std::time::Duration) -> anyhow::Result<ShellDone> {
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sh")?;
-    // Dropped on every path out of here (timeout, Ctrl-C/SIGTERM dropping this future): ends
-    // the group unless the command finished.
-    let mut group = crate::os::GroupGuard::new(child.id());
-    let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-    let finished = async {
-        let (stdout, stderr, status) = tokio::join!(tail_of(out), tail_of(err), child.wait());
-        Ok::<_, std::io::Error>((stdout, stderr, status?))
-    };
-    let (stdout, stderr, status) = tokio::time::timeout(max_wait, finished)
+    // Hooks and commands get no password: `--pass-env` names what they need.
+    let (mut child, mut guard) = crate::spawn::shell(command, &[], std::process::Stdio::null).context("starting sh")?;
+    let (out, err) = (Tail::read(child.stdout.take().expect("piped")), Tail::read(child.stderr.take().expect("piped")));
+    let status = tokio::time::timeout(max_wait, child.wait())
         .await
-        .with_context(|| format!("command did not finish within {max_wait:?}; its process group was ended"))?
+        .with_context(|| format!("command did not finish within {max_wait:?}; its processes were ended"))?
         .context("waiting for sh")?;
-    group.disarm();
-    Ok(ShellDone { status, stdout, stderr })
+    guard.kill();
+    let until = tokio::time::Instant::now() + DRAIN;
+    Ok(ShellDone { status, stdout: out.finish(until).await, stderr: err.finish(until).await })
 }
 
-/// The last `KEPT_OUTPUT` bytes of a stream, read to its end.
-async fn tail_of<R: tokio::io::AsyncRead + Unpin>(mut r: R) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut kept: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = r.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > KEPT_OUTPUT {
-            kept.drain(..kept.len() - KEPT_OUTPUT);
-        }
+/// The last `KEPT_OUTPUT` bytes of a stream, read by a task until its end or until `finish`.
+struct Tail {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tail {
+    fn read<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut r: R) -> Self {
+        use tokio::io::AsyncReadExt;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = kept.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = shared.lock().expect("not poisoned");
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > KEPT_OUTPUT {
+                    let extra = kept.len() - KEPT_OUTPUT;
+                    kept.drain(..extra);
+                }
+            }
+        });
+        Self { kept, task }
     }
-    String::from_utf8_lossy(&kept).into_owned()
+
+    /// What was read by the end of the stream or by `until`, whichever comes first.
+    async fn finish(mut self, until: tokio::time::Instant) -> String {
+        let _ = tokio::time::timeout_at(until, &mut self.task).await;
+        let kept = self.kept.lock().expect("not poisoned");
+        String::from_utf8_lossy(&kept).into_owned()
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -1,7 +1,7 @@
 //! The runbook's own steps around each trial: `--before CMD` (stop the batch jobs, drain a
-//! queue) and `--after CMD` (resume them). Each runs like the `command` trigger (`sh -c`, a
-//! process group of its own, ended on timeout or interruption); its exit status and the end of
-//! its output go on the timeline. A failing `--before` stops the run before that trial's
+//! queue) and `--after CMD` (resume them). Each runs like the `command` trigger (`sh -c` in a
+//! session and cgroup of its own; done when `sh` exits, and what it left running is ended then,
+//! on timeout or on interruption); its exit status and the end of its output go on the timeline. A failing `--before` stops the run before that trial's
 //! trigger; `--after` runs after every trial that ran its `--before`, interrupted or not.
 
 use super::command::run_shell;

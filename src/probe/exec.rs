@@ -2,8 +2,10 @@
 //! library, driven over JSON lines, probed on the same schedule as failprobe's own client.
 //!
 //! Protocol version 1 (README, "External client adapters"). failprobe starts `sh -c COMMAND` in
-//! a process group of its own, with `FAILPROBE_TARGET` (the URL without its password),
-//! `FAILPROBE_PASSWORD` (when there is one) and `FAILPROBE_TIMEOUT_MS`:
+//! a session and cgroup of its own (`crate::spawn`: ended with everything it started, also when
+//! failprobe dies), with an environment of `FAILPROBE_TARGET` (the URL without its password),
+//! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`, and
+//! what `--pass-env` names:
 //! - adapter → `{"hello": 1, "client": …, "version": …, "settings": {…}}` within 10 s;
 //! - failprobe → `{"id": N, "cmd": ["ARG", …]}` at each probe's scheduled time, whether or not
 //!   earlier ones were answered;
@@ -11,8 +13,8 @@
 //!   "timeout"|"connection"|"server"|"other", "error": "…"}`, in any order;
 //! - failprobe closes stdin at the end; the adapter exits within 2 s or its group is killed.
 //!
-//! An adapter that exits, prints a line that is not JSON, answers an id never sent, or stops
-//! reading is broken: the fault goes on the timeline with its exit status and last stderr lines,
+//! An adapter that exits, prints a line that is not JSON, answers an id never sent or one twice,
+//! or stops reading is broken (and is read no further): the fault goes on the timeline with its exit status and last stderr lines,
 //! its probes fail with class `adapter`, and the other clients go on.
 
 use super::keys::TrialKeys;
@@ -24,7 +26,7 @@ use crate::target::error::{class_from_text, ProbeError};
 use crate::target::Target;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +48,8 @@ const MAX_QUEUED: usize = 10_000;
 /// Stderr lines kept for a fault report, each cut to `MAX_STDERR_LINE` bytes.
 const STDERR_LINES: usize = 10;
 const MAX_STDERR_LINE: usize = 500;
+/// Ids past their deadline remembered, so that their late answer is told from a second one.
+const MAX_LATE: usize = 100_000;
 /// No answer at all for this long while requests wait: reported once, until it answers again.
 const SILENCE: Duration = Duration::from_secs(5);
 /// Writes: the same three steps as failprobe's MULTI/EXEC, as one script on keys sharing a hash
@@ -60,7 +64,7 @@ pub(crate) struct ExecClient {
     report: Reporter,
     /// Lines for the adapter's stdin; None once failprobe is done with it.
     requests: Mutex<Option<mpsc::Sender<String>>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    pending: Mutex<Pending>,
     /// The last id sent: an answer to a higher one answers nothing failprobe asked.
     last_id: AtomicU64,
     /// Why the adapter is unusable, once it is.
@@ -90,6 +94,52 @@ enum Answer {
     Failed(ProbeError),
 }
 
+/// Ids sent and not answered yet: waiting for their answer, or past their deadline (a late
+/// answer is no fault; a second answer to an id is).
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    late: HashSet<u64>,
+    /// `late` in the order they timed out, the oldest forgotten past `MAX_LATE`.
+    late_order: VecDeque<u64>,
+    /// The highest id forgotten: an answer at or below it may be a late one.
+    forgotten: u64,
+}
+
+enum Answered {
+    Waiting(oneshot::Sender<Answer>),
+    Late,
+    Twice,
+}
+
+impl Pending {
+    /// The id's deadline passed: its answer, if it comes, is late.
+    fn expire(&mut self, id: u64) {
+        if self.waiting.remove(&id).is_none() {
+            return;
+        }
+        self.late.insert(id);
+        self.late_order.push_back(id);
+        if self.late_order.len() > MAX_LATE {
+            if let Some(old) = self.late_order.pop_front() {
+                self.late.remove(&old);
+                self.forgotten = self.forgotten.max(old);
+            }
+        }
+    }
+
+    /// An answer to `id`, which was sent.
+    fn answer(&mut self, id: u64) -> Answered {
+        if let Some(waiting) = self.waiting.remove(&id) {
+            return Answered::Waiting(waiting);
+        }
+        if self.late.remove(&id) || id <= self.forgotten {
+            return Answered::Late;
+        }
+        Answered::Twice
+    }
+}
+
 #[derive(Deserialize)]
 struct Hello {
     hello: u64,
@@ -110,8 +160,8 @@ impl ExecClient {
         limit: Duration,
         report: Reporter,
     ) -> Result<Arc<Self>, ProbeError> {
-        let mut child = spawn(spec, target, limit)?;
-        let mut group = crate::os::GroupGuard::new(child.id());
+        // Dropped on every early return below: the adapter and what it started end with it.
+        let (mut child, group) = spawn(spec, target, limit)?;
         let stdin = child.stdin.take().expect("piped");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
@@ -134,7 +184,6 @@ impl ExecClient {
         if hello.hello != PROTOCOL {
             return Err(fail(format!("speaks protocol {}, this failprobe speaks {PROTOCOL}", hello.hello)));
         }
-        group.disarm();
         report.event(EventKind::ClientHello {
             client: spec.name.clone(),
             library: hello.client,
@@ -147,7 +196,7 @@ impl ExecClient {
             server: format!("adapter {}", spec.name),
             report,
             requests: Mutex::new(Some(tx)),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             last_id: AtomicU64::new(0),
             broken: Mutex::new(None),
             last_answer: Mutex::new(Instant::now()),
@@ -158,7 +207,7 @@ impl ExecClient {
         });
         tokio::spawn(client.clone().write_requests(stdin, rx));
         tokio::spawn(client.clone().read_answers(stdout));
-        tokio::spawn(client.clone().supervise(child));
+        tokio::spawn(client.clone().supervise(child, group));
         Ok(client)
     }
 
@@ -169,14 +218,14 @@ impl ExecClient {
         }
         let id = self.last_id.fetch_add(1, Ordering::SeqCst) + 1;
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("not poisoned").insert(id, tx);
+        self.pending.lock().expect("not poisoned").waiting.insert(id, tx);
         let line = serde_json::json!({ "id": id, "cmd": cmd }).to_string();
         let sent = match self.requests.lock().expect("not poisoned").as_ref() {
             Some(requests) => requests.try_send(line).map_err(|e| matches!(e, mpsc::error::TrySendError::Full(_))),
             None => Err(false),
         };
         if let Err(full) = sent {
-            self.pending.lock().expect("not poisoned").remove(&id);
+            self.pending.lock().expect("not poisoned").waiting.remove(&id);
             if full {
                 self.break_with(format!("does not read its input: {MAX_QUEUED} requests waiting"), true);
             }
@@ -191,7 +240,7 @@ impl ExecClient {
             // Its sender went with a fault: every waiting request fails with it.
             Ok(Err(_)) => Err(ProbeError::new(ErrorClass::Adapter, self.broken().unwrap_or_default())),
             Err(_) => {
-                self.pending.lock().expect("not poisoned").remove(&id);
+                self.pending.lock().expect("not poisoned").expire(id);
                 self.note_silence();
                 Err(ProbeError::timeout("adapter answer"))
             }
@@ -213,7 +262,7 @@ impl ExecClient {
             }
             *broken = Some(format!("adapter `{}` {why}", self.name));
         }
-        self.pending.lock().expect("not poisoned").clear();
+        self.pending.lock().expect("not poisoned").waiting.clear();
         let status = self.exit.lock().expect("not poisoned").map(|s| format!(" ({s})")).unwrap_or_default();
         let message = format!("{why}{status}{}", tail_of(&self.stderr));
         self.report.event(EventKind::AdapterFault { client: self.name.clone(), message });
@@ -256,8 +305,10 @@ impl ExecClient {
         drop(stdin);
     }
 
+    /// Until end of output or the first fault: a broken adapter is read no further, so one
+    /// that floods failprobe with lines costs nothing once it is broken.
     async fn read_answers(self: Arc<Self>, mut stdout: BufReader<tokio::process::ChildStdout>) {
-        loop {
+        while self.broken().is_none() {
             let line = match read_line(&mut stdout).await {
                 Ok(Some(line)) => line,
                 Ok(None) => {
@@ -285,17 +336,24 @@ impl ExecClient {
             }
             *self.last_answer.lock().expect("not poisoned") = Instant::now();
             self.silence_reported.store(false, Ordering::SeqCst);
-            // An id no longer waiting was answered after its deadline: the probe already
-            // counted as a timeout.
-            let Some(waiting) = self.pending.lock().expect("not poisoned").remove(&reply.id) else { continue };
-            let _ = waiting.send(reply.into_answer());
+            let answered = self.pending.lock().expect("not poisoned").answer(reply.id);
+            match answered {
+                Answered::Waiting(waiting) => {
+                    let _ = waiting.send(reply.into_answer());
+                }
+                // Answered after its deadline: the probe already counted as a timeout.
+                Answered::Late => {}
+                Answered::Twice => {
+                    self.break_with(format!("answered id {} twice", reply.id), true);
+                    return;
+                }
+            }
         }
     }
 
     /// Waits for the adapter to exit; once failprobe is done (or it misbehaved), gives it
-    /// `EXIT_WITHIN` after its stdin closed, then ends its group.
-    async fn supervise(self: Arc<Self>, mut child: Child) {
-        let mut group = crate::os::GroupGuard::new(child.id());
+    /// `EXIT_WITHIN` after its stdin closed, then ends it and everything it started.
+    async fn supervise(self: Arc<Self>, mut child: Child, mut group: crate::spawn::Guard) {
         let mut stop = self.stop.subscribe();
         let status = tokio::select! {
             status = child.wait() => status.ok(),
@@ -376,30 +434,22 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-fn spawn(spec: &ExecSpec, target: &Target, limit: Duration) -> Result<Child, ProbeError> {
+fn spawn(spec: &ExecSpec, target: &Target, limit: Duration) -> Result<(Child, crate::spawn::Guard), ProbeError> {
     let (password, sentinel_password) = target.passwords();
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(&spec.command)
-        // Only the target's own secrets, and only in the variables the protocol names.
-        .env_remove("FAILPROBE_PASSWORD")
-        .env_remove("FAILPROBE_SENTINEL_PASSWORD")
-        .env_remove("REDISCLI_AUTH")
-        .env("FAILPROBE_TARGET", target.url_without_password())
-        .env("FAILPROBE_TIMEOUT_MS", limit.as_millis().to_string())
-        .env("FAILPROBE_ADAPTER_PROTOCOL", PROTOCOL.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(pw) = password {
-        cmd.env("FAILPROBE_PASSWORD", pw);
-    }
-    if let Some(pw) = sentinel_password {
-        cmd.env("FAILPROBE_SENTINEL_PASSWORD", pw);
-    }
-    cmd.spawn().map_err(|e| ProbeError::new(ErrorClass::Adapter, format!("adapter `{}`: starting sh: {e}", spec.name)))
+    // Only the target's own secrets, and only in the variables the protocol names; the rest
+    // of failprobe's environment (AWS credentials…) is not the adapter's (`crate::spawn`).
+    let mut vars = vec![
+        ("FAILPROBE_TARGET", target.url_without_password()),
+        ("FAILPROBE_TIMEOUT_MS", limit.as_millis().to_string()),
+        ("FAILPROBE_ADAPTER_PROTOCOL", PROTOCOL.to_string()),
+    ];
+    vars.extend(password.map(|pw| ("FAILPROBE_PASSWORD", pw.to_string())));
+    vars.extend(sentinel_password.map(|pw| ("FAILPROBE_SENTINEL_PASSWORD", pw.to_string())));
+    // The private CA failprobe trusts (a path, no secret): the adapter's library trusts it too.
+    let ca = std::env::var("FAILPROBE_TLS_CA_FILE").ok().filter(|ca| !ca.is_empty());
+    vars.extend(ca.map(|ca| ("FAILPROBE_TLS_CA_FILE", ca)));
+    crate::spawn::shell(&spec.command, &vars, std::process::Stdio::piped)
+        .map_err(|e| ProbeError::new(ErrorClass::Adapter, format!("adapter `{}`: starting sh: {e}", spec.name)))
 }
 
 /// One line, at most `MAX_LINE` bytes; None at end of output.
@@ -450,5 +500,42 @@ fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_answer_is_told_from_a_late_one() {
+        let mut p = Pending::default();
+        for id in 1..=3 {
+            p.waiting.insert(id, oneshot::channel().0);
+        }
+        assert!(matches!(p.answer(1), Answered::Waiting(_)));
+        assert!(matches!(p.answer(1), Answered::Twice));
+        p.expire(2);
+        assert!(matches!(p.answer(2), Answered::Late));
+        assert!(matches!(p.answer(2), Answered::Twice));
+        // Answered just before its deadline passed: nothing is late, a second answer is twice.
+        assert!(matches!(p.answer(3), Answered::Waiting(_)));
+        p.expire(3);
+        assert!(matches!(p.answer(3), Answered::Twice));
+    }
+
+    #[test]
+    fn late_ids_are_remembered_up_to_a_bound() {
+        let mut p = Pending::default();
+        let n = MAX_LATE as u64 + 10;
+        for id in 1..=n {
+            p.waiting.insert(id, oneshot::channel().0);
+            p.expire(id);
+        }
+        assert_eq!(p.late.len(), MAX_LATE);
+        // Forgotten ones cannot be told from late ones: not a fault.
+        assert!(matches!(p.answer(1), Answered::Late));
+        assert!(matches!(p.answer(n), Answered::Late));
+        assert!(matches!(p.answer(n), Answered::Twice));
     }
 }

@@ -43,6 +43,7 @@ pub fn demo_plan(out: PathBuf) -> Plan {
         seed_keys: 0,
         yes: false,
         commands_not_typed: Vec::new(),
+        pass_env: Vec::new(),
         quiet: false,
         report: Default::default(),
         ci: Default::default(),

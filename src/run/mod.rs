@@ -58,6 +58,7 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
     let (stop, cancel) = recorder::watch_stop_signals();
+    crate::spawn::set_pass_env(&plan.pass_env);
     // A run that knows a password writes for its owner only (files 0600 in a 0700 directory):
     // its samples and reports describe a deployment someone protected.
     let private = crate::secret::any_known() || plan.target.as_deref().is_some_and(crate::target::has_password);
