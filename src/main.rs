@@ -28,6 +28,7 @@ macro_rules! say_raw {
 fn main() {
     failprobe::os::set_signal_dispositions();
     failprobe::secret::register_environment();
+    failprobe::target::install_tls_provider();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(log_filter(&cli.log)).unwrap_or_else(|_| "warn".into()))
@@ -231,7 +232,7 @@ async fn lab(action: LabAction) -> Result<i32> {
 async fn memcached(action: MemcachedAction) -> Result<i32> {
     use failprobe::memcached::dump;
     let nodes = |url: &str| -> Result<Vec<(String, u16)>> {
-        let target = failprobe::target::Target::parse(url)?;
+        let target = failprobe::target::open(url, &failprobe::target::TargetEnv::from_process())?;
         let nodes = target
             .memcache_nodes()
             .ok_or_else(|| UsageError::Invalid(format!("`{}` is not a memcache:// target", target.redacted())))?;
@@ -287,9 +288,7 @@ fn confirm_overwrite(nodes: &[(String, u16)], file: &Path, yes: bool) -> Result<
 
 async fn demo(out: Option<PathBuf>, outputs: OutputArgs) -> Result<i32> {
     let out = out.unwrap_or_else(|| store::default_out("failprobe-demo"));
-    let mut plan = failprobe::run::demo_plan(out);
-    plan.report = outputs.report_options(Vec::new());
-    plan.ci = outputs.ci();
+    let plan = failprobe::run::demo_plan(out, outputs)?;
     say!("demo: local primary + replica + 3 sentinels; 3 × SENTINEL FAILOVER, then 1 × kill -9 of the primary");
     let result = failprobe::run::run(plan).await?;
     say_raw!("{}", terminal::final_summary(&result.summary));

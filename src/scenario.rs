@@ -6,6 +6,7 @@ use crate::error::{invalid, UsageError};
 use crate::lab::{Server, Topology};
 use crate::probe::client::Profile;
 use crate::sample::Budget;
+use crate::target::Target;
 use anyhow::Result;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -317,6 +318,65 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The one place a plan is refused, once its target is known and before anything is
+    /// connected: triggers that do not fit the target (`control`: where they act) or have no
+    /// process to act on, client profiles and options that do not fit the target's kind, a
+    /// budget naming a client not measured. (Values are checked as they are parsed, in `plan`;
+    /// what only the live deployment can tell, by each trigger's `check`.)
+    pub(crate) fn check(&self, target: &Target, control: &Target, has_lab: bool) -> Result<()> {
+        let plan = self;
+        for spec in &plan.triggers {
+            if let Some(why) = spec.kind().refuses(control, has_lab || plan.pid.is_some()) {
+                return Err(invalid(format!("trigger `{}` {why}", spec.label())));
+            }
+        }
+        let measured = plan.profiles_for(target);
+        if let (Some(_), Some(p)) = (target.memcache_nodes(), measured.iter().find(|p| **p != Profile::Failprobe)) {
+            return Err(invalid(format!(
+                "the `{}` client profile is for Redis targets; memcached is probed by failprobe's own client (--clients failprobe)",
+                p.name()
+            )));
+        }
+        if plan.write_ack != crate::probe::ack::WriteAck::Plain {
+            if target.memcache_nodes().is_some() {
+                return Err(invalid("--write-ack is for Redis targets: memcached has no replicas to wait for"));
+            }
+            if let Some(p) = measured.iter().find(|p| matches!(p, Profile::Exec(_))) {
+                return Err(invalid(format!(
+                    "--write-ack is sent by failprobe's built-in clients in the write's round trip; the adapter `{}` writes plainly: measure it in a run of its own",
+                    p.name()
+                )));
+            }
+        }
+        if target.memcache_nodes().is_some() && plan.backup {
+            return Err(invalid(
+                "--backup is for Redis and Valkey targets: back memcached up with `failprobe memcached dump --target URL --file F` (and `failprobe memcached restore` brings it back)",
+            ));
+        }
+        if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
+            return Err(invalid(
+                "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
+            ));
+        }
+        let resolves_itself = measured.iter().find(|p| matches!(p, Profile::RedisRs | Profile::Exec(_)));
+        if let (Some(p), Some(_), false) = (resolves_itself, plan.dns_server, target.host_names().is_empty()) {
+            return Err(invalid(format!(
+                "--dns-server does not reach the `{}` client profile: its client library looks names up through the system; leave it out of --clients or give the target by address",
+                p.name()
+            )));
+        }
+        for name in plan.budget.clients.iter().filter(|n| *n != "all") {
+            if !measured.iter().any(|p| p.name() == *name) {
+                let list: Vec<String> = measured.iter().map(|p| p.name()).collect();
+                return Err(invalid(format!(
+                    "--budget-clients names `{name}`, which is not measured (--clients {})",
+                    list.join(",")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The client profiles to measure: `--clients`, or failprobe's own beside `pinned` (the
     /// common application) on Redis, failprobe's alone on memcached.
     pub(crate) fn profiles_for(&self, target: &crate::target::Target) -> Vec<Profile> {

@@ -4,7 +4,7 @@
 
 use super::error::explain;
 use super::group::{describe_group, GroupInfo};
-use super::watch::AwsRun;
+use super::watch::{AwsRun, Restore};
 use anyhow::{bail, Result};
 
 /// Describes the group every poll until `done`, or fails after the run's AWS wait.
@@ -65,4 +65,18 @@ pub(crate) async fn set_primary(aws: &AwsRun, group: &str, cluster: &str) -> Res
     })
     .await?;
     Ok(())
+}
+
+/// Undoes what an interrupted trigger left changed; says how when it cannot.
+pub(crate) async fn restore_all(aws: &AwsRun) {
+    let pending: Vec<Restore> = aws.pending_restores.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    for r in pending {
+        let result = match &r {
+            Restore::AutomaticFailover { group, multi_az } => set_automatic_failover(aws, group, true, *multi_az).await,
+        };
+        match result {
+            Ok(()) => crate::note!("restored: {}", r.cli()),
+            Err(e) => crate::note!("error: could not restore automatic failover ({e:#}); run:\n  {}", r.cli()),
+        }
+    }
 }

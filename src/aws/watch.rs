@@ -49,7 +49,7 @@ pub struct AwsRun {
     seen: Mutex<Vec<AwsEvent>>,
     report: OnceLock<Reporter>,
     last_topology: Mutex<String>,
-    pending_restores: Mutex<Vec<Restore>>,
+    pub(super) pending_restores: Mutex<Vec<Restore>>,
     /// When DescribeEvents / Describe* were last called: a waiting trigger polls too, and the
     /// background loop then skips its turn rather than ask AWS twice.
     events_polled: Mutex<Option<std::time::Instant>>,
@@ -211,23 +211,6 @@ impl AwsRun {
     pub(crate) fn clear_restore(&self, r: &Restore) {
         if let Ok(mut v) = self.pending_restores.lock() {
             v.retain(|x| x != r);
-        }
-    }
-
-    /// Undoes what an interrupted trigger left changed; says how when it cannot.
-    pub(crate) async fn restore_all(&self) {
-        let pending: Vec<Restore> =
-            self.pending_restores.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-        for r in pending {
-            let result = match &r {
-                Restore::AutomaticFailover { group, multi_az } => {
-                    super::modify::set_automatic_failover(self, group, true, *multi_az).await
-                }
-            };
-            match result {
-                Ok(()) => crate::note!("restored: {}", r.cli()),
-                Err(e) => crate::note!("error: could not restore automatic failover ({e:#}); run:\n  {}", r.cli()),
-            }
         }
     }
 }

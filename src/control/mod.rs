@@ -120,6 +120,21 @@ pub struct TriggerKind {
     parse: fn(Option<&str>) -> Option<TriggerSpec>,
 }
 
+impl TriggerKind {
+    /// Why this trigger cannot act on `target` (its kind) or without a process to signal; None
+    /// when it can. `Plan::check` is the one caller: a plan is refused in one place.
+    pub(crate) fn refuses(&self, target: &Target, has_process: bool) -> Option<&'static str> {
+        if self.needs_process && !has_process {
+            return Some("needs the primary's process: give --lab DIR or --pid PID");
+        }
+        match self.needs {
+            Needs::Sentinel if !target.is_sentinel() => Some("needs a redis+sentinel:// target"),
+            Needs::Cluster if !target.is_cluster() => Some("needs a redis+cluster:// target"),
+            _ => None,
+        }
+    }
+}
+
 const fn row(
     name: &'static str,
     usage: &'static str,
@@ -335,27 +350,6 @@ impl TriggerSpec {
         self.kind().calls_aws
     }
 
-    /// What can be checked from the plan alone, before anything is connected: the target kind
-    /// and, for process triggers, where the process comes from.
-    pub(crate) fn check_plan(&self, target: &Target, has_process: bool) -> Result<()> {
-        let kind = self.kind();
-        if kind.needs_process && !has_process {
-            return Err(invalid(format!(
-                "trigger `{}` needs the primary's process: give --lab DIR or --pid PID",
-                self.label()
-            )));
-        }
-        match kind.needs {
-            Needs::Sentinel if !target.is_sentinel() => {
-                Err(invalid(format!("trigger `{}` needs a redis+sentinel:// target", kind.name)))
-            }
-            Needs::Cluster if !target.is_cluster() => {
-                Err(invalid(format!("trigger `{}` needs a redis+cluster:// target", kind.name)))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// What can be checked before anything is written or fired: the chosen shard exists and,
     /// for a cluster failover, has a replica; AWS's preconditions for the ElastiCache triggers.
     /// Returns what the confirmation must show: exactly which API calls the trigger will make,
@@ -387,7 +381,6 @@ impl TriggerSpec {
         if matches!(self, Self::ShutdownFailover) {
             shutdown::ShutdownFailover::check(ctx).await?;
         }
-        self.check_plan(&ctx.target, true)?;
         if !ctx.target.is_cluster() {
             return Ok(process);
         }

@@ -3,7 +3,7 @@
 //! common way up?". Each profile is a `Client` (the seam external clients plug into); the engine
 //! of the target kind builds them (`Engine::client`).
 
-use super::engine::{BoxFuture, StreamTask};
+use super::schedule::{BoxFuture, StreamTask};
 use crate::sample::OWN_CLIENT;
 use std::sync::Arc;
 use std::time::Duration;

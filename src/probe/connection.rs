@@ -5,7 +5,7 @@
 use super::locate::Locator;
 use crate::sample::ErrorClass;
 use crate::sample::{EventKind, Stream};
-pub use crate::sink::Reporter;
+use crate::sink::Reporter;
 use crate::target::error::ProbeError;
 use crate::target::ServerInfo;
 use redis::aio::MultiplexedConnection;

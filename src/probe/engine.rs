@@ -2,33 +2,18 @@
 //! keys, the integrity check after recovery, key counts and seeding.
 
 use super::client::{Client, Profile};
-use super::connection::Reporter;
 use super::memcached::MemcachedProber;
 use super::redis::RedisProber;
-use super::schedule::{run_stream, Health, StreamConfig};
+use super::schedule::{run_stream, BoxFuture, StreamTask};
 use super::{Prober, TrialKeys};
 use crate::sample::{EventKind, SeqSet, Stream};
+use crate::sink::Reporter;
 use crate::target::connect_primary;
 use crate::target::error::ProbeError;
 use crate::target::Target;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Everything one stream of one shard needs to run.
-pub struct StreamTask {
-    pub shard: usize,
-    pub cfg: StreamConfig,
-    pub keys: Arc<TrialKeys>,
-    pub report: Reporter,
-    pub health: Arc<Health>,
-    pub stop: watch::Receiver<bool>,
-}
-
-/// A boxed future, for the engine trait's async methods (the trait is used as `dyn Engine`).
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the run loop needs from a kind of deployment: its shards (or nodes), their keys, the
 /// probe streams, the integrity check after recovery, key counts and seeding. Everything
@@ -113,18 +98,6 @@ pub(crate) async fn preflight(target: &Target, limit: Duration) -> Result<(), St
         conn.get(b"failprobe:preflight", deadline).await.map_err(unreachable)?;
     }
     Ok(())
-}
-
-/// For process triggers (`--shard N`): node N of a target whose engine numbers independent
-/// nodes (memcached), or None when the target has primaries to find instead (Redis).
-pub(crate) fn numbered_node(target: &Target, index: usize) -> Option<Result<(String, u16), String>> {
-    let nodes = target.memcache_nodes()?;
-    Some(
-        nodes
-            .get(index)
-            .cloned()
-            .ok_or_else(|| format!("the target has {} memcached node(s); there is no node {index}", nodes.len())),
-    )
 }
 
 struct RedisEngine(Arc<RedisProber>);

@@ -6,10 +6,11 @@
 //! key to it, both with a TTL. After the trial the log tells exactly which acknowledged writes survive.
 
 use super::ack::WriteAck;
-use super::connection::{Live, Reporter, StreamConnection};
+use super::connection::{Live, StreamConnection};
 use super::locate::{parse_moved, Locator, SlotMap};
 use super::{Attempt, Prober, TrialKeys};
 use crate::sample::{ErrorClass, EventKind, SeqSet, Stream};
+use crate::sink::Reporter;
 use crate::target::cluster::{slot_of, tag_for};
 use crate::target::dns::Dns;
 use crate::target::error::{classify, ProbeError};

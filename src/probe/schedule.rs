@@ -4,18 +4,32 @@
 //! the overdue probes are all still sent (never skipped), with their original scheduled times, and
 //! counted as late.
 
-use super::Attempt;
+use super::{Attempt, TrialKeys};
 use crate::clock::Clock;
 use crate::sample::Outcome;
 use crate::sample::{ErrorClass, EventKind, Record, Sample, Stream};
 use crate::sink::Reporter;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Notify};
 use tokio::time::{timeout_at, Instant};
+
+/// Everything one stream of one shard needs to run.
+pub struct StreamTask {
+    pub shard: usize,
+    pub cfg: StreamConfig,
+    pub keys: Arc<TrialKeys>,
+    pub report: Reporter,
+    pub health: Arc<Health>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// A boxed future, for the async methods of traits used as `dyn` (`Engine`, `Client`).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Clone, Debug)]
 pub struct StreamConfig {

@@ -1,6 +1,6 @@
 //! After (and before) a trigger: the write logs, memcached's seeded keys, the key counts.
 
-use super::trial::{ClientTrial, RunContext};
+use super::context::{ClientTrial, RunContext};
 use crate::sample::KeyspacePhase;
 use crate::sample::{EventKind, Stream};
 

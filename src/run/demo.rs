@@ -1,52 +1,31 @@
-//! `failprobe demo`.
+//! `failprobe demo`: a scenario built in, planned and checked like any other run.
 
 use crate::control::TriggerSpec;
-use crate::probe::client::Profile;
-use crate::scenario::Plan;
+use crate::lab::Topology;
+use crate::scenario::{plan, Overrides, Plan};
+use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `failprobe demo`: a sentinel lab, three `SENTINEL FAILOVER` trials and one `kill`.
-pub fn demo_plan(out: PathBuf) -> Plan {
-    use crate::lab::Topology;
-    Plan {
-        name: "demo".into(),
-        target: None,
+/// A sentinel lab, three `SENTINEL FAILOVER` trials and one `kill`, with failprobe's own client
+/// beside a pinned one (which never recovers from a Sentinel failover: each trial waits
+/// `max_trial` for it).
+pub fn demo_plan(out: PathBuf, outputs: crate::report::OutputArgs) -> Result<Plan> {
+    let overrides = Overrides {
         lab_topology: Some(Topology::Sentinel),
-        lab_server: None,
-        endpoint_lag: Duration::ZERO,
-        dns_server: None,
-        write_ack: crate::probe::ack::WriteAck::Plain,
-        before: None,
-        after: None,
-        backup: false,
-        lab_dir: None,
-        interval: Duration::from_millis(10),
-        timeout: Duration::from_millis(250),
-        key_ttl: Duration::from_secs(3600),
-        triggers: vec![TriggerSpec::Sentinel { coordinated: false }; 3]
-            .into_iter()
-            .chain([TriggerSpec::Kill])
-            .collect(),
-        warmup: Duration::from_secs(2),
-        settle: Duration::from_secs(2),
-        duration: Duration::from_secs(10),
-        // A pinned client never recovers from a Sentinel failover: each trial waits this long.
-        max_trial: Duration::from_secs(10),
-        budget: Default::default(),
-        clients: Some(vec![Profile::Failprobe, Profile::Pinned]),
-        adapters: Vec::new(),
-        out,
-        pid: None,
-        shard: None,
-        key: None,
-        seed_keys: 0,
-        yes: false,
-        commands_not_typed: Vec::new(),
-        pass_env: Vec::new(),
-        quiet: false,
-        report: Default::default(),
-        ci: Default::default(),
-        aws: None,
-    }
+        trigger: Some("sentinel".into()),
+        repeat: Some(3),
+        warmup: Some(Duration::from_secs(2)),
+        settle: Some(Duration::from_secs(2)),
+        max_trial: Some(Duration::from_secs(10)),
+        key_ttl: Some(Duration::from_secs(3600)),
+        clients: vec!["failprobe,pinned".into()],
+        out: Some(out),
+        outputs,
+        ..Overrides::default()
+    };
+    let mut plan = plan(None, overrides)?;
+    plan.name = "demo".into();
+    plan.triggers.push(TriggerSpec::Kill);
+    Ok(plan)
 }

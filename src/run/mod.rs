@@ -11,6 +11,7 @@
 //! 4. `Teardown`, in the one order that keeps the deployment safe and the report whole.
 
 mod checks;
+mod context;
 mod demo;
 mod dns_watch;
 mod endpoint_watch;
@@ -140,7 +141,7 @@ impl Teardown {
             if let Some(task) = self.aws_task {
                 let _ = task.await;
             }
-            aws.restore_all().await;
+            crate::aws::modify::restore_all(aws).await;
             // Events AWS logged since the last poll still belong on the timeline.
             if let Err(e) = aws.poll_events().await {
                 tracing::warn!("{e}");

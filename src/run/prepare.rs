@@ -8,10 +8,9 @@ use crate::aws::watch::AwsRun;
 use crate::control::{TriggerContext, TriggerSpec};
 use crate::error::UsageError;
 use crate::lab::{Lab, LabOptions, Topology};
-use crate::probe::client::Profile;
 use crate::probe::keys;
 use crate::scenario::Plan;
-use crate::target::Target;
+use crate::target::{Target, TargetEnv};
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,11 +39,11 @@ pub(super) async fn prepare(plan: &Plan) -> Result<Prepared> {
         .or(aws_url)
         .or_else(|| lab.as_ref().map(|l| lab_target(l, plan)))
         .ok_or_else(|| anyhow!(UsageError::Invalid("no target".into())))?;
-    let mut target = Target::parse(&target_url)?;
-    if plan.target.is_none() && lab.is_some() {
+    let mut target = match (plan.target.is_none(), &lab) {
         // A lab has no password: FAILPROBE_PASSWORD / REDISCLI_AUTH are for the real target.
-        target.forget_passwords();
-    }
+        (true, Some(_)) => Target::parse(&target_url)?,
+        _ => crate::target::open(&target_url, &TargetEnv::from_process())?,
+    };
     if let Some(server) = plan.dns_server {
         target = target.with_dns(crate::target::dns::Dns::server(server).map_err(crate::error::invalid)?);
     }
@@ -53,7 +52,7 @@ pub(super) async fn prepare(plan: &Plan) -> Result<Prepared> {
         Some(url) => Arc::new(Target::parse(&url)?),
         None => target.clone(),
     };
-    check_plan(plan, &target, &control, lab.as_deref())?;
+    plan.check(&target, &control, lab.is_some())?;
     let run_id = keys::new_run_id();
     if let Some(lab) = &lab {
         // A node killed by an earlier run of a `lab up` lab is started again first: waiting
@@ -144,59 +143,6 @@ pub(super) async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
         }
         None => Ok(None),
     }
-}
-
-pub(super) fn check_plan(plan: &Plan, target: &Target, control: &Target, lab: Option<&Lab>) -> Result<()> {
-    for spec in &plan.triggers {
-        spec.check_plan(control, lab.is_some() || plan.pid.is_some())?;
-    }
-    let measured = plan.profiles_for(target);
-    if let (Some(_), Some(p)) = (target.memcache_nodes(), measured.iter().find(|p| **p != Profile::Failprobe)) {
-        return Err(crate::error::invalid(format!(
-            "the `{}` client profile is for Redis targets; memcached is probed by failprobe's own client (--clients failprobe)",
-            p.name()
-        )));
-    }
-    if plan.write_ack != crate::probe::ack::WriteAck::Plain {
-        if target.memcache_nodes().is_some() {
-            return Err(crate::error::invalid(
-                "--write-ack is for Redis targets: memcached has no replicas to wait for",
-            ));
-        }
-        if let Some(p) = measured.iter().find(|p| matches!(p, Profile::Exec(_))) {
-            return Err(crate::error::invalid(format!(
-                "--write-ack is sent by failprobe's built-in clients in the write's round trip; the adapter `{}` writes plainly: measure it in a run of its own",
-                p.name()
-            )));
-        }
-    }
-    if target.memcache_nodes().is_some() && plan.backup {
-        return Err(crate::error::invalid(
-            "--backup is for Redis and Valkey targets: back memcached up with `failprobe memcached dump --target URL --file F` (and `failprobe memcached restore` brings it back)",
-        ));
-    }
-    if target.memcache_nodes().is_some() && plan.dns_server.is_some() {
-        return Err(crate::error::invalid(
-            "--dns-server is for Redis targets: memcached connections look names up through the system's resolver",
-        ));
-    }
-    let resolves_itself = measured.iter().find(|p| matches!(p, Profile::RedisRs | Profile::Exec(_)));
-    if let (Some(p), Some(_), false) = (resolves_itself, plan.dns_server, target.host_names().is_empty()) {
-        return Err(crate::error::invalid(format!(
-            "--dns-server does not reach the `{}` client profile: its client library looks names up through the system; leave it out of --clients or give the target by address",
-            p.name()
-        )));
-    }
-    for name in plan.budget.clients.iter().filter(|n| *n != "all") {
-        if !measured.iter().any(|p| p.name() == *name) {
-            let list: Vec<String> = measured.iter().map(|p| p.name()).collect();
-            return Err(crate::error::invalid(format!(
-                "--budget-clients names `{name}`, which is not measured (--clients {})",
-                list.join(",")
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// What a run probes in its lab: the lab's target, but both nodes of the replica lab when the

@@ -1,7 +1,7 @@
 //! When a trial is over: every client's streams up for the settle time, and the old primary
 //! no longer acting as one.
 
-use super::trial::{ClientTrial, RunContext};
+use super::context::{ClientTrial, RunContext};
 use super::CONTROL_LIMIT;
 use crate::lab::Topology;
 use crate::probe::schedule::Health;

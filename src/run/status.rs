@@ -1,7 +1,7 @@
 //! The live status line while a run is on a terminal.
 
+use super::context::RunContext;
 use super::recovery::combined;
-use super::trial::RunContext;
 use crate::duration::format_ms;
 use crate::probe::schedule::Health;
 use crate::probe::schedule::HealthState;

@@ -3,7 +3,7 @@
 use super::touch::Consent;
 use super::*;
 use crate::probe::client::{Client, Profile};
-use crate::probe::engine::BoxFuture;
+use crate::probe::schedule::BoxFuture;
 use crate::probe::{keys, Attempt, Prober, TrialKeys};
 use crate::sample::{ErrorClass, SeqSet};
 use crate::target::error::ProbeError;

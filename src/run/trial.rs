@@ -1,56 +1,29 @@
 //! The trials: each one's runbook steps, backup, clients, streams, trigger and recovery.
 
 use super::checks::{check_integrity, check_seeds, record_keyspace, seed};
+use super::context::{ClientTrial, RunContext};
 use super::prepare::{trigger_context, Prepared};
 use super::recovery::{primaries, wait_recovered, OldPrimaries};
 use super::status::spawn_status;
 use super::touch;
 use super::touch::Consent;
 use super::CONTROL_LIMIT;
-use crate::aws::watch::AwsRun;
 use crate::control::{runbook, TriggerSpec};
 use crate::error::UsageError;
-use crate::lab::{Lab, FAILOVER_TIMEOUT_MS};
-use crate::probe::client::{Client, Profile};
-use crate::probe::engine::{Engine, StreamTask};
+use crate::lab::FAILOVER_TIMEOUT_MS;
+use crate::probe::client::Profile;
+use crate::probe::engine::Engine;
+use crate::probe::schedule::StreamTask;
 use crate::probe::schedule::{Health, StreamConfig};
-use crate::probe::TrialKeys;
 use crate::sample::KeyspacePhase;
 use crate::sample::{EventKind, Stream};
 use crate::scenario::Plan;
 use crate::sink::Reporter;
-use crate::target::Target;
 use anyhow::{anyhow, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
-
-pub(super) struct RunContext {
-    pub(super) plan: Plan,
-    /// Where triggers act (`Prepared::control`).
-    pub(super) control: Arc<Target>,
-    pub(super) lab: Option<Arc<Lab>>,
-    pub(super) prober: Arc<dyn Engine>,
-    pub(super) report: Reporter,
-    /// The client profiles measured side by side, failprobe's own first when measured.
-    pub(super) profiles: Vec<Profile>,
-    pub(super) cancel: watch::Receiver<bool>,
-    pub(super) own_keys: std::sync::Mutex<Vec<String>>,
-    pub(super) aws: Option<Arc<AwsRun>>,
-    pub(super) run_id: String,
-    pub(super) consent: Arc<Consent>,
-}
-
-/// One client profile during one trial: a fresh client (an application started before the
-/// trial), its own keys and the health of its streams.
-pub(super) struct ClientTrial {
-    pub(super) profile: Profile,
-    pub(super) client: Arc<dyn Client>,
-    pub(super) keys: Vec<Arc<TrialKeys>>,
-    /// Per shard, per stream (index `shard * 2 + stream`).
-    pub(super) health: Vec<Arc<Health>>,
-}
 
 /// Starts the probes and runs the trials. Never returns early: an error is handed back, with
 /// the prober when it started, for teardown. Fewer trials than asked is marked on the timeline.

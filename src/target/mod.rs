@@ -31,6 +31,39 @@ pub enum Discovery {
     Nodes { nodes: Vec<(String, u16)> },
 }
 
+/// A target as a command uses it: parsed, the environment's settings added (`env`, read once
+/// by the caller), its secrets registered so that no text shows them.
+pub fn open(url: &str, env: &TargetEnv) -> Result<Target> {
+    let target = Target::parse(url)?.with_env(env)?;
+    for secret in target.secrets() {
+        crate::secret::register(secret);
+    }
+    Ok(target)
+}
+
+/// What of failprobe's environment a target takes, read once by the caller
+/// (`from_process`) rather than by every parse.
+#[derive(Clone, Default)]
+pub struct TargetEnv {
+    /// `FAILPROBE_PASSWORD`, else `REDISCLI_AUTH`.
+    pub password: Option<String>,
+    /// `FAILPROBE_SENTINEL_PASSWORD`.
+    pub sentinel_password: Option<String>,
+    /// `FAILPROBE_TLS_CA_FILE`.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+}
+
+impl TargetEnv {
+    pub fn from_process() -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        Self {
+            password: var("FAILPROBE_PASSWORD").or_else(|| var("REDISCLI_AUTH")),
+            sentinel_password: var("FAILPROBE_SENTINEL_PASSWORD"),
+            tls_ca_file: std::env::var_os("FAILPROBE_TLS_CA_FILE").map(Into::into),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Target {
     pub discovery: Discovery,
@@ -57,9 +90,10 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parses `redis://`, `rediss://`, `valkey://`, `redis+sentinel://` and `rediss+sentinel://`.
-    /// The password may also come from `FAILPROBE_PASSWORD` or `REDISCLI_AUTH`. Redaction uses
-    /// the same split (`UrlParts`), so what is read as a password is what is hidden.
+    /// Parses `redis://`, `rediss://`, `valkey://`, `redis+sentinel://` and `rediss+sentinel://`:
+    /// the URL alone, nothing else read or changed (`with_env` adds what the environment gives,
+    /// `secrets` says what to register for scrubbing). Redaction uses the same split
+    /// (`UrlParts`), so what is read as a password is what is hidden.
     pub fn parse(url: &str) -> Result<Self> {
         let redacted = redact(url);
         let parts = UrlParts::split(url)
@@ -68,11 +102,6 @@ impl Target {
         let (username, url_password) = parse_userinfo(parts.userinfo)?;
         // `redis://token@host` carries a token where the user name stands: secret too. A user
         // name beside a password (`default:pw@`) is not, and is not scrubbed from texts.
-        let token = username.as_ref().filter(|_| url_password.is_none());
-        for secret in [url_password.as_ref(), token].into_iter().flatten() {
-            crate::secret::register(secret);
-        }
-        crate::secret::register_environment();
         if parts.scheme == "memcache" || parts.scheme == "memcached" {
             let nodes = parts.hosts.split(',').map(|h| parse_host_port(h, 11211)).collect::<Result<Vec<_>>>()?;
             return Ok(Self {
@@ -129,40 +158,46 @@ impl Target {
                 Err(nodes) => (Discovery::Nodes { nodes }, parse_db(path)?),
             }
         };
-        if tls {
-            install_tls_provider();
-        }
-        let tls_ca = match std::env::var_os("FAILPROBE_TLS_CA_FILE") {
-            Some(path) if tls => Some(std::fs::read(&path).map_err(|e| {
-                invalid(format!("FAILPROBE_TLS_CA_FILE {}: {e}", std::path::Path::new(&path).display()))
-            })?),
-            _ => None,
-        };
         let tls_config = match tls {
-            true => Some(tls::client_config(tls_ca.as_deref(), insecure_tls).map_err(invalid)?),
+            true => Some(tls::client_config(None, insecure_tls).map_err(invalid)?),
             false => None,
         };
-        let env_password = std::env::var("FAILPROBE_PASSWORD").or_else(|_| std::env::var("REDISCLI_AUTH")).ok();
         Ok(Self {
             discovery,
             tls,
             insecure_tls,
             username,
-            password: url_password.or(env_password),
-            sentinel_password: std::env::var("FAILPROBE_SENTINEL_PASSWORD").ok(),
+            password: url_password,
+            sentinel_password: None,
             db,
-            tls_ca,
+            tls_ca: None,
             tls_config,
             redacted,
             dns: dns::Dns::default(),
         })
     }
 
-    /// For a local lab's URL: no password applies (one from the environment is meant for the
-    /// real deployment, and a lab without requirepass refuses AUTH).
-    pub(crate) fn forget_passwords(&mut self) {
-        self.password = None;
-        self.sentinel_password = None;
+    /// What the environment adds to a parsed target: a password the URL does not carry, the
+    /// sentinels' password, and the private CA that replaces the public roots.
+    pub fn with_env(mut self, env: &TargetEnv) -> Result<Self> {
+        if self.password.is_none() {
+            self.password = env.password.clone();
+        }
+        self.sentinel_password = env.sentinel_password.clone();
+        if let (true, Some(path)) = (self.tls, &env.tls_ca_file) {
+            let pem =
+                std::fs::read(path).map_err(|e| invalid(format!("FAILPROBE_TLS_CA_FILE {}: {e}", path.display())))?;
+            self.tls_config = Some(tls::client_config(Some(&pem), self.insecure_tls).map_err(invalid)?);
+            self.tls_ca = Some(pem);
+        }
+        Ok(self)
+    }
+
+    /// What must be scrubbed from every text: the password, or a token standing where the user
+    /// name does (`redis://token@host`; a user name beside a password is not secret).
+    pub fn secrets(&self) -> Vec<&str> {
+        let token = self.username.as_deref().filter(|_| self.password.is_none());
+        [self.password.as_deref(), token, self.sentinel_password.as_deref()].into_iter().flatten().collect()
     }
 
     pub(crate) fn tls_config(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
@@ -226,6 +261,18 @@ impl Target {
         })
     }
 
+    /// For process triggers (`--shard N`): node N of a target whose nodes are numbered
+    /// independents (memcached), or None when the target has primaries to find instead (Redis).
+    pub(crate) fn memcache_node(&self, index: usize) -> Option<Result<(String, u16), String>> {
+        let nodes = self.memcache_nodes()?;
+        Some(
+            nodes
+                .get(index)
+                .cloned()
+                .ok_or_else(|| format!("the target has {} memcached node(s); there is no node {index}", nodes.len())),
+        )
+    }
+
     /// A client for a data node.
     pub(crate) fn node_client(&self, host: &str, port: u16) -> Result<Client, redis::RedisError> {
         self.client(self.info(host, port, self.password.as_deref(), self.db)?)
@@ -267,7 +314,9 @@ impl Target {
 }
 
 /// rustls needs one process-wide crypto provider; redis-rs does not pick one itself.
-fn install_tls_provider() {
+/// The process-wide TLS provider the redis crate's own connections use (failprobe's streams
+/// name theirs): installed once, by `main`, before any target is used.
+pub fn install_tls_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
