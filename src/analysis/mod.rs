@@ -10,6 +10,7 @@ pub mod integrity;
 pub mod outage;
 pub(crate) mod phases;
 pub(crate) mod reorder;
+pub(crate) mod sentence;
 pub(crate) mod series;
 pub(crate) mod stream;
 pub(crate) mod summarize;
@@ -508,7 +509,7 @@ pub(crate) mod tests {
             [
                 ("trigger started", Some(300.0)),
                 ("trigger completed", Some(350.0)),
-                ("writes down (readonly×100)", Some(1000.0)),
+                ("writes down (readonly ×100)", Some(1000.0)),
                 ("writes not recovered by the end of the trial", Some(1991.0)),
                 ("failure detected", None),
                 ("new primary announced", None),

@@ -84,8 +84,8 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
 fn stream_phases(out: &mut Vec<Phase>, name: &str, s: &StreamSummary, start: f64) {
     let outages: Vec<_> = s.outages.iter().filter(|o| o.end_ms >= start).collect();
     let (Some(first), Some(last)) = (outages.first(), outages.last()) else { return };
-    let errors: Vec<String> = last.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
-    out.push(Phase::at(&format!("{name} down ({})", errors.join(" ")), Some(first.start_ms)));
+    let errors = super::sentence::error_counts(&last.errors);
+    out.push(Phase::at(&format!("{name} down ({errors})"), Some(first.start_ms)));
     out.push(match last.recovered {
         true => Phase::at(&format!("{name} recovered"), Some(last.end_ms)),
         false => Phase::at(&format!("{name} not recovered by the end of the trial"), Some(last.end_ms)),
