@@ -113,7 +113,15 @@ mod tests {
     fn only_changes_are_described() {
         let first = EventKind::DnsAnswer { name: "n".into(), from: None, to: "1.2.3.4".into(), ttl_s: None };
         assert_eq!(describe(&first), None);
-        let change = EventKind::DnsAnswer { name: "n".into(), from: Some("1.2.3.4".into()), to: "5.6.7.8".into(), ttl_s: Some(5) };
-        assert_eq!(describe(&change).unwrap(), "DNS n now answers 5.6.7.8, TTL 5 s (was 1.2.3.4; seen by a poll every 1 s)");
+        let change = EventKind::DnsAnswer {
+            name: "n".into(),
+            from: Some("1.2.3.4".into()),
+            to: "5.6.7.8".into(),
+            ttl_s: Some(5),
+        };
+        assert_eq!(
+            describe(&change).unwrap(),
+            "DNS n now answers 5.6.7.8, TTL 5 s (was 1.2.3.4; seen by a poll every 1 s)"
+        );
     }
 }

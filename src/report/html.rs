@@ -97,11 +97,7 @@ pub(super) fn verdict(h: &mut String, s: &Summary) {
     let class = s.verdict.kind.as_str();
     let word = s.verdict.word();
     let errors = errors_seen(s);
-    let seen = if errors.is_empty() {
-        "no errors".to_string()
-    } else {
-        error_counts(&errors)
-    };
+    let seen = if errors.is_empty() { "no errors".to_string() } else { error_counts(&errors) };
     // Every client measured counts, inside the budget or not: the headline names the others.
     let down = |w: &StreamSummary, r: &StreamSummary| !w.recovered || !r.recovered;
     let unrecovered = s
@@ -239,7 +235,7 @@ fn waterfall_svg(t: &TrialSummary, c: &crate::analysis::summary::ClientSummary) 
             );
         }
     }
-    for p in c.phases.iter().filter(|p| !p.name.starts_with("writes") && !p.name.starts_with("reads")) {
+    for p in c.phases.iter().filter(|p| !p.phase.is_stream()) {
         if let Some(at) = p.at_ms {
             let _ = write!(
                 svg,

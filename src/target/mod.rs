@@ -220,10 +220,9 @@ impl Target {
 
     /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
     pub(crate) fn is_loopback(&self) -> bool {
-        self.hosts().iter().all(|h| {
-            *h == "localhost"
-                || unbracketed(h).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        })
+        self.hosts()
+            .iter()
+            .all(|h| *h == "localhost" || unbracketed(h).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
     }
 
     /// A client for a data node.
