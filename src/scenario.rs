@@ -244,7 +244,7 @@ fn dns_server(text: Option<String>) -> Result<Option<std::net::SocketAddr>> {
     let Some(text) = text else { return Ok(None) };
     let parsed = text
         .parse::<std::net::SocketAddr>()
-        .or_else(|_| text.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()));
+        .or_else(|_| crate::target::unbracketed(&text).parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()));
     parsed.map(Some).map_err(|_| invalid(format!("--dns-server `{text}` is not an IP address or IP:PORT")))
 }
 

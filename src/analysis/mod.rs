@@ -10,6 +10,7 @@ pub mod integrity;
 pub mod outage;
 pub(crate) mod phases;
 pub(crate) mod reorder;
+pub(crate) mod sentence;
 pub(crate) mod series;
 pub(crate) mod stream;
 pub(crate) mod summarize;
@@ -482,6 +483,15 @@ pub(crate) mod tests {
             s.trials[0].clients[0].phases.iter().map(|p| (p.name.as_str(), p.at_ms)).collect();
         assert!(phases.contains(&("endpoint flipped", Some(150.0))), "{phases:?}");
         assert!(phases.contains(&("DNS answer changed", None)), "watched, not observed: {phases:?}");
+        // summary.json: a stable id, a number (or null: not observed), and the text beside them.
+        let json = serde_json::to_value(&s.trials[0].clients[0].phases).unwrap();
+        let flip = json.as_array().unwrap().iter().find(|p| p["phase"] == "endpoint_flipped").unwrap();
+        assert_eq!(
+            flip,
+            &serde_json::json!({"phase": "endpoint_flipped", "at_ms": 150.0, "detail": {}, "name": "endpoint flipped"})
+        );
+        let dns = json.as_array().unwrap().iter().find(|p| p["phase"] == "dns_changed").unwrap();
+        assert!(dns["at_ms"].is_null(), "{dns}");
     }
 
     #[test]
@@ -502,20 +512,24 @@ pub(crate) mod tests {
         assert_eq!(pinned.writes.errors.get("readonly"), Some(&100));
         assert_eq!(pinned.integrity.lost_acked_writes, 3, "writes 98..=100 acknowledged, then gone");
         // Where the time went: what was observed has a time, the rest none (never guessed).
-        let phases: Vec<(&str, Option<f64>)> = pinned.phases.iter().map(|p| (p.name.as_str(), p.at_ms)).collect();
+        let phases: Vec<(PhaseId, &str, Option<f64>)> =
+            pinned.phases.iter().map(|p| (p.phase, p.name.as_str(), p.at_ms)).collect();
         assert_eq!(
             phases,
             [
-                ("trigger started", Some(300.0)),
-                ("trigger completed", Some(350.0)),
-                ("writes down (readonly×100)", Some(1000.0)),
-                ("writes not recovered by the end of the trial", Some(1991.0)),
-                ("failure detected", None),
-                ("new primary announced", None),
-                ("old primary stepped down", None),
+                (PhaseId::TriggerStarted, "trigger started", Some(300.0)),
+                (PhaseId::TriggerCompleted, "trigger completed", Some(350.0)),
+                (PhaseId::WritesDown, "writes down (readonly ×100)", Some(1000.0)),
+                (PhaseId::WritesNotRecovered, "writes not recovered by the end of the trial", Some(1991.0)),
+                (PhaseId::FailureDetected, "failure detected", None),
+                (PhaseId::NewPrimary, "new primary announced", None),
+                (PhaseId::SteppedDown, "old primary stepped down", None),
             ],
             "no endpoint and no DNS watch in this run: those phases could not happen and are left out"
         );
+        let down = serde_json::to_value(&pinned.phases[2]).unwrap();
+        assert_eq!(down["phase"], "writes_down");
+        assert_eq!(down["detail"], serde_json::json!({"errors": {"readonly": 100}}), "counts as numbers, not prose");
         let line = waterfall::describe(&pinned.phases);
         assert!(line.starts_with("trigger started +0 µs · trigger completed +50.0 ms · writes down"), "{line}");
         let unobserved = "failure detected: not observed · new primary announced: not observed · old primary stepped down: not observed";

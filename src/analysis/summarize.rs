@@ -222,73 +222,10 @@ fn topology_changes(events: &[Event]) -> Vec<TopologyChange> {
 }
 
 fn timeline(events: &[Event], windows: [&Vec<Window>; 2], omitted: u64) -> Vec<TimelineEntry> {
-    let mut out = Vec::new();
-    let mut push = |at_us: u64, what: String| out.push(TimelineEntry { at_ms: us_to_ms(at_us), what });
-    for e in events {
-        match &e.kind {
-            EventKind::TriggerStart { kind, detail } => push(e.at_us, format!("trigger {kind} started: {detail}")),
-            EventKind::TriggerFinish { detail } => push(e.at_us, format!("trigger finished: {detail}")),
-            EventKind::TriggerError { message } => push(e.at_us, format!("trigger failed: {message}")),
-            EventKind::IntegrityError { message } => push(e.at_us, format!("integrity check failed: {message}")),
-            EventKind::Redirect { shard, from, to, slot } => push(
-                e.at_us,
-                format!(
-                    "{}MOVED: slot {slot} now on {to} (was {from})",
-                    shard.as_deref().map(|s| format!("{s} ")).unwrap_or_default()
-                ),
-            ),
-            EventKind::Lateness { stream, late } => {
-                push(e.at_us, format!("{} scheduler fell behind: {late} probes sent late", stream.name()))
-            }
-            EventKind::FailureDetected { source, detail } => {
-                push(e.at_us, format!("failure detected by {source}: {detail}"))
-            }
-            EventKind::EndpointFlip { endpoint, from: Some(from), to } => {
-                push(e.at_us, format!("endpoint {endpoint} flipped: new connections go to {to} (were going to {from})"))
-            }
-            EventKind::DnsAnswer { name, from: Some(from), to, ttl_s } => push(
-                e.at_us,
-                format!(
-                    "DNS {name} now answers {to}{} (was {from}; seen by a poll every 1 s)",
-                    ttl_s.map(|t| format!(", TTL {t} s")).unwrap_or_default()
-                ),
-            ),
-            EventKind::RunbookStep { step, command, status, output } => push(
-                e.at_us,
-                format!(
-                    "runbook --{step} `{command}`: {status}{}",
-                    if output.is_empty() { String::new() } else { format!(": {output}") }
-                ),
-            ),
-            EventKind::AdapterFault { client, message } => push(e.at_us, format!("adapter {client} {message}")),
-            EventKind::Backup { how, name, node, status, took_ms } => push(
-                e.at_us,
-                format!(
-                    "backup: {how} of {node} {status} in {took_ms} ms{}",
-                    if name.is_empty() { String::new() } else { format!(" ({name})") }
-                ),
-            ),
-            EventKind::ClientHello { client, library, version, .. } => {
-                push(e.at_us, format!("adapter {client} started: {library} {version}"))
-            }
-            EventKind::StepDown { shard, server, role } => push(
-                e.at_us,
-                format!(
-                    "{}old primary {server} stepped down (now {role})",
-                    shard.as_deref().map(|s| format!("{s} ")).unwrap_or_default()
-                ),
-            ),
-            EventKind::TrialEnd { reason } => push(e.at_us, format!("trial ended: {reason}")),
-            EventKind::Interrupted => push(e.at_us, "interrupted: the run stopped before every trial ran".to_string()),
-            EventKind::Aws { source, message, aws_time, .. } => {
-                push(e.at_us, format!("AWS {source}: {message} (AWS time {aws_time})"))
-            }
-            EventKind::AwsTopology { resource, status, members } => {
-                push(e.at_us, format!("AWS {resource} {status}: {members}"))
-            }
-            _ => {}
-        }
-    }
+    let mut out: Vec<TimelineEntry> = events
+        .iter()
+        .filter_map(|e| Some(TimelineEntry { at_ms: us_to_ms(e.at_us), what: super::sentence::describe(&e.kind)? }))
+        .collect();
     for change in topology_changes(events) {
         out.push(TimelineEntry {
             at_ms: change.at_ms,

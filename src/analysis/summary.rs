@@ -189,15 +189,93 @@ pub struct ClientSummary {
 }
 
 /// One moment of a trial, in ms on the run clock; `at_ms` is null when it was not observed.
+/// Programs read `phase` and `detail`; `name` is the same said for people.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Phase {
-    pub name: String,
+    pub phase: PhaseId,
     pub at_ms: Option<f64>,
+    #[serde(default)]
+    pub detail: PhaseDetail,
+    /// "writes down (readonly ×783, reset ×1)": [`PhaseId::text`], kept as it was the only field
+    /// before `phase` (fields are never renamed).
+    pub name: String,
+}
+
+/// What a phase is, as summary.json spells it (`"writes_down"`): stable, listed in the README.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseId {
+    TriggerStarted,
+    TriggerCompleted,
+    /// Sentinel's `+odown`, a cluster's `FAIL`, or AWS's "failover started".
+    FailureDetected,
+    NewPrimary,
+    SteppedDown,
+    EndpointFlipped,
+    DnsChanged,
+    WritesDown,
+    WritesRecovered,
+    WritesNotRecovered,
+    ReadsDown,
+    ReadsRecovered,
+    ReadsNotRecovered,
+}
+
+/// What a phase carries besides its time; empty fields are left out of summary.json.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct PhaseDetail {
+    /// `writes_down` / `reads_down`: the error classes of the stream's last outage after the
+    /// trigger, with their counts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
 }
 
 impl Phase {
-    pub(crate) fn at(name: &str, at_ms: Option<f64>) -> Self {
-        Self { name: name.to_string(), at_ms }
+    pub(crate) fn at(phase: PhaseId, at_ms: Option<f64>) -> Self {
+        Self::with(phase, at_ms, PhaseDetail::default())
+    }
+
+    pub(crate) fn with(phase: PhaseId, at_ms: Option<f64>, detail: PhaseDetail) -> Self {
+        Self { name: phase.text(&detail), phase, at_ms, detail }
+    }
+}
+
+impl PhaseId {
+    /// A stream's phases: (down, recovered, not recovered).
+    pub(crate) fn of_stream(stream: crate::sample::Stream) -> [Self; 3] {
+        match stream {
+            crate::sample::Stream::Write => [Self::WritesDown, Self::WritesRecovered, Self::WritesNotRecovered],
+            crate::sample::Stream::Read => [Self::ReadsDown, Self::ReadsRecovered, Self::ReadsNotRecovered],
+        }
+    }
+
+    /// A client's own outage, not a moment of the deployment.
+    pub(crate) fn is_stream(self) -> bool {
+        Self::of_stream(crate::sample::Stream::Write).contains(&self)
+            || Self::of_stream(crate::sample::Stream::Read).contains(&self)
+    }
+
+    /// The phase said for people: the one place the terminal, report.md and report.html get it.
+    pub(crate) fn text(self, detail: &PhaseDetail) -> String {
+        let down = |stream: &str| match super::sentence::error_counts(&detail.errors) {
+            e if e.is_empty() => format!("{stream} down"),
+            e => format!("{stream} down ({e})"),
+        };
+        match self {
+            Self::TriggerStarted => "trigger started".into(),
+            Self::TriggerCompleted => "trigger completed".into(),
+            Self::FailureDetected => "failure detected".into(),
+            Self::NewPrimary => "new primary announced".into(),
+            Self::SteppedDown => "old primary stepped down".into(),
+            Self::EndpointFlipped => "endpoint flipped".into(),
+            Self::DnsChanged => "DNS answer changed".into(),
+            Self::WritesDown => down("writes"),
+            Self::ReadsDown => down("reads"),
+            Self::WritesRecovered => "writes recovered".into(),
+            Self::ReadsRecovered => "reads recovered".into(),
+            Self::WritesNotRecovered => "writes not recovered by the end of the trial".into(),
+            Self::ReadsNotRecovered => "reads not recovered by the end of the trial".into(),
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! that resolution; the others are the times of the events themselves.
 
 use super::summarize::us_to_ms;
-use super::summary::{Phase, StreamSummary, TrialSummary};
-use crate::sample::{Event, EventKind};
+use super::summary::{Phase, PhaseDetail, PhaseId, StreamSummary, TrialSummary};
+use crate::sample::{Event, EventKind, Stream};
 
 /// What the run watched besides its probes: a phase it never watched cannot have been observed,
 /// and is left out rather than listed as not observed (no endpoint lab, no host name to look
@@ -39,35 +39,35 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
         events.iter().find(|e| want(&e.kind) && after(us_to_ms(e.at_us))).map(|e| us_to_ms(e.at_us))
     };
     let mut out = vec![
-        Phase::at("trigger started", Some(start)),
-        Phase::at("trigger completed", t.trigger.finished_at_ms),
+        Phase::at(PhaseId::TriggerStarted, Some(start)),
+        Phase::at(PhaseId::TriggerCompleted, t.trigger.finished_at_ms),
         // Sentinel's +odown, a cluster's FAIL, or AWS's "failover started"; a manual failover
         // has none.
         Phase::at(
-            "failure detected",
+            PhaseId::FailureDetected,
             first_event(|k| {
                 matches!(k, EventKind::FailureDetected { .. })
                     || matches!(k, EventKind::Aws { class: crate::sample::AwsClass::FailoverStarted, .. })
             }),
         ),
-        Phase::at("new primary announced", t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
-        Phase::at("old primary stepped down", first_event(|k| matches!(k, EventKind::StepDown { .. }))),
+        Phase::at(PhaseId::NewPrimary, t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
+        Phase::at(PhaseId::SteppedDown, first_event(|k| matches!(k, EventKind::StepDown { .. }))),
     ];
     if watches.endpoint {
         out.push(Phase::at(
-            "endpoint flipped",
+            PhaseId::EndpointFlipped,
             first_event(|k| matches!(k, EventKind::EndpointFlip { from: Some(_), .. })),
         ));
     }
     if watches.dns {
         // Polled every second: within the second before this time.
         out.push(Phase::at(
-            "DNS answer changed",
+            PhaseId::DnsChanged,
             first_event(|k| matches!(k, EventKind::DnsAnswer { from: Some(_), .. })),
         ));
     }
-    for (name, s) in [("writes", &t.writes), ("reads", &t.reads)] {
-        stream_phases(&mut out, name, s, start);
+    for (stream, s) in [(Stream::Write, &t.writes), (Stream::Read, &t.reads)] {
+        stream_phases(&mut out, stream, s, start);
     }
     // In the order they happened; what was not observed last.
     out.sort_by(|a, b| match (a.at_ms, b.at_ms) {
@@ -81,15 +81,13 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
 
 /// A stream's outage after the trigger (its first start, its last end): down, then recovered or
 /// not. A stream that never went down adds nothing.
-fn stream_phases(out: &mut Vec<Phase>, name: &str, s: &StreamSummary, start: f64) {
+fn stream_phases(out: &mut Vec<Phase>, stream: Stream, s: &StreamSummary, start: f64) {
     let outages: Vec<_> = s.outages.iter().filter(|o| o.end_ms >= start).collect();
     let (Some(first), Some(last)) = (outages.first(), outages.last()) else { return };
-    let errors: Vec<String> = last.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
-    out.push(Phase::at(&format!("{name} down ({})", errors.join(" ")), Some(first.start_ms)));
-    out.push(match last.recovered {
-        true => Phase::at(&format!("{name} recovered"), Some(last.end_ms)),
-        false => Phase::at(&format!("{name} not recovered by the end of the trial"), Some(last.end_ms)),
-    });
+    let [down, recovered, not_recovered] = PhaseId::of_stream(stream);
+    let detail = PhaseDetail { errors: last.errors.clone() };
+    out.push(Phase::with(down, Some(first.start_ms), detail));
+    out.push(Phase::at(if last.recovered { recovered } else { not_recovered }, Some(last.end_ms)));
 }
 
 /// "trigger +0 s · new primary announced +1.04 s · endpoint flipped: not observed · …", times

@@ -4,6 +4,7 @@
 use super::escape_html as esc;
 use super::summary::{Percentiles, StreamSummary, Summary, TrialSummary};
 use super::{write_one, Exporter, ReportData};
+use crate::analysis::sentence::{self, error_counts};
 use crate::duration::format_ms;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -89,24 +90,14 @@ fn plot(h: &mut String, plots: &BTreeMap<&str, &String>, name: &str) {
 }
 
 fn errors_seen(s: &Summary) -> BTreeMap<String, u64> {
-    let mut errors = BTreeMap::new();
-    for t in &s.trials {
-        for (k, v) in t.writes.errors.iter().chain(&t.reads.errors) {
-            *errors.entry(k.clone()).or_default() += v;
-        }
-    }
-    errors
+    sentence::sum_errors(s.trials.iter().flat_map(|t| [&t.writes.errors, &t.reads.errors]))
 }
 
 pub(super) fn verdict(h: &mut String, s: &Summary) {
     let class = s.verdict.kind.as_str();
     let word = s.verdict.word();
     let errors = errors_seen(s);
-    let seen = if errors.is_empty() {
-        "no errors".to_string()
-    } else {
-        errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ")
-    };
+    let seen = if errors.is_empty() { "no errors".to_string() } else { error_counts(&errors) };
     // Every client measured counts, inside the budget or not: the headline names the others.
     let down = |w: &StreamSummary, r: &StreamSummary| !w.recovered || !r.recovered;
     let unrecovered = s
@@ -174,7 +165,7 @@ fn outages(h: &mut String, s: &Summary) {
     }
     h.push_str("<table><tr><th>trial</th><th class=\"l\">stream</th><th>from ms</th><th>to ms</th><th>duration</th><th class=\"l\">recovered</th><th>failed probes</th><th class=\"l\">errors</th></tr>\n");
     for (t, n, o) in rows {
-        let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        let errors = error_counts(&o.errors);
         let _ = writeln!(
             h,
             "<tr class=\"{}\"><td>{}</td><td class=\"l\">{n}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
@@ -185,7 +176,7 @@ fn outages(h: &mut String, s: &Summary) {
             format_ms(o.duration_ms),
             if o.recovered { "yes" } else { "no" },
             o.failed_probes,
-            esc(&errors.join(", "))
+            esc(&errors)
         );
     }
     h.push_str("</table>\n");
@@ -244,7 +235,7 @@ fn waterfall_svg(t: &TrialSummary, c: &crate::analysis::summary::ClientSummary) 
             );
         }
     }
-    for p in c.phases.iter().filter(|p| !p.name.starts_with("writes") && !p.name.starts_with("reads")) {
+    for p in c.phases.iter().filter(|p| !p.phase.is_stream()) {
         if let Some(at) = p.at_ms {
             let _ = write!(
                 svg,
@@ -268,11 +259,7 @@ fn shards(h: &mut String, s: &Summary) {
     h.push_str("<table><tr><th>trial</th><th class=\"l\">shard</th><th>longest write outage</th><th>longest read outage</th><th class=\"l\">errors</th><th>acknowledged</th><th>lost</th><th>ghost</th><th>stale reads</th><th>seeded keys surviving</th></tr>\n");
     for t in &s.trials {
         for sh in &t.shards {
-            let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-            for (k, v) in sh.writes.errors.iter().chain(&sh.reads.errors) {
-                *errors.entry(k).or_default() += v;
-            }
-            let errors: Vec<String> = errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let errors = error_counts(&sentence::sum_errors([&sh.writes.errors, &sh.reads.errors]));
             let bad = !sh.writes.recovered || !sh.reads.recovered || sh.integrity.lost_acked_writes > 0;
             let seeds = match (sh.integrity.surviving_seeded_keys, sh.integrity.seeded_keys) {
                 (Some(s), Some(n)) if n > 0 => format!("{s} of {n} ({:.0} %)", s as f64 * 100.0 / n as f64),
@@ -286,7 +273,7 @@ fn shards(h: &mut String, s: &Summary) {
                 esc(&sh.name),
                 format_ms(sh.writes.longest_outage_ms),
                 format_ms(sh.reads.longest_outage_ms),
-                esc(&errors.join(", ")),
+                esc(&errors),
                 sh.integrity.acked_writes,
                 sh.integrity.lost_acked_writes,
                 sh.integrity.ghost_writes,
@@ -353,12 +340,8 @@ fn keyspace(h: &mut String, s: &Summary) {
     for b in s.trials.iter().flat_map(|t| &t.backups) {
         let _ = writeln!(
             h,
-            "<p>Backup: {} of {} {} in {} ms{} (failprobe never deletes it).</p>",
-            esc(&b.how),
-            esc(&b.node),
-            esc(&b.status),
-            b.took_ms,
-            if b.name.is_empty() { String::new() } else { format!(" <code>{}</code>", esc(&b.name)) }
+            "<p>Backup: {} (failprobe never deletes it).</p>",
+            esc(&sentence::backup(&b.how, &b.node, &b.status, b.took_ms, &b.name))
         );
     }
     if let Some(advice) = super::restore::advice(s) {

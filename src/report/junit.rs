@@ -4,6 +4,7 @@
 
 use super::escape_html as esc;
 use super::summary::Summary;
+use crate::analysis::sentence;
 use crate::duration::format_ms;
 use std::fmt::Write;
 
@@ -57,11 +58,7 @@ pub(crate) fn step_summary(s: &Summary) -> String {
         writeln!(md, "| trial | trigger | longest write outage | longest read outage | lost acked writes | errors |");
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     for t in &s.trials {
-        let mut errors: std::collections::BTreeMap<&str, u64> = Default::default();
-        for (k, v) in t.writes.errors.iter().chain(&t.reads.errors) {
-            *errors.entry(k).or_default() += v;
-        }
-        let errors: Vec<String> = errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+        let errors = sentence::error_counts(&sentence::sum_errors([&t.writes.errors, &t.reads.errors]));
         let lost = if t.integrity.checked { t.integrity.lost_acked_writes.to_string() } else { "unknown".into() };
         let _ = writeln!(
             md,
@@ -72,7 +69,7 @@ pub(crate) fn step_summary(s: &Summary) -> String {
             if t.writes.recovered { "" } else { " (not recovered)" },
             format_ms(t.reads.longest_outage_ms),
             if t.reads.recovered { "" } else { " (not recovered)" },
-            if errors.is_empty() { "—".into() } else { errors.join(", ") }
+            if errors.is_empty() { "—" } else { &errors }
         );
     }
     for v in &s.budget.violations {

@@ -2,6 +2,7 @@
 
 use super::summary::{StreamSummary, Summary, TrialSummary};
 use super::{write_one, Exporter, ReportData};
+use crate::analysis::sentence::{self, error_counts};
 use crate::duration::format_ms;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -110,7 +111,7 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     if !outages.is_empty() {
         writeln!(md, "Outage windows (± one interval):\n\n| stream | from | to | duration | probes failed | errors |\n|---|---|---|---|---|---|")?;
         for (n, o) in outages {
-            let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let errors = error_counts(&o.errors);
             writeln!(
                 md,
                 "| {n} | {:.1} ms | {:.1} ms{} | {} | {} | {} |",
@@ -119,7 +120,7 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
                 if o.recovered { "" } else { " (not recovered)" },
                 format_ms(o.duration_ms),
                 o.failed_probes,
-                errors.join(", ")
+                errors
             )?;
         }
         writeln!(md)?;
@@ -153,11 +154,10 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
         writeln!(md, "{line}\n")?;
     }
     for b in &t.backups {
-        let name = if b.name.is_empty() { String::new() } else { format!(" `{}`", b.name) };
         writeln!(
             md,
-            "Backup: {} of {} {} in {} ms{name} (failprobe never deletes it).\n",
-            b.how, b.node, b.status, b.took_ms
+            "Backup: {} (failprobe never deletes it).\n",
+            sentence::backup(&b.how, &b.node, &b.status, b.took_ms, &b.name)
         )?;
     }
     if t.keyspace.before.is_some() || t.keyspace.after.is_some() {
@@ -208,7 +208,7 @@ pub(crate) fn aws_line(t: &TrialSummary) -> Option<String> {
 }
 
 fn stream_row(md: &mut String, name: &str, st: &StreamSummary) -> std::fmt::Result {
-    let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+    let errors = error_counts(&st.errors);
     let l = &st.latency_ms;
     writeln!(
         md,
@@ -219,7 +219,7 @@ fn stream_row(md: &mut String, name: &str, st: &StreamSummary) -> std::fmt::Resu
         st.outages.len(),
         format_ms(st.longest_outage_ms),
         if st.recovered { "yes" } else { "**no**" },
-        if errors.is_empty() { "—".into() } else { errors.join(", ") },
+        if errors.is_empty() { "—" } else { &errors },
         format_ms(l.p50),
         format_ms(l.p99),
         format_ms(l.p999),

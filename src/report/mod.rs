@@ -180,11 +180,11 @@ pub fn exit_code(summary: &Summary) -> i32 {
 }
 
 /// One client profile's trial in a line: "pinned: writes NOT RECOVERED (down 7.86 s at the
-/// end: readonly×786 reset×1); reads no outage; 296 of 1308 acknowledged writes lost".
+/// end: readonly ×786, reset ×1); reads no outage; 296 of 1308 acknowledged writes lost".
 pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
     let stream = |name: &str, st: &summary::StreamSummary| {
-        let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
-        let errors = if errors.is_empty() { String::new() } else { format!(": {}", errors.join(" ")) };
+        let errors = crate::analysis::sentence::error_counts(&st.errors);
+        let errors = if errors.is_empty() { String::new() } else { format!(": {errors}") };
         match st.outages.last() {
             Some(o) if !o.recovered => {
                 format!("{name} NOT RECOVERED (down {} at the end{errors})", crate::duration::format_ms(o.duration_ms))

@@ -1,6 +1,7 @@
 //! The terminal: the summary at the end of a run (the live line is `run::status`).
 
 use super::summary::Summary;
+use crate::analysis::sentence::{self, error_counts};
 use crate::analysis::waterfall;
 use crate::duration::format_ms;
 
@@ -13,14 +14,14 @@ pub fn final_summary(s: &Summary) -> String {
             out.push_str(&format!(" trigger failed: {e};"));
         }
         for (name, st) in [("writes", &t.writes), ("reads", &t.reads)] {
-            let errors: Vec<String> = st.errors.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            let errors = error_counts(&st.errors);
             out.push_str(&format!(
                 "  {name}: longest outage {}{} ({} failed of {}{}{})",
                 format_ms(st.longest_outage_ms),
                 if st.recovered { "" } else { " NOT RECOVERED" },
                 st.failed,
                 st.probes,
-                if errors.is_empty() { String::new() } else { format!(": {}", errors.join(" ")) },
+                if errors.is_empty() { String::new() } else { format!(": {errors}") },
                 if st.late > 0 { format!(", {} late", st.late) } else { String::new() },
             ));
         }
@@ -66,8 +67,7 @@ pub fn final_summary(s: &Summary) -> String {
         out.push_str(&format!("  budget: {v}\n"));
     }
     for b in s.trials.iter().flat_map(|t| &t.backups) {
-        let name = if b.name.is_empty() { String::new() } else { format!(" ({})", b.name) };
-        out.push_str(&format!("  backup: {} of {} {} in {} ms{name}\n", b.how, b.node, b.status, b.took_ms));
+        out.push_str(&format!("  backup: {}\n", sentence::backup(&b.how, &b.node, &b.status, b.took_ms, &b.name)));
     }
     if let Some(advice) = super::restore::advice(s) {
         for line in advice.lines() {

@@ -235,7 +235,7 @@ impl Target {
         let mut names: Vec<String> = self
             .hosts()
             .into_iter()
-            .filter(|h| h.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_err())
+            .filter(|h| unbracketed(h).parse::<std::net::IpAddr>().is_err())
             .map(str::to_string)
             .collect();
         let mut seen = std::collections::HashSet::new();
@@ -255,10 +255,9 @@ impl Target {
 
     /// True when every host named is on this machine (127.0.0.0/8, ::1, localhost).
     pub(crate) fn is_loopback(&self) -> bool {
-        self.hosts().iter().all(|h| {
-            *h == "localhost"
-                || h.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        })
+        self.hosts()
+            .iter()
+            .all(|h| *h == "localhost" || unbracketed(h).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
     }
 
     /// For process triggers (`--shard N`): node N of a target whose nodes are numbered
@@ -342,6 +341,12 @@ fn parse_userinfo(userinfo: Option<&str>) -> Result<(Option<String>, Option<Stri
     })
 }
 
+/// An IPv6 address as URLs and `host:port` write it (`[::1]`) without its brackets; any other
+/// host as it is.
+pub(crate) fn unbracketed(host: &str) -> &str {
+    host.trim_matches(|c| c == '[' || c == ']')
+}
+
 fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
     let text = text.trim();
     if text.is_empty() {
@@ -353,7 +358,7 @@ fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16)> {
         }
         _ => (text, default_port),
     };
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+    Ok((unbracketed(host).to_string(), port))
 }
 
 fn parse_db(text: &str) -> Result<i64> {

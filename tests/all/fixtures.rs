@@ -175,6 +175,11 @@ fn a_kill_that_never_recovered() {
     assert_eq!(s["trials"][0]["integrity"]["checked"], false, "no write log: loss unknown");
     assert!(last["errors"].as_object().unwrap().contains_key("refused"), "{last}");
     assert!(s["budget"]["violations"].as_array().unwrap().iter().any(|v| v.as_str().unwrap().contains("still down")));
+    // The counts of the outage's errors as numbers under a stable id, not inside the text.
+    let phases = s["trials"][0]["clients"][0]["phases"].as_array().unwrap();
+    let down = phases.iter().find(|p| p["phase"] == "writes_down").unwrap_or_else(|| panic!("{phases:?}"));
+    assert!(down["at_ms"].is_f64() && u(&down["detail"]["errors"]["refused"]) > 0, "{down}");
+    assert!(phases.iter().any(|p| p["phase"] == "writes_not_recovered"), "{phases:?}");
 }
 
 #[test]
@@ -187,6 +192,13 @@ fn a_sentinel_failover_that_lost_writes() {
     assert!(u(&phases["before"]["count"]) > 0 && u(&phases["after"]["count"]) > 0, "{phases}");
     let timeline = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
     assert!(timeline.contains("acknowledged, then lost"), "lost writes marked on the timeline");
+    // Where the time went: stable ids and numbers, not prose a program must parse.
+    let phases = s["trials"][0]["clients"][0]["phases"].as_array().unwrap();
+    assert!(phases[0]["phase"] == "trigger_started" && phases[0]["at_ms"].is_f64(), "{phases:?}");
+    assert!(
+        phases.iter().all(|p| p["phase"].is_string() && (p["at_ms"].is_f64() || p["at_ms"].is_null())),
+        "{phases:?}"
+    );
 }
 
 #[test]
