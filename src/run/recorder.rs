@@ -28,6 +28,7 @@ pub(super) fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<
             crate::probe::ack::WriteAck::Plain => String::new(),
             ack => ack.label(),
         },
+        servers: Vec::new(),
     })
 }
 
