@@ -101,6 +101,7 @@ fn meta() -> RunMeta {
         lab: None,
         clients: Vec::new(),
         write_ack: String::new(),
+        servers: Vec::new(),
     }
 }
 

@@ -451,6 +451,34 @@ pub struct RunMeta {
     /// `--write-ack` (`wait=1:200ms`…); empty for plain writes (and runs made before it existed).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub write_ack: String,
+    /// Every server behind the target, as read before the first trial; empty in runs made
+    /// before failprobe read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerMeta>,
+}
+
+/// One server of the deployment as it described itself at the start of the run: what a
+/// comparison of two runs needs to say which engine and which settings were measured.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ServerMeta {
+    /// `host:port` as the deployment names it.
+    pub address: String,
+    /// `primary`, `replica` or `sentinel` (as the server answered ROLE), `node` (memcached),
+    /// or `unknown` when it did not answer.
+    pub role: String,
+    /// `redis`, `valkey`, `memcached`, or `unknown`.
+    pub server: String,
+    /// As the server reports it (`valkey_version` on Valkey, not its `redis_version`);
+    /// `unknown` when it did not answer.
+    pub version: String,
+    /// The settings that shape a failover (`appendonly`, `min-replicas-to-write`,
+    /// `cluster-node-timeout`; a sentinel's `down-after-milliseconds`, `failover-timeout`),
+    /// `unknown` where the server refused to tell (CONFIG is disabled on managed services).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Why the server could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The name of failprobe's own client profile (samples and events without a client).

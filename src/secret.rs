@@ -63,12 +63,16 @@ pub fn scrub_command(text: &str) -> String {
     scrub(&flags.replace_all(text, "${1}***"))
 }
 
-/// A run's meta as it may be stored and reported: trigger labels (a `command=` as typed) and
-/// the target scrubbed, whatever the caller built or an older failprobe stored.
+/// A run's meta as it may be stored and reported: trigger labels (a `command=` as typed), the
+/// target and the servers' errors scrubbed, whatever the caller built or an older failprobe stored.
 pub(crate) fn scrub_meta(mut meta: crate::sample::RunMeta) -> crate::sample::RunMeta {
     meta.target = scrub(&meta.target);
     for t in &mut meta.triggers {
         *t = scrub_command(t);
+    }
+    // A server's error is its client library's text, which may quote what it was sent.
+    for e in meta.servers.iter_mut().filter_map(|s| s.error.as_mut()) {
+        *e = scrub(e);
     }
     meta
 }

@@ -174,6 +174,7 @@ impl Analyzer {
             run_id: self.meta.run_id.clone(),
             target: self.meta.target.clone(),
             started_at: self.meta.started_at.clone(),
+            servers: self.meta.servers.clone(),
             probe: ProbeInfo {
                 interval_ms: us_to_ms(self.meta.interval_us),
                 timeout_ms: us_to_ms(self.meta.timeout_us),
@@ -239,6 +240,7 @@ pub(crate) mod tests {
             lab: None,
             clients: Vec::new(),
             write_ack: String::new(),
+            servers: Vec::new(),
         }
     }
 

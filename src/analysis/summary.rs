@@ -2,6 +2,7 @@
 
 pub(crate) use super::histogram::Percentiles;
 pub(crate) use super::integrity::Integrity;
+pub use crate::sample::ServerMeta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -12,6 +13,10 @@ pub struct Summary {
     pub run_id: String,
     pub target: String,
     pub started_at: String,
+    /// Every server behind the target as read at the start of the run: engine, version, role
+    /// and the settings that shape a failover. Empty for runs made before failprobe read them.
+    #[serde(default)]
+    pub servers: Vec<ServerMeta>,
     pub probe: ProbeInfo,
     pub resolution: Resolution,
     pub interrupted: bool,
@@ -466,6 +471,104 @@ impl Summary {
     pub fn lost_acked_writes(&self) -> u64 {
         self.trials.iter().map(|t| t.integrity.lost_acked_writes).sum()
     }
+
+    /// What was measured, in one line (`describe_servers`); `None` for an older run.
+    pub fn servers_line(&self) -> Option<String> {
+        describe_servers(&self.servers)
+    }
+}
+
+/// The settings of a data node that the line shows, in order: (key, unit).
+const DATA_SETTINGS: [(&str, &str); 4] =
+    [("appendonly", ""), ("appendfsync", ""), ("min-replicas-to-write", ""), ("cluster-node-timeout", " ms")];
+/// A sentinel's, as the line names them: (key, label, unit).
+const SENTINEL_SETTINGS: [(&str, &str, &str); 3] = [
+    ("down-after-milliseconds", "down-after", " ms"),
+    ("failover-timeout", "failover-timeout", " ms"),
+    ("quorum", "quorum", ""),
+];
+
+/// The one sentence every report's header and `compare` show for the servers a run measured:
+/// `Redis 7.0.15 (primary 127.0.0.1:6379, replica 127.0.0.1:6380) · appendonly no ·
+/// min-replicas-to-write 0 · 3 sentinels: down-after 1000 ms, failover-timeout 3000 ms, quorum 2`.
+/// `None` when the run did not read them.
+pub fn describe_servers(servers: &[ServerMeta]) -> Option<String> {
+    if servers.is_empty() {
+        return None;
+    }
+    let (sentinels, data): (Vec<&ServerMeta>, Vec<&ServerMeta>) = servers.iter().partition(|s| s.role == "sentinel");
+    let data_engines = engines(&data);
+    let mut parts: Vec<String> =
+        data_engines.iter().map(|(engine, members)| format!("{engine} ({})", members.join(", "))).collect();
+    // appendfsync only matters when the append-only file is on somewhere.
+    let aof = data.iter().any(|s| s.settings.get("appendonly").is_some_and(|v| v != "no"));
+    for (key, unit) in DATA_SETTINGS.into_iter().filter(|(key, _)| aof || *key != "appendfsync") {
+        parts.extend(setting(&data, key, unit).map(|v| format!("{key} {v}")));
+    }
+    if !sentinels.is_empty() {
+        let count = match sentinels.len() {
+            1 => "1 sentinel".to_string(),
+            n => format!("{n} sentinels"),
+        };
+        // Their engine only when it is not the data nodes' own.
+        let own: Vec<String> = engines(&sentinels).into_iter().map(|(e, _)| e).collect();
+        let engine = match own.iter().all(|e| data_engines.iter().any(|(d, _)| d == e)) {
+            true => String::new(),
+            false => format!(" ({})", own.join(", ")),
+        };
+        let settings: Vec<String> = SENTINEL_SETTINGS
+            .iter()
+            .filter_map(|(key, label, unit)| setting(&sentinels, key, unit).map(|v| format!("{label} {v}")))
+            .collect();
+        let settings = if settings.is_empty() { String::new() } else { format!(": {}", settings.join(", ")) };
+        parts.push(format!("{count}{engine}{settings}"));
+    }
+    Some(parts.join(" · "))
+}
+
+/// `Valkey 9.1.2` and its members (`primary 127.0.0.1:6379`), one entry per engine and
+/// version: a deployment in the middle of an upgrade shows both.
+fn engines(servers: &[&ServerMeta]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for s in servers {
+        let name = match s.server.as_str() {
+            "redis" => "Redis",
+            "valkey" => "Valkey",
+            "unknown" | "" => "unknown server",
+            other => other,
+        };
+        let engine = match s.version.as_str() {
+            "unknown" | "" => name.to_string(),
+            version => format!("{name} {version}"),
+        };
+        let member = format!("{} {}", s.role, s.address);
+        match groups.iter_mut().find(|(e, _)| *e == engine) {
+            Some((_, members)) => members.push(member),
+            None => groups.push((engine, vec![member])),
+        }
+    }
+    groups
+}
+
+/// One setting across `servers`: `1000 ms` when all that report it agree, else each value and
+/// where (`1 on 10.0.0.5:6379; 0 on 10.0.0.6:6379`). `None` when none reports it.
+fn setting(servers: &[&ServerMeta], key: &str, unit: &str) -> Option<String> {
+    let mut values: Vec<(&str, Vec<&str>)> = Vec::new();
+    for s in servers {
+        let Some(v) = s.settings.get(key) else { continue };
+        match values.iter_mut().find(|(value, _)| value == v) {
+            Some((_, at)) => at.push(&s.address),
+            None => values.push((v, vec![&s.address])),
+        }
+    }
+    let show = |v: &str| if v == "unknown" { v.to_string() } else { format!("{v}{unit}") };
+    match values.as_slice() {
+        [] => None,
+        [(v, _)] => Some(show(v)),
+        many => {
+            Some(many.iter().map(|(v, at)| format!("{} on {}", show(v), at.join(", "))).collect::<Vec<_>>().join("; "))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -484,5 +587,47 @@ mod tests {
         assert_eq!(k.rows(), [(5, Some(5), Some(0))]);
         let unknown = Keyspace { after: None, ..k };
         assert_eq!(unknown.rows(), [(5, Some(5), None)], "no count after: unknown, not zero");
+    }
+
+    fn server(role: &str, port: u16, server: &str, version: &str, settings: &[(&str, &str)]) -> ServerMeta {
+        ServerMeta {
+            address: format!("127.0.0.1:{port}"),
+            role: role.into(),
+            server: server.into(),
+            version: version.into(),
+            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_servers_line_names_engine_version_roles_and_settings() {
+        assert_eq!(describe_servers(&[]), None, "an older run read no servers");
+        let data = [("appendonly", "no"), ("appendfsync", "everysec"), ("min-replicas-to-write", "0")];
+        let sentinel = [("down-after-milliseconds", "1000"), ("failover-timeout", "3000"), ("quorum", "2")];
+        let servers = [
+            server("sentinel", 26379, "redis", "7.0.15", &sentinel),
+            server("sentinel", 26380, "redis", "7.0.15", &sentinel),
+            server("primary", 6379, "redis", "7.0.15", &data),
+            server("replica", 6380, "redis", "7.0.15", &data),
+        ];
+        assert_eq!(
+            describe_servers(&servers).unwrap(),
+            "Redis 7.0.15 (primary 127.0.0.1:6379, replica 127.0.0.1:6380) · appendonly no · \
+             min-replicas-to-write 0 · 2 sentinels: down-after 1000 ms, failover-timeout 3000 ms, quorum 2"
+        );
+        // Valkey mid-upgrade, the AOF on, a setting that differs, CONFIG refused on one node.
+        let aof = [("appendonly", "yes"), ("appendfsync", "always"), ("min-replicas-to-write", "1")];
+        let servers = [
+            server("primary", 6379, "valkey", "9.1.2", &aof),
+            server("replica", 6380, "valkey", "8.1.4", &[("appendonly", "unknown")]),
+            server("replica", 6381, "unknown", "unknown", &[]),
+        ];
+        assert_eq!(
+            describe_servers(&servers).unwrap(),
+            "Valkey 9.1.2 (primary 127.0.0.1:6379) · Valkey 8.1.4 (replica 127.0.0.1:6380) · \
+             unknown server (replica 127.0.0.1:6381) · appendonly yes on 127.0.0.1:6379; unknown on 127.0.0.1:6380 · \
+             appendfsync always · min-replicas-to-write 1"
+        );
     }
 }

@@ -194,6 +194,16 @@ impl Conn {
 }
 
 impl Conn {
+    /// `version`: the server's version (`1.6.21`), for the run's record of what it measured.
+    pub(crate) async fn version(&mut self, deadline: Instant) -> Result<String, ProbeError> {
+        self.send(b"version\r\n", deadline).await?;
+        let line = self.line(deadline).await?;
+        match line.strip_prefix("VERSION ") {
+            Some(version) => Ok(version.trim().to_string()),
+            None => Err(ProbeError::new(ErrorClass::Other, format!("`version` answered {line}"))),
+        }
+    }
+
     /// ElastiCache's configuration endpoint: `config get cluster` lists the nodes
     /// (`host|ip|port` separated by spaces). A plain memcached answers ERROR: `None`.
     pub(crate) async fn config_get_cluster(

@@ -105,5 +105,12 @@ fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {
             levels.dedup();
             levels.join(" | ")
         },
+        // Vantage points of one deployment name its servers once each.
+        servers: runs.iter().flat_map(|r| r.meta.servers.clone()).fold(Vec::new(), |mut all, s| {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+            all
+        }),
     }
 }

@@ -128,10 +128,18 @@ fn client_differences(a: &Summary, b: &Summary) -> Vec<String> {
         .collect()
 }
 
+/// The run's servers line, or why there is none.
+fn measured(s: &Summary) -> String {
+    s.servers_line().unwrap_or_else(|| "not recorded (a run made before failprobe read its servers)".into())
+}
+
 pub fn terminal(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
     let mut out = String::new();
     let _ =
         writeln!(out, "A: {a_name} ({}, {})\nB: {b_name} ({}, {})\n", a.scenario, a.verdict(), b.scenario, b.verdict());
+    for (run, s) in [("A", a), ("B", b)] {
+        let _ = writeln!(out, "{run} measured: {}", measured(s));
+    }
     for d in client_differences(a, b) {
         let _ = writeln!(out, "clients differ: {d}");
     }
@@ -158,6 +166,13 @@ pub fn html(a_name: &str, b_name: &str, a: &Summary, b: &Summary) -> String {
         esc(b_name),
         esc(&b.scenario),
         esc(b.verdict())
+    );
+    let _ = write!(
+        h,
+        "<table class=\"servers\"><tr><th class=\"l\"></th><th class=\"l\">servers measured</th></tr>\
+         <tr><td class=\"l\">A</td><td class=\"l\">{}</td></tr><tr><td class=\"l\">B</td><td class=\"l\">{}</td></tr></table>",
+        esc(&measured(a)),
+        esc(&measured(b))
     );
     for d in client_differences(a, b) {
         let _ = write!(h, "<p>Clients differ: {}</p>", esc(&d));

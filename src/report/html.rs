@@ -58,6 +58,9 @@ pub fn render(data: &ReportData) -> Result<String> {
         esc(&s.run_id),
         esc(&s.version)
     );
+    if let Some(servers) = s.servers_line() {
+        let _ = writeln!(h, "<p class=\"meta servers\">measured: {}</p>", esc(&servers));
+    }
     verdict(&mut h, s);
     clients(&mut h, s);
     section(&mut h, "Timeline", "Latency of every probe (log scale, from its due time); crosses are failed probes by error class, shaded bands are outage windows, orange triangles are writes that were acknowledged and then lost.");
@@ -401,6 +404,7 @@ fn settings(h: &mut String, s: &Summary) {
     let rows = [
         ("scenario", s.scenario.clone()),
         ("target", s.target.clone()),
+        ("servers", s.servers_line().unwrap_or_else(|| "—".into())),
         ("run id (key namespace)", format!("failprobe:{{{}}}:", s.run_id)),
         ("started", s.started_at.clone()),
         ("probe interval", format_ms(s.probe.interval_ms)),

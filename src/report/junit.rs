@@ -37,9 +37,16 @@ pub fn junit(s: &Summary) -> String {
         let _ = write!(cases, r#"<failure message="{}" type="incomplete">{}</failure>"#, esc(&msg), esc(&msg));
     }
     cases.push_str("</testcase>\n");
+    // What was measured, where JUnit keeps facts about a suite.
+    let properties = match s.servers_line() {
+        Some(servers) => {
+            format!("    <properties><property name=\"servers\" value=\"{}\"/></properties>\n", esc(&servers))
+        }
+        None => String::new(),
+    };
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"failprobe\" tests=\"{tests}\" failures=\"{failures}\">\n  \
-         <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" timestamp=\"{}\">\n{cases}  </testsuite>\n</testsuites>\n",
+         <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" timestamp=\"{}\">\n{properties}{cases}  </testsuite>\n</testsuites>\n",
         esc(&s.scenario),
         esc(&s.started_at),
     )
@@ -54,6 +61,9 @@ pub(crate) fn step_summary(s: &Summary) -> String {
         _ => "⚠️",
     };
     let _ = writeln!(md, "### {icon} failprobe: {} — {}\n", s.scenario, s.verdict());
+    if let Some(servers) = s.servers_line() {
+        let _ = writeln!(md, "Measured: {servers}\n");
+    }
     let _ =
         writeln!(md, "| trial | trigger | longest write outage | longest read outage | lost acked writes | errors |");
     let _ = writeln!(md, "|---|---|---|---|---|---|");

@@ -50,6 +50,9 @@ fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {
     }
     writeln!(md, "| | |\n|---|---|")?;
     writeln!(md, "| target | `{}` |", s.target)?;
+    if let Some(servers) = s.servers_line() {
+        writeln!(md, "| servers | {} |", servers.replace('|', "\\|"))?;
+    }
     writeln!(md, "| started | {} |", s.started_at)?;
     writeln!(md, "| keys | `failprobe:{{{}}}:*` (TTL set on every key) |", s.run_id)?;
     writeln!(

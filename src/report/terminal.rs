@@ -8,6 +8,9 @@ use crate::duration::format_ms;
 pub fn final_summary(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&format!("{}: {} trial(s) against {}\n", s.verdict(), s.trials.len(), s.target));
+    if let Some(servers) = s.servers_line() {
+        out.push_str(&format!("  measured: {servers}\n"));
+    }
     for t in &s.trials {
         out.push_str(&format!("  trial {} [{}]", t.index, t.trigger.kind));
         if let Some(e) = &t.trigger.error {

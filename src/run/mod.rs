@@ -18,6 +18,7 @@ mod endpoint_watch;
 mod prepare;
 mod recorder;
 mod recovery;
+mod servers;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -93,7 +94,7 @@ where
     F: std::future::Future<Output = Result<Arc<dyn Engine>, crate::target::error::ProbeError>>,
 {
     let clock = Clock::start_now();
-    let meta = recorder::run_meta(plan, &prepared.target, &clock, prepared.lab.as_deref(), &prepared.run_id);
+    let meta = recorder::run_meta(plan, prepared, &clock);
     let writer = RunWriter::create(&plan.out, &meta)?;
     claim.keep();
     let (tx, rx) = mpsc::unbounded_channel();

@@ -1,6 +1,7 @@
 //! Before anything is recorded or fired: the lab, the target, every check of the plan and
 //! of the deployment, and the confirmation of what will be touched.
 
+use super::servers;
 use super::touch;
 use super::touch::Consent;
 use super::CONTROL_LIMIT;
@@ -27,6 +28,8 @@ pub(super) struct Prepared {
     pub(super) run_id: String,
     /// The servers the user agreed to act on (or `--yes`): each trial checks again.
     pub(super) consent: Arc<Consent>,
+    /// What the run measures, as the servers described themselves before the first trial.
+    pub(super) servers: Vec<crate::sample::ServerMeta>,
 }
 
 /// The lab, the target, and every check before anything is recorded or fired.
@@ -83,11 +86,17 @@ pub(super) async fn prepare(plan: &Plan) -> Result<Prepared> {
         asks.touched = touch::discover(&control, CONTROL_LIMIT).await;
     }
     confirm(plan, &target, &asks)?;
+    // Where triggers act is what was measured: the servers listed above, else found now.
+    let found = match acts(plan) && aws.is_none() {
+        true => asks.touched.clone(),
+        false => touch::discover(&control, CONTROL_LIMIT).await,
+    };
+    let servers = servers::describe(&control, &found, CONTROL_LIMIT).await;
     let consent = Arc::new(match plan.yes {
         true => Consent::Everything,
         false => Consent::Listed(asks.touched),
     });
-    Ok(Prepared { target, control, lab, aws, run_id, consent })
+    Ok(Prepared { target, control, lab, aws, run_id, consent, servers })
 }
 
 /// `--replication-group` / `--cache-cluster`: the API client, and the probe target AWS describes.

@@ -1,16 +1,16 @@
 //! The recorder (persist first, then analyse), the run's meta, and the stop signals.
 
+use super::prepare::Prepared;
 use crate::analysis::Analyzer;
 use crate::clock::Clock;
-use crate::lab::Lab;
 use crate::record::store::RunWriter;
 use crate::sample::{Record, RunMeta};
 use crate::scenario::Plan;
-use crate::target::Target;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub(super) fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<&Lab>, run_id: &str) -> RunMeta {
+pub(super) fn run_meta(plan: &Plan, prepared: &Prepared, clock: &Clock) -> RunMeta {
+    let (target, lab, run_id) = (&prepared.target, prepared.lab.as_deref(), &prepared.run_id);
     crate::secret::scrub_meta(RunMeta {
         version: env!("CARGO_PKG_VERSION").to_string(),
         scenario: plan.name.clone(),
@@ -28,6 +28,7 @@ pub(super) fn run_meta(plan: &Plan, target: &Target, clock: &Clock, lab: Option<
             crate::probe::ack::WriteAck::Plain => String::new(),
             ack => ack.label(),
         },
+        servers: prepared.servers.clone(),
     })
 }
 

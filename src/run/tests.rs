@@ -101,6 +101,7 @@ async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> R
         aws: None,
         run_id: keys::new_run_id(),
         consent: Arc::new(Consent::Everything),
+        servers: Vec::new(),
     };
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
     let (stop, cancel) = watch::channel(false);

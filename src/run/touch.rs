@@ -56,6 +56,11 @@ impl Touched {
         self.unknown.is_empty() && self.nodes.iter().all(Node::is_loopback)
     }
 
+    /// Each server found: its role as the deployment named it, its host and its port.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = (&'static str, &str, u16)> {
+        self.nodes.iter().map(|n| (n.role, n.host.as_str(), n.port))
+    }
+
     /// One line per server (and per part that could not be listed), for the question.
     pub(crate) fn lines(&self) -> Vec<String> {
         let nodes = self.nodes.iter().map(Node::describe);

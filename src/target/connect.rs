@@ -103,6 +103,17 @@ pub(crate) async fn connect_node(
     Ok((conn, addr))
 }
 
+/// A sentinel, with the sentinel's own credentials: what `run` asks it about the primary it
+/// watches.
+pub(crate) async fn connect_sentinel(
+    target: &Target,
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<MultiplexedConnection, ProbeError> {
+    Ok(connect_raw(target, target.sentinel_client(host, port), limit).await?.0)
+}
+
 /// Connects on failprobe's own socket (and TLS stream, for rediss://), wrapped in the guard
 /// that bounds what a server can make us buffer, and hands it to the client library.
 async fn connect_raw(

@@ -8,7 +8,7 @@ mod guard;
 mod library;
 mod tls;
 pub(crate) use connect::connect_pubsub;
-pub(crate) use connect::{connect_node, connect_primary, locate_primary, query_role, ServerInfo};
+pub(crate) use connect::{connect_node, connect_primary, connect_sentinel, locate_primary, query_role, ServerInfo};
 pub use connect::{info_field, sentinel_primary};
 
 use crate::error::invalid;

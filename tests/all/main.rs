@@ -16,5 +16,6 @@ mod failover;
 mod fixtures;
 mod memcached;
 mod reports;
+mod servers;
 mod tls;
 mod triggers;
