@@ -1,7 +1,7 @@
-"""failprobe's adapter protocol, version 1, for the Python adapters (README, "External client
-adapters"): the hello, then one JSON line per command in and one per answer out, in any order,
-until failprobe closes stdin. An adapter gives `serve` its connected client, how to run one
-command with it and how to name a failure's kind.
+"""failprobe's adapter protocol, version 1, for the Python adapters (see adapters/README.md):
+the hello, then one JSON line per command in and one per answer out, in any order, until
+failprobe closes stdin. An adapter gives `serve` its connected client, how to run one command
+with it and how to name a failure's kind.
 """
 
 import asyncio

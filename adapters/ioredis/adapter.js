@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// failprobe adapter for ioredis, protocol version 1 (README, "External client adapters").
+// failprobe adapter for ioredis, protocol version 1 (adapters/README.md).
 // failprobe starts it with FAILPROBE_TARGET, FAILPROBE_PASSWORD and FAILPROBE_TIMEOUT_MS in the
 // environment and speaks JSON lines on stdin/stdout.
 //

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""failprobe adapter for Valkey GLIDE (Python, async), protocol version 1 (README, "External
-client adapters"). failprobe starts it with FAILPROBE_TARGET, FAILPROBE_PASSWORD and
+"""failprobe adapter for Valkey GLIDE (Python, async), protocol version 1 (see
+adapters/README.md). failprobe starts it with FAILPROBE_TARGET, FAILPROBE_PASSWORD and
 FAILPROBE_TIMEOUT_MS in the environment and speaks JSON lines on stdin/stdout.
 
 The client is built the way an application builds it; these settings mirror a production one

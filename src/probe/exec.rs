@@ -1,7 +1,7 @@
 //! External client adapters (`--clients exec:NAME=COMMAND`): the application's own client
 //! library, driven over JSON lines, probed on the same schedule as failprobe's own client.
 //!
-//! Protocol version 1 (README, "External client adapters"). failprobe starts `sh -c COMMAND` in
+//! Protocol version 1 (adapters/README.md). failprobe starts `sh -c COMMAND` in
 //! a session and cgroup of its own (`crate::spawn`: ended with everything it started, also when
 //! failprobe dies), with an environment of `FAILPROBE_TARGET` (the URL without its password),
 //! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`, and

@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod cluster;
 mod dns;
+mod docs;
 mod elasticache;
 mod failover;
 mod fixtures;
