@@ -33,3 +33,8 @@ impl Clock {
         self.us(Instant::now())
     }
 }
+
+/// Microseconds on the run clock as the milliseconds every report and summary.json shows.
+pub(crate) fn us_to_ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}

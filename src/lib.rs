@@ -166,4 +166,72 @@ mod layers {
         }
         assert!(violations.is_empty(), "imports against the flow of data:\n{}", violations.join("\n"));
     }
+
+    /// Which sibling files a file of `folder` names (`super::x`, `crate::folder::x`), tests left
+    /// out: the edges of the folder's own import graph.
+    fn siblings_used(text: &str, folder: &str, siblings: &[String]) -> Vec<String> {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let code: String = code.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        let names = |prefix: &str| -> Vec<String> {
+            code.match_indices(prefix)
+                .map(|(at, _)| {
+                    code[at + prefix.len()..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+                })
+                .collect()
+        };
+        let mut used: Vec<String> = names("super::").into_iter().chain(names(&format!("crate::{folder}::"))).collect();
+        used.retain(|u| siblings.contains(u));
+        used.sort();
+        used.dedup();
+        used
+    }
+
+    /// A folder's files form no circle of imports: the data flows one way inside a stage too,
+    /// so each file can be read knowing only those below it.
+    #[test]
+    fn no_import_circle_inside_a_folder() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut circles = Vec::new();
+        for folder in std::fs::read_dir(&src).unwrap().flatten().filter(|e| e.path().is_dir()) {
+            let name = folder.file_name().to_string_lossy().into_owned();
+            let files: Vec<_> = std::fs::read_dir(folder.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("mod.rs"))
+                .collect();
+            let stems: Vec<String> =
+                files.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+            let edges: std::collections::BTreeMap<String, Vec<String>> = files
+                .iter()
+                .zip(&stems)
+                .map(|(p, stem)| (stem.clone(), siblings_used(&std::fs::read_to_string(p).unwrap(), &name, &stems)))
+                .collect();
+            // Depth-first from every file; a path that comes back to a file on it is a circle.
+            fn walk(
+                at: &str,
+                path: &mut Vec<String>,
+                edges: &std::collections::BTreeMap<String, Vec<String>>,
+                found: &mut Vec<String>,
+            ) {
+                for next in edges.get(at).into_iter().flatten() {
+                    if let Some(i) = path.iter().position(|p| p == next) {
+                        found.push(path[i..].join(" → ") + " → " + next);
+                    } else if path.len() < 12 {
+                        path.push(next.clone());
+                        walk(next, path, edges, found);
+                        path.pop();
+                    }
+                }
+            }
+            for stem in &stems {
+                let mut found = Vec::new();
+                walk(stem, &mut vec![stem.clone()], &edges, &mut found);
+                circles.extend(found.into_iter().map(|c| format!("src/{name}: {c}")));
+            }
+        }
+        circles.sort();
+        circles.dedup();
+        assert!(circles.is_empty(), "import circles inside a folder:\n{}", circles.join("\n"));
+    }
 }

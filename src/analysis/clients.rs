@@ -64,12 +64,46 @@ impl TrialClients {
     pub(crate) fn summary(&mut self, index: u32, interval_us: u64, watches: Watches) -> TrialSummary {
         let mut summary = trial_summary(index, &mut self.clients[0], interval_us);
         let first = &self.clients[0];
-        let mut clients = vec![ClientSummary::of(&first.client, &summary, &first.events, watches)];
+        let mut clients = vec![client_summary(&first.client, &summary, &first.events, watches)];
         for t in &mut self.clients[1..] {
             let own = trial_summary(index, t, interval_us);
-            clients.push(ClientSummary::of(&t.client, &own, &t.events, watches));
+            clients.push(client_summary(&t.client, &own, &t.events, watches));
         }
         summary.clients = clients;
         summary
+    }
+}
+
+/// One client's part of a trial: its streams, integrity, where the time went, and what its
+/// adapter said of itself.
+fn client_summary(name: &str, t: &TrialSummary, events: &[crate::sample::Event], watches: Watches) -> ClientSummary {
+    use crate::sample::EventKind;
+    let hello = events.iter().find_map(|e| match &e.kind {
+        EventKind::ClientHello { client, library, version, settings } if client == name => {
+            Some((library.clone(), version.clone(), settings.clone()))
+        }
+        _ => None,
+    });
+    let adapter_faults = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AdapterFault { client, message } if client == name => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let (library, version, settings) = match hello {
+        Some((l, v, s)) => (Some(l), Some(v), Some(s)),
+        None => (None, None, None),
+    };
+    ClientSummary {
+        name: name.to_string(),
+        writes: t.writes.clone(),
+        reads: t.reads.clone(),
+        integrity: t.integrity.clone(),
+        phases: super::waterfall::phases(t, events, watches),
+        library,
+        version,
+        settings,
+        adapter_faults,
     }
 }

@@ -167,7 +167,7 @@ impl Analyzer {
         let budget = verdict::evaluate_budget(&self.meta.budget, &trials, interrupted);
         let verdict = verdict::decide(planned, interrupted, &trials, &budget);
         let p = percentiles_ms(outages);
-        let us_to_ms = summarize::us_to_ms;
+        let us_to_ms = crate::clock::us_to_ms;
         Summary {
             version: self.meta.version.clone(),
             scenario: self.meta.scenario.clone(),

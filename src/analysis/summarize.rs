@@ -5,13 +5,10 @@ use super::outage::Window;
 use super::stream::StreamFigures;
 use super::summary::*;
 use super::trial::{Closed, TrialState};
+use crate::clock::us_to_ms;
 use crate::duration::format_ms;
 use crate::sample::KeyspacePhase;
 use crate::sample::{AwsClass, Event, EventKind, Stream};
-
-pub(crate) fn us_to_ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
 
 pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) -> TrialSummary {
     let events = std::mem::take(&mut t.events);

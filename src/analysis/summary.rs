@@ -285,43 +285,6 @@ impl PhaseId {
 }
 
 impl ClientSummary {
-    pub(crate) fn of(
-        name: &str,
-        t: &TrialSummary,
-        events: &[crate::sample::Event],
-        watches: super::waterfall::Watches,
-    ) -> Self {
-        use crate::sample::EventKind;
-        let hello = events.iter().find_map(|e| match &e.kind {
-            EventKind::ClientHello { client, library, version, settings } if client == name => {
-                Some((library.clone(), version.clone(), settings.clone()))
-            }
-            _ => None,
-        });
-        let adapter_faults = events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::AdapterFault { client, message } if client == name => Some(message.clone()),
-                _ => None,
-            })
-            .collect();
-        let (library, version, settings) = match hello {
-            Some((l, v, s)) => (Some(l), Some(v), Some(s)),
-            None => (None, None, None),
-        };
-        Self {
-            name: name.to_string(),
-            writes: t.writes.clone(),
-            reads: t.reads.clone(),
-            integrity: t.integrity.clone(),
-            phases: super::waterfall::phases(t, events, watches),
-            library,
-            version,
-            settings,
-            adapter_faults,
-        }
-    }
-
     /// Both streams up at the end of the trial.
     pub fn recovered(&self) -> bool {
         self.writes.recovered && self.reads.recovered

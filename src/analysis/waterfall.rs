@@ -5,8 +5,8 @@
 //! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
 //! that resolution; the others are the times of the events themselves.
 
-use super::summarize::us_to_ms;
 use super::summary::{Phase, PhaseDetail, PhaseId, StreamSummary, TrialSummary};
+use crate::clock::us_to_ms;
 use crate::sample::{Event, EventKind, Stream};
 
 /// What the run watched besides its probes: a phase it never watched cannot have been observed,
