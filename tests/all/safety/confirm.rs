@@ -46,7 +46,7 @@ fn read(dir: &Path, name: &str) -> String {
 /// ran BGSAVE on that primary without a question. Now both are asked, naming each server.
 #[test]
 fn servers_a_sentinel_names_off_loopback_are_confirmed() {
-    let _alone = alone();
+    let _turn = beside_others();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("namespace.sh");
     std::fs::write(&script, SCRIPT).unwrap();

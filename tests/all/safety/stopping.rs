@@ -190,6 +190,13 @@ fn a_recorder_that_cannot_write_stops_the_triggers() {
     assert_eq!(s["verdict"]["kind"], "incomplete");
 }
 
+/// `run --lab LAB --trigger none --duration 2s --quiet --out OUT` with `extra`, not waited for.
+fn observe_in_background(lab: &TestLab, out: &Path, extra: &[&str]) -> Child {
+    let lab_dir = lab.lab_dir();
+    let args = ["run", "--lab", lab_dir.to_str().unwrap(), "--trigger", "none", "--duration", "2s", "--quiet"];
+    spawn(&[&args[..], extra, &["--out", out.to_str().unwrap()]].concat())
+}
+
 /// The process group `pgid` has no live member left (zombies, which an init that does not reap
 /// keeps, are dead).
 fn group_gone(pgid: u32) -> bool {
@@ -210,23 +217,7 @@ fn sigint_during_before_ends_it_at_once_and_after_still_runs() {
     let (out, started, resumed) = (lab.out("run"), lab.out("before.pid"), lab.out("after.ran"));
     let before = format!("echo $$ > {}; sleep 20", started.display());
     let after = format!("touch {}", resumed.display());
-    let lab_dir = lab.lab_dir();
-    let child = spawn(&[
-        "run",
-        "--lab",
-        lab_dir.to_str().unwrap(),
-        "--trigger",
-        "none",
-        "--duration",
-        "2s",
-        "--before",
-        &before,
-        "--after",
-        &after,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let child = observe_in_background(&lab, &out, &["--before", &before, "--after", &after]);
     let leader = || std::fs::read_to_string(&started).ok().and_then(|s| s.trim().parse::<u32>().ok());
     assert!(wait_until(Duration::from_secs(20), || leader().is_some()), "--before never started");
     std::thread::sleep(Duration::from_millis(200));
@@ -256,22 +247,7 @@ fn sigterm_during_a_slow_backup_abandons_the_wait_and_runs_after() {
     }
     let (out, resumed) = (lab.out("run"), lab.out("after.ran"));
     let after = format!("touch {}", resumed.display());
-    let lab_dir = lab.lab_dir();
-    let child = spawn(&[
-        "run",
-        "--lab",
-        lab_dir.to_str().unwrap(),
-        "--trigger",
-        "none",
-        "--duration",
-        "2s",
-        "--backup",
-        "--after",
-        &after,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let child = observe_in_background(&lab, &out, &["--backup", "--after", &after]);
     let saving = || {
         let info: String = redis::cmd("INFO").arg("persistence").query(&mut conn).unwrap_or_default();
         info.contains("rdb_bgsave_in_progress:1")
