@@ -1,6 +1,6 @@
-//! Controllers: ways to cause a failover. Each is a `Trigger` with a row in `TRIGGERS` (its
-//! name, usage, help and what it needs); the run loop puts its start, finish and errors on the
-//! timeline.
+//! Controllers: ways to cause a failover. Each is a type implementing `Trigger` in its own file
+//! (its parse, label, check and fire) with one row in `triggers!` (its name, usage, help and
+//! what it needs); the run loop puts its start, finish and errors on the timeline.
 
 pub(crate) mod backup;
 pub mod cluster;
