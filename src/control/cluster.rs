@@ -1,21 +1,48 @@
 //! `cluster-failover[=force|takeover]`: CLUSTER FAILOVER sent to a replica of the chosen shard,
 //! complete when that replica reports itself primary.
 
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::{BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
+use crate::error::invalid;
 use crate::target::cluster::{cluster_shards, seeds, slot_of, ShardInfo};
 use crate::target::{connect_node, query_role};
 use anyhow::{anyhow, bail, Context, Result};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
-pub(crate) struct ClusterFailover(pub Option<String>);
+/// The mode, lowercase: `force` or `takeover`; None for a plain CLUSTER FAILOVER.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterFailover(pub Option<String>);
 
 impl Trigger for ClusterFailover {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        match arg.map(str::to_lowercase).as_deref() {
+            None => Some(Self(None)),
+            Some(m @ ("force" | "takeover")) => Some(Self(Some(m.to_string()))),
+            Some(_) => None,
+        }
+    }
+
+    fn label(&self) -> String {
         match &self.0 {
             Some(mode) => format!("cluster-failover={mode}"),
             None => "cluster-failover".into(),
         }
+    }
+
+    /// The chosen shard exists and has a replica to fail over to.
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move {
+            if ctx.target.is_cluster() {
+                let (index, shard) = chosen_shard(ctx).await?;
+                if shard.replicas.is_empty() {
+                    return Err(invalid(format!(
+                        "shard {index} ({}) has no replica to fail over to",
+                        shard.primary.addr()
+                    )));
+                }
+            }
+            Ok(Checked::default())
+        })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
@@ -40,7 +67,7 @@ impl Trigger for ClusterFailover {
                     if role == "master" {
                         return Ok(format!(
                             "{} on {addr} (replica of shard {index}, primary {}): it is now the primary",
-                            self.kind().to_uppercase().replace(['-', '='], " "),
+                            self.label().to_uppercase().replace(['-', '='], " "),
                             shard.primary.addr()
                         ));
                     }

@@ -7,10 +7,15 @@
 use super::{Trigger, TriggerContext, TriggerFuture};
 use anyhow::{bail, Context};
 
+#[derive(Clone, Debug, PartialEq)]
 pub struct Command(pub String);
 
 impl Trigger for Command {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.filter(|c| !c.is_empty()).map(|c| Command(c.to_string()))
+    }
+
+    fn label(&self) -> String {
         format!("command={}", self.0)
     }
 

@@ -2,7 +2,7 @@
 //! PrimaryClusterId`), and `RebootCacheCluster`. Each waits for the completion events AWS
 //! documents, so the trial's timeline holds AWS's account next to the probes'.
 
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::{BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
 use crate::aws::error::{explain, AwsError};
 use crate::aws::events::{self, AwsEvent, Class};
 use crate::aws::group::{describe_cache_cluster, describe_group, slots_contain, GroupInfo};
@@ -27,6 +27,7 @@ fn group_of(aws: &AwsRun) -> Result<&str> {
 }
 
 /// `elasticache-test-failover[=<node-group-id>]`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TestFailover(pub Option<String>);
 
 impl TestFailover {
@@ -56,8 +57,9 @@ impl TestFailover {
             })
     }
 
-    /// Everything AWS would refuse, refused before anything is written or called.
-    pub async fn check(&self, ctx: &TriggerContext) -> Result<String> {
+    /// Everything AWS would refuse, refused before anything is written or called; returns the
+    /// call each trial makes.
+    async fn api_call(&self, ctx: &TriggerContext) -> Result<String> {
         let aws = aws_of(ctx)?;
         let g = describe_group(&aws.client, group_of(aws)?).await?;
         if g.status != "available" {
@@ -115,8 +117,27 @@ fn quota_text(recent: &[DateTime<Utc>]) -> String {
 }
 
 impl Trigger for TestFailover {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        match arg {
+            None => Some(Self(None)),
+            Some(ng) => (!ng.is_empty()).then(|| Self(Some(ng.to_string()))),
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.0 {
+            None => "elasticache-test-failover".into(),
+            Some(ng) => format!("elasticache-test-failover={ng}"),
+        }
+    }
+
+    /// The summary's trigger is the API, whichever node group it fails over.
     fn kind(&self) -> String {
         "elasticache-test-failover".into()
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move { Ok(Checked { api_call: Some(self.api_call(ctx).await?), process: None }) })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
@@ -184,10 +205,12 @@ fn not_completed(aws: &AwsRun, waited_for: &str, last_error: String) -> anyhow::
 }
 
 /// `elasticache-promote=<cache-cluster-id>`.
-pub(crate) struct Promote(pub String);
+#[derive(Clone, Debug, PartialEq)]
+pub struct Promote(pub String);
 
 impl Promote {
-    pub async fn check(&self, ctx: &TriggerContext) -> Result<String> {
+    /// What AWS would refuse, refused first; returns the calls each trial makes.
+    async fn api_call(&self, ctx: &TriggerContext) -> Result<String> {
         let aws = aws_of(ctx)?;
         let g = describe_group(&aws.client, group_of(aws)?).await?;
         if g.cluster_enabled {
@@ -233,8 +256,20 @@ impl Promote {
 }
 
 impl Trigger for Promote {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.filter(|id| !id.is_empty()).map(|id| Self(id.to_string()))
+    }
+
+    fn label(&self) -> String {
+        format!("elasticache-promote={}", self.0)
+    }
+
     fn kind(&self) -> String {
         "elasticache-promote".into()
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move { Ok(Checked { api_call: Some(self.api_call(ctx).await?), process: None }) })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
@@ -280,13 +315,15 @@ impl Promote {
 }
 
 /// `elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]`.
-pub(crate) struct Reboot {
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reboot {
     pub cache_cluster: String,
     pub nodes: Vec<String>,
 }
 
 impl Reboot {
-    pub async fn check(&self, ctx: &TriggerContext) -> Result<String> {
+    /// What AWS would refuse, refused first; returns the call each trial makes.
+    async fn api_call(&self, ctx: &TriggerContext) -> Result<String> {
         let aws = aws_of(ctx)?;
         let c = describe_cache_cluster(&aws.client, &self.cache_cluster).await?;
         if c.status != "available" {
@@ -312,8 +349,26 @@ impl Reboot {
 }
 
 impl Trigger for Reboot {
+    /// `<cache-cluster-id>:<node-id>[,<node-id>...]`.
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        let (cluster, nodes) = arg?.split_once(':')?;
+        let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        if cluster.trim().is_empty() || nodes.is_empty() {
+            return None;
+        }
+        Some(Self { cache_cluster: cluster.trim().to_string(), nodes })
+    }
+
+    fn label(&self) -> String {
+        format!("elasticache-reboot={}:{}", self.cache_cluster, self.nodes.join(","))
+    }
+
     fn kind(&self) -> String {
         "elasticache-reboot".into()
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move { Ok(Checked { api_call: Some(self.api_call(ctx).await?), process: None }) })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {

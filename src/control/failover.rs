@@ -5,7 +5,7 @@
 //! not catch up.
 
 use super::promote::primary_and_replica;
-use super::{query, Trigger, TriggerContext, TriggerFuture};
+use super::{query, BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
 use crate::error::invalid;
 use crate::target::{connect_node, connect_primary, info_field};
 use anyhow::{anyhow, Result};
@@ -16,14 +16,14 @@ use tokio::time::{sleep, Instant};
 const SINCE: (u32, u32) = (6, 2);
 
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Failover {
+pub struct Failover {
     pub force: bool,
     pub timeout: Option<Duration>,
 }
 
-impl Failover {
+impl Trigger for Failover {
     /// `force`, `timeout=5s`, `force,timeout=5s`; FORCE needs a timeout (the server says so too).
-    pub(crate) fn parse(arg: Option<&str>) -> Option<Self> {
+    fn parse(arg: Option<&str>) -> Option<Self> {
         let mut spec = Failover { force: false, timeout: None };
         for part in arg.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
@@ -35,7 +35,7 @@ impl Failover {
         (!spec.force || spec.timeout.is_some()).then_some(spec)
     }
 
-    pub(crate) fn label(&self) -> String {
+    fn label(&self) -> String {
         let mut parts = Vec::new();
         if self.force {
             parts.push("force".to_string());
@@ -49,33 +49,11 @@ impl Failover {
         }
     }
 
-    /// Before anything is written: the primary speaks FAILOVER (its version) and is not in
-    /// cluster mode (where FAILOVER is refused; `cluster-failover` is that mode's own).
-    pub(crate) async fn check(ctx: &TriggerContext) -> Result<()> {
-        if ctx.target.is_cluster() {
-            return Err(invalid(
-                "trigger `failover` is for a primary and its replicas; a cluster has `cluster-failover`",
-            ));
-        }
-        let (mut conn, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
-        let info: String = query(&mut conn, ctx.limit, redis::cmd("INFO").arg("server")).await?;
-        let (server, version) = server_version(&info);
-        if !speaks_failover(&server, &version) {
-            return Err(invalid(format!(
-                "trigger `failover` needs Redis {}.{} or later, or Valkey: {} runs {server} {version}",
-                SINCE.0, SINCE.1, primary.addr
-            )));
-        }
-        if server_mode(&info).as_deref() == Some("cluster") {
-            return Err(invalid(format!("{} is in cluster mode, where FAILOVER is refused", primary.addr)));
-        }
-        Ok(())
-    }
-}
-
-impl Trigger for Failover {
-    fn kind(&self) -> String {
-        self.label()
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move {
+            check_primary(ctx).await?;
+            Ok(Checked::default())
+        })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
@@ -114,6 +92,27 @@ impl Trigger for Failover {
             }
         })
     }
+}
+
+/// Before anything is written: the primary speaks FAILOVER (its version) and is not in cluster
+/// mode (where FAILOVER is refused; `cluster-failover` is that mode's own).
+async fn check_primary(ctx: &TriggerContext) -> Result<()> {
+    if ctx.target.is_cluster() {
+        return Err(invalid("trigger `failover` is for a primary and its replicas; a cluster has `cluster-failover`"));
+    }
+    let (mut conn, primary) = connect_primary(&ctx.target, ctx.limit).await.map_err(|e| anyhow!("{e}"))?;
+    let info: String = query(&mut conn, ctx.limit, redis::cmd("INFO").arg("server")).await?;
+    let (server, version) = server_version(&info);
+    if !speaks_failover(&server, &version) {
+        return Err(invalid(format!(
+            "trigger `failover` needs Redis {}.{} or later, or Valkey: {} runs {server} {version}",
+            SINCE.0, SINCE.1, primary.addr
+        )));
+    }
+    if server_mode(&info).as_deref() == Some("cluster") {
+        return Err(invalid(format!("{} is in cluster mode, where FAILOVER is refused", primary.addr)));
+    }
+    Ok(())
 }
 
 /// `("valkey", "9.1.2")` or `("redis", "7.0.15")` from INFO server (Valkey also reports a

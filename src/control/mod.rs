@@ -1,6 +1,6 @@
-//! Controllers: ways to cause a failover. Each is a `Trigger` with a row in `TRIGGERS` (its
-//! name, usage, help and what it needs); the run loop puts its start, finish and errors on the
-//! timeline.
+//! Controllers: ways to cause a failover. Each is a type implementing `Trigger` in its own file
+//! (its parse, label, check and fire) with one row in `triggers!` (its name, usage, help and
+//! what it needs); the run loop puts its start, finish and errors on the timeline.
 
 pub(crate) mod backup;
 pub mod cluster;
@@ -22,7 +22,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) type TriggerFuture<'a> = Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+pub(crate) type TriggerFuture<'a> = BoxFuture<'a, String>;
 
 /// One command on a control connection, given four times the connect limit to answer.
 pub(crate) async fn query<T: redis::FromRedisValue>(
@@ -53,44 +54,30 @@ pub struct TriggerContext {
     pub aws: Option<Arc<crate::aws::watch::AwsRun>>,
 }
 
-pub trait Trigger: Send + Sync {
-    /// Short name for the report (`sentinel`, `kill`, `pause=2s`, ...).
-    fn kind(&self) -> String;
+/// One way to cause a failover: a type in its own file (`src/control/<name>.rs`) that parses its
+/// argument, writes itself back, checks what it needs of the deployment and acts. Its variant
+/// and row are one line of `triggers!` below.
+pub(crate) trait Trigger: Send + Sync {
+    /// From its argument (after `=`, trimmed; None without `=`); None when it does not fit the
+    /// row's usage.
+    fn parse(arg: Option<&str>) -> Option<Self>
+    where
+        Self: Sized;
+    /// How it is written (`pause=2s`, `sentinel=coordinated`): parses back to the same trigger.
+    fn label(&self) -> String;
+    /// The trigger-start event's `kind` (the summary's trigger): the label unless a trigger
+    /// keeps its argument out of it.
+    fn kind(&self) -> String {
+        self.label()
+    }
+    /// What only the deployment can tell, checked before anything is written or fired (a
+    /// replica exists, the server is recent enough, AWS allows it). Returns what the
+    /// confirmation must name: the API calls it will make, or the process it will signal.
+    fn check<'a>(&'a self, _ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async { Ok(Checked::default()) })
+    }
     /// Performs the action and waits until it has completed; returns what was done.
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a>;
-}
-
-/// A parsed `--trigger` (see `TRIGGERS` for each one's row).
-#[derive(Clone, Debug, PartialEq)]
-pub enum TriggerSpec {
-    None,
-    /// `SENTINEL FAILOVER`; `coordinated`: Valkey 9's `SENTINEL FAILOVER … COORDINATED`.
-    Sentinel {
-        coordinated: bool,
-    },
-    Promote,
-    /// The `FAILOVER` command on the primary: pause writes, let the replica catch up, switch.
-    Failover {
-        force: bool,
-        timeout: Option<Duration>,
-    },
-    Kill,
-    Pause(Duration),
-    Command(String),
-    ClusterFailover(Option<String>),
-    /// `SHUTDOWN FAILOVER` on the chosen shard's primary (Valkey >= 9, cluster mode).
-    ShutdownFailover,
-    /// Kill a lab node and start it again on the same port: a node replacement.
-    Restart,
-    /// ElastiCache TestFailover on a node group (default: the probed one).
-    ElasticacheTestFailover(Option<String>),
-    /// ElastiCache ModifyReplicationGroup PrimaryClusterId.
-    ElasticachePromote(String),
-    /// ElastiCache RebootCacheCluster.
-    ElasticacheReboot {
-        cache_cluster: String,
-        nodes: Vec<String>,
-    },
 }
 
 /// Which targets a trigger works on.
@@ -116,7 +103,7 @@ pub struct TriggerKind {
     /// Can act on anything (a shell command): always confirmed.
     pub always_confirm: bool,
     pub needs: Needs,
-    /// Its argument (after `=`, trimmed) into a spec; None when it does not fit `usage`.
+    /// Its argument (after `=`, trimmed) into a spec: the trigger type's `Trigger::parse`.
     parse: fn(Option<&str>) -> Option<TriggerSpec>,
 }
 
@@ -135,12 +122,7 @@ impl TriggerKind {
     }
 }
 
-const fn row(
-    name: &'static str,
-    usage: &'static str,
-    help: &'static str,
-    parse: fn(Option<&str>) -> Option<TriggerSpec>,
-) -> TriggerKind {
+const fn row(name: &'static str, usage: &'static str, help: &'static str) -> TriggerKind {
     TriggerKind {
         name,
         usage,
@@ -149,114 +131,120 @@ const fn row(
         calls_aws: false,
         always_confirm: false,
         needs: Needs::Any,
-        parse,
+        parse: |_| None,
     }
 }
 
-fn no_arg(spec: TriggerSpec) -> impl Fn(Option<&str>) -> Option<TriggerSpec> {
-    move |arg| arg.is_none().then(|| spec.clone())
+/// The rest of a row, after its name, usage and help.
+impl TriggerKind {
+    const fn process(self) -> Self {
+        Self { needs_process: true, ..self }
+    }
+    const fn aws(self) -> Self {
+        Self { calls_aws: true, ..self }
+    }
+    const fn confirm(self) -> Self {
+        Self { always_confirm: true, ..self }
+    }
+    const fn needs(self, needs: Needs) -> Self {
+        Self { needs, ..self }
+    }
 }
 
-pub(crate) const TRIGGERS: &[TriggerKind] = &[
-    row("none", "none", "observe only, for --duration", |a| no_arg(TriggerSpec::None)(a)),
-    TriggerKind {
-        needs: Needs::Sentinel,
-        ..row(
-            "sentinel",
-            "sentinel[=coordinated]",
-            "SENTINEL FAILOVER through the target's sentinels (coordinated: Valkey >= 9's COORDINATED, built on FAILOVER)",
-            |a| match a.map(str::to_lowercase).as_deref() {
-                None => Some(TriggerSpec::Sentinel { coordinated: false }),
-                Some("coordinated") => Some(TriggerSpec::Sentinel { coordinated: true }),
-                Some(_) => None,
+/// The trigger table: one row per trigger, `Variant(its type) => its row`. From it come the
+/// `TriggerSpec` enum, `TRIGGERS` (the row's parse is the type's), and the dispatch to each
+/// trigger: a new trigger is its file, its `mod` line and one row here.
+macro_rules! triggers {
+    ($($variant:ident($ty:ty) => $row:expr,)*) => {
+        /// A parsed `--trigger`: `none` (observe only), or one trigger's own value.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum TriggerSpec {
+            None,
+            $($variant($ty),)*
+        }
+
+        pub(crate) const TRIGGERS: &[TriggerKind] = &[
+            TriggerKind {
+                parse: |a| a.is_none().then_some(TriggerSpec::None),
+                ..row("none", "none", "observe only, for --duration")
             },
-        )
-    },
-    row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it", |a| {
-        no_arg(TriggerSpec::Promote)(a)
-    }),
-    row(
+            $(TriggerKind { parse: |a| <$ty as Trigger>::parse(a).map(TriggerSpec::$variant), ..$row },)*
+        ];
+
+        impl TriggerSpec {
+            /// The trigger itself; None for `none`, which only observes.
+            pub(crate) fn trigger(&self) -> Option<&dyn Trigger> {
+                match self {
+                    Self::None => None,
+                    $(Self::$variant(t) => Some(t),)*
+                }
+            }
+
+            /// This trigger's row of the table (rows are in the enum's order, `none` first).
+            pub fn kind(&self) -> &'static TriggerKind {
+                let mut index = 0;
+                $(
+                    index += 1;
+                    if matches!(self, Self::$variant(_)) {
+                        return &TRIGGERS[index];
+                    }
+                )*
+                &TRIGGERS[0]
+            }
+        }
+    };
+}
+
+triggers! {
+    Sentinel(sentinel::SentinelFailover) => row(
+        "sentinel",
+        "sentinel[=coordinated]",
+        "SENTINEL FAILOVER through the target's sentinels (coordinated: Valkey >= 9's COORDINATED, built on FAILOVER)",
+    ).needs(Needs::Sentinel),
+    Promote(promote::Promote) => row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it"),
+    Failover(failover::Failover) => row(
         "failover",
         "failover[=force][,timeout=<duration>]",
         "FAILOVER on the primary (Redis >= 6.2, Valkey): writes paused until the replica caught up, then the roles swap",
-        |a| failover::Failover::parse(a).map(|f| TriggerSpec::Failover { force: f.force, timeout: f.timeout }),
     ),
-    TriggerKind {
-        needs_process: true,
-        ..row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)", |a| no_arg(TriggerSpec::Kill)(a))
-    },
-    TriggerKind {
-        needs_process: true,
-        ..row("restart", "restart", "kill a lab node and start it again on the same port (a node replacement)", |a| {
-            no_arg(TriggerSpec::Restart)(a)
-        })
-    },
-    TriggerKind {
-        needs_process: true,
-        ..row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT", |a| {
-            crate::duration::parse_duration(a?).ok().map(TriggerSpec::Pause)
-        })
-    },
-    TriggerKind {
-        always_confirm: true,
-        ..row("command", "command=<shell command>", "run a shell command (own process group, killed on timeout)", |a| {
-            a.filter(|c| !c.is_empty()).map(|c| TriggerSpec::Command(c.to_string()))
-        })
-    },
-    TriggerKind {
-        needs: Needs::Cluster,
-        ..row(
-            "cluster-failover",
-            "cluster-failover[=force|takeover]",
-            "CLUSTER FAILOVER on a replica of the chosen shard",
-            |a| match a.map(str::to_lowercase).as_deref() {
-                None => Some(TriggerSpec::ClusterFailover(None)),
-                Some(m @ ("force" | "takeover")) => Some(TriggerSpec::ClusterFailover(Some(m.to_string()))),
-                Some(_) => None,
-            },
-        )
-    },
-    TriggerKind {
-        needs: Needs::Cluster,
-        always_confirm: true,
-        ..row(
-            "shutdown-failover",
-            "shutdown-failover",
-            "SHUTDOWN FAILOVER on the chosen shard's primary (Valkey >= 9): it hands its slots to a replica, then exits",
-            |a| no_arg(TriggerSpec::ShutdownFailover)(a),
-        )
-    },
-    TriggerKind {
-        calls_aws: true,
-        ..row(
-            "elasticache-test-failover",
-            "elasticache-test-failover[=<node-group-id>]",
-            "ElastiCache TestFailover of a node group (default: the probed one)",
-            |a| match a {
-                None => Some(TriggerSpec::ElasticacheTestFailover(None)),
-                Some(ng) => (!ng.is_empty()).then(|| TriggerSpec::ElasticacheTestFailover(Some(ng.to_string()))),
-            },
-        )
-    },
-    TriggerKind {
-        calls_aws: true,
-        ..row(
-            "elasticache-promote",
-            "elasticache-promote=<cache-cluster-id>",
-            "ElastiCache ModifyReplicationGroup PrimaryClusterId",
-            |a| a.filter(|id| !id.is_empty()).map(|id| TriggerSpec::ElasticachePromote(id.to_string())),
-        )
-    },
-    TriggerKind {
-        calls_aws: true,
-        ..row(
-            "elasticache-reboot",
-            "elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]",
-            "ElastiCache RebootCacheCluster of the listed nodes",
-            |a| parse_reboot(a?),
-        )
-    },
-];
+    Kill(process::Kill) => row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)").process(),
+    Restart(process::Restart) => row(
+        "restart",
+        "restart",
+        "kill a lab node and start it again on the same port (a node replacement)",
+    ).process(),
+    Pause(process::Pause) => row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT").process(),
+    Command(command::Command) => row(
+        "command",
+        "command=<shell command>",
+        "run a shell command (own process group, killed on timeout)",
+    ).confirm(),
+    ClusterFailover(cluster::ClusterFailover) => row(
+        "cluster-failover",
+        "cluster-failover[=force|takeover]",
+        "CLUSTER FAILOVER on a replica of the chosen shard",
+    ).needs(Needs::Cluster),
+    ShutdownFailover(shutdown::ShutdownFailover) => row(
+        "shutdown-failover",
+        "shutdown-failover",
+        "SHUTDOWN FAILOVER on the chosen shard's primary (Valkey >= 9): it hands its slots to a replica, then exits",
+    ).needs(Needs::Cluster).confirm(),
+    ElasticacheTestFailover(elasticache::TestFailover) => row(
+        "elasticache-test-failover",
+        "elasticache-test-failover[=<node-group-id>]",
+        "ElastiCache TestFailover of a node group (default: the probed one)",
+    ).aws(),
+    ElasticachePromote(elasticache::Promote) => row(
+        "elasticache-promote",
+        "elasticache-promote=<cache-cluster-id>",
+        "ElastiCache ModifyReplicationGroup PrimaryClusterId",
+    ).aws(),
+    ElasticacheReboot(elasticache::Reboot) => row(
+        "elasticache-reboot",
+        "elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]",
+        "ElastiCache RebootCacheCluster of the listed nodes",
+    ).aws(),
+}
 
 /// The `--trigger` help, from the table.
 pub(crate) fn trigger_help() -> String {
@@ -277,67 +265,9 @@ impl TriggerSpec {
         })
     }
 
-    /// This trigger's row of the table.
-    pub fn kind(&self) -> &'static TriggerKind {
-        let name = match self {
-            Self::None => "none",
-            Self::Sentinel { .. } => "sentinel",
-            Self::Promote => "promote",
-            Self::Failover { .. } => "failover",
-            Self::Kill => "kill",
-            Self::Pause(_) => "pause",
-            Self::Command(_) => "command",
-            Self::ClusterFailover(_) => "cluster-failover",
-            Self::ShutdownFailover => "shutdown-failover",
-            Self::Restart => "restart",
-            Self::ElasticacheTestFailover(_) => "elasticache-test-failover",
-            Self::ElasticachePromote(_) => "elasticache-promote",
-            Self::ElasticacheReboot { .. } => "elasticache-reboot",
-        };
-        TRIGGERS.iter().find(|k| k.name == name).expect("every trigger has a row")
-    }
-
-    pub fn build(&self) -> Option<Box<dyn Trigger>> {
-        Some(match self {
-            Self::None => return None,
-            Self::Sentinel { coordinated } => Box::new(sentinel::SentinelFailover { coordinated: *coordinated }),
-            Self::Promote => Box::new(promote::Promote),
-            Self::Failover { force, timeout } => Box::new(failover::Failover { force: *force, timeout: *timeout }),
-            Self::Kill => Box::new(process::Signal::Kill),
-            Self::Pause(d) => Box::new(process::Signal::Pause(*d)),
-            Self::Command(c) => Box::new(command::Command(c.clone())),
-            Self::ClusterFailover(mode) => Box::new(cluster::ClusterFailover(mode.clone())),
-            Self::ShutdownFailover => Box::new(shutdown::ShutdownFailover),
-            Self::Restart => Box::new(process::Restart),
-            Self::ElasticacheTestFailover(ng) => Box::new(elasticache::TestFailover(ng.clone())),
-            Self::ElasticachePromote(id) => Box::new(elasticache::Promote(id.clone())),
-            Self::ElasticacheReboot { cache_cluster, nodes } => {
-                Box::new(elasticache::Reboot { cache_cluster: cache_cluster.clone(), nodes: nodes.clone() })
-            }
-        })
-    }
-
+    /// How it is written; parses back to the same spec.
     pub(crate) fn label(&self) -> String {
-        match self {
-            Self::None => "none".into(),
-            Self::Sentinel { coordinated } => sentinel::SentinelFailover { coordinated: *coordinated }.kind(),
-            Self::Promote => "promote".into(),
-            Self::Failover { force, timeout } => failover::Failover { force: *force, timeout: *timeout }.label(),
-            Self::Kill => "kill".into(),
-            Self::Pause(d) => {
-                format!("pause={}", crate::duration::format_ms(d.as_secs_f64() * 1000.0).replace(' ', ""))
-            }
-            Self::Command(c) => format!("command={c}"),
-            Self::ClusterFailover(mode) => cluster::ClusterFailover(mode.clone()).kind(),
-            Self::ShutdownFailover => "shutdown-failover".into(),
-            Self::Restart => "restart".into(),
-            Self::ElasticacheTestFailover(None) => "elasticache-test-failover".into(),
-            Self::ElasticacheTestFailover(Some(ng)) => format!("elasticache-test-failover={ng}"),
-            Self::ElasticachePromote(id) => format!("elasticache-promote={id}"),
-            Self::ElasticacheReboot { cache_cluster, nodes } => {
-                format!("elasticache-reboot={cache_cluster}:{}", nodes.join(","))
-            }
-        }
+        self.trigger().map_or_else(|| "none".into(), |t| t.label())
     }
 
     /// Needs the primary's process: from `--lab` or `--pid`.
@@ -350,50 +280,12 @@ impl TriggerSpec {
         self.kind().calls_aws
     }
 
-    /// What can be checked before anything is written or fired: the chosen shard exists and,
-    /// for a cluster failover, has a replica; AWS's preconditions for the ElastiCache triggers.
-    /// Returns what the confirmation must show: exactly which API calls the trigger will make,
-    /// or which process it will signal.
+    /// The trigger's own check (see `Trigger::check`), before anything is written or fired.
     pub async fn check(&self, ctx: &TriggerContext) -> Result<Checked> {
-        let api_call = match self {
-            Self::ElasticacheTestFailover(ng) => elasticache::TestFailover(ng.clone()).check(ctx).await?,
-            Self::ElasticachePromote(id) => elasticache::Promote(id.clone()).check(ctx).await?,
-            Self::ElasticacheReboot { cache_cluster, nodes } => {
-                let reboot = elasticache::Reboot { cache_cluster: cache_cluster.clone(), nodes: nodes.clone() };
-                reboot.check(ctx).await?
-            }
-            _ => return self.check_redis(ctx).await.map(|process| Checked { api_call: None, process }),
-        };
-        Ok(Checked { api_call: Some(api_call), process: None })
-    }
-
-    async fn check_redis(&self, ctx: &TriggerContext) -> Result<Option<String>> {
-        let mut process = None;
-        if matches!(self, Self::Kill | Self::Pause(_)) {
-            process = Some(process::check_process(ctx).await?);
+        match self.trigger() {
+            Some(t) => t.check(ctx).await,
+            None => Ok(Checked::default()),
         }
-        if matches!(self, Self::Failover { .. }) {
-            failover::Failover::check(ctx).await?;
-        }
-        if matches!(self, Self::Sentinel { coordinated: true }) {
-            sentinel::check_coordinated(ctx).await?;
-        }
-        if matches!(self, Self::ShutdownFailover) {
-            shutdown::ShutdownFailover::check(ctx).await?;
-        }
-        if !ctx.target.is_cluster() {
-            return Ok(process);
-        }
-        if matches!(self, Self::ClusterFailover(_) | Self::Kill | Self::Pause(_)) {
-            let (index, shard) = cluster::chosen_shard(ctx).await?;
-            if matches!(self, Self::ClusterFailover(_)) && shard.replicas.is_empty() {
-                return Err(invalid(format!(
-                    "shard {index} ({}) has no replica to fail over to",
-                    shard.primary.addr()
-                )));
-            }
-        }
-        Ok(process)
     }
 }
 
@@ -406,41 +298,43 @@ pub struct Checked {
     pub process: Option<String>,
 }
 
-/// `<cache-cluster-id>:<node-id>[,<node-id>...]`.
-fn parse_reboot(arg: &str) -> Option<TriggerSpec> {
-    let (cluster, nodes) = arg.split_once(':')?;
-    let nodes: Vec<String> = nodes.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-    if cluster.trim().is_empty() || nodes.is_empty() {
-        return None;
-    }
-    Some(TriggerSpec::ElasticacheReboot { cache_cluster: cluster.trim().to_string(), nodes })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_trigger_specs() {
-        assert_eq!(TriggerSpec::parse("pause=1.5s").unwrap(), TriggerSpec::Pause(Duration::from_millis(1500)));
-        assert_eq!(TriggerSpec::parse("command=echo a=b").unwrap(), TriggerSpec::Command("echo a=b".into()));
-        assert_eq!(TriggerSpec::parse("sentinel").unwrap(), TriggerSpec::Sentinel { coordinated: false });
+        assert_eq!(
+            TriggerSpec::parse("pause=1.5s").unwrap(),
+            TriggerSpec::Pause(process::Pause(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            TriggerSpec::parse("command=echo a=b").unwrap(),
+            TriggerSpec::Command(command::Command("echo a=b".into()))
+        );
+        assert_eq!(
+            TriggerSpec::parse("sentinel").unwrap(),
+            TriggerSpec::Sentinel(sentinel::SentinelFailover { coordinated: false })
+        );
         let coordinated = TriggerSpec::parse("sentinel=COORDINATED").unwrap();
-        assert_eq!(coordinated, TriggerSpec::Sentinel { coordinated: true });
+        assert_eq!(coordinated, TriggerSpec::Sentinel(sentinel::SentinelFailover { coordinated: true }));
         assert_eq!(TriggerSpec::parse(&coordinated.label()).unwrap(), coordinated);
         assert!(TriggerSpec::parse("sentinel=now").is_err());
         assert!(TriggerSpec::parse("pause").is_err());
         assert!(TriggerSpec::parse("explode").is_err());
         assert_eq!(
             TriggerSpec::parse("elasticache-reboot=mc:0001,0002").unwrap(),
-            TriggerSpec::ElasticacheReboot { cache_cluster: "mc".into(), nodes: vec!["0001".into(), "0002".into()] }
+            TriggerSpec::ElasticacheReboot(elasticache::Reboot {
+                cache_cluster: "mc".into(),
+                nodes: vec!["0001".into(), "0002".into()]
+            })
         );
         assert!(TriggerSpec::parse("elasticache-reboot=mc").is_err());
         assert!(TriggerSpec::parse("elasticache-promote").is_err());
         assert!(TriggerSpec::parse("kill=now").is_err(), "a trigger without an argument takes none");
         assert_eq!(
             TriggerSpec::parse("cluster-failover=FORCE").unwrap(),
-            TriggerSpec::ClusterFailover(Some("force".into()))
+            TriggerSpec::ClusterFailover(cluster::ClusterFailover(Some("force".into())))
         );
         let unknown = TriggerSpec::parse("explode").unwrap_err().to_string();
         for kind in TRIGGERS {
@@ -448,11 +342,41 @@ mod tests {
             assert!(trigger_help().contains(kind.usage));
         }
         let spec = TriggerSpec::parse("elasticache-test-failover=0002").unwrap();
-        assert_eq!(spec, TriggerSpec::ElasticacheTestFailover(Some("0002".into())));
+        assert_eq!(spec, TriggerSpec::ElasticacheTestFailover(elasticache::TestFailover(Some("0002".into()))));
         assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);
         let spec = TriggerSpec::parse("failover=force,timeout=3s").unwrap();
-        assert_eq!(spec, TriggerSpec::Failover { force: true, timeout: Some(Duration::from_secs(3)) });
+        assert_eq!(
+            spec,
+            TriggerSpec::Failover(failover::Failover { force: true, timeout: Some(Duration::from_secs(3)) })
+        );
         assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec);
         assert!(TriggerSpec::parse("failover=force").is_err(), "FORCE needs a timeout");
+    }
+
+    #[test]
+    fn each_trigger_is_its_own_row_and_writes_itself_back() {
+        for text in [
+            "none",
+            "sentinel",
+            "promote",
+            "failover=timeout=2s",
+            "kill",
+            "restart",
+            "pause=250ms",
+            "command=true",
+            "cluster-failover=takeover",
+            "shutdown-failover",
+            "elasticache-test-failover",
+            "elasticache-promote=c1",
+            "elasticache-reboot=mc:0001",
+        ] {
+            let spec = TriggerSpec::parse(text).unwrap();
+            assert_eq!(spec.kind().name, text.split('=').next().unwrap(), "the row of {text}");
+            assert_eq!(TriggerSpec::parse(&spec.label()).unwrap(), spec, "{text} written back");
+            assert_eq!(spec.trigger().is_none(), text == "none");
+        }
+        // The summary names the API of an ElastiCache trigger, not its argument.
+        let reboot = TriggerSpec::parse("elasticache-reboot=mc:0001").unwrap();
+        assert_eq!(reboot.trigger().unwrap().kind(), "elasticache-reboot");
     }
 }

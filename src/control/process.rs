@@ -1,45 +1,66 @@
 //! `kill` (SIGKILL) and `pause=<D>` (SIGSTOP for exactly D, then SIGCONT) of the primary's
 //! process: the lab's, or the one given with `--pid`.
 
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::{BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
 use crate::os::signal_verified;
 use crate::target::locate_primary;
 use anyhow::{anyhow, Result};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub(crate) enum Signal {
-    Kill,
-    Pause(Duration),
-}
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kill;
 
-impl Trigger for Signal {
-    fn kind(&self) -> String {
-        match self {
-            Signal::Kill => "kill".into(),
-            Signal::Pause(d) => super::TriggerSpec::Pause(*d).label(),
-        }
+impl Trigger for Kill {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.is_none().then_some(Kill)
+    }
+
+    fn label(&self) -> String {
+        "kill".into()
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(checked_process(ctx))
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
         Box::pin(async move {
             let Process { pid, addrs } = primary_process(ctx).await?;
-            match self {
-                Signal::Kill => {
-                    let who = signal_verified(pid as u64, &addrs, libc::SIGKILL)?;
-                    Ok(format!("SIGKILL to {who}"))
-                }
-                Signal::Pause(d) => {
-                    let started = crate::os::start_time(pid as u64);
-                    let who = signal_verified(pid as u64, &addrs, libc::SIGSTOP)?;
-                    // Resumes the process even if this future is dropped (Ctrl-C, SIGTERM): a
-                    // paused primary must never be left behind.
-                    let guard = ResumeOnDrop { pid, started: started.unwrap_or(0) };
-                    tokio::time::sleep(*d).await;
-                    drop(guard);
-                    Ok(format!("SIGSTOP to {who} for {d:?}, then SIGCONT"))
-                }
-            }
+            let who = signal_verified(pid as u64, &addrs, libc::SIGKILL)?;
+            Ok(format!("SIGKILL to {who}"))
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pause(pub Duration);
+
+impl Trigger for Pause {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        crate::duration::parse_duration(arg?).ok().map(Pause)
+    }
+
+    fn label(&self) -> String {
+        format!("pause={}", crate::duration::format_ms(self.0.as_secs_f64() * 1000.0).replace(' ', ""))
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(checked_process(ctx))
+    }
+
+    fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {
+        Box::pin(async move {
+            let Process { pid, addrs } = primary_process(ctx).await?;
+            let d = self.0;
+            let started = crate::os::start_time(pid as u64);
+            let who = signal_verified(pid as u64, &addrs, libc::SIGSTOP)?;
+            // Resumes the process even if this future is dropped (Ctrl-C, SIGTERM): a paused
+            // primary must never be left behind.
+            let guard = ResumeOnDrop { pid, started: started.unwrap_or(0) };
+            tokio::time::sleep(d).await;
+            drop(guard);
+            Ok(format!("SIGSTOP to {who} for {d:?}, then SIGCONT"))
         })
     }
 }
@@ -62,10 +83,15 @@ impl Drop for ResumeOnDrop {
 
 /// `restart`: kill the lab node (the primary, the chosen shard's primary, or memcached node
 /// `--shard N`) and start it again on the same port — for memcached, a node replacement.
-pub(crate) struct Restart;
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restart;
 
 impl Trigger for Restart {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.is_none().then_some(Restart)
+    }
+
+    fn label(&self) -> String {
         "restart".into()
     }
 
@@ -116,8 +142,10 @@ pub(crate) async fn primary_process(ctx: &TriggerContext) -> Result<Process> {
 
 /// Before anything is written or fired: the process exists, is a server, and listens on the
 /// address and port of the node the trigger acts on. Returns what it is, for the confirmation.
-pub(crate) async fn check_process(ctx: &TriggerContext) -> Result<String> {
+async fn checked_process(ctx: &TriggerContext) -> Result<Checked> {
     let Process { pid, addrs } = primary_process(ctx).await?;
     let source = if ctx.pid.is_some() { "--pid" } else { "the lab's record" };
-    crate::os::identify(pid as u64, &addrs).map_err(|e| crate::error::invalid(format!("{source}: {e}")))
+    let process =
+        crate::os::identify(pid as u64, &addrs).map_err(|e| crate::error::invalid(format!("{source}: {e}")))?;
+    Ok(Checked { api_call: None, process: Some(process) })
 }

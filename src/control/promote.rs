@@ -6,10 +6,15 @@ use crate::target::{connect_node, connect_primary, info_field, ServerInfo};
 use anyhow::{anyhow, Result};
 use redis::aio::MultiplexedConnection;
 
-pub(crate) struct Promote;
+#[derive(Clone, Debug, PartialEq)]
+pub struct Promote;
 
 impl Trigger for Promote {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.is_none().then_some(Promote)
+    }
+
+    fn label(&self) -> String {
         "promote".into()
     }
 

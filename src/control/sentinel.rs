@@ -4,7 +4,7 @@
 //! while the old primary still takes writes.
 
 use super::failover::{major_minor, server_version};
-use super::{Trigger, TriggerContext, TriggerFuture};
+use super::{BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
 use crate::error::invalid;
 use crate::target::{sentinel_primary, Discovery};
 use anyhow::{anyhow, bail, Context};
@@ -14,13 +14,14 @@ use tokio::time::{sleep, timeout, Instant};
 /// `SENTINEL FAILOVER … COORDINATED` appeared in Valkey 9.0.
 const COORDINATED_SINCE: (u32, u32) = (9, 0);
 
-pub(crate) struct SentinelFailover {
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentinelFailover {
     pub coordinated: bool,
 }
 
 /// Before anything is written: every sentinel that answers is a Valkey >= 9 one (an older one
 /// would refuse COORDINATED, or be asked next when the first cannot be reached).
-pub(crate) async fn check_coordinated(ctx: &TriggerContext) -> anyhow::Result<()> {
+async fn check_coordinated(ctx: &TriggerContext) -> anyhow::Result<()> {
     let Discovery::Sentinel { sentinels, .. } = &ctx.target.discovery else {
         return Err(invalid("trigger `sentinel=coordinated` needs a redis+sentinel:// target"));
     };
@@ -49,11 +50,28 @@ async fn sentinel_info(ctx: &TriggerContext, host: &str, port: u16) -> anyhow::R
 }
 
 impl Trigger for SentinelFailover {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        match arg.map(str::to_lowercase).as_deref() {
+            None => Some(Self { coordinated: false }),
+            Some("coordinated") => Some(Self { coordinated: true }),
+            Some(_) => None,
+        }
+    }
+
+    fn label(&self) -> String {
         match self.coordinated {
             true => "sentinel=coordinated".into(),
             false => "sentinel".into(),
         }
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move {
+            if self.coordinated {
+                check_coordinated(ctx).await?;
+            }
+            Ok(Checked::default())
+        })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {

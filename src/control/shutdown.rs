@@ -6,7 +6,7 @@
 
 use super::cluster::chosen_shard;
 use super::failover::{major_minor, server_mode, server_version};
-use super::{query, Trigger, TriggerContext, TriggerFuture};
+use super::{query, BoxFuture, Checked, Trigger, TriggerContext, TriggerFuture};
 use crate::error::invalid;
 use crate::target::{connect_node, query_role};
 use anyhow::{anyhow, bail, Result};
@@ -16,12 +16,13 @@ use tokio::time::{sleep, timeout, Instant};
 /// `SHUTDOWN … FAILOVER` appeared in Valkey 9.0.
 const SINCE: (u32, u32) = (9, 0);
 
-pub(crate) struct ShutdownFailover;
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShutdownFailover;
 
 impl ShutdownFailover {
     /// Before anything is written: the shard's primary is a Valkey >= 9 in cluster mode, and the
     /// shard has a replica to take over.
-    pub(crate) async fn check(ctx: &TriggerContext) -> Result<()> {
+    async fn check_primary(ctx: &TriggerContext) -> Result<()> {
         let (index, shard) = chosen_shard(ctx).await?;
         let primary = &shard.primary;
         let (mut conn, addr) =
@@ -45,8 +46,19 @@ impl ShutdownFailover {
 }
 
 impl Trigger for ShutdownFailover {
-    fn kind(&self) -> String {
+    fn parse(arg: Option<&str>) -> Option<Self> {
+        arg.is_none().then_some(ShutdownFailover)
+    }
+
+    fn label(&self) -> String {
         "shutdown-failover".into()
+    }
+
+    fn check<'a>(&'a self, ctx: &'a TriggerContext) -> BoxFuture<'a, Checked> {
+        Box::pin(async move {
+            Self::check_primary(ctx).await?;
+            Ok(Checked::default())
+        })
     }
 
     fn fire<'a>(&'a self, ctx: &'a TriggerContext) -> TriggerFuture<'a> {

@@ -26,6 +26,6 @@ pub fn demo_plan(out: PathBuf, outputs: crate::report::OutputArgs) -> Result<Pla
     };
     let mut plan = plan(None, overrides)?;
     plan.name = "demo".into();
-    plan.triggers.push(TriggerSpec::Kill);
+    plan.triggers.push(TriggerSpec::parse("kill")?);
     Ok(plan)
 }

@@ -157,7 +157,7 @@ pub(super) async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
 /// What a run probes in its lab: the lab's target, but both nodes of the replica lab when the
 /// trigger is `failover`, which swaps them (the primary alone would be probed as a replica).
 pub(super) fn lab_target(lab: &Lab, plan: &Plan) -> String {
-    match plan.triggers.iter().any(|t| matches!(t, TriggerSpec::Failover { .. })) {
+    match plan.triggers.iter().any(|t| matches!(t, TriggerSpec::Failover(_))) {
         true => lab.pair_url(),
         false => lab.target_url(),
     }

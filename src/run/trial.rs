@@ -302,7 +302,7 @@ pub(super) async fn drive_trial(
     clients: &[ClientTrial],
 ) -> Ending {
     let mut cancel = ctx.cancel.clone();
-    let Some(trigger) = spec.build() else {
+    let Some(trigger) = spec.trigger() else {
         record_keyspace(ctx, KeyspacePhase::Before).await;
         return match cancellable(&mut cancel, sleep(ctx.plan.duration)).await {
             Some(()) => Ending::Done(format!("observed for {:?}", ctx.plan.duration)),
