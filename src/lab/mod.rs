@@ -173,10 +173,15 @@ impl Lab {
             }
         }
         lab.save()?;
-        lab.wait_ready(Duration::from_secs(30)).await?;
         if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
+            // Before waiting: with Sentinel's default periods (INFO every 10 s, hello every
+            // 2 s) a sentinel learns of the replica up to 10 s after it started.
+            for port in lab.sentinel_ports() {
+                node::wait_port_open(port, Duration::from_secs(10)).await?;
+            }
             lab.tune_sentinels().await;
         }
+        lab.wait_ready(Duration::from_secs(30)).await?;
         if topology == Topology::Endpoint {
             let port = free_port()?;
             lab.spawn(Node::endpoint("endpoint", port, endpoint_lag))?;
