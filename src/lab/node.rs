@@ -339,11 +339,32 @@ pub(crate) fn scrubbed_env(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-/// A port the OS considers free right now. The OS hands out ephemeral ports in sequence, so a
-/// port just released is not given to another test straight away.
+/// Lab ports come from below the kernel's ephemeral range (32768 and up by default), where no
+/// outgoing connection takes its source port: a port found free a moment ago is then still
+/// free when the server binds it, even with other labs and clients busy beside it.
+const LAB_PORTS: std::ops::RangeInclusive<u16> = 20_000..=32_767;
+
+/// A free port for a lab node (random in `LAB_PORTS`, so labs started at once rarely pick the
+/// same one; the bind check makes sure).
 pub(crate) fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+    free_port_in(LAB_PORTS, |_| true)
+}
+
+fn free_port_in(range: std::ops::RangeInclusive<u16>, also: impl Fn(u16) -> bool) -> Result<u16> {
+    use rand::Rng;
+    // Ports handed out by this process: a lab picks all its ports before its servers bind them.
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut rng = rand::rng();
+    for _ in 0..500 {
+        let port = rng.random_range(range.clone());
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && also(port) {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {range:?} for a lab node")
 }
 
 pub(crate) async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
@@ -357,16 +378,12 @@ pub(crate) async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
     anyhow::bail!("nothing listens on 127.0.0.1:{port} after {limit:?}")
 }
 
-/// A port for a cluster node: its cluster bus listens on port + 10 000, which must be free too
-/// (and exist: an ephemeral port above 55 535 has no bus port).
+/// A port for a cluster node: its cluster bus listens on port + 10 000, which must be free (and
+/// below the ephemeral range) too.
 pub(crate) fn free_cluster_port() -> Result<u16> {
-    for _ in 0..200 {
-        let port = free_port()?;
-        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return Ok(port);
-        }
-    }
-    anyhow::bail!("no free port p with p + 10000 free too, for a cluster node and its bus")
+    // The bus port (p + 10000) below the ephemeral range too.
+    let bus_free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+    free_port_in(*LAB_PORTS.start()..=*LAB_PORTS.end() - 10_000, bus_free)
 }
 
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.

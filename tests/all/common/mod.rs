@@ -308,6 +308,8 @@ impl Drop for Node {
 pub fn redis_on(dir: &Path, ip: Ipv4Addr, port: u16, replica_of: Option<Ipv4Addr>) -> Node {
     let mut cmd = Command::new("redis-server");
     cmd.args(["--bind", &ip.to_string(), "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        // A replica in sync at once, not after the default 5 s wait for more replicas.
+        .args(["--repl-diskless-sync-delay", "0"])
         .args(["--dbfilename", &format!("dump-{ip}.rdb"), "--dir"])
         .arg(dir);
     if let Some(primary) = replica_of {
@@ -323,12 +325,13 @@ pub fn redis_on(dir: &Path, ip: Ipv4Addr, port: u16, replica_of: Option<Ipv4Addr
     panic!("redis-server on {ip}:{port} did not start");
 }
 
-/// A port free on both addresses (the OS picks it on the first).
+/// A port free on both addresses, below the kernel's ephemeral range (as the lab's ports are):
+/// no client's outgoing connection can take it before the servers bind it.
 pub fn port_free_on_both(first: Ipv4Addr, second: Ipv4Addr) -> u16 {
+    use rand::Rng;
     loop {
-        let first = std::net::TcpListener::bind((first, 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        if std::net::TcpListener::bind((second, port)).is_ok() {
+        let port = rand::rng().random_range(20_000..=32_767);
+        if std::net::TcpListener::bind((first, port)).is_ok() && std::net::TcpListener::bind((second, port)).is_ok() {
             return port;
         }
     }
