@@ -2,16 +2,9 @@
 //! (its parse, label, check and fire) with one row in `triggers!` (its name, usage, help and
 //! what it needs); the run loop puts its start, finish and errors on the timeline.
 
+// The files that hold triggers are declared by their rows in `triggers!` below.
 pub(crate) mod backup;
-pub mod cluster;
-mod command;
-pub mod elasticache;
-mod failover;
-mod process;
-mod promote;
 pub(crate) mod runbook;
-mod sentinel;
-mod shutdown;
 
 use crate::error::invalid;
 use crate::lab::Lab;
@@ -151,16 +144,19 @@ impl TriggerKind {
     }
 }
 
-/// The trigger table: one row per trigger, `Variant(its type) => its row`. From it come the
-/// `TriggerSpec` enum, `TRIGGERS` (the row's parse is the type's), and the dispatch to each
-/// trigger: a new trigger is its file, its `mod` line and one row here.
+/// The trigger table: per file of `src/control/`, its triggers, each `Variant(its type) => its
+/// row`. From it come the files' `mod` declarations, the `TriggerSpec` enum, `TRIGGERS` (the
+/// row's parse is the type's), and the dispatch to each trigger: a new trigger is its file and
+/// one entry here, nothing else.
 macro_rules! triggers {
-    ($($variant:ident($ty:ty) => $row:expr,)*) => {
+    ($($file:ident { $($variant:ident($ty:ident) => $row:expr,)* })*) => {
+        $(mod $file;)*
+
         /// A parsed `--trigger`: `none` (observe only), or one trigger's own value.
         #[derive(Clone, Debug, PartialEq)]
         pub enum TriggerSpec {
             None,
-            $($variant($ty),)*
+            $($($variant($file::$ty),)*)*
         }
 
         pub(crate) const TRIGGERS: &[TriggerKind] = &[
@@ -168,7 +164,7 @@ macro_rules! triggers {
                 parse: |a| a.is_none().then_some(TriggerSpec::None),
                 ..row("none", "none", "observe only, for --duration")
             },
-            $(TriggerKind { parse: |a| <$ty as Trigger>::parse(a).map(TriggerSpec::$variant), ..$row },)*
+            $($(TriggerKind { parse: |a| <$file::$ty as Trigger>::parse(a).map(TriggerSpec::$variant), ..$row },)*)*
         ];
 
         impl TriggerSpec {
@@ -176,19 +172,19 @@ macro_rules! triggers {
             pub(crate) fn trigger(&self) -> Option<&dyn Trigger> {
                 match self {
                     Self::None => None,
-                    $(Self::$variant(t) => Some(t),)*
+                    $($(Self::$variant(t) => Some(t),)*)*
                 }
             }
 
             /// This trigger's row of the table (rows are in the enum's order, `none` first).
             pub fn kind(&self) -> &'static TriggerKind {
                 let mut index = 0;
-                $(
+                $($(
                     index += 1;
                     if matches!(self, Self::$variant(_)) {
                         return &TRIGGERS[index];
                     }
-                )*
+                )*)*
                 &TRIGGERS[0]
             }
         }
@@ -196,54 +192,70 @@ macro_rules! triggers {
 }
 
 triggers! {
-    Sentinel(sentinel::SentinelFailover) => row(
-        "sentinel",
-        "sentinel[=coordinated]",
-        "SENTINEL FAILOVER through the target's sentinels (coordinated: Valkey >= 9's COORDINATED, built on FAILOVER)",
-    ).needs(Needs::Sentinel),
-    Promote(promote::Promote) => row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it"),
-    Failover(failover::Failover) => row(
-        "failover",
-        "failover[=force][,timeout=<duration>]",
-        "FAILOVER on the primary (Redis >= 6.2, Valkey): writes paused until the replica caught up, then the roles swap",
-    ),
-    Kill(process::Kill) => row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)").process(),
-    Restart(process::Restart) => row(
-        "restart",
-        "restart",
-        "kill a lab node and start it again on the same port (a node replacement)",
-    ).process(),
-    Pause(process::Pause) => row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT").process(),
-    Command(command::Command) => row(
-        "command",
-        "command=<shell command>",
-        "run a shell command (own process group, killed on timeout)",
-    ).confirm(),
-    ClusterFailover(cluster::ClusterFailover) => row(
-        "cluster-failover",
-        "cluster-failover[=force|takeover]",
-        "CLUSTER FAILOVER on a replica of the chosen shard",
-    ).needs(Needs::Cluster),
-    ShutdownFailover(shutdown::ShutdownFailover) => row(
-        "shutdown-failover",
-        "shutdown-failover",
-        "SHUTDOWN FAILOVER on the chosen shard's primary (Valkey >= 9): it hands its slots to a replica, then exits",
-    ).needs(Needs::Cluster).confirm(),
-    ElasticacheTestFailover(elasticache::TestFailover) => row(
-        "elasticache-test-failover",
-        "elasticache-test-failover[=<node-group-id>]",
-        "ElastiCache TestFailover of a node group (default: the probed one)",
-    ).aws(),
-    ElasticachePromote(elasticache::Promote) => row(
-        "elasticache-promote",
-        "elasticache-promote=<cache-cluster-id>",
-        "ElastiCache ModifyReplicationGroup PrimaryClusterId",
-    ).aws(),
-    ElasticacheReboot(elasticache::Reboot) => row(
-        "elasticache-reboot",
-        "elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]",
-        "ElastiCache RebootCacheCluster of the listed nodes",
-    ).aws(),
+    sentinel {
+        Sentinel(SentinelFailover) => row(
+            "sentinel",
+            "sentinel[=coordinated]",
+            "SENTINEL FAILOVER through the target's sentinels (coordinated: Valkey >= 9's COORDINATED, built on FAILOVER)",
+        ).needs(Needs::Sentinel),
+    }
+    promote {
+        Promote(Promote) => row("promote", "promote", "REPLICAOF NO ONE on the replica, then the old primary follows it"),
+    }
+    failover {
+        Failover(Failover) => row(
+            "failover",
+            "failover[=force][,timeout=<duration>]",
+            "FAILOVER on the primary (Redis >= 6.2, Valkey): writes paused until the replica caught up, then the roles swap",
+        ),
+    }
+    process {
+        Kill(Kill) => row("kill", "kill", "kill -9 of the primary's process (lab node or --pid)").process(),
+        Restart(Restart) => row(
+            "restart",
+            "restart",
+            "kill a lab node and start it again on the same port (a node replacement)",
+        ).process(),
+        Pause(Pause) => row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT").process(),
+    }
+    command {
+        Command(Command) => row(
+            "command",
+            "command=<shell command>",
+            "run a shell command (own process group, killed on timeout)",
+        ).confirm(),
+    }
+    cluster {
+        ClusterFailover(ClusterFailover) => row(
+            "cluster-failover",
+            "cluster-failover[=force|takeover]",
+            "CLUSTER FAILOVER on a replica of the chosen shard",
+        ).needs(Needs::Cluster),
+    }
+    shutdown {
+        ShutdownFailover(ShutdownFailover) => row(
+            "shutdown-failover",
+            "shutdown-failover",
+            "SHUTDOWN FAILOVER on the chosen shard's primary (Valkey >= 9): it hands its slots to a replica, then exits",
+        ).needs(Needs::Cluster).confirm(),
+    }
+    elasticache {
+        ElasticacheTestFailover(TestFailover) => row(
+            "elasticache-test-failover",
+            "elasticache-test-failover[=<node-group-id>]",
+            "ElastiCache TestFailover of a node group (default: the probed one)",
+        ).aws(),
+        ElasticachePromote(Promote) => row(
+            "elasticache-promote",
+            "elasticache-promote=<cache-cluster-id>",
+            "ElastiCache ModifyReplicationGroup PrimaryClusterId",
+        ).aws(),
+        ElasticacheReboot(Reboot) => row(
+            "elasticache-reboot",
+            "elasticache-reboot=<cache-cluster-id>:<node-id>[,<node-id>...]",
+            "ElastiCache RebootCacheCluster of the listed nodes",
+        ).aws(),
+    }
 }
 
 /// The `--trigger` help, from the table.
