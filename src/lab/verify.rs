@@ -132,12 +132,18 @@ pub(crate) fn check_program(node: &Node) -> Result<()> {
 }
 
 /// The file and every directory above it are owned by root or by us and writable by no one
-/// else: whoever could replace the program could already act as root or as us.
+/// else, or (a directory like /tmp) writable by others but sticky: there no one else may
+/// rename or remove what root or we own, and the next component is checked for that. Whoever
+/// could replace the program could already act as root or as us.
 fn only_trusted_write(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let me = unsafe { libc::geteuid() };
-    path.ancestors()
-        .all(|p| std::fs::metadata(p).is_ok_and(|m| (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0))
+    path.ancestors().all(|p| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            let sticky_dir = m.is_dir() && m.mode() & 0o1000 != 0 && p != path;
+            (m.uid() == 0 || m.uid() == me) && (m.mode() & 0o022 == 0 || sticky_dir)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -168,5 +174,18 @@ mod tests {
         assert!(err.contains("does not exist"), "{err}");
         // memcached and the endpoint are never started from lab.json's program.
         assert!(check_program(&node(NodeKind::Memcached, Server::Redis, "/bin/sh")).is_ok());
+    }
+
+    /// A checkout under /tmp (world-writable but sticky) is ours; a directory anyone may write
+    /// is not (CI clones into such a place: its .servers/valkey/bin must pass).
+    #[test]
+    fn a_sticky_tmp_is_trusted_above_our_own_directory_and_an_open_one_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let ours = tempfile::tempdir_in("/tmp").unwrap();
+        let program = ours.path().join("valkey-server");
+        std::fs::write(&program, "").unwrap();
+        assert!(only_trusted_write(&program), "{}", program.display());
+        std::fs::set_permissions(ours.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!only_trusted_write(&program), "a directory anyone may write");
     }
 }

@@ -165,9 +165,11 @@ fn a_program_lab_json_names_is_run_only_when_it_is_the_server() {
     let marker = lab.tmp.path().join("marker");
     let bin = lab.tmp.path().join("x");
     std::fs::create_dir(&bin).unwrap();
+    // A directory others may write (as an attacker's would be): not sticky, mode 0777.
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let script = format!("#!/bin/sh\ntouch '{}'\nexec redis-server \"$@\"\n", marker.display());
     let evil = bin.join("evil.sh");
-    // Named like the server: still not the redis-server PATH finds, and in a world-writable /tmp.
+    // Named like the server: still not the redis-server PATH finds, and where others can write.
     let named = bin.join("redis-server");
     for p in [&evil, &named] {
         std::fs::write(p, &script).unwrap();
