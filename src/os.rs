@@ -47,6 +47,12 @@ pub(crate) fn identify_as(raw_pid: u64, addrs: &[SocketAddr], names: &[&str]) ->
             names.join(", ")
         ));
     }
+    // Its sockets are read in its own namespace, the target's address is reached in ours: the
+    // same only when it is one namespace (a container's 127.0.0.1 is not this machine's).
+    let netns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
+    if netns(&pid.to_string()) != netns("self") {
+        return Err(format!("pid {pid} ({comm}) is in another network namespace than failprobe"));
+    }
     let listening = listeners(pid).map_err(|e| format!("pid {pid} ({comm}): cannot read its sockets: {e}"))?;
     for at in addrs {
         if let Some(socket) = listening.iter().find(|l| serves(**l, *at)) {

@@ -340,7 +340,12 @@ impl EventKind {
                 Vec::new()
             }
             EventKind::TriggerFinish { detail } => vec![detail],
-            EventKind::TriggerError { message } | EventKind::IntegrityError { message } => vec![message],
+            // A trigger's error may quote its command line as typed.
+            EventKind::TriggerError { message } => {
+                *message = scrub_command(message);
+                Vec::new()
+            }
+            EventKind::IntegrityError { message } => vec![message],
             EventKind::Reconnect { error: Some(error), .. } => vec![error],
             EventKind::Aws { message, .. } => vec![message],
             EventKind::TrialEnd { reason } => vec![reason],

@@ -53,14 +53,26 @@ pub(crate) fn any_known() -> bool {
 /// the flags and variables that carry passwords by convention (`redis-cli -a PW`, `--pass PW`,
 /// `REDISCLI_AUTH=PW`), which failprobe may never have been told.
 pub fn scrub_command(text: &str) -> String {
-    static FLAGS: OnceLock<regex::Regex> = OnceLock::new();
-    let flags = FLAGS.get_or_init(|| {
-        regex::Regex::new(
-            r#"(?i)((?:^|[\s;&|(])(?:-a|--pass|--password|--requirepass|--auth|--masterauth|--token)(?:\s+|=)|\b[A-Z_]*(?:PASSWORD|PASS|AUTH|SECRET|TOKEN)[A-Z_]*=)('[^']*'|"[^"]*"|[^\s;&|)]+)"#,
-        )
-        .expect("a valid pattern")
+    static PATTERNS: OnceLock<[regex::Regex; 3]> = OnceLock::new();
+    let value = r#"('[^']*'|"[^"]*"|[^\s;&|)]+)"#;
+    let [flags, cli, words] = PATTERNS.get_or_init(|| {
+        let re = |p: String| regex::Regex::new(&p).expect("a valid pattern");
+        [
+            // Long flags and NAME=value assignments whose name ends in a secret's word.
+            re(format!(
+                r"((?:^|[\s;&|(])(?:--pass|--password|--requirepass|--auth|--masterauth|--token)(?:\s+|=)|\b[A-Za-z0-9_]*(?:PASSWORD|PASS|AUTH|SECRET|TOKEN)=){value}"
+            )),
+            // `-a PW` is redis-cli's (and valkey-cli's); `ls -a` is not a password.
+            re(format!(r"(\b(?:redis|valkey)-cli\b[^;&|]*?\s-a\s+){value}")),
+            // A password as a command's argument: AUTH pw, CONFIG SET requirepass pw, auth-pass pw.
+            re(format!(r"(?i)(\b(?:auth|requirepass|masterauth|auth-pass)\s+){value}")),
+        ]
     });
-    scrub(&flags.replace_all(text, "${1}***"))
+    let mut out = text.to_string();
+    for pattern in [flags, cli, words] {
+        out = pattern.replace_all(&out, "${1}***").into_owned();
+    }
+    scrub(&out)
 }
 
 /// A run's meta as it may be stored and reported: trigger labels (a `command=` as typed), the
@@ -149,6 +161,12 @@ mod tests {
     fn command_lines_lose_the_values_of_password_flags() {
         let typed = "redis-cli -h 10.0.0.5 -a 'S3cret pw' --pass=two --no-auth-warning DEBUG SLEEP 0";
         assert_eq!(scrub_command(typed), "redis-cli -h 10.0.0.5 -a *** --pass=*** --no-auth-warning DEBUG SLEEP 0");
+        assert_eq!(scrub_command("ls -a /tmp; DB2_PASSWORD=x9 run"), "ls -a /tmp; DB2_PASSWORD=*** run");
+        assert_eq!(
+            scrub_command("redis-cli -p 1 CONFIG SET requirepass n3w"),
+            "redis-cli -p 1 CONFIG SET requirepass ***"
+        );
+        assert_eq!(scrub_command("valkey-cli AUTH pw1"), "valkey-cli AUTH ***");
         assert_eq!(
             scrub_command("REDISCLI_AUTH=hunter22 redis-cli -p 1 PING"),
             "REDISCLI_AUTH=*** redis-cli -p 1 PING"

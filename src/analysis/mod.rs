@@ -210,9 +210,12 @@ fn late_threshold_us(meta: &RunMeta) -> u64 {
 /// A stored run read back through the analysis (`failprobe report`, `compare`): its events, then
 /// its samples, both streamed from disk. Memory does not depend on the run's length.
 pub fn replay(run: &crate::record::store::StoredRun) -> anyhow::Result<Analysis> {
-    let mut a = Analyzer::new(run.meta.clone());
+    // A run stored by an older failprobe may hold a label or message as it was typed.
+    let mut a = Analyzer::new(crate::secret::scrub_meta(run.meta.clone()));
     for e in run.events()? {
-        a.event(e?);
+        let mut e = e?;
+        e.kind.scrub_texts(crate::secret::scrub, crate::secret::scrub_command);
+        a.event(e);
     }
     for s in run.samples()? {
         a.sample(&s?);

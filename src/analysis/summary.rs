@@ -431,8 +431,22 @@ impl Summary {
         self.trials.iter().flat_map(|t| [t.writes.longest_outage_ms, t.reads.longest_outage_ms]).fold(0.0, f64::max)
     }
 
+    /// Acknowledged writes lost by every measured client, over all trials (a trial without
+    /// per-client sections, from an older run, counts its own figures).
     pub fn lost_acked_writes(&self) -> u64 {
-        self.trials.iter().map(|t| t.integrity.lost_acked_writes).sum()
+        self.integrities().filter(|i| i.checked).map(|i| i.lost_acked_writes).sum()
+    }
+
+    /// Write logs (one per client and trial) that could not be read: their loss is unknown.
+    pub fn unchecked_write_logs(&self) -> usize {
+        self.integrities().filter(|i| !i.checked).count()
+    }
+
+    fn integrities(&self) -> impl Iterator<Item = &Integrity> {
+        self.trials.iter().flat_map(|t| match t.clients.is_empty() {
+            true => vec![&t.integrity],
+            false => t.clients.iter().map(|c| &c.integrity).collect(),
+        })
     }
 
     /// What was measured, in one line (`describe_servers`); `None` for an older run.

@@ -168,11 +168,7 @@ pub(crate) fn decide(
             incomplete_reason: Some(reason),
         };
     }
-    let lost: u64 = trials.iter().map(|t| t.integrity.lost_acked_writes).sum();
-    let lost_text = match lost {
-        0 => String::new(),
-        n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
-    };
+    let lost_text = covered_loss(trials, budget);
     let has_budget = budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some();
     // The budget decides the word and the exit code; the clients it leaves out are still named.
     let others = outside_budget(trials, budget);
@@ -189,6 +185,29 @@ pub(crate) fn decide(
         ("recovered", format!("RECOVERED{scope}{lost_text} — no budget set{others}"), 0)
     };
     Verdict { kind: kind.into(), headline, exit_code, incomplete_reason: None }
+}
+
+/// The acknowledged writes the covered clients lost, summed over trials (" — 12 acknowledged
+/// writes lost"); "unknown" beside it when a covered client's write log could not be read. A
+/// trial without per-client sections (an older run) counts its own figures.
+fn covered_loss(trials: &[TrialSummary], budget: &BudgetResult) -> String {
+    let (mut lost, mut unchecked) = (0u64, 0usize);
+    for t in trials {
+        let covered: Vec<_> = t.clients.iter().filter(|c| covers(budget, &c.name)).map(|c| &c.integrity).collect();
+        let integrities = if t.clients.is_empty() { vec![&t.integrity] } else { covered };
+        for i in integrities {
+            lost += if i.checked { i.lost_acked_writes } else { 0 };
+            unchecked += usize::from(!i.checked);
+        }
+    }
+    let mut text = match lost {
+        0 => String::new(),
+        n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
+    };
+    if unchecked > 0 {
+        text.push_str(&format!(" — loss unknown in {unchecked} write log(s) not read"));
+    }
+    text
 }
 
 /// Whether the verdict covers client profile `name` (`--budget-clients`, as evaluated).
@@ -212,13 +231,13 @@ fn covered_clients<'a>(trials: &'a [TrialSummary], budget: &BudgetResult) -> Vec
 /// budget)", "; pinned NOT RECOVERED in 1 of 3 trials and lost 12 acknowledged writes (outside
 /// the budget)". Empty when there is none. Built here once: every output shows the headline.
 pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> String {
-    // name, trials measured, trials not recovered, acknowledged writes lost.
-    let mut seen: Vec<(&str, usize, usize, u64)> = Vec::new();
+    // name, trials measured, trials not recovered, acknowledged writes lost, logs not read.
+    let mut seen: Vec<(&str, usize, usize, u64, usize)> = Vec::new();
     for c in trials.iter().flat_map(|t| &t.clients).filter(|c| !covers(budget, &c.name)) {
         let i = match seen.iter().position(|(n, ..)| *n == c.name) {
             Some(i) => i,
             None => {
-                seen.push((&c.name, 0, 0, 0));
+                seen.push((&c.name, 0, 0, 0, 0));
                 seen.len() - 1
             }
         };
@@ -226,9 +245,10 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         e.1 += 1;
         e.2 += usize::from(!c.writes.recovered || !c.reads.recovered);
         e.3 += if c.integrity.checked { c.integrity.lost_acked_writes } else { 0 };
+        e.4 += usize::from(!c.integrity.checked);
     }
     let mut out = String::new();
-    for (name, measured, unrecovered, lost) in seen {
+    for (name, measured, unrecovered, lost, unread) in seen {
         let mut parts = Vec::new();
         if unrecovered > 0 {
             let within = if measured > 1 { format!(" in {unrecovered} of {measured} trials") } else { String::new() };
@@ -236,6 +256,9 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         }
         if lost > 0 {
             parts.push(format!("lost {lost} acknowledged write{}", if lost == 1 { "" } else { "s" }));
+        }
+        if unread > 0 {
+            parts.push(format!("loss unknown in {unread} of {measured} trials"));
         }
         if !parts.is_empty() {
             out.push_str(&format!("; {name} {} (outside the budget)", parts.join(" and ")));

@@ -53,11 +53,18 @@ impl Trigger for Pause {
         Box::pin(async move {
             let Process { pid, addrs } = primary_process(ctx).await?;
             let d = self.0;
-            let started = crate::os::start_time(pid as u64);
+            let started = crate::os::start_time(pid as u64).ok_or_else(|| anyhow!("pid {pid}: no such process"))?;
             let who = signal_verified(pid as u64, &addrs, libc::SIGSTOP)?;
+            if crate::os::start_time(pid as u64) != Some(started) {
+                // The pid changed hands between reading its start time and the check: what was
+                // stopped is not the process whose start time the resume would ask for.
+                let _ = crate::os::signal_same_process(pid as u64, crate::os::start_time(pid as u64).unwrap_or(0), libc::SIGCONT);
+                anyhow::bail!("pid {pid} changed while it was being paused; resumed, not measured");
+            }
             // Resumes the process even if this future is dropped (Ctrl-C, SIGTERM): a paused
-            // primary must never be left behind.
-            let guard = ResumeOnDrop { pid, started: started.unwrap_or(0) };
+            // primary must never be left behind. The start time read before the check names the
+            // process checked (a pid reused in between has another).
+            let guard = ResumeOnDrop { pid, started };
             tokio::time::sleep(d).await;
             drop(guard);
             Ok(format!("SIGSTOP to {who} for {d:?}, then SIGCONT"))

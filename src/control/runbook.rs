@@ -24,31 +24,45 @@ pub(crate) enum Step {
     Interrupted,
 }
 
-/// Runs one step and records it; `Err` when a `before` step failed (the run must stop). With
-/// `cancel`, a stop signal ends the step's whole process group at once.
+/// What a stop signal does to a step: `End` it (`--before`: its whole group at once), or
+/// `Shorten` it (`--after`, the clean-up: it goes on for at most `AFTER_WHEN_STOPPING` more).
+pub(crate) enum OnStop {
+    End(watch::Receiver<bool>),
+    Shorten(watch::Receiver<bool>),
+}
+
+/// Runs one step and records it; `Err` when a `before` step failed (the run must stop).
 pub(crate) async fn step(
     name: &str,
     command: &str,
     max_wait: Duration,
     report: &Reporter,
-    cancel: Option<watch::Receiver<bool>>,
+    on_stop: OnStop,
 ) -> Result<Step> {
-    let stopped = async move {
-        match cancel {
-            Some(mut c) => c.wait_for(|stop| *stop).await.map(|_| ()).unwrap_or(()),
-            None => std::future::pending().await,
-        }
+    let (mut stop, ends) = match on_stop {
+        OnStop::End(stop) => (stop, true),
+        OnStop::Shorten(stop) => (stop, false),
     };
+    let run = run_shell(command, max_wait);
+    tokio::pin!(run);
     let finished = tokio::select! {
-        done = run_shell(command, max_wait) => done,
-        _ = stopped => {
-            report.event(EventKind::RunbookStep {
-                step: name.to_string(),
-                command: command.to_string(),
-                status: "interrupted".to_string(),
-                output: "the run was stopped; its process group was ended".to_string(),
-            });
-            return Ok(Step::Interrupted);
+        done = &mut run => done,
+        Ok(_) = stop.wait_for(|stop| *stop) => {
+            if ends {
+                report.event(EventKind::RunbookStep {
+                    step: name.to_string(),
+                    command: command.to_string(),
+                    status: "interrupted".to_string(),
+                    output: "the run was stopped; its process group was ended".to_string(),
+                });
+                return Ok(Step::Interrupted);
+            }
+            match tokio::time::timeout(AFTER_WHEN_STOPPING, &mut run).await {
+                Ok(done) => done,
+                Err(_) => Err(anyhow::anyhow!(
+                    "did not finish within {AFTER_WHEN_STOPPING:?} once the run was stopping; its process group was ended"
+                )),
+            }
         }
     };
     let (status, output, ok) = match finished {
@@ -68,7 +82,8 @@ pub(crate) async fn step(
         output: output.clone(),
     });
     if !ok {
-        let why = format!("--{name} `{command}` {status}: {output}");
+        // The command as typed may carry a password: never printed or returned as it is.
+        let why = crate::secret::scrub_command(&format!("--{name} `{command}` {status}: {output}"));
         if name == "before" {
             return Err(UsageError::Invalid(format!("{why}; no failover was started")).into());
         }

@@ -236,6 +236,11 @@ impl Lab {
             format!("no lab in {} (start one with `failprobe lab up --dir {}`)", dir.display(), dir.display())
         })?;
         let file: LabFile = serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        // A node's name becomes file names in the lab directory (its .conf and .log): only the
+        // names `lab up` gives, never a path.
+        if let Some(bad) = file.nodes.iter().find(|n| !node::is_lab_name(&n.name)) {
+            bail!("{}: node name `{}` is not one `lab up` gives; not used", path.display(), bad.name.escape_debug());
+        }
         Ok(Lab {
             dir: dir.to_path_buf(),
             topology: file.topology,

@@ -339,6 +339,18 @@ pub(crate) fn scrubbed_env(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// `redis-1`, `sentinel-3`, `memcached-2`, `endpoint`: the names `lab up` gives its nodes.
+pub(crate) fn is_lab_name(name: &str) -> bool {
+    let (kind, number) = name.split_once('-').unwrap_or((name, ""));
+    match kind {
+        "endpoint" => number.is_empty(),
+        "redis" | "sentinel" | "memcached" => {
+            (1..=2).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
 /// Lab ports come from below the kernel's ephemeral range (32768 and up by default), where no
 /// outgoing connection takes its source port: a port found free a moment ago is then still
 /// free when the server binds it, even with other labs and clients busy beside it.

@@ -105,6 +105,8 @@ pub(crate) fn lab_processes(dir: &Path) -> Vec<Found> {
 /// A node's program from lab.json, before it is started: the binary `lab up` looks for this
 /// kind of node (by that name), and either the one PATH finds now or one in a directory only
 /// root or we can write (a `.servers/valkey/bin`). A script named in lab.json is never run.
+/// The directories of the path as named must be ours as well: a link in one that others could
+/// write might be swapped between this check and the start.
 pub(crate) fn check_program(node: &Node) -> Result<()> {
     let Some(program) = &node.program else { return Ok(()) };
     let wanted = match (node.kind, node.server) {
@@ -125,6 +127,9 @@ pub(crate) fn check_program(node: &Node) -> Result<()> {
     }
     let Ok(real) = program.canonicalize() else { return refuse("which does not exist") };
     let on_path = super::find_program(wanted, None).ok().and_then(|p| p.canonicalize().ok());
+    if !program.parent().is_some_and(only_trusted_write) {
+        return refuse("whose directory others can write (a link there could be swapped)");
+    }
     if on_path.as_deref() == Some(real.as_path()) || only_trusted_write(&real) {
         return Ok(());
     }
@@ -187,5 +192,17 @@ mod tests {
         assert!(only_trusted_write(&program), "{}", program.display());
         std::fs::set_permissions(ours.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!only_trusted_write(&program), "a directory anyone may write");
+    }
+
+    /// lab.json's node names become file names in the lab directory: only `lab up`'s own.
+    #[test]
+    fn only_the_names_lab_up_gives_are_taken_from_lab_json() {
+        use crate::lab::node::is_lab_name;
+        for ok in ["redis-1", "sentinel-3", "memcached-2", "redis-6", "endpoint"] {
+            assert!(is_lab_name(ok), "{ok}");
+        }
+        for bad in ["../../etc/x", "/tmp/a", "redis-", "redis-1/../x", "sentinel-123", "endpoint-1", "evil"] {
+            assert!(!is_lab_name(bad), "{bad}");
+        }
     }
 }

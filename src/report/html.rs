@@ -109,7 +109,7 @@ pub(super) fn verdict(h: &mut String, s: &Summary) {
         .filter(|t| down(&t.writes, &t.reads) || t.clients.iter().any(|c| down(&c.writes, &c.reads)))
         .count();
     let lost = s.lost_acked_writes();
-    let unchecked = s.trials.iter().filter(|t| !t.integrity.checked).count();
+    let unchecked = s.unchecked_write_logs();
     let _ = write!(
         h,
         "<section class=\"verdict {class}\"><div class=\"badge\">{word}</div><div><p class=\"headline\">{}</p><div class=\"figures\">",
@@ -121,8 +121,11 @@ pub(super) fn verdict(h: &mut String, s: &Summary) {
     };
     let outage_label = format!("longest outage (±{})", format_ms(s.resolution.outage_uncertainty_ms));
     figure(h, format_ms(s.longest_outage_ms()), &outage_label, s.longest_outage_ms() > 0.0);
-    let lost_label =
-        if unchecked > 0 { "acknowledged writes lost (some trials unchecked)" } else { "acknowledged writes lost" };
+    let lost_label = if unchecked > 0 {
+        "acknowledged writes lost, all clients (some logs unread)"
+    } else {
+        "acknowledged writes lost, all clients"
+    };
     figure(h, lost.to_string(), lost_label, lost > 0 || unchecked > 0);
     figure(h, seen, "what clients saw", !errors.is_empty());
     let recovered = if unrecovered > 0 { format!("{unrecovered} not recovered") } else { "all recovered".to_string() };

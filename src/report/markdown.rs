@@ -36,10 +36,14 @@ fn write_header(md: &mut String, s: &Summary) -> std::fmt::Result {
     writeln!(md, "# failprobe report: {}\n", s.scenario)?;
     writeln!(
         md,
-        "**{}** — longest outage {}, {} acknowledged writes lost over {} trial(s).\n",
+        "**{}** — longest outage {}, {} acknowledged writes lost by all clients{} over {} trial(s).\n",
         s.verdict(),
         format_ms(s.longest_outage_ms()),
         s.lost_acked_writes(),
+        match s.unchecked_write_logs() {
+            0 => String::new(),
+            n => format!(" ({n} write log(s) not read: their loss unknown)"),
+        },
         s.trials.len()
     )?;
     for v in &s.budget.violations {

@@ -31,7 +31,7 @@ async fn describe_one(target: &Target, found_as: &str, host: &str, port: u16, li
         (Discovery::Sentinel { master, .. }, "sentinel") => sentinel(target, master, host, port, limit).await,
         _ => data_node(target, host, port, limit).await,
     };
-    match read {
+    let meta = match read {
         Ok(meta) => ServerMeta { address, ..meta },
         Err(e) => ServerMeta {
             address,
@@ -41,7 +41,23 @@ async fn describe_one(target: &Target, found_as: &str, host: &str, port: u16, li
             settings: BTreeMap::new(),
             error: Some(e),
         },
+    };
+    bounded_texts(meta)
+}
+
+/// What a server said of itself goes into every header and file: printable, and short.
+fn bounded_texts(mut meta: ServerMeta) -> ServerMeta {
+    let short = |text: &str, max: usize| -> String { text.chars().filter(|c| !c.is_control()).take(max).collect() };
+    for text in [&mut meta.role, &mut meta.server, &mut meta.version] {
+        *text = short(text, 64);
     }
+    for value in meta.settings.values_mut() {
+        *value = short(value, 64);
+    }
+    if let Some(e) = meta.error.as_mut() {
+        *e = short(e, 300);
+    }
+    meta
 }
 
 async fn data_node(target: &Target, host: &str, port: u16, limit: Duration) -> Result<ServerMeta, String> {

@@ -10,6 +10,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// The most servers listed (and asked, and resolved one by one): a cluster of 128 shards with a
+/// replica each; more is a reply that names nodes without end.
+const MAX_SERVERS: usize = 256;
+
 /// One server the run may act on, and what its host resolved to.
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
@@ -73,7 +77,11 @@ impl Touched {
         let known: BTreeSet<String> = self.nodes.iter().map(Node::key).collect();
         let mut new: Vec<String> =
             now.nodes.iter().filter(|n| !n.is_loopback() && !known.contains(&n.key())).map(Node::describe).collect();
-        new.extend(now.unknown.iter().map(|u| format!("not listed: {u}")));
+        // A part that cannot be listed now may hide a server off loopback; unless the question
+        // already showed a part unlisted and was answered yes all the same.
+        if self.unknown.is_empty() {
+            new.extend(now.unknown.iter().map(|u| format!("not listed: {u}")));
+        }
         new
     }
 }
@@ -155,6 +163,14 @@ struct Found<'a> {
 impl Found<'_> {
     /// A server, once, with its host resolved through the target's resolver.
     async fn add(&mut self, role: &'static str, host: &str, port: u16) -> bool {
+        if self.seen.len() >= MAX_SERVERS {
+            // A reply naming ever more nodes is not listed on: the rest is not known to be local.
+            if self.seen.len() == MAX_SERVERS {
+                self.touched.unknown.push(format!("servers beyond the first {MAX_SERVERS} named"));
+                self.seen.insert((String::new(), 0));
+            }
+            return false;
+        }
         if !self.seen.insert((host.to_string(), port)) {
             return false;
         }
@@ -232,6 +248,8 @@ mod tests {
         assert!(!partial.all_loopback());
         assert_eq!(local.unconfirmed_in(&with_remote), vec!["primary 10.0.0.5:6379, not on loopback"]);
         assert!(with_remote.unconfirmed_in(&with_remote).is_empty());
+        assert_eq!(local.unconfirmed_in(&partial), vec!["not listed: the cluster's nodes (timeout)"]);
+        assert!(partial.unconfirmed_in(&partial).is_empty(), "an unlisted part agreed to stays agreed");
     }
 
     #[test]

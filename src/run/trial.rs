@@ -101,7 +101,8 @@ pub(super) async fn run_trial(
     // interrupted): the before-step may have paused the batch jobs half-way.
     let ending = match &ctx.plan.before {
         Some(command) => {
-            let before = runbook::step("before", command, ctx.plan.max_trial, &ctx.report, Some(ctx.cancel.clone()));
+            let stop = runbook::OnStop::End(ctx.cancel.clone());
+            let before = runbook::step("before", command, ctx.plan.max_trial, &ctx.report, stop);
             match before.await {
                 Ok(runbook::Step::Done) => backup_and_measure(ctx, trial, spec, last_trigger).await,
                 Ok(runbook::Step::Interrupted) => Ok(interrupted(ctx)),
@@ -111,13 +112,10 @@ pub(super) async fn run_trial(
         None => backup_and_measure(ctx, trial, spec, last_trigger).await,
     };
     if let Some(command) = &ctx.plan.after {
-        // Not cancellable (it is the clean-up), but bounded shorter once the run is stopping:
-        // a CI cancel's SIGKILL follows its SIGTERM within seconds.
-        let limit = match *ctx.cancel.borrow() {
-            true => ctx.plan.max_trial.min(runbook::AFTER_WHEN_STOPPING),
-            false => ctx.plan.max_trial,
-        };
-        runbook::step("after", command, limit, &ctx.report, None).await?;
+        // Not cancellable (it is the clean-up), but bounded shorter once the run is stopping,
+        // before it started or while it runs: a CI cancel's SIGKILL follows its SIGTERM soon.
+        let stop = runbook::OnStop::Shorten(ctx.cancel.clone());
+        runbook::step("after", command, ctx.plan.max_trial, &ctx.report, stop).await?;
     }
     ending
 }

@@ -150,7 +150,7 @@ fn command_labels_are_scrubbed_where_stored_and_outputs_are_private() {
     let port = lab.primary_port();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(PW).query(&mut lab.conn(port)).unwrap();
     let typed_only = "Typed0nlyPw";
-    let trigger = format!("command=true -a '{PW}' --pass {typed_only}");
+    let trigger = format!("command=: redis-cli -a '{PW}' --pass {typed_only}");
     let target = format!("redis://127.0.0.1:{port}");
     let out = lab.out("run");
     let env = [("FAILPROBE_PASSWORD", PW.to_string())];
@@ -160,7 +160,7 @@ fn command_labels_are_scrubbed_where_stored_and_outputs_are_private() {
     assert_nowhere(&o, Some(&out), "a command trigger");
     let meta = std::fs::read_to_string(out.join("run.json")).unwrap();
     assert!(!meta.contains(typed_only), "a password behind --pass stored in run.json: {meta}");
-    assert!(meta.contains("command=true -a *** --pass ***"), "{meta}");
+    assert!(meta.contains("command=: redis-cli -a *** --pass ***"), "{meta}");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&out), 0o700, "the run's directory");
     for file in walk(&out) {
@@ -173,9 +173,9 @@ fn command_labels_are_scrubbed_where_stored_and_outputs_are_private() {
     for name in ["samples.csv", "events.jsonl"] {
         std::fs::copy(out.join(name), old.join(name)).unwrap();
     }
-    let typed = format!("command=true -a '{PW}' --pass {typed_only}");
+    let typed = format!("command=: redis-cli -a '{PW}' --pass {typed_only}");
     let raw = serde_json::to_string(&typed).unwrap();
-    std::fs::write(old.join("run.json"), meta.replace("\"command=true -a *** --pass ***\"", &raw)).unwrap();
+    std::fs::write(old.join("run.json"), meta.replace("\"command=: redis-cli -a *** --pass ***\"", &raw)).unwrap();
     let merged = lab.out("merged");
     let o = failprobe_env(
         &["merge", out.to_str().unwrap(), old.to_str().unwrap(), "--out", merged.to_str().unwrap()],
