@@ -142,6 +142,16 @@ pub enum KeyspacePhase {
     After,
 }
 
+/// A lab network fault's two moments.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultState {
+    /// The rule (or qdisc) is in place: from now on the node's packets vanish (or are delayed).
+    Injected,
+    /// The rule is gone: the node's network is back.
+    Healed,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Event {
     pub at_us: u64,
@@ -311,6 +321,14 @@ pub enum EventKind {
         shard: Option<String>,
         server: String,
         role: String,
+    },
+    /// A lab network fault (`blackhole`, `partition`, `netem`) on `node` (address:port) was put
+    /// in place or removed; `detail` says exactly what (the peers cut off, the netem spec).
+    NetworkFault {
+        state: FaultState,
+        fault: String,
+        node: String,
+        detail: String,
     },
     TrialEnd {
         reason: String,

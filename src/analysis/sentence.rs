@@ -41,6 +41,10 @@ pub(crate) fn describe(kind: &EventKind) -> Option<String> {
             format!("{} scheduler fell behind: {late} probes sent late", stream.name())
         }
         EventKind::FailureDetected { source, detail } => format!("failure detected by {source}: {detail}"),
+        EventKind::NetworkFault { state, fault, node, detail } => match state {
+            crate::sample::FaultState::Injected => format!("network fault {fault} on {node} injected: {detail}"),
+            crate::sample::FaultState::Healed => format!("network fault {fault} on {node} healed: {detail}"),
+        },
         EventKind::EndpointFlip { endpoint, from: Some(from), to } => {
             format!("endpoint {endpoint} flipped: new connections go to {to} (were going to {from})")
         }
