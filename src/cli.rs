@@ -156,12 +156,16 @@ pub enum LabAction {
         /// primary (a real endpoint's DNS propagation and TTL) [default: 0s]
         #[arg(long, value_parser = crate::duration::parse_duration)]
         endpoint_lag: Option<std::time::Duration>,
+        #[command(flatten)]
+        settings: crate::scenario::LabSettingsArgs,
     },
     /// The lab's primary endpoint process (started by `lab up --topology endpoint`).
     #[command(hide = true)]
     Endpoint {
         #[arg(long)]
         dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::Ipv4Addr,
         #[arg(long)]
         port: u16,
         #[arg(long)]

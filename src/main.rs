@@ -181,12 +181,18 @@ fn compare(a: PathBuf, b: PathBuf, html: PathBuf) -> Result<i32> {
 
 async fn lab(action: LabAction) -> Result<i32> {
     match action {
-        LabAction::Endpoint { dir, port, lag_ms } => {
-            failprobe::lab::endpoint::serve(&dir, port, std::time::Duration::from_millis(lag_ms)).await?;
+        LabAction::Endpoint { dir, ip, port, lag_ms } => {
+            let at = std::net::SocketAddr::from((ip, port));
+            failprobe::lab::endpoint::serve(&dir, at, std::time::Duration::from_millis(lag_ms)).await?;
         }
-        LabAction::Up { topology, dir, server, endpoint_lag } => {
-            let options =
-                LabOptions { server, endpoint_lag: endpoint_lag.unwrap_or_default(), ..LabOptions::default() };
+        LabAction::Up { topology, dir, server, endpoint_lag, settings } => {
+            let settings = settings.over(Default::default())?;
+            let options = LabOptions {
+                server,
+                endpoint_lag: endpoint_lag.unwrap_or_default(),
+                settings,
+                ..LabOptions::default()
+            };
             let lab = Lab::up_with(topology, &dir, false, &options).await?;
             say!("lab ready in {} ({})", lab.dir.display(), lab.server.name());
             say!("target:  {}", lab.target_url());
@@ -208,13 +214,13 @@ async fn lab(action: LabAction) -> Result<i32> {
                 say!(
                     "{:<11} {:<21} pid {:<7} {}",
                     n.name,
-                    format!("127.0.0.1:{}", n.port),
+                    n.addr().to_string(),
                     n.pid,
                     if n.is_alive() { "running" } else { "stopped" }
                 );
             }
             match lab.readiness().await {
-                Readiness::Ready { primary } => say!("ready: primary 127.0.0.1:{primary}"),
+                Readiness::Ready { primary } => say!("ready: primary {}", lab.addr_of(primary)),
                 Readiness::NotReady(why) => {
                     say!("not ready: {why}");
                     return Ok(1);

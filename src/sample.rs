@@ -38,6 +38,9 @@ pub enum ErrorClass {
     Readonly,
     Loading,
     Masterdown,
+    /// NOREPLICAS: a primary with `min-replicas-to-write` refusing writes, as too few
+    /// replicas acknowledged lately (an isolated primary protecting itself).
+    Noreplicas,
     Clusterdown,
     Tryagain,
     Moved,
@@ -52,7 +55,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub(crate) const ALL: [ErrorClass; 15] = [
+    pub(crate) const ALL: [ErrorClass; 16] = [
         ErrorClass::Refused,
         ErrorClass::Reset,
         ErrorClass::Timeout,
@@ -62,6 +65,7 @@ impl ErrorClass {
         ErrorClass::Readonly,
         ErrorClass::Loading,
         ErrorClass::Masterdown,
+        ErrorClass::Noreplicas,
         ErrorClass::Clusterdown,
         ErrorClass::Tryagain,
         ErrorClass::Moved,
@@ -81,6 +85,7 @@ impl ErrorClass {
             ErrorClass::Readonly => "readonly",
             ErrorClass::Loading => "loading",
             ErrorClass::Masterdown => "masterdown",
+            ErrorClass::Noreplicas => "noreplicas",
             ErrorClass::Clusterdown => "clusterdown",
             ErrorClass::Tryagain => "tryagain",
             ErrorClass::Moved => "moved",

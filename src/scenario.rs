@@ -76,6 +76,66 @@ pub struct LabSection {
     /// `topology = "endpoint"`: how long after a failover new connections reach the new primary.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub endpoint_lag: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub down_after: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub failover_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub node_timeout: Option<Duration>,
+    pub min_replicas_to_write: Option<u32>,
+    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    pub min_replicas_max_lag: Option<Duration>,
+}
+
+impl LabSection {
+    /// The settings this section names, as the command line would give them.
+    fn settings(&self) -> LabSettingsArgs {
+        LabSettingsArgs {
+            down_after: self.down_after,
+            failover_timeout: self.failover_timeout,
+            node_timeout: self.node_timeout,
+            min_replicas_to_write: self.min_replicas_to_write,
+            min_replicas_max_lag: self.min_replicas_max_lag,
+        }
+    }
+}
+
+/// How a lab's servers protect themselves (`lab up`, `run --lab-topology`; the same keys in a
+/// scenario's `[lab]`). Unset: the lab's defaults (`lab::LabSettings`).
+#[derive(clap::Args, Default, Clone, Debug)]
+pub struct LabSettingsArgs {
+    /// Sentinel down-after-milliseconds of a lab this command starts [default: 1s]
+    #[arg(long, value_parser = duration::parse_duration)]
+    pub down_after: Option<Duration>,
+    /// Sentinel failover-timeout of a lab this command starts [default: 3s]
+    #[arg(long, value_parser = duration::parse_duration)]
+    pub failover_timeout: Option<Duration>,
+    /// cluster-node-timeout of a cluster lab this command starts [default: 1s]
+    #[arg(long, value_parser = duration::parse_duration)]
+    pub node_timeout: Option<Duration>,
+    /// min-replicas-to-write on the data nodes of a lab this command starts: a primary that
+    /// hears from fewer replicas refuses writes [default: 0, off]
+    #[arg(long)]
+    pub min_replicas_to_write: Option<u32>,
+    /// min-replicas-max-lag, whole seconds [default: 10s]
+    #[arg(long, value_parser = duration::parse_duration)]
+    pub min_replicas_max_lag: Option<Duration>,
+}
+
+impl LabSettingsArgs {
+    /// These settings over `base`; checked (`LabSettings::check`).
+    pub fn over(&self, base: crate::lab::LabSettings) -> Result<crate::lab::LabSettings> {
+        let ms = |d: Option<Duration>, was: u64| d.map_or(was, |d| d.as_millis() as u64);
+        let settings = crate::lab::LabSettings {
+            down_after_ms: ms(self.down_after, base.down_after_ms),
+            failover_timeout_ms: ms(self.failover_timeout, base.failover_timeout_ms),
+            node_timeout_ms: ms(self.node_timeout, base.node_timeout_ms),
+            min_replicas_to_write: self.min_replicas_to_write.unwrap_or(base.min_replicas_to_write),
+            min_replicas_max_lag_s: self.min_replicas_max_lag.map_or(base.min_replicas_max_lag_s, |d| d.as_secs()),
+        };
+        settings.check().map_err(|e| invalid(format!("{e:#}")))?;
+        Ok(settings)
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -273,6 +333,8 @@ pub struct Plan {
     pub lab_server: Option<Server>,
     /// The endpoint lab's lag (`--endpoint-lag`).
     pub endpoint_lag: Duration,
+    /// A lab the run starts: its protective settings (`--min-replicas-to-write`, ...).
+    pub lab_settings: crate::lab::LabSettings,
     /// `--dns-server`: where every name is looked up, by connections and by the DNS watch.
     pub dns_server: Option<std::net::SocketAddr>,
     /// `--write-ack`: what a write waits for before it counts as acknowledged.
@@ -326,7 +388,7 @@ impl Plan {
     pub(crate) fn check(&self, target: &Target, control: &Target, has_lab: bool) -> Result<()> {
         let plan = self;
         for spec in &plan.triggers {
-            if let Some(why) = spec.kind().refuses(control, has_lab || plan.pid.is_some()) {
+            if let Some(why) = spec.kind().refuses(control, has_lab, plan.pid.is_some()) {
                 return Err(invalid(format!("trigger `{}` {why}", spec.label())));
             }
         }
@@ -474,6 +536,8 @@ pub struct Overrides {
     /// endpoint reach the new primary (a real endpoint's DNS propagation and TTL) [default: 0s]
     #[arg(long, value_parser = duration::parse_duration)]
     pub endpoint_lag: Option<Duration>,
+    #[command(flatten)]
+    pub lab_settings: LabSettingsArgs,
     /// Look every name up on this DNS server (IP, or IP:PORT; port 53 by default) instead of
     /// the system's resolver: connections of every client profile and the DNS watch.
     #[arg(long)]
@@ -606,6 +670,8 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     // A target or lab given on the command line replaces the scenario's own lab.
     let endpoint_lag = o.endpoint_lag.or(f.lab.as_ref().and_then(|l| l.endpoint_lag)).unwrap_or_default();
     let lab_server = o.server.or(f.lab.as_ref().and_then(|l| l.server));
+    let from_file = f.lab.as_ref().map(LabSection::settings).unwrap_or_default();
+    let lab_settings = o.lab_settings.over(from_file.over(Default::default())?)?;
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
     let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
     let interval = o.interval.or(f.probe.interval).unwrap_or(defaults::INTERVAL);
@@ -649,6 +715,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         lab_topology,
         lab_server,
         endpoint_lag,
+        lab_settings,
         dns_server: dns_server(o.dns_server.or(f.probe.dns_server))?,
         before: o.before.or(f.runbook.as_ref().and_then(|r| r.before.clone())),
         after: o.after.or(f.runbook.as_ref().and_then(|r| r.after.clone())),

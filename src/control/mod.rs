@@ -45,6 +45,9 @@ pub struct TriggerContext {
     pub trials: usize,
     /// `--replication-group` / `--cache-cluster`: the AWS side of the run.
     pub aws: Option<Arc<crate::aws::watch::AwsRun>>,
+    /// The run's timeline, for what a trigger does on its own clock (a network fault healed);
+    /// None while only checking.
+    pub report: Option<crate::sink::Reporter>,
 }
 
 /// One way to cause a failover: a type in its own file (`src/control/<name>.rs`) that parses its
@@ -91,6 +94,8 @@ pub struct TriggerKind {
     pub help: &'static str,
     /// Acts on a server process (kill, pause, restart): needs `--lab` or `--pid`.
     pub needs_process: bool,
+    /// Acts on the lab's network (blackhole, partition, netem): needs a lab.
+    pub needs_lab: bool,
     /// Calls the AWS API: always confirmed, whatever the endpoint.
     pub calls_aws: bool,
     /// Can act on anything (a shell command): always confirmed.
@@ -103,9 +108,12 @@ pub struct TriggerKind {
 impl TriggerKind {
     /// Why this trigger cannot act on `target` (its kind) or without a process to signal; None
     /// when it can. `Plan::check` is the one caller: a plan is refused in one place.
-    pub(crate) fn refuses(&self, target: &Target, has_process: bool) -> Option<&'static str> {
-        if self.needs_process && !has_process {
+    pub(crate) fn refuses(&self, target: &Target, has_lab: bool, has_pid: bool) -> Option<&'static str> {
+        if self.needs_process && !has_lab && !has_pid {
             return Some("needs the primary's process: give --lab DIR or --pid PID");
+        }
+        if self.needs_lab && !has_lab {
+            return Some("acts on a lab's network only: give --lab DIR or --lab-topology");
         }
         match self.needs {
             Needs::Sentinel if !target.is_sentinel() => Some("needs a redis+sentinel:// target"),
@@ -121,6 +129,7 @@ const fn row(name: &'static str, usage: &'static str, help: &'static str) -> Tri
         usage,
         help,
         needs_process: false,
+        needs_lab: false,
         calls_aws: false,
         always_confirm: false,
         needs: Needs::Any,
@@ -132,6 +141,9 @@ const fn row(name: &'static str, usage: &'static str, help: &'static str) -> Tri
 impl TriggerKind {
     const fn process(self) -> Self {
         Self { needs_process: true, ..self }
+    }
+    const fn lab(self) -> Self {
+        Self { needs_lab: true, ..self }
     }
     const fn aws(self) -> Self {
         Self { calls_aws: true, ..self }
@@ -217,6 +229,23 @@ triggers! {
             "kill a lab node and start it again on the same port (a node replacement)",
         ).process(),
         Pause(Pause) => row("pause", "pause=<duration>", "SIGSTOP the primary for the duration, then SIGCONT").process(),
+    }
+    network {
+        Blackhole(Blackhole) => row(
+            "blackhole",
+            "blackhole[=<duration>]",
+            "the lab's primary loses its network silently, no RST or FIN (default: until the trial ends)",
+        ).lab(),
+        Partition(Partition) => row(
+            "partition",
+            "partition[=<duration>]",
+            "the lab's primary cut off from its replicas and sentinels (or the other cluster nodes), still reachable to clients",
+        ).lab(),
+        Netem(NetemFault) => row(
+            "netem",
+            "netem=delay=<d>[,jitter=<d>][,loss=<p>%][,for=<duration>]",
+            "the lab's primary's outgoing packets delayed and/or lost (tc netem), the gray failure",
+        ).lab(),
     }
     command {
         Command(Command) => row(
@@ -381,6 +410,9 @@ mod tests {
             "elasticache-test-failover",
             "elasticache-promote=c1",
             "elasticache-reboot=mc:0001",
+            "blackhole",
+            "partition=5s",
+            "netem=delay=200ms,loss=5%,for=10s",
         ] {
             let spec = TriggerSpec::parse(text).unwrap();
             assert_eq!(spec.kind().name, text.split('=').next().unwrap(), "the row of {text}");

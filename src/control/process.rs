@@ -113,7 +113,7 @@ impl Trigger for Restart {
 
 /// The node a process trigger acts on: node `--shard N` of an engine that numbers its nodes
 /// (memcached), the chosen cluster shard's primary, or the primary.
-async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
+pub(crate) async fn target_node(ctx: &TriggerContext) -> Result<(String, u16)> {
     if let Some(node) = ctx.target.memcache_node(ctx.shard.unwrap_or(0)) {
         return node.map_err(|e| anyhow!(e));
     }

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use redis::aio::MultiplexedConnection;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -12,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(2);
 
 /// The first half of `ports` become primaries (slots split evenly, in order), the second half
 /// their replicas (`ports[i + n]` replicates `ports[i]`).
-pub(super) async fn create(ports: &[u16], limit: Duration) -> Result<()> {
+pub(super) async fn create(ports: &[SocketAddr], limit: Duration) -> Result<()> {
     let until = Instant::now() + limit;
     let primaries = ports.len() / 2;
     let mut conns = Vec::new();
@@ -28,7 +29,7 @@ pub(super) async fn create(ports: &[u16], limit: Duration) -> Result<()> {
         command(conn, redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(i + 1)).await?;
     }
     for conn in conns.iter_mut().skip(1) {
-        command(conn, redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(ports[0])).await?;
+        command(conn, redis::cmd("CLUSTER").arg("MEET").arg(ports[0].ip().to_string()).arg(ports[0].port())).await?;
     }
     wait_all_known(&mut conns, ports, until).await?;
     for i in 0..primaries {
@@ -39,10 +40,10 @@ pub(super) async fn create(ports: &[u16], limit: Duration) -> Result<()> {
             match query::<()>(replica, redis::cmd("CLUSTER").arg("REPLICATE").arg(&id)).await {
                 Ok(()) => break,
                 Err(e) if Instant::now() < until => {
-                    tracing::debug!("CLUSTER REPLICATE on 127.0.0.1:{}: {e:#}", ports[i + primaries]);
+                    tracing::debug!("CLUSTER REPLICATE on {}: {e:#}", ports[i + primaries]);
                     sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => return Err(e.context(format!("127.0.0.1:{} replicating {id}", ports[i + primaries]))),
+                Err(e) => return Err(e.context(format!("{} replicating {id}", ports[i + primaries]))),
             }
         }
     }
@@ -58,14 +59,14 @@ fn slot_range(i: usize, n: usize) -> (u16, u16) {
 }
 
 /// Every node lists every other one, none of them still in the handshake.
-async fn wait_all_known(conns: &mut [MultiplexedConnection], ports: &[u16], until: Instant) -> Result<()> {
+async fn wait_all_known(conns: &mut [MultiplexedConnection], ports: &[SocketAddr], until: Instant) -> Result<()> {
     loop {
         let mut missing = None;
         for (conn, port) in conns.iter_mut().zip(ports) {
             let nodes: String = query(conn, redis::cmd("CLUSTER").arg("NODES")).await?;
             let joined = nodes.lines().filter(|l| !l.contains("handshake") && !l.contains("noaddr")).count();
             if joined < ports.len() {
-                missing = Some(format!("127.0.0.1:{port} knows {joined} of {} nodes", ports.len()));
+                missing = Some(format!("{port} knows {joined} of {} nodes", ports.len()));
                 break;
             }
         }
@@ -77,12 +78,12 @@ async fn wait_all_known(conns: &mut [MultiplexedConnection], ports: &[u16], unti
     }
 }
 
-async fn connect(port: u16) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+async fn connect(port: SocketAddr) -> Result<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://{port}"))?;
     timeout(LIMIT, client.get_multiplexed_async_connection())
         .await
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?
-        .with_context(|| format!("connecting to 127.0.0.1:{port}"))
+        .with_context(|| format!("connecting to {port}"))?
+        .with_context(|| format!("connecting to {port}"))
 }
 
 async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> Result<T> {

@@ -1,4 +1,4 @@
-//! The lab's primary endpoint: a stable `127.0.0.1:PORT` that sends each *new* connection to
+//! The lab's primary endpoint: a stable `ADDRESS:PORT` of its own on loopback that sends each *new* connection to
 //! the current primary (as Sentinel names it), `lag` after the primary changed, while open
 //! connections stay on the node they reached, as with a managed service's DNS name. It runs as
 //! its own process (`failprobe lab endpoint`, started by `lab up`), and logs every flip to
@@ -29,13 +29,12 @@ pub struct Flip {
 }
 
 /// Serves the endpoint of the lab in `dir` on `port` until killed.
-pub async fn serve(dir: &Path, port: u16, lag: Duration) -> Result<()> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("endpoint: binding 127.0.0.1:{port}"))?;
+pub async fn serve(dir: &Path, at: std::net::SocketAddr, lag: Duration) -> Result<()> {
+    let listener = TcpListener::bind(at).await.with_context(|| format!("endpoint: binding {at}"))?;
     let lab = Lab::read(dir)?;
     let first = loop {
         if let Some(p) = lab.current_primary().await {
-            break format!("127.0.0.1:{p}");
+            break lab.addr_of(p).to_string();
         }
         tokio::time::sleep(POLL).await;
     };
@@ -68,7 +67,7 @@ async fn follow_primary(lab: Lab, tx: watch::Sender<String>, lag: Duration) {
     loop {
         tokio::time::sleep(POLL).await;
         let Some(port) = lab.current_primary().await else { continue };
-        let now = format!("127.0.0.1:{port}");
+        let now = lab.addr_of(port).to_string();
         let was = tx.borrow().clone();
         if now == was {
             continue;

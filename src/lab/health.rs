@@ -7,6 +7,7 @@ use crate::target::info_field;
 use anyhow::{bail, Result};
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -61,32 +62,33 @@ impl Lab {
         }
         let primary = self.agreed_primary().await?;
         let replicas: Vec<u16> = self.redis_ports().into_iter().filter(|p| *p != primary).collect();
-        let primary_info = info(primary, "replication").await?;
+        let at = self.addr_of(primary);
+        let primary_info = info(at, "replication").await?;
         if info_field(&primary_info, "role").as_deref() != Some("master") {
-            bail!("127.0.0.1:{primary} is not a primary yet");
+            bail!("{at} is not a primary yet");
         }
         for port in &replicas {
-            let r = info(*port, "replication").await?;
+            let r = info(self.addr_of(*port), "replication").await?;
             let linked = info_field(&r, "role").as_deref() == Some("slave")
                 && info_field(&r, "master_port").as_deref() == Some(&port_str(primary))
                 && info_field(&r, "master_link_status").as_deref() == Some("up");
             if !linked {
-                bail!("replica 127.0.0.1:{port} is not linked to 127.0.0.1:{primary}");
+                bail!("replica {} is not linked to {at}", self.addr_of(*port));
             }
             let synced = (0..16).filter_map(|i| info_field(&primary_info, &format!("slave{i}"))).any(|line| {
                 line.contains(&format!("port={port},")) && line.contains("state=online") && lag(&line) <= 1
             });
             if !synced {
-                bail!("replica 127.0.0.1:{port} is not in sync");
+                bail!("replica {} is not in sync", self.addr_of(*port));
             }
         }
-        for s in self.sentinel_ports() {
+        for s in self.sentinel_addrs() {
             let m = sentinel_master(s).await?;
             let ok = m.get("num-other-sentinels").map(String::as_str) == Some("2")
                 && m.get("num-slaves").and_then(|n| n.parse::<usize>().ok()) >= Some(replicas.len())
                 && m.get("flags").map(String::as_str) == Some("master");
             if !ok {
-                bail!("sentinel 127.0.0.1:{s} does not see the whole lab yet");
+                bail!("sentinel {s} does not see the whole lab yet");
             }
         }
         Ok(primary)
@@ -98,13 +100,14 @@ impl Lab {
         let ports = self.redis_ports();
         let mut primaries = Vec::new();
         for &port in &ports {
-            let mut conn = connect(port).await?;
+            let at = self.addr_of(port);
+            let mut conn = connect(at).await?;
             let ci: String = timeout(LIMIT, redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn)).await??;
             let ok = info_field(&ci, "cluster_state").as_deref() == Some("ok")
                 && info_field(&ci, "cluster_slots_ok").as_deref() == Some("16384")
                 && info_field(&ci, "cluster_known_nodes").and_then(|n| n.parse::<usize>().ok()) == Some(ports.len());
             if !ok {
-                bail!("cluster node 127.0.0.1:{port} does not see a healthy cluster yet");
+                bail!("cluster node {at} does not see a healthy cluster yet");
             }
             // Every slot range must list a replica: a trigger picks its replica from here.
             let slots: redis::Value =
@@ -116,13 +119,13 @@ impl Lab {
                 _ => false,
             };
             if !all_replicated {
-                bail!("cluster node 127.0.0.1:{port} does not list a replica for every shard yet");
+                bail!("cluster node {at} does not list a replica for every shard yet");
             }
-            let r = info(port, "replication").await?;
+            let r = info(at, "replication").await?;
             match info_field(&r, "role").as_deref() {
                 Some("master") => primaries.push(port),
                 _ if info_field(&r, "master_link_status").as_deref() != Some("up") => {
-                    bail!("cluster replica 127.0.0.1:{port} is not linked to its primary")
+                    bail!("cluster replica {at} is not linked to its primary")
                 }
                 _ => {}
             }
@@ -135,27 +138,25 @@ impl Lab {
 
     /// Every memcached node answers `version`. Returns the first node's port.
     async fn check_memcached(&self) -> Result<u16> {
-        let ports: Vec<u16> = self.nodes().iter().map(|n| n.port).collect();
-        for &port in &ports {
+        let nodes = self.nodes();
+        for at in nodes.iter().map(|n| n.addr()) {
             let deadline = Instant::now() + LIMIT;
-            let mut conn = crate::memcached::proto::Conn::connect(&format!("127.0.0.1:{port}"), deadline)
+            let mut conn = crate::memcached::proto::Conn::connect(&at.to_string(), deadline)
                 .await
-                .map_err(|e| anyhow::anyhow!("memcached 127.0.0.1:{port}: {e}"))?;
-            conn.get(b"failprobe:ready", deadline)
-                .await
-                .map_err(|e| anyhow::anyhow!("memcached 127.0.0.1:{port}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("memcached {at}: {e}"))?;
+            conn.get(b"failprobe:ready", deadline).await.map_err(|e| anyhow::anyhow!("memcached {at}: {e}"))?;
         }
-        ports.first().copied().ok_or_else(|| anyhow::anyhow!("no memcached node"))
+        nodes.first().map(|n| n.port).ok_or_else(|| anyhow::anyhow!("no memcached node"))
     }
 
     /// The primary every sentinel announces (they must agree), or the one redis node that says
     /// it is a primary when there are no sentinels.
     async fn agreed_primary(&self) -> Result<u16> {
-        let sentinels = self.sentinel_ports();
+        let sentinels = self.sentinel_addrs();
         if sentinels.is_empty() {
             let mut primaries = Vec::new();
             for p in self.redis_ports() {
-                if info_field(&info(p, "replication").await?, "role").as_deref() == Some("master") {
+                if info_field(&info(self.addr_of(p), "replication").await?, "role").as_deref() == Some("master") {
                     primaries.push(p);
                 }
             }
@@ -193,7 +194,7 @@ impl Lab {
     /// Runtime-only test knobs (lab notes): a demoted primary rejoins as a replica in ~5 s
     /// instead of ~13 s, so repeated trials do not wait for it.
     pub(super) async fn tune_sentinels(&self) {
-        for s in self.sentinel_ports() {
+        for s in self.sentinel_addrs() {
             if let Ok(mut conn) = connect(s).await {
                 let _: Result<(), _> = redis::cmd("SENTINEL")
                     .arg("DEBUG")
@@ -221,18 +222,18 @@ fn lag(line: &str) -> u64 {
     line.split(',').find_map(|kv| kv.strip_prefix("lag=")?.parse().ok()).unwrap_or(u64::MAX)
 }
 
-async fn connect(port: u16) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+async fn connect(at: SocketAddr) -> Result<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://{at}"))?;
     Ok(timeout(LIMIT, client.get_multiplexed_async_connection()).await??)
 }
 
-pub async fn info(port: u16, section: &str) -> Result<String> {
-    let mut conn = connect(port).await?;
+pub async fn info(at: SocketAddr, section: &str) -> Result<String> {
+    let mut conn = connect(at).await?;
     Ok(timeout(LIMIT, redis::cmd("INFO").arg(section).query_async(&mut conn)).await??)
 }
 
-async fn sentinel_master(port: u16) -> Result<HashMap<String, String>> {
-    let mut conn = connect(port).await?;
+async fn sentinel_master(at: SocketAddr) -> Result<HashMap<String, String>> {
+    let mut conn = connect(at).await?;
     let flat: Vec<String> =
         timeout(LIMIT, redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME).query_async(&mut conn)).await??;
     Ok(flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())

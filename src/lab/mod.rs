@@ -1,21 +1,25 @@
-//! A local lab on loopback, on ports the OS picks: a primary + replica (and three sentinels), a
+//! A local lab on loopback, each node on an address of its own (`node::node_ip`): a primary + replica (and three sentinels), a
 //! 3 + 3 node cluster, or two memcached nodes, started from the servers on PATH: Redis, or
 //! Valkey (`--server valkey`, or when only Valkey is installed). `lab.json` in its directory
 //! describes it for `--lab DIR`, `lab status` and `lab down`.
 
 mod cluster;
 pub mod endpoint;
+mod fault;
 mod health;
 mod lock;
 mod node;
 mod verify;
 
+pub(crate) use fault::check_can_inject as fault_check;
+pub use fault::{FaultKind, Netem};
 pub use health::Readiness;
-use node::free_port;
+use node::{free_port, node_ip};
 pub use node::{Node, NodeKind, Server};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,6 +29,62 @@ pub(crate) const LAB_FILE: &str = "lab.json";
 /// Sentinel settings from the lab notes: kill -9 → ~2.2 s outage, tests stay fast.
 pub(crate) const DOWN_AFTER_MS: u64 = 1000;
 pub(crate) const FAILOVER_TIMEOUT_MS: u64 = 3000;
+/// Lab notes: node-timeout 1000 gives a ~2.3 s cluster failover on kill -9.
+pub(crate) const NODE_TIMEOUT_MS: u64 = 1000;
+/// Redis's own default for `min-replicas-max-lag`.
+pub(crate) const MIN_REPLICAS_MAX_LAG_S: u64 = 10;
+
+/// The settings people protect themselves with, as the lab runs them (scenario `[lab]`,
+/// `lab up` flags): each one's effect is what a run with and without it measures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabSettings {
+    /// Sentinel `down-after-milliseconds`: silence before a sentinel calls the primary down.
+    pub down_after_ms: u64,
+    /// Sentinel `failover-timeout`.
+    pub failover_timeout_ms: u64,
+    /// Cluster `cluster-node-timeout`.
+    pub node_timeout_ms: u64,
+    /// `min-replicas-to-write` on every data node (0: off, Redis's default): a primary that
+    /// hears from fewer replicas refuses writes (NOREPLICAS) ...
+    pub min_replicas_to_write: u32,
+    /// ... after `min-replicas-max-lag` seconds without their acknowledgement.
+    pub min_replicas_max_lag_s: u64,
+}
+
+impl Default for LabSettings {
+    fn default() -> Self {
+        Self {
+            down_after_ms: DOWN_AFTER_MS,
+            failover_timeout_ms: FAILOVER_TIMEOUT_MS,
+            node_timeout_ms: NODE_TIMEOUT_MS,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag_s: MIN_REPLICAS_MAX_LAG_S,
+        }
+    }
+}
+
+impl LabSettings {
+    /// The lines a data node's config gets from these settings.
+    fn data_node_lines(&self) -> String {
+        match self.min_replicas_to_write {
+            0 => String::new(),
+            n => format!("min-replicas-to-write {n}\nmin-replicas-max-lag {}\n", self.min_replicas_max_lag_s),
+        }
+    }
+
+    /// Refuses values the servers would refuse or that make no lab (checked before anything
+    /// starts).
+    pub fn check(&self) -> Result<()> {
+        if self.down_after_ms == 0 || self.failover_timeout_ms == 0 || self.node_timeout_ms == 0 {
+            bail!("lab settings: down-after, failover-timeout and node-timeout must be above 0 ms");
+        }
+        if self.min_replicas_to_write > 0 && self.min_replicas_max_lag_s == 0 {
+            bail!("lab settings: min-replicas-max-lag must be at least 1 s when min-replicas-to-write is set");
+        }
+        Ok(())
+    }
+}
 const INSTALL_HINT: &str =
     "install them with scripts/install-servers.sh, or: sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel memcached";
 const VALKEY_HINT: &str =
@@ -56,6 +116,7 @@ pub struct LabOptions {
     pub endpoint_lag: Duration,
     /// A directory searched before PATH for the server programs.
     pub programs: Option<PathBuf>,
+    pub settings: LabSettings,
 }
 
 impl LabOptions {
@@ -95,6 +156,9 @@ pub(crate) struct LabFile {
     pub master_name: String,
     pub target: String,
     pub primary_url: String,
+    /// How its servers were configured (a lab.json from before has none: the defaults).
+    #[serde(default)]
+    pub settings: LabSettings,
     pub nodes: Vec<Node>,
 }
 
@@ -102,6 +166,7 @@ pub struct Lab {
     pub dir: PathBuf,
     pub topology: Topology,
     pub server: Server,
+    pub settings: LabSettings,
     /// The data node's and (Sentinel) the sentinel's program, found when the lab started.
     programs: Vec<PathBuf>,
     nodes: Mutex<Vec<Node>>,
@@ -110,6 +175,9 @@ pub struct Lab {
     owned: bool,
     /// The lab directory's lock, for as long as this value uses the lab (`load`).
     _lock: Option<lock::LabLock>,
+    /// A network fault kept until the trial ends (`hold_fault`); healed when this value is
+    /// dropped, whoever owns the processes.
+    fault: Mutex<Option<fault::Fault>>,
 }
 
 impl Lab {
@@ -121,6 +189,7 @@ impl Lab {
     /// `up`, with the server to run and the endpoint's lag.
     pub async fn up_with(topology: Topology, dir: &Path, owned: bool, options: &LabOptions) -> Result<Lab> {
         let endpoint_lag = options.endpoint_lag;
+        options.settings.check()?;
         let (server, programs) = options.resolve(topology)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating lab directory {}", dir.display()))?;
         let dir = dir.canonicalize()?;
@@ -141,71 +210,80 @@ impl Lab {
             );
         }
         remove_stale_files(&dir);
+        // A SIGKILLed run may have left its fault in place: the new lab starts healed.
+        fault::remove_leftovers(&dir);
         let lab = Lab {
             dir: dir.clone(),
             topology,
             server,
+            settings: options.settings.clone(),
             programs,
             nodes: Mutex::new(Vec::new()),
             children: Mutex::new(Vec::new()),
             owned,
             _lock: None,
+            fault: Mutex::new(None),
         };
+        let net = node::lab_net();
+        let ip = |name: &str| node_ip(net, name);
         if topology == Topology::Cluster {
-            lab.start_cluster().await?;
+            lab.start_cluster(net).await?;
             return Ok(lab);
         }
         if topology == Topology::Memcached {
             for i in 1..=2 {
-                lab.spawn(Node::memcached(&format!("memcached-{i}"), free_port()?))?;
+                let name = format!("memcached-{i}");
+                lab.spawn(Node::memcached(&name, ip(&name), free_port(ip(&name))?))?;
             }
             lab.save()?;
             lab.wait_ready(Duration::from_secs(30)).await?;
             return Ok(lab);
         }
-        let primary = free_port()?;
-        let replica = free_port()?;
-        lab.spawn(Node::redis("redis-1", primary, None)?)?;
-        lab.spawn(Node::redis("redis-2", replica, Some(primary))?)?;
+        let primary = SocketAddr::from((ip("redis-1"), free_port(ip("redis-1"))?));
+        let replica = free_port(ip("redis-2"))?;
+        lab.spawn(Node::redis("redis-1", ip("redis-1"), primary.port(), None)?)?;
+        lab.spawn(Node::redis("redis-2", ip("redis-2"), replica, Some(primary))?)?;
         if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
             for i in 1..=3 {
-                lab.spawn(Node::sentinel(&format!("sentinel-{i}"), free_port()?, primary)?)?;
+                let name = format!("sentinel-{i}");
+                lab.spawn(Node::sentinel(&name, ip(&name), free_port(ip(&name))?, primary)?)?;
             }
         }
         lab.save()?;
         if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
             // Before waiting: with Sentinel's default periods (INFO every 10 s, hello every
             // 2 s) a sentinel learns of the replica up to 10 s after it started.
-            for port in lab.sentinel_ports() {
-                node::wait_port_open(port, Duration::from_secs(10)).await?;
+            for addr in lab.sentinel_addrs() {
+                node::wait_port_open(addr, Duration::from_secs(10)).await?;
             }
             lab.tune_sentinels().await;
         }
         lab.wait_ready(Duration::from_secs(30)).await?;
         if topology == Topology::Endpoint {
-            let port = free_port()?;
-            lab.spawn(Node::endpoint("endpoint", port, endpoint_lag))?;
+            let at = SocketAddr::from((ip("endpoint"), free_port(ip("endpoint"))?));
+            lab.spawn(Node::endpoint("endpoint", ip("endpoint"), at.port(), endpoint_lag))?;
             lab.save()?;
-            node::wait_port_open(port, Duration::from_secs(10)).await?;
+            node::wait_port_open(at, Duration::from_secs(10)).await?;
         }
         Ok(lab)
     }
 
     /// Six cluster nodes, joined as 3 primaries + 3 replicas (`cluster::create`).
-    async fn start_cluster(&self) -> Result<()> {
-        let mut ports = Vec::new();
+    async fn start_cluster(&self, net: Ipv4Addr) -> Result<()> {
+        let mut addrs = Vec::new();
         for i in 1..=6 {
-            let port = node::free_cluster_port()?;
-            let mut node = Node::redis(&format!("redis-{i}"), port, None)?;
+            let name = format!("redis-{i}");
+            let ip = node_ip(net, &name);
+            let mut node = Node::redis(&name, ip, node::free_cluster_port(ip)?, None)?;
             node.cluster = true;
+            addrs.push(node.addr());
             self.spawn(node)?;
-            ports.push(port);
         }
         self.save()?;
-        for &p in &ports {
-            node::wait_port_open(p, Duration::from_secs(10)).await?;
+        for &a in &addrs {
+            node::wait_port_open(a, Duration::from_secs(10)).await?;
         }
-        cluster::create(&ports, Duration::from_secs(30)).await?;
+        cluster::create(&addrs, Duration::from_secs(30)).await?;
         self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
 
@@ -245,12 +323,14 @@ impl Lab {
             dir: dir.to_path_buf(),
             topology: file.topology,
             server: file.server,
+            settings: file.settings,
             // Each node in lab.json names its own program.
             programs: Vec::new(),
             nodes: Mutex::new(file.nodes),
             children: Mutex::new(Vec::new()),
             owned: false,
             _lock: None,
+            fault: Mutex::new(None),
         })
     }
 
@@ -271,38 +351,32 @@ impl Lab {
         self.nodes().into_iter().filter(|n| n.kind == NodeKind::Redis).collect()
     }
 
-    /// The endpoint's port (`Topology::Endpoint`).
-    pub fn endpoint_port(&self) -> Option<u16> {
-        self.nodes().into_iter().find(|n| n.kind == NodeKind::Endpoint).map(|n| n.port)
+    /// The endpoint's address (`Topology::Endpoint`).
+    pub fn endpoint_addr(&self) -> Option<SocketAddr> {
+        self.nodes().into_iter().find(|n| n.kind == NodeKind::Endpoint).map(|n| n.addr())
     }
 
     /// The lab through its sentinels: where triggers act, whatever the probes' target.
     pub fn sentinel_url(&self) -> Option<String> {
-        let sentinels = self.sentinel_ports();
-        let hosts: Vec<String> = sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        (!hosts.is_empty()).then(|| format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(",")))
+        let hosts = joined(&self.sentinel_addrs());
+        (!hosts.is_empty()).then(|| format!("redis+sentinel://{hosts}/{MASTER_NAME}"))
     }
 
-    fn sentinel_ports(&self) -> Vec<u16> {
-        self.nodes().into_iter().filter(|n| n.kind == NodeKind::Sentinel).map(|n| n.port).collect()
+    pub(crate) fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes().into_iter().filter(|n| n.kind == NodeKind::Sentinel).map(|n| n.addr()).collect()
     }
 
     /// The URL failprobe probes: the endpoint, else through the sentinels when there are some.
     pub fn target_url(&self) -> String {
-        let sentinels = self.sentinel_ports();
-        if let (Topology::Endpoint, Some(port)) = (self.topology, self.endpoint_port()) {
-            format!("redis://127.0.0.1:{port}")
+        if let (Topology::Endpoint, Some(at)) = (self.topology, self.endpoint_addr()) {
+            format!("redis://{at}")
         } else if self.topology == Topology::Cluster {
-            let seeds: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-            format!("redis+cluster://{}", seeds.join(","))
+            format!("redis+cluster://{}", joined(&self.redis_addrs()))
         } else if self.topology == Topology::Memcached {
-            let nodes: Vec<String> = self.nodes().iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-            format!("memcache://{}", nodes.join(","))
-        } else if sentinels.is_empty() {
-            self.primary_url()
+            let nodes: Vec<SocketAddr> = self.nodes().iter().map(Node::addr).collect();
+            format!("memcache://{}", joined(&nodes))
         } else {
-            let hosts: Vec<String> = sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-            format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+            self.sentinel_url().unwrap_or_else(|| self.primary_url())
         }
     }
 
@@ -311,22 +385,30 @@ impl Lab {
     /// `target_url`.
     pub fn pair_url(&self) -> String {
         match self.topology {
-            Topology::Replica => {
-                let nodes: Vec<String> = self.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-                format!("redis://{}", nodes.join(","))
-            }
+            Topology::Replica => format!("redis://{}", joined(&self.redis_addrs())),
             _ => self.target_url(),
         }
     }
 
     /// The first node: the primary when the lab started.
     pub fn primary_url(&self) -> String {
-        let port = self.redis_nodes().first().map(|n| n.port).unwrap_or(0);
-        format!("redis://127.0.0.1:{port}")
+        let at = self.redis_nodes().first().map(Node::addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        format!("redis://{at}")
     }
 
     pub fn redis_ports(&self) -> Vec<u16> {
         self.redis_nodes().iter().map(|n| n.port).collect()
+    }
+
+    pub fn redis_addrs(&self) -> Vec<SocketAddr> {
+        self.redis_nodes().iter().map(Node::addr).collect()
+    }
+
+    /// The address of the lab's node on `port` (ports are unique within a lab); a port no node
+    /// has is taken to be on 127.0.0.1.
+    pub fn addr_of(&self, port: u16) -> SocketAddr {
+        let node = self.nodes().into_iter().find(|n| n.port == port);
+        node.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)), |n| n.addr())
     }
 
     pub fn pid_of_port(&self, port: u16) -> Option<u32> {
@@ -340,6 +422,7 @@ impl Lab {
             master_name: MASTER_NAME.to_string(),
             target: self.target_url(),
             primary_url: self.primary_url(),
+            settings: self.settings.clone(),
             nodes: self.nodes(),
         };
         crate::file::write_file(&self.dir.join(LAB_FILE), &serde_json::to_vec_pretty(&file)?)
@@ -363,7 +446,7 @@ impl Lab {
         if std::net::TcpListener::bind(node.addr()).is_err() {
             bail!("lab node {}: {} is in use by another process; not started", node.name, node.addr());
         }
-        let child = node.start(&self.dir)?;
+        let child = node.start(&self.dir, &self.settings)?;
         node.pid = child.id();
         self.children.lock().map_err(|_| anyhow::anyhow!("lab lock"))?.push(child);
         let mut nodes = self.nodes.lock().map_err(|_| anyhow::anyhow!("lab lock"))?;
@@ -391,7 +474,7 @@ impl Lab {
         }
         let primary = self.current_primary().await;
         for mut node in dead {
-            if !node::wait_port_closed(node.port, Duration::from_secs(5)).await {
+            if !node::wait_port_closed(node.addr(), Duration::from_secs(5)).await {
                 // Something answers on the port, and it is not the process lab.json names.
                 let why = crate::os::identify(node.pid as u64, &[node.addr()]).err().unwrap_or_default();
                 anyhow::bail!(
@@ -401,7 +484,7 @@ impl Lab {
                 );
             }
             if node.kind == NodeKind::Redis && !node.cluster {
-                node.replica_of = primary.filter(|p| *p != node.port);
+                node.replica_of = primary.filter(|p| *p != node.port).map(|p| self.addr_of(p));
             }
             self.spawn(node)?;
         }
@@ -419,17 +502,14 @@ impl Lab {
         verify::check_program(&node)?;
         self.signal_node(&node, libc::SIGKILL)?;
         self.reap();
-        if !node::wait_port_closed(port, Duration::from_secs(5)).await {
+        if !node::wait_port_closed(node.addr(), Duration::from_secs(5)).await {
             bail!("lab node {} on {}: the port still answers after SIGKILL; not started again", node.name, node.addr());
         }
-        let old_pid = node.pid;
+        let (old_pid, at) = (node.pid, node.addr());
         self.spawn(node)?;
         self.save()?;
-        node::wait_port_open(port, Duration::from_secs(10)).await?;
-        Ok(format!(
-            "killed pid {old_pid} on 127.0.0.1:{port} and started it again (pid {})",
-            self.pid_of_port(port).unwrap_or(0)
-        ))
+        node::wait_port_open(at, Duration::from_secs(10)).await?;
+        Ok(format!("killed pid {old_pid} on {at} and started it again (pid {})", self.pid_of_port(port).unwrap_or(0)))
     }
 
     /// Every node's program is one `lab up` would run (lab.json may have been edited).
@@ -473,6 +553,9 @@ impl Lab {
     /// lab.json lost or misnames. An entry naming someone else's server is refused and makes
     /// this an error, after everything that is the lab's has been stopped.
     pub fn down(&self) -> Result<usize> {
+        // A network fault first: what a SIGKILLed run left would outlive the servers.
+        self.heal_network();
+        fault::remove_leftovers(&self.dir);
         let nodes = self.all_known_nodes();
         let running = verify::lab_processes(&self.dir);
         let mut targets: Vec<(u32, std::net::SocketAddr, NodeKind)> = Vec::new();
@@ -533,6 +616,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.heal_network();
         if self.owned {
             // Make sure no paused node survives us.
             for n in self.nodes() {
@@ -558,6 +642,11 @@ fn remove_stale_files(dir: &Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// `a:p,b:q`: addresses as a URL lists them.
+fn joined(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// `bin` in `first` (when given), else on PATH, as an absolute path. Not canonicalized: Redis

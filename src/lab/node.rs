@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,13 +21,19 @@ pub enum NodeKind {
 pub struct Node {
     pub name: String,
     pub kind: NodeKind,
+    /// Its own loopback address (`net::node_ip`): a network fault tells nodes apart by address.
+    /// A lab.json from before per-node addresses has none: 127.0.0.1.
+    #[serde(default = "loopback")]
+    pub ip: Ipv4Addr,
     pub port: u16,
     pub pid: u32,
     pub url: String,
     /// For a redis node: the primary it replicates from when (re)started.
-    pub replica_of: Option<u16>,
+    #[serde(default, with = "addr_or_port")]
+    pub replica_of: Option<SocketAddr>,
     /// For a sentinel: the primary it monitors at first.
-    pub monitors: Option<u16>,
+    #[serde(default, with = "addr_or_port")]
+    pub monitors: Option<SocketAddr>,
     /// A Redis Cluster node (its role lives in its nodes-<port>.conf, not in `replica_of`).
     #[serde(default)]
     pub cluster: bool,
@@ -79,13 +86,14 @@ impl Server {
 }
 
 impl Node {
-    pub fn redis(name: &str, port: u16, replica_of: Option<u16>) -> Result<Self> {
+    pub fn redis(name: &str, ip: Ipv4Addr, port: u16, replica_of: Option<SocketAddr>) -> Result<Self> {
         Ok(Self {
             name: name.into(),
             kind: NodeKind::Redis,
+            ip,
             port,
             pid: 0,
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis://{ip}:{port}"),
             replica_of,
             monitors: None,
             cluster: false,
@@ -95,13 +103,14 @@ impl Node {
         })
     }
 
-    pub fn memcached(name: &str, port: u16) -> Self {
+    pub fn memcached(name: &str, ip: Ipv4Addr, port: u16) -> Self {
         Self {
             name: name.into(),
             kind: NodeKind::Memcached,
+            ip,
             port,
             pid: 0,
-            url: format!("memcache://127.0.0.1:{port}"),
+            url: format!("memcache://{ip}:{port}"),
             replica_of: None,
             monitors: None,
             cluster: false,
@@ -111,13 +120,14 @@ impl Node {
         }
     }
 
-    pub fn sentinel(name: &str, port: u16, monitors: u16) -> Result<Self> {
+    pub fn sentinel(name: &str, ip: Ipv4Addr, port: u16, monitors: SocketAddr) -> Result<Self> {
         Ok(Self {
             name: name.into(),
             kind: NodeKind::Sentinel,
+            ip,
             port,
             pid: 0,
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis://{ip}:{port}"),
             replica_of: None,
             monitors: Some(monitors),
             cluster: false,
@@ -127,13 +137,14 @@ impl Node {
         })
     }
 
-    pub fn endpoint(name: &str, port: u16, lag: Duration) -> Self {
+    pub fn endpoint(name: &str, ip: Ipv4Addr, port: u16, lag: Duration) -> Self {
         Self {
             name: name.into(),
             kind: NodeKind::Endpoint,
+            ip,
             port,
             pid: 0,
-            url: format!("redis://127.0.0.1:{port}"),
+            url: format!("redis://{ip}:{port}"),
             replica_of: None,
             monitors: None,
             cluster: false,
@@ -143,46 +154,57 @@ impl Node {
         }
     }
 
-    fn config(&self, dir: &Path) -> String {
+    fn config(&self, dir: &Path, settings: &super::LabSettings) -> String {
         let d = quote(&dir.display().to_string());
         let log = |name: &str| quote(&dir.join(format!("{name}.log")).display().to_string());
-        let port = self.port;
+        let (ip, port) = (self.ip, self.port);
+        // The node's outgoing connections (replication, a sentinel's, the cluster bus) leave
+        // from its own address too, so a partition can cut exactly them.
+        let source = match self.program.as_deref().is_some_and(binds_source_addr) {
+            true => format!("bind-source-addr {ip}\n"),
+            false => String::new(),
+        };
         match self.kind {
             NodeKind::Redis => {
                 let mut c = format!(
-                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\n\
+                    "port {port}\nbind {ip}\n{source}protected-mode no\ndaemonize no\ndir {d}\n\
                      dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {log}\n\
                      repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nenable-debug-command local\n",
                     log = log(&self.name)
                 );
+                c.push_str(&settings.data_node_lines());
                 if let Some(p) = self.replica_of.filter(|_| !self.cluster) {
-                    c.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
+                    c.push_str(&format!("replicaof {} {}\n", p.ip(), p.port()));
                 }
                 if self.cluster {
-                    // Lab notes: node-timeout 1000 gives a ~2.3 s failover on kill -9.
                     // A replica is listed in CLUSTER SLOTS once its replication offset is not 0,
                     // which on an idle primary takes its next ping to the replicas (every 10 s
                     // by default): every second, the lab is ready in about 2 s, not 11.
                     c.push_str(&format!(
-                        "cluster-enabled yes\ncluster-config-file {}\ncluster-node-timeout 1000\nrepl-ping-replica-period 1\n",
-                        quote(&self.cluster_config_file(dir).display().to_string())
+                        "cluster-enabled yes\ncluster-config-file {}\ncluster-node-timeout {}\nrepl-ping-replica-period 1\n",
+                        quote(&self.cluster_config_file(dir).display().to_string()),
+                        settings.node_timeout_ms,
                     ));
                 }
                 c
             }
             NodeKind::Memcached | NodeKind::Endpoint => String::new(),
-            NodeKind::Sentinel => format!(
-                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {d}\nlogfile {log}\n\
-                 sentinel monitor {m} 127.0.0.1 {p} 2\n\
-                 sentinel down-after-milliseconds {m} {down}\n\
-                 sentinel failover-timeout {m} {fo}\n\
-                 sentinel parallel-syncs {m} 1\n",
-                log = log(&self.name),
-                m = super::MASTER_NAME,
-                p = self.monitors.unwrap_or(0),
-                down = super::DOWN_AFTER_MS,
-                fo = super::FAILOVER_TIMEOUT_MS,
-            ),
+            NodeKind::Sentinel => {
+                let monitors = self.monitors.unwrap_or_else(|| SocketAddr::from((loopback(), 0)));
+                format!(
+                    "port {port}\nbind {ip}\n{source}protected-mode no\ndaemonize no\ndir {d}\nlogfile {log}\n\
+                     sentinel monitor {m} {} {} 2\n\
+                     sentinel down-after-milliseconds {m} {down}\n\
+                     sentinel failover-timeout {m} {fo}\n\
+                     sentinel parallel-syncs {m} 1\n",
+                    monitors.ip(),
+                    monitors.port(),
+                    log = log(&self.name),
+                    m = super::MASTER_NAME,
+                    down = settings.down_after_ms,
+                    fo = settings.failover_timeout_ms,
+                )
+            }
         }
     }
 
@@ -190,13 +212,13 @@ impl Node {
     /// starts the process in its own process group, so a Ctrl-C meant for failprobe does not
     /// kill the servers it is measuring. Every node runs in the lab directory: that is how a
     /// process is recognised as this lab's whatever lab.json says (`verify`).
-    pub fn start(&self, dir: &Path) -> Result<Child> {
+    pub fn start(&self, dir: &Path, settings: &super::LabSettings) -> Result<Child> {
         use std::os::unix::process::CommandExt;
         if self.kind == NodeKind::Memcached {
             // As root memcached needs a user to drop to (lab notes).
             let mut cmd = Command::new("memcached");
             scrubbed_env(&mut cmd);
-            cmd.args(["-p", &self.port.to_string(), "-l", "127.0.0.1", "-U", "0", "-m", "64"]);
+            cmd.args(["-p", &self.port.to_string(), "-l", &self.ip.to_string(), "-U", "0", "-m", "64"]);
             if unsafe { libc::geteuid() } == 0 {
                 cmd.args(["-u", "nobody"]);
             }
@@ -215,7 +237,7 @@ impl Node {
             let mut cmd = Command::new(exe);
             scrubbed_env(&mut cmd);
             return cmd
-                .args(["lab", "endpoint", "--port", &self.port.to_string(), "--lag-ms"])
+                .args(["lab", "endpoint", "--ip", &self.ip.to_string(), "--port", &self.port.to_string(), "--lag-ms"])
                 .arg(self.endpoint_lag_ms.unwrap_or(0).to_string())
                 .arg("--dir")
                 .arg(dir)
@@ -230,7 +252,7 @@ impl Node {
         let conf = dir.join(format!("{}.conf", self.name));
         // A sentinel's rewritten config knows the current primary; keep it on restart.
         if !(self.kind == NodeKind::Sentinel && conf.exists()) {
-            std::fs::write(&conf, self.config(dir)).with_context(|| format!("writing {}", conf.display()))?;
+            std::fs::write(&conf, self.config(dir, settings)).with_context(|| format!("writing {}", conf.display()))?;
         }
         let (bin, extra) = match self.kind {
             NodeKind::Redis => (self.server.server_program(), &[][..]),
@@ -258,10 +280,7 @@ impl Node {
         let shm = Path::new("/dev/shm");
         if shm.is_dir() {
             // Named after the lab directory, so any process that restarts the node finds it.
-            let mut hash = 0xcbf29ce484222325u64;
-            for b in dir.as_os_str().as_encoded_bytes() {
-                hash = (hash ^ *b as u64).wrapping_mul(0x100000001b3);
-            }
+            let hash = dir_hash(dir);
             shm.join(format!("failprobe-{hash:016x}-nodes-{}.conf", self.port))
         } else {
             dir.join(format!("nodes-{}.conf", self.port))
@@ -278,9 +297,9 @@ impl Node {
         }
     }
 
-    /// Where every lab node listens (its configuration binds 127.0.0.1).
-    pub fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    /// Where the node listens: its own loopback address (its configuration binds only that).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.port))
     }
 
     /// Alive and still the process we started (a recycled pid is not ours).
@@ -296,8 +315,8 @@ impl Node {
         }
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        // redis rewrites its process title to `redis-server 127.0.0.1:<port>` (valkey to
-        // `…/valkey-server 127.0.0.1:<port>`); memcached keeps its arguments (`-p <port>`).
+        // redis rewrites its process title to `redis-server <address>:<port>` (valkey to
+        // `…/valkey-server <address>:<port>`); memcached keeps its arguments (`-p <port>`).
         let port = self.port.to_string();
         let ours = cmdline.split(['\0', ' ', ':']).any(|t| t == port);
         let server = match self.kind {
@@ -358,11 +377,11 @@ const LAB_PORTS: std::ops::RangeInclusive<u16> = 20_000..=32_767;
 
 /// A free port for a lab node (random in `LAB_PORTS`, so labs started at once rarely pick the
 /// same one; the bind check makes sure).
-pub(crate) fn free_port() -> Result<u16> {
-    free_port_in(LAB_PORTS, |_| true)
+pub(crate) fn free_port(ip: Ipv4Addr) -> Result<u16> {
+    free_port_in(ip, LAB_PORTS, |_| true)
 }
 
-fn free_port_in(range: std::ops::RangeInclusive<u16>, also: impl Fn(u16) -> bool) -> Result<u16> {
+fn free_port_in(ip: Ipv4Addr, range: std::ops::RangeInclusive<u16>, also: impl Fn(u16) -> bool) -> Result<u16> {
     use rand::Rng;
     // Ports handed out by this process: a lab picks all its ports before its servers bind them.
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
@@ -371,7 +390,8 @@ fn free_port_in(range: std::ops::RangeInclusive<u16>, also: impl Fn(u16) -> bool
     for _ in 0..500 {
         let port = rng.random_range(range.clone());
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && also(port) {
+        // A wildcard listener elsewhere on the port makes this bind fail too.
+        if !given.contains(&port) && std::net::TcpListener::bind((ip, port)).is_ok() && also(port) {
             given.insert(port);
             return Ok(port);
         }
@@ -379,34 +399,113 @@ fn free_port_in(range: std::ops::RangeInclusive<u16>, also: impl Fn(u16) -> bool
     anyhow::bail!("no free port in {range:?} for a lab node")
 }
 
-pub(crate) async fn wait_port_open(port: u16, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_port_open(addr: SocketAddr, limit: Duration) -> Result<()> {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    anyhow::bail!("nothing listens on 127.0.0.1:{port} after {limit:?}")
+    anyhow::bail!("nothing listens on {addr} after {limit:?}")
 }
 
 /// A port for a cluster node: its cluster bus listens on port + 10 000, which must be free (and
 /// below the ephemeral range) too.
-pub(crate) fn free_cluster_port() -> Result<u16> {
+pub(crate) fn free_cluster_port(ip: Ipv4Addr) -> Result<u16> {
     // The bus port (p + 10000) below the ephemeral range too.
-    let bus_free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
-    free_port_in(*LAB_PORTS.start()..=*LAB_PORTS.end() - 10_000, bus_free)
+    let bus_free = |port: u16| std::net::TcpListener::bind((ip, port + 10_000)).is_ok();
+    free_port_in(ip, *LAB_PORTS.start()..=*LAB_PORTS.end() - 10_000, bus_free)
 }
 
 /// A SIGKILLed redis can linger as a zombie for a while: wait for its port, not its pid.
 /// Waits until nothing accepts connections on the port; false when something still does.
-pub(crate) async fn wait_port_closed(port: u16, limit: Duration) -> bool {
+pub(crate) async fn wait_port_closed(addr: SocketAddr, limit: Duration) -> bool {
     let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+fn loopback() -> Ipv4Addr {
+    Ipv4Addr::LOCALHOST
+}
+
+/// A random loopback /24 for one lab (`127.X.Y.0`, X from 100: clear of 127.0.0.x, where
+/// resolvers and hostnames live), its nodes at fixed host numbers (`node_ip`). Every address of
+/// 127.0.0.0/8 is this machine's own without any setup; none is reachable from elsewhere.
+pub(crate) fn lab_net() -> Ipv4Addr {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    Ipv4Addr::new(127, rng.random_range(100..=254), rng.random_range(0..=255), 0)
+}
+
+/// A node's address in its lab's /24, by its name: `redis-N` .N, `sentinel-N` .(10+N),
+/// `memcached-N` .(20+N), the endpoint .30.
+pub(crate) fn node_ip(net: Ipv4Addr, name: &str) -> Ipv4Addr {
+    let (kind, number) = name.split_once('-').unwrap_or((name, ""));
+    let n: u8 = number.parse().unwrap_or(0);
+    let host = match kind {
+        "redis" => n,
+        "sentinel" => 10 + n,
+        "memcached" => 20 + n,
+        _ => 30,
+    };
+    let [a, b, c, _] = net.octets();
+    Ipv4Addr::new(a, b, c, host)
+}
+
+/// Whether the server takes `bind-source-addr` (Redis >= 7, Valkey): `--version` asked once per
+/// program. Older servers leave from their first `bind` address anyway.
+fn binds_source_addr(program: &Path) -> bool {
+    static SEEN: std::sync::Mutex<Vec<(std::path::PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, yes)) = seen.iter().find(|(p, _)| p == program) {
+        return *yes;
+    }
+    let out = Command::new(program).arg("--version").stdin(Stdio::null()).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let major = text.split_once("v=").and_then(|(_, v)| v.split('.').next()?.parse::<u32>().ok());
+    let yes = text.starts_with("Valkey") || major.is_some_and(|m| m >= 7);
+    seen.push((program.to_path_buf(), yes));
+    yes
+}
+
+/// `replica_of` / `monitors`: an address; a lab.json from before per-node addresses has a port
+/// on 127.0.0.1.
+mod addr_or_port {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::net::SocketAddr;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Addr(SocketAddr),
+        Port(u16),
+    }
+
+    pub(super) fn serialize<S: Serializer>(value: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        value.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        Ok(Option::<Either>::deserialize(d)?.map(|e| match e {
+            Either::Addr(a) => a,
+            Either::Port(p) => SocketAddr::from(([127, 0, 0, 1], p)),
+        }))
+    }
+}
+
+/// A stable name for a lab directory (FNV-1a of its path): what the lab makes outside its
+/// directory (cluster configs on tmpfs, its nftables table) is named after it.
+pub(crate) fn dir_hash(dir: &Path) -> u64 {
+    let mut hash = 0xcbf29ce484222325u64;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        hash = (hash ^ *b as u64).wrapping_mul(0x100000001b3);
+    }
+    hash
 }

@@ -1,6 +1,6 @@
 //! lab.json is a file anyone who can write the lab directory can edit: nothing in it is acted on
 //! before it is checked against what runs. A process is this lab's when it is a server (or the
-//! lab's endpoint) listening on 127.0.0.1 at the node's port *and* running in the lab directory
+//! lab's endpoint) listening on the node's own address and port *and* running in the lab directory
 //! (every node is started there, and redis and sentinels chdir to their `dir`, which is it). A
 //! program is started only when it is the server binary `lab up` would have found.
 
@@ -69,8 +69,8 @@ pub(crate) struct Found {
     pub who: String,
 }
 
-/// Every server (and endpoint) that runs in `dir` and listens on 127.0.0.1 at a port its
-/// command line names: the lab's own processes, even those lab.json lost or misnames.
+/// Every server (and endpoint) that runs in `dir` and listens on a loopback address and port
+/// its command line names: the lab's own processes, even those lab.json lost or misnames.
 pub(crate) fn lab_processes(dir: &Path) -> Vec<Found> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut found = Vec::new();
@@ -86,13 +86,11 @@ pub(crate) fn lab_processes(dir: &Path) -> Vec<Found> {
             c if SERVER_NAMES.contains(&c) => NodeKind::Redis,
             _ => continue,
         };
-        // redis titles itself `redis-server 127.0.0.1:PORT`; memcached and the endpoint keep
+        // redis titles itself `redis-server ADDRESS:PORT`; memcached and the endpoint keep
         // their arguments. Each number is only a candidate: identify checks the listener.
         let cmdline =
             String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
-        let ports = cmdline.split(['\0', ' ', ':']).filter_map(|t| t.parse::<u16>().ok()).filter(|p| *p > 0);
-        for port in ports {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for addr in candidate_addrs(&cmdline) {
             if let Ok(who) = crate::os::identify_as(pid as u64, &[addr], names(kind)) {
                 found.push(Found { pid, addr, kind, who });
                 break;
@@ -151,13 +149,26 @@ fn only_trusted_write(path: &Path) -> bool {
     })
 }
 
+/// The addresses a lab process's command line names (`127.x.y.z:PORT` in a redis title;
+/// `-l IP -p PORT`, `--ip IP --port PORT`): every loopback address it names (and 127.0.0.1, a
+/// lab from before per-node addresses) with every port. A few at most; each only a candidate.
+fn candidate_addrs(cmdline: &str) -> Vec<SocketAddr> {
+    let tokens: Vec<&str> = cmdline.split(['\0', ' ', ':']).filter(|t| !t.is_empty()).take(64).collect();
+    let mut ips: Vec<std::net::Ipv4Addr> =
+        tokens.iter().filter_map(|t| t.parse().ok()).filter(|ip: &std::net::Ipv4Addr| ip.is_loopback()).collect();
+    ips.push(std::net::Ipv4Addr::LOCALHOST);
+    ips.dedup();
+    let ports = tokens.iter().filter_map(|t| t.parse::<u16>().ok()).filter(|p| *p > 0);
+    ports.flat_map(|p| ips.iter().map(move |ip| SocketAddr::from((*ip, p)))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lab::Server;
 
     fn node(kind: NodeKind, server: Server, program: &str) -> Node {
-        let mut n = Node::memcached("n", 1);
+        let mut n = Node::memcached("n", std::net::Ipv4Addr::LOCALHOST, 1);
         (n.kind, n.server, n.program) = (kind, server, Some(program.into()));
         n
     }

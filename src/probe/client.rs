@@ -42,7 +42,7 @@ pub struct ExecSpec {
 pub(crate) const PROFILES: &[(&str, &str)] = &[
     (
         OWN_CLIENT,
-        "failprobe's own client: drops a connection on READONLY/LOADING/MASTERDOWN, re-resolves DNS, \
+        "failprobe's own client: drops a connection on READONLY/LOADING/MASTERDOWN/NOREPLICAS, re-resolves DNS, \
          checks ROLE on every reconnect, follows Sentinel and MOVED (the deployment's availability)",
     ),
     (

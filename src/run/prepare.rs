@@ -145,8 +145,12 @@ pub(super) async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
     match plan.lab_topology {
         Some(topology) => {
             let dir = plan.out.join("lab");
-            let options =
-                LabOptions { server: plan.lab_server, endpoint_lag: plan.endpoint_lag, ..LabOptions::default() };
+            let options = LabOptions {
+                server: plan.lab_server,
+                endpoint_lag: plan.endpoint_lag,
+                settings: plan.lab_settings.clone(),
+                ..LabOptions::default()
+            };
             let lab = Lab::up_with(topology, &dir, true, &options).await?;
             Ok(Some(Arc::new(lab)))
         }
@@ -253,6 +257,7 @@ pub(super) fn trigger_context(
         shard: plan.shard,
         key: plan.key.clone(),
         aws: aws.clone(),
+        report: None,
     }
 }
 

@@ -10,7 +10,6 @@ use super::touch::Consent;
 use super::CONTROL_LIMIT;
 use crate::control::{runbook, TriggerSpec};
 use crate::error::UsageError;
-use crate::lab::FAILOVER_TIMEOUT_MS;
 use crate::probe::client::Profile;
 use crate::probe::engine::Engine;
 use crate::probe::schedule::StreamTask;
@@ -192,6 +191,10 @@ pub(super) async fn measure_trial(
     let streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
     let status = spawn_status(ctx, trial, clients[0].health.clone());
     let ending = drive_trial(ctx, spec, last_trigger, &clients).await;
+    // A fault kept until the trial's end ends with the probes still running: they see the heal.
+    if let Some(lab) = &ctx.lab {
+        lab.heal_network();
+    }
     let _ = stop_tx.send(true);
     let mut late = 0;
     for s in streams {
@@ -221,7 +224,7 @@ pub(super) async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>)
     let Some(lab) = &ctx.lab else { return Ok(()) };
     lab.heal().await?;
     if let (Some(at), true) = (last_trigger, lab.is_sentinel()) {
-        let gap = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS);
+        let gap = Duration::from_millis(2 * lab.settings.failover_timeout_ms);
         tokio::time::sleep_until(at + gap).await;
     }
     lab.wait_ready(Duration::from_secs(60)).await.map(|_| ())
@@ -317,7 +320,10 @@ pub(super) async fn drive_trial(
         true => primaries(ctx).await,
         false => Vec::new(),
     });
-    let tctx = trigger_context(&ctx.plan, &ctx.control, &ctx.lab, &ctx.aws);
+    let tctx = crate::control::TriggerContext {
+        report: Some(ctx.report.clone()),
+        ..trigger_context(&ctx.plan, &ctx.control, &ctx.lab, &ctx.aws)
+    };
     if let Err(e) = check_consent(ctx, &format!("trigger `{}`", spec.label())).await {
         ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") });
         return Ending::Refused(e);

@@ -84,6 +84,8 @@ pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
         ErrorClass::Loading
     } else if has("MASTERDOWN") {
         ErrorClass::Masterdown
+    } else if has("NOREPLICAS") {
+        ErrorClass::Noreplicas
     } else if has("CLUSTERDOWN") {
         ErrorClass::Clusterdown
     } else if has("TRYAGAIN") {

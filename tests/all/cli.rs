@@ -44,8 +44,9 @@ fn destructive_trigger_against_a_remote_target_needs_yes() {
     // A host name is not loopback as typed; a DNS server on loopback answers it, so no lookup
     // leaves the machine.
     let lab = TestLab::start(Topology::Replica);
-    let dns = crate::common::dns::DnsServer::start("cache", std::net::Ipv4Addr::LOCALHOST, 60);
     let primary = lab.primary_port();
+    let std::net::IpAddr::V4(ip) = lab.lab.addr_of(primary).ip() else { unreachable!("lab nodes are on IPv4") };
+    let dns = crate::common::dns::DnsServer::start("cache", ip, 60);
     let target = format!("redis://{}:{primary}", dns.name);
     let (dns_server, out) = (dns.addr.to_string(), lab.out("run"));
     let args = ["run", "--target", &target, "--dns-server", &dns_server, "--trigger", "promote", "--quiet"];
@@ -61,6 +62,7 @@ fn destructive_trigger_against_a_remote_target_needs_yes() {
 fn password_is_used_but_never_printed_or_written() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
+    let at = lab.addr(port);
     let _: () =
         redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("hunter2secret").query(&mut lab.conn(port)).unwrap();
     let url_out = lab.out("url");
@@ -68,7 +70,7 @@ fn password_is_used_but_never_printed_or_written() {
     let in_url = failprobe(&[
         "run",
         "--target",
-        &format!("redis://default:hunter2secret@127.0.0.1:{port}"),
+        &format!("redis://default:hunter2secret@{at}"),
         "--trigger",
         "none",
         "--duration",
@@ -79,16 +81,7 @@ fn password_is_used_but_never_printed_or_written() {
     ]);
     assert_eq!(code(&in_url), 0, "{}", explain(&in_url));
     let from_env = crate::common::failprobe_command()
-        .args([
-            "run",
-            "--target",
-            &format!("redis://127.0.0.1:{port}"),
-            "--trigger",
-            "none",
-            "--duration",
-            "1s",
-            "--quiet",
-        ])
+        .args(["run", "--target", &format!("redis://{at}"), "--trigger", "none", "--duration", "1s", "--quiet"])
         .args(["--out", env_out.to_str().unwrap()])
         .env("FAILPROBE_PASSWORD", "hunter2secret")
         .output()
@@ -108,7 +101,7 @@ fn password_is_used_but_never_printed_or_written() {
     let o = failprobe(&[
         "run",
         "--target",
-        &format!("redis://127.0.0.1:{port}"),
+        &format!("redis://{at}"),
         "--quiet",
         "--out",
         lab.out("none").to_str().unwrap(),
@@ -120,9 +113,8 @@ fn password_is_used_but_never_printed_or_written() {
 #[test]
 fn sigint_leaves_samples_and_a_report_that_rebuilds_identically() {
     let lab = TestLab::start(Topology::Replica);
-    let port = lab.primary_port();
     let out = lab.out("run");
-    let child = observe_for_30s(port, &out);
+    let child = observe_for_30s(&lab.primary_addr(), &out);
     std::thread::sleep(std::time::Duration::from_secs(3));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
@@ -141,9 +133,8 @@ fn sigint_leaves_samples_and_a_report_that_rebuilds_identically() {
 #[test]
 fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
     let lab = TestLab::start(Topology::Replica);
-    let port = lab.primary_port();
     let out = lab.out("run");
-    let mut child = observe_for_30s(port, &out);
+    let mut child = observe_for_30s(&lab.primary_addr(), &out);
     std::thread::sleep(std::time::Duration::from_secs(3));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -158,8 +149,8 @@ fn a_killed_run_leaves_samples_that_rebuild_into_a_report() {
 }
 
 /// A long observe-only run in the background, to be interrupted.
-fn observe_for_30s(port: u16, out: &std::path::Path) -> std::process::Child {
-    let target = format!("redis://127.0.0.1:{port}");
+fn observe_for_30s(at: &str, out: &std::path::Path) -> std::process::Child {
+    let target = format!("redis://{at}");
     crate::common::failprobe_command()
         .args(["run", "--target", &target, "--trigger", "none", "--duration", "30s", "--quiet"])
         .arg("--out")

@@ -54,7 +54,7 @@ fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     assert!(u(&pinned["writes"]["errors"]["readonly"]) > 50, "{}", pinned["writes"]["errors"]);
     // The old primary stepped down (Sentinel made it a replica) and it is on the timeline.
     let timeline: Vec<&str> = t["timeline"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
-    let step_down = format!("old primary 127.0.0.1:{old_primary} stepped down (now slave)");
+    let step_down = format!("old primary {} stepped down (now slave)", lab.addr(old_primary));
     assert!(timeline.contains(&step_down.as_str()), "{timeline:?}");
     assert!(s["budget"]["violations"]
         .as_array()

@@ -18,6 +18,7 @@ fn sentinel_group() -> (TestLab, Emulator) {
     let nodes = lab.lab.nodes();
     let sentinel = nodes.iter().find(|n| n.kind == NodeKind::Sentinel).expect("a sentinel").port;
     // The first redis node is the primary the lab started with: member 001.
+    crate::common::elasticache::know_lab(&lab.lab);
     emu.add_sentinel_group(GROUP, &lab.lab.redis_ports(), sentinel, MASTER_NAME);
     (lab, emu)
 }
@@ -257,6 +258,7 @@ fn reboot_of_a_memcached_node_is_on_the_timeline() {
     let lab = TestLab::start(Topology::Memcached);
     let emu = Emulator::start();
     let ports: Vec<u16> = lab.lab.nodes().iter().map(|n| n.port).collect();
+    crate::common::elasticache::know_lab(&lab.lab);
     emu.add_memcached_cluster("fp-mc", &ports, &lab.lab_dir());
     let args = [
         "--cache-cluster",
@@ -493,6 +495,7 @@ fn cluster_mode_test_failover_picks_the_node_group_of_the_chosen_shard() {
     let _turn = alone();
     let lab = TestLab::start(Topology::Cluster);
     let emu = Emulator::start();
+    crate::common::elasticache::know_lab(&lab.lab);
     emu.add_cluster_group("fp-cl", lab.lab.redis_ports()[0]);
     let shard = emu.state.lock().unwrap().groups["fp-cl"].shards[1].clone();
     let args = ["--replication-group", "fp-cl", "--aws-poll", "200ms", "--aws-wait", "60s"];
@@ -509,7 +512,8 @@ fn cluster_mode_test_failover_picks_the_node_group_of_the_chosen_shard() {
         "shard 1 is node group 0002: {calls:?}"
     );
     let s = summary(&out);
-    assert!(s["target"].as_str().unwrap().starts_with("redis+cluster://127.0.0.1:"), "{}", s["target"]);
+    let seed = lab.addr(lab.lab.redis_ports()[0]);
+    assert!(s["target"].as_str().unwrap().starts_with(&format!("redis+cluster://{seed}")), "{}", s["target"]);
     let t = &s["trials"][0];
     assert!(t["trigger"]["error"].is_null(), "{}", t["trigger"]);
     let order = classes(&t["aws"]);

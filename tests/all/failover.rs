@@ -55,7 +55,7 @@ fn sentinel_failover_loses_writes_and_failprobe_counts_them_exactly() {
     assert_ne!(new_primary, old_primary);
     let topology = t["topology"].as_array().unwrap();
     let last = topology.last().unwrap()["primary"].as_str().unwrap();
-    assert_eq!(last, format!("127.0.0.1:{new_primary}"), "{topology:?}");
+    assert_eq!(last, lab.addr(new_primary), "{topology:?}");
     assert!(t["trigger"]["finished_at_ms"].is_number());
 
     // Read the log on the new primary ourselves and compare.

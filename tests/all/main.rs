@@ -16,6 +16,7 @@ mod elasticache;
 mod failover;
 mod fixtures;
 mod memcached;
+mod network;
 mod reports;
 mod servers;
 mod tls;

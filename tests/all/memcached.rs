@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 fn node_addr(lab: &TestLab, i: usize) -> String {
-    format!("127.0.0.1:{}", lab.lab.nodes()[i].port)
+    lab.lab.nodes()[i].addr().to_string()
 }
 
 fn target(lab: &TestLab) -> String {
@@ -29,7 +29,7 @@ fn items() -> Vec<(Item, Duration)> {
 #[test]
 fn an_elasticache_configuration_endpoint_stands_for_its_nodes() {
     let lab = TestLab::start(Topology::Memcached);
-    let endpoint = ConfigEndpoint::start(lab.lab.nodes().iter().map(|n| n.port).collect());
+    let endpoint = ConfigEndpoint::start(lab.lab.nodes().iter().map(|n| n.addr()).collect());
     let out = lab.out("run");
     let o = failprobe(&[
         "run",
@@ -55,7 +55,7 @@ fn an_elasticache_configuration_endpoint_stands_for_its_nodes() {
         "node list on the timeline: {listed}"
     );
     for (sh, node) in shards.iter().zip(lab.lab.nodes()) {
-        assert_eq!(sh["integrity"]["log_server"], format!("localhost:{}", node.port));
+        assert_eq!(sh["integrity"]["log_server"], node.addr().to_string());
         assert_eq!(u(&sh["integrity"]["surviving_seeded_keys"]), 100);
         assert_eq!(u(&sh["writes"]["failed"]), 0);
     }

@@ -28,12 +28,12 @@ fn observed(lab: &TestLab, name: &str, engine: &str) -> std::path::PathBuf {
         let primary = servers.iter().find(|s| s["role"] == "primary").unwrap_or_else(|| panic!("{servers:?}"));
         assert_eq!(primary["server"], server.as_str(), "{primary}");
         assert_eq!(primary["version"], version.as_str(), "{primary}");
-        assert_eq!(primary["address"], format!("127.0.0.1:{}", lab.primary_port()), "{primary}");
+        assert_eq!(primary["address"], lab.primary_addr(), "{primary}");
         assert_eq!(primary["settings"]["appendonly"], "no", "{primary}");
         assert!(primary["settings"]["min-replicas-to-write"].is_string(), "{primary}");
         assert!(servers.iter().any(|s| s["role"] == "replica"), "{servers:?}");
     }
-    let named = format!("{engine} {version} (primary 127.0.0.1:{}", lab.primary_port());
+    let named = format!("{engine} {version} (primary {}", lab.primary_addr());
     for report in ["report.html", "report.md"] {
         let text = std::fs::read_to_string(out.join(report)).unwrap();
         assert!(text.contains(&named), "{report} does not name `{named}`");

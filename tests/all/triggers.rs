@@ -17,7 +17,7 @@ fn promote_swaps_roles_and_a_client_pinned_to_the_old_primary_sees_readonly() {
     let o = failprobe(&[
         "run",
         "--target",
-        &format!("redis://127.0.0.1:{old}"),
+        &format!("redis://{}", lab.addr(old)),
         "--trigger",
         "promote",
         "--warmup",
@@ -41,7 +41,7 @@ fn promote_swaps_roles_and_a_client_pinned_to_the_old_primary_sees_readonly() {
 fn command_trigger_runs_the_users_command_and_its_effect_is_measured() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
-    let trigger = format!("command=redis-cli -p {port} DEBUG SLEEP 0.8");
+    let trigger = format!("command=redis-cli -h {} -p {port} DEBUG SLEEP 0.8", lab.lab.addr_of(port).ip());
     let (o, out) = lab.run("run", &["--trigger", &trigger, "--interval", "5ms", "--yes"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let t = &summary(&out)["trials"][0];
@@ -73,7 +73,7 @@ fn failover_on_a_valkey_pair_loses_no_acknowledged_write_over_three_trials() {
 
 fn failover_on_a_pair(server: Server) {
     let lab = TestLab::start_on(Topology::Replica, server);
-    let nodes: Vec<String> = lab.lab.redis_ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let nodes: Vec<String> = lab.lab.redis_addrs().iter().map(|a| a.to_string()).collect();
     let target = format!("redis://{}", nodes.join(","));
     let out = lab.out("failover");
     let o = failprobe(&[
@@ -170,7 +170,8 @@ fn every_database_is_counted_and_a_changed_one_is_flagged() {
     for i in 0..5 {
         let _: () = redis::cmd("SET").arg(format!("app:{i}")).arg(i).query(&mut conn).unwrap();
     }
-    let trigger = format!("command=redis-cli -p {port} -n 3 SET seeded-by-the-test 1");
+    let trigger =
+        format!("command=redis-cli -h {} -p {port} -n 3 SET seeded-by-the-test 1", lab.lab.addr_of(port).ip());
     let (o, out) = lab.run("dbs", &["--trigger", &trigger, "--yes", "--max-trial", "3s", "--backup"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     // --backup: a BGSAVE on the primary before the trigger, its RDB file named and on disk.
@@ -178,7 +179,7 @@ fn every_database_is_counted_and_a_changed_one_is_flagged() {
     assert_eq!(backups.as_array().map(Vec::len), Some(1), "{backups}");
     let b = &backups[0];
     assert_eq!((b["how"].as_str(), b["status"].as_str()), (Some("BGSAVE"), Some("saved")), "{b}");
-    assert_eq!(b["node"], format!("127.0.0.1:{port}"));
+    assert_eq!(b["node"], lab.addr(port));
     let rdb = b["name"].as_str().unwrap();
     assert!(rdb.ends_with(&format!("dump-{port}.rdb")) && std::path::Path::new(rdb).is_file(), "{b}");
     let k = &summary(&out)["trials"][0]["keyspace"];

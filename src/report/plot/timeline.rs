@@ -86,7 +86,7 @@ pub(crate) fn class_color(c: ErrorClass) -> RGBColor {
         ErrorClass::Refused => RGBColor(140, 0, 160),
         ErrorClass::Reset => RGBColor(200, 0, 120),
         ErrorClass::Readonly => RGBColor(0, 90, 200),
-        ErrorClass::Loading | ErrorClass::Masterdown => RGBColor(160, 110, 0),
+        ErrorClass::Loading | ErrorClass::Masterdown | ErrorClass::Noreplicas => RGBColor(160, 110, 0),
         ErrorClass::Dns | ErrorClass::Tls | ErrorClass::Auth => RGBColor(0, 0, 0),
         _ => RGBColor(120, 120, 120),
     }

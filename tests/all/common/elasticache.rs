@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -296,7 +296,8 @@ fn start_forwarder(sentinel_port: u16, master: String, stop: Arc<AtomicBool>) ->
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         accept_loop(listener, stop, move |client| {
-            let Ok(upstream) = TcpStream::connect(("127.0.0.1", primary.load(Ordering::SeqCst))) else { return };
+            let port = primary.load(Ordering::SeqCst);
+            let Ok(upstream) = TcpStream::connect((host(port).as_str(), port)) else { return };
             pipe(client, upstream);
         })
     });
@@ -315,8 +316,21 @@ fn pipe(a: TcpStream, b: TcpStream) {
     let _ = t.join();
 }
 
+/// The lab's nodes by port: each has a loopback address of its own, and the emulator names
+/// members by port (`know_lab` before a group is added).
+static HOSTS: Mutex<BTreeMap<u16, String>> = Mutex::new(BTreeMap::new());
+
+pub fn know_lab(lab: &failprobe::lab::Lab) {
+    let mut hosts = HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+    hosts.extend(lab.nodes().into_iter().map(|n| (n.port, n.ip.to_string())));
+}
+
+fn host(port: u16) -> String {
+    HOSTS.lock().unwrap_or_else(|e| e.into_inner()).get(&port).cloned().unwrap_or_else(|| "127.0.0.1".into())
+}
+
 fn redis_conn(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let client = redis::Client::open(format!("redis://{}:{port}", host(port))).ok()?;
     client.get_connection_with_timeout(Duration::from_millis(500)).ok()
 }
 
@@ -504,8 +518,8 @@ fn group_xml(g: &Group) -> String {
         .map(|m| {
             let role = role(m.port).map(|r| format!("<CurrentRole>{r}</CurrentRole>")).unwrap_or_default();
             format!(
-                "<NodeGroupMember><CacheClusterId>{}</CacheClusterId><CacheNodeId>0001</CacheNodeId><ReadEndpoint><Address>127.0.0.1</Address><Port>{}</Port></ReadEndpoint><PreferredAvailabilityZone>us-east-1a</PreferredAvailabilityZone>{role}</NodeGroupMember>",
-                m.cluster_id, m.port
+                "<NodeGroupMember><CacheClusterId>{}</CacheClusterId><CacheNodeId>0001</CacheNodeId><ReadEndpoint><Address>{}</Address><Port>{}</Port></ReadEndpoint><PreferredAvailabilityZone>us-east-1a</PreferredAvailabilityZone>{role}</NodeGroupMember>",
+                m.cluster_id, host(m.port), m.port
             )
         })
         .collect();
@@ -539,8 +553,8 @@ fn cluster_group_xml(g: &Group) -> String {
         .collect();
     let clusters: String = g.members.iter().map(|m| format!("<ClusterId>{}</ClusterId>", m.cluster_id)).collect();
     format!(
-        "<ReplicationGroup><ReplicationGroupId>{}</ReplicationGroupId><Status>{}</Status><MemberClusters>{clusters}</MemberClusters><NodeGroups>{node_groups}</NodeGroups><AutomaticFailover>enabled</AutomaticFailover><MultiAZ>enabled</MultiAZ><ClusterEnabled>true</ClusterEnabled><ConfigurationEndpoint><Address>127.0.0.1</Address><Port>{}</Port></ConfigurationEndpoint><Engine>redis</Engine></ReplicationGroup>",
-        g.id, g.status, g.configuration_port
+        "<ReplicationGroup><ReplicationGroupId>{}</ReplicationGroupId><Status>{}</Status><MemberClusters>{clusters}</MemberClusters><NodeGroups>{node_groups}</NodeGroups><AutomaticFailover>enabled</AutomaticFailover><MultiAZ>enabled</MultiAZ><ClusterEnabled>true</ClusterEnabled><ConfigurationEndpoint><Address>{}</Address><Port>{}</Port></ConfigurationEndpoint><Engine>redis</Engine></ReplicationGroup>",
+        g.id, g.status, host(g.configuration_port), g.configuration_port
     )
 }
 
@@ -567,7 +581,8 @@ fn describe_cache_clusters(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
             .iter()
             .map(|(n, port)| {
                 format!(
-                    "<CacheNode><CacheNodeId>{n}</CacheNodeId><CacheNodeStatus>available</CacheNodeStatus><Endpoint><Address>127.0.0.1</Address><Port>{port}</Port></Endpoint></CacheNode>"
+                    "<CacheNode><CacheNodeId>{n}</CacheNodeId><CacheNodeStatus>available</CacheNodeStatus><Endpoint><Address>{}</Address><Port>{port}</Port></Endpoint></CacheNode>",
+                    host(*port)
                 )
             })
             .collect();
@@ -586,8 +601,8 @@ fn describe_cache_clusters(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
             return ok(
                 "DescribeCacheClusters",
                 &format!(
-                    "<CacheClusters><CacheCluster><CacheClusterId>{id}</CacheClusterId><Engine>redis</Engine><CacheClusterStatus>available</CacheClusterStatus><ReplicationGroupId>{}</ReplicationGroupId><CacheNodes><CacheNode><CacheNodeId>0001</CacheNodeId><CacheNodeStatus>available</CacheNodeStatus><Endpoint><Address>127.0.0.1</Address><Port>{}</Port></Endpoint></CacheNode></CacheNodes></CacheCluster></CacheClusters>",
-                    g.id, m.port
+                    "<CacheClusters><CacheCluster><CacheClusterId>{id}</CacheClusterId><Engine>redis</Engine><CacheClusterStatus>available</CacheClusterStatus><ReplicationGroupId>{}</ReplicationGroupId><CacheNodes><CacheNode><CacheNodeId>0001</CacheNodeId><CacheNodeStatus>available</CacheNodeStatus><Endpoint><Address>{}</Address><Port>{}</Port></Endpoint></CacheNode></CacheNodes></CacheCluster></CacheClusters>",
+                    g.id, host(m.port), m.port
                 ),
             );
         }

@@ -103,6 +103,16 @@ impl TestLab {
         self.rt.block_on(self.lab.current_primary()).expect("lab has a primary")
     }
 
+    /// `ADDRESS:PORT` of the lab node on `port` (each node has a loopback address of its own).
+    pub fn addr(&self, port: u16) -> String {
+        self.lab.addr_of(port).to_string()
+    }
+
+    /// `ADDRESS:PORT` of the current primary.
+    pub fn primary_addr(&self) -> String {
+        self.addr(self.primary_port())
+    }
+
     /// `failprobe run --lab <this lab> --quiet --warmup 1s --settle 1s --out <tmp>/<name> <extra…>`.
     pub fn run(&self, name: &str, extra: &[&str]) -> (Output, PathBuf) {
         self.run_with_env(name, extra, &[])
@@ -118,7 +128,7 @@ impl TestLab {
     }
 
     pub fn conn(&self, port: u16) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap()
+        redis::Client::open(format!("redis://{}", self.addr(port))).unwrap().get_connection().unwrap()
     }
 }
 
@@ -142,7 +152,7 @@ pub struct ConfigEndpoint {
 }
 
 impl ConfigEndpoint {
-    pub fn start(nodes: Vec<u16>) -> Self {
+    pub fn start(nodes: Vec<std::net::SocketAddr>) -> Self {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -155,7 +165,8 @@ impl ConfigEndpoint {
                     let mut line = String::new();
                     while reader.read_line(&mut line).unwrap_or(0) > 0 {
                         let reply = if line.trim() == "config get cluster" {
-                            let list: Vec<String> = nodes.iter().map(|p| format!("localhost|127.0.0.1|{p}")).collect();
+                            let list: Vec<String> =
+                                nodes.iter().map(|a| format!("{}|{}|{}", a.ip(), a.ip(), a.port())).collect();
                             let body = format!("1\n{}\n", list.join(" "));
                             format!("CONFIG cluster 0 {}\r\n{body}\r\nEND\r\n", body.len())
                         } else {

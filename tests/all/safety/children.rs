@@ -138,12 +138,13 @@ fn adapters_and_hooks_see_only_their_environment_and_what_pass_env_names() {
     const PW: &str = "Children-Pw-7";
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
+    let at = lab.addr(port);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(PW).query(&mut lab.conn(port)).unwrap();
     let (adapter_env, hook_env, trigger_env) = (lab.out("adapter.json"), lab.out("hook.env"), lab.out("trigger.env"));
     let exec = unruly("env", "env", adapter_env.to_str().unwrap());
     let (before, trigger) =
         (format!("env > {}", hook_env.display()), format!("command=env > {}", trigger_env.display()));
-    let target = format!("redis://127.0.0.1:{port}");
+    let target = format!("redis://{at}");
     let out = lab.out("run");
     let args = ["run", "--target", &target, "--trigger", &trigger, "--yes", "--quiet", "--warmup", "1s", "--settle"];
     let more = ["1s", "--clients", "failprobe", "--clients", &exec, "--before", &before, "--pass-env", "FP_PASSED"];

@@ -80,8 +80,8 @@ fn commands_from_a_scenario_or_the_environment_are_confirmed() {
     let (marker, adapter_marker) = (lab.out("before.ran"), lab.out("adapter.ran"));
     let scenario = lab.out("s.toml");
     let text = format!(
-        "[target]\nurl = \"redis://127.0.0.1:{}\"\n[trigger]\nkind = \"none\"\n[runbook]\nbefore = \"touch {}\"\n",
-        lab.primary_port(),
+        "[target]\nurl = \"redis://{}\"\n[trigger]\nkind = \"none\"\n[runbook]\nbefore = \"touch {}\"\n",
+        lab.primary_addr(),
         marker.display()
     );
     std::fs::write(&scenario, text).unwrap();

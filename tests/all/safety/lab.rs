@@ -143,6 +143,7 @@ fn lab_down_with_a_tampered_entry_spares_the_foreign_server_and_stops_the_real_n
         let port = std::fs::read_to_string(format!("/proc/{}/cmdline", foreign.0.id())).unwrap();
         let port: u16 = port.rsplit(':').next().unwrap().trim_end_matches('\0').parse().unwrap();
         node["pid"] = foreign.0.id().into();
+        node["ip"] = "127.0.0.1".into();
         node["port"] = port.into();
         lab.write_json(&json);
         port
@@ -255,9 +256,11 @@ fn two_lab_ups_in_one_directory_leave_one_lab_that_lab_down_stops() {
     assert!(run.wait_with_output().unwrap().status.success(), "the run went on");
     let o = failprobe(&["lab", "down", "--dir", lab.arg()]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
-    for (name, pid, port) in nodes {
+    let ips: Vec<String> =
+        lab.json()["nodes"].as_array().unwrap().iter().map(|n| n["ip"].as_str().unwrap().into()).collect();
+    for ((name, pid, port), ip) in nodes.into_iter().zip(ips) {
         assert!(gone_soon(pid), "{name} (pid {pid}) still runs");
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "something still listens on {port}");
+        assert!(std::net::TcpStream::connect((ip.as_str(), port)).is_err(), "something still listens on {ip}:{port}");
     }
 }
 

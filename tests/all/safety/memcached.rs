@@ -16,7 +16,7 @@ struct Node {
 impl Node {
     fn start() -> Self {
         let lab = TestLab::start(Topology::Memcached);
-        let addr = format!("127.0.0.1:{}", lab.lab.nodes()[0].port);
+        let addr = lab.lab.nodes()[0].addr().to_string();
         Self { lab, addr }
     }
 

@@ -60,11 +60,12 @@ fn observe(target: &str, out: &Path, env: &[(&str, String)]) -> std::process::Ou
 fn special_passwords_connect_and_are_never_shown() {
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
+    let at = lab.addr(port);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(PW).query(&mut lab.conn(port)).unwrap();
-    let plain = format!("redis://127.0.0.1:{port}");
+    let plain = format!("redis://{at}");
     let cases: Vec<(&str, String, Env)> = vec![
-        ("raw in the URL", format!("redis://:{PW}@127.0.0.1:{port}"), vec![]),
-        ("percent-encoded in the URL", format!("redis://default:{}@127.0.0.1:{port}/0", encoded(PW)), vec![]),
+        ("raw in the URL", format!("redis://:{PW}@{at}"), vec![]),
+        ("percent-encoded in the URL", format!("redis://default:{}@{at}/0", encoded(PW)), vec![]),
         ("FAILPROBE_PASSWORD", plain.clone(), vec![("FAILPROBE_PASSWORD", PW.to_string())]),
         ("REDISCLI_AUTH", plain.clone(), vec![("REDISCLI_AUTH", PW.to_string())]),
     ];
@@ -87,6 +88,7 @@ fn error_paths_never_show_the_password() {
     std::fs::write(&scenario, format!("[target]\nulr = \"redis://:{PW}@127.0.0.1:{closed}\"\n")).unwrap();
     let wrong_auth_lab = TestLab::start(Topology::Replica);
     let port = wrong_auth_lab.primary_port();
+    let at = wrong_auth_lab.addr(port);
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("requirepass")
@@ -94,23 +96,20 @@ fn error_paths_never_show_the_password() {
         .query(&mut wrong_auth_lab.conn(port))
         .unwrap();
     let sentinel_env = vec![("FAILPROBE_SENTINEL_PASSWORD", PW.to_string())];
-    let dns = crate::common::dns::DnsServer::start("cache", std::net::Ipv4Addr::LOCALHOST, 60);
+    let std::net::IpAddr::V4(ip) = wrong_auth_lab.lab.addr_of(port).ip() else { unreachable!("lab nodes are on IPv4") };
+    let dns = crate::common::dns::DnsServer::start("cache", ip, 60);
     let cases: Vec<(&str, Vec<String>, Env)> = vec![
         ("unreachable", vec!["--target".into(), format!("redis://:{PW}@127.0.0.1:{closed}")], vec![]),
         ("malformed", vec!["--target".into(), format!("redis:/:{PW}@127.0.0.1:{closed}")], vec![]),
         ("bad scheme", vec!["--target".into(), format!("http://:{PW}@127.0.0.1:{closed}")], vec![]),
         ("bad port", vec!["--target".into(), format!("redis://:{PW}@127.0.0.1:99999")], vec![]),
-        ("wrong password", vec!["--target".into(), format!("redis://:{PW}@127.0.0.1:{port}")], vec![]),
+        ("wrong password", vec!["--target".into(), format!("redis://:{PW}@{at}")], vec![]),
         (
             "wrong password from the environment",
-            vec!["--target".into(), format!("redis://127.0.0.1:{port}")],
+            vec!["--target".into(), format!("redis://{at}")],
             vec![("FAILPROBE_PASSWORD", PW.to_string())],
         ),
-        (
-            "sentinel password refused",
-            vec!["--target".into(), format!("redis+sentinel://127.0.0.1:{port}/mymaster")],
-            sentinel_env,
-        ),
+        ("sentinel password refused", vec!["--target".into(), format!("redis+sentinel://{at}/mymaster")], sentinel_env),
         ("scenario line", vec![scenario.to_string_lossy().into_owned()], vec![]),
         (
             // A name (not loopback as typed), answered by a DNS server on loopback: no lookup
@@ -148,10 +147,11 @@ fn command_labels_are_scrubbed_where_stored_and_outputs_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let lab = TestLab::start(Topology::Replica);
     let port = lab.primary_port();
+    let at = lab.addr(port);
     let _: () = redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(PW).query(&mut lab.conn(port)).unwrap();
     let typed_only = "Typed0nlyPw";
     let trigger = format!("command=: redis-cli -a '{PW}' --pass {typed_only}");
-    let target = format!("redis://127.0.0.1:{port}");
+    let target = format!("redis://{at}");
     let out = lab.out("run");
     let env = [("FAILPROBE_PASSWORD", PW.to_string())];
     let args = ["run", "--target", &target, "--trigger", &trigger, "--yes", "--quiet", "--warmup", "1s"];

@@ -11,7 +11,7 @@ fn alive(pid: u32) -> bool {
 }
 
 fn run_with_pid(lab: &TestLab, name: &str, pid: &str, trigger: &str, yes: bool) -> std::process::Output {
-    let target = format!("redis://127.0.0.1:{}", lab.primary_port());
+    let target = format!("redis://{}", lab.primary_addr());
     let out = lab.out(name);
     let mut args = vec!["run", "--target", &target, "--trigger", trigger, "--pid", pid, "--quiet", "--warmup", "1s"];
     args.extend(["--settle", "1s", "--max-trial", "5s", "--out", out.to_str().unwrap()]);
@@ -35,7 +35,7 @@ fn pids_that_are_not_the_targets_server_are_refused_before_anything_happens() {
         ("all", "4294967295".to_string(), "kill", "not a process id"),
         ("group", "0".to_string(), "pause=1s", "not a process id"),
         ("bystander", bystander.id().to_string(), "kill", "`sleep`"),
-        ("replica", replica_pid.to_string(), "kill", &format!("not on the target's 127.0.0.1:{primary}")),
+        ("replica", replica_pid.to_string(), "kill", &format!("not on the target's {}", lab.addr(primary))),
     ];
     for (name, pid, trigger, says) in cases {
         let o = run_with_pid(&lab, name, &pid, trigger, true);
@@ -60,7 +60,7 @@ fn pid_and_command_triggers_are_confirmed_even_on_loopback() {
 
     let marker = lab.out("ran");
     let trigger = format!("command=touch {}", marker.display());
-    let target = format!("redis://127.0.0.1:{}", lab.primary_port());
+    let target = format!("redis://{}", lab.primary_addr());
     let out = lab.out("cmd");
     let o = failprobe(&["run", "--target", &target, "--trigger", &trigger, "--quiet", "--out", out.to_str().unwrap()]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
@@ -76,7 +76,7 @@ fn a_command_that_outlives_its_trial_has_its_whole_group_ended() {
     let pidfile = lab.out("grandchild.pid");
     // The shell starts a grandchild and waits: a timeout must end both, not just the shell.
     let trigger = format!("command=sleep 300 & echo $! > {}; wait", pidfile.display());
-    let target = format!("redis://127.0.0.1:{}", lab.primary_port());
+    let target = format!("redis://{}", lab.primary_addr());
     let out = lab.out("run");
     let args = ["run", "--target", &target, "--trigger", &trigger, "--yes", "--quiet", "--warmup", "1s"];
     let o = failprobe(&[&args[..], &["--max-trial", "2s", "--settle", "1s", "--out", out.to_str().unwrap()]].concat());

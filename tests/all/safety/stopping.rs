@@ -128,7 +128,7 @@ fn sighup_stops_an_owned_lab_and_writes_the_partial_report() {
 fn two_runs_never_share_an_output_directory() {
     let _turn = beside_others();
     let lab = TestLab::start(Topology::Replica);
-    let target = format!("redis://127.0.0.1:{}", lab.primary_port());
+    let target = format!("redis://{}", lab.primary_addr());
     let out = lab.out("shared");
     let observe = |d: &str| -> Vec<String> {
         ["run", "--target", &target, "--trigger", "none", "--duration", d, "--quiet", "--out", out.to_str().unwrap()]
@@ -161,7 +161,7 @@ fn a_recorder_that_cannot_write_stops_the_triggers() {
     let _turn = beside_others();
     use std::os::unix::process::CommandExt;
     let lab = TestLab::start(Topology::Replica);
-    let target = format!("redis://127.0.0.1:{}", lab.primary_port());
+    let target = format!("redis://{}", lab.primary_addr());
     let out = lab.out("full");
     let fired = lab.out("fired");
     let trigger = format!("command=echo x >> {}", fired.display());
