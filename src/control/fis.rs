@@ -38,7 +38,7 @@ impl FisExperiment {
         let endpoint = endpoint.as_deref().map(crate::target::redact).unwrap_or_else(|| "AWS's".into());
         let description = if t.description.is_empty() { String::new() } else { format!(" \"{}\"", t.description) };
         Ok(format!(
-            "StartExperiment experimentTemplateId={}{description} (FIS endpoint {endpoint})\n    actions: {}\n    targets: {}\n    then GetExperiment every {:?} until it ends; StopExperiment if the run is stopped (Ctrl-C, SIGTERM) or the experiment outlasts --max-trial {:?}",
+            "StartExperiment experimentTemplateId={}{description} (FIS endpoint {endpoint})\n    its actions, as GetExperimentTemplate gives them: {}\n    its targets: {}\n    then GetExperiment every {:?} until it ends; StopExperiment if the run is stopped (Ctrl-C, SIGTERM) or the experiment outlasts --max-trial {:?}",
             t.id,
             t.actions.join("; "),
             t.targets.join("; "),
