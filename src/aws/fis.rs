@@ -37,12 +37,20 @@ where
     R: std::fmt::Debug + 'static,
 {
     let mut e = explain(operation, err);
+    let what = if operation.contains("Template") || operation == "StartExperiment" {
+        "experiment template"
+    } else {
+        "experiment"
+    };
     e.hint = match e.code.as_deref() {
-        None => Some("the FIS API could not be reached: check --region, AWS_ENDPOINT_URL_FIS and the network".into()),
+        None => {
+            e.message = e.message.replace("ElastiCache", "FIS");
+            Some("the FIS API could not be reached: check --region, AWS_ENDPOINT_URL_FIS and the network".into())
+        }
         Some("AccessDenied" | "AccessDeniedException") => {
             Some(format!("these credentials may not call fis:{operation} (IAM policy)"))
         }
-        Some("ResourceNotFoundException") => Some("no such experiment template here: check the id and --region".into()),
+        Some("ResourceNotFoundException") => Some(format!("no such {what} here: check the id and --region")),
         _ => e.hint,
     };
     e

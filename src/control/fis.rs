@@ -74,19 +74,25 @@ impl Trigger for FisExperiment {
             // future, and the guard stops the experiment.
             let guard = StopOnDrop::new(experiment.clone());
             let ended = wait_until_ended(&experiment, aws.poll, ctx.max_wait).await;
-            guard.disarm();
             let id = &experiment.id;
             match ended {
                 Some(state) if state.status == "completed" => {
+                    guard.disarm();
                     Ok(format!("FIS experiment {id} of template {}: {}", self.0, state.text()))
                 }
-                Some(state) => Err(anyhow!("FIS experiment {id} of template {} ended {}", self.0, state.text())),
+                Some(state) => {
+                    guard.disarm();
+                    Err(anyhow!("FIS experiment {id} of template {} ended {}", self.0, state.text()))
+                }
                 None => {
                     let was = experiment.last().map_or_else(|| "unknown".into(), |s| s.text());
+                    // Still armed while it stops: a stop signal now drops this, and the guard
+                    // stops it again (harmless to an experiment already stopping).
                     let now = match experiment.stop(STOP_WAIT).await {
                         Ok(state) => format!("stopped it (StopExperiment): {}", state.text()),
                         Err(e) => format!("could not stop it ({e}): run {}", fis::stop_cli(id)),
                     };
+                    guard.disarm();
                     Err(anyhow!("FIS experiment {id} still {was} after --max-trial {:?}; {now}", ctx.max_wait))
                 }
             }

@@ -79,6 +79,16 @@ fn fis_is_refused_without_yes_then_makes_the_calls_it_showed_and_puts_the_experi
     assert!(fis.experiments().is_empty());
     assert!(!out.exists(), "nothing written unconfirmed");
 
+    // A template FIS does not know is refused before anything is started or written, in AWS's words.
+    let unknown = ["--replication-group", GROUP, "--trigger", "fis=EXTnosuch", "--yes"];
+    let (o, out) = lab.run_with_env("unknown", &unknown, &env(&emu, &fis));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("GetExperimentTemplate: ResourceNotFoundException"), "{}", explain(&o));
+    assert!(said.contains("no such experiment template here"), "{}", explain(&o));
+    assert_eq!(code(&o), 2, "an error: no verdict");
+    assert!(!out.exists());
+    assert_eq!(fis.calls(), ["GetExperimentTemplate"; 2]);
+
     let (o, out) = run(&lab, &emu, &fis, "confirmed", &["--yes"]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     assert_ne!(lab.primary_port(), old_primary, "the experiment really failed the lab over");
