@@ -414,7 +414,8 @@ impl Budget {
     }
 }
 
-/// What an ElastiCache event says, classified from its text (see `aws::events::classify`).
+/// What an ElastiCache event says, classified from its text (see `aws::events::classify`), or
+/// which state a FIS experiment reached (`aws::fis`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum AwsClass {
@@ -428,6 +429,10 @@ pub enum AwsClass {
     NodeShutdown,
     NodeRebooted,
     ServiceUpdateAvailable,
+    /// A FIS experiment's fault is acting (its state `running`).
+    ExperimentRunning,
+    /// A FIS experiment ended: completed, stopped, failed or cancelled.
+    ExperimentEnded,
     /// Anything else (and any class a newer failprobe wrote).
     #[serde(other)]
     Other,
@@ -446,6 +451,8 @@ impl AwsClass {
             AwsClass::NodeShutdown => "node-shutdown",
             AwsClass::NodeRebooted => "node-rebooted",
             AwsClass::ServiceUpdateAvailable => "service-update-available",
+            AwsClass::ExperimentRunning => "experiment-running",
+            AwsClass::ExperimentEnded => "experiment-ended",
             AwsClass::Other => "other",
         }
     }

@@ -691,7 +691,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     }
     if trigger.is_aws() && aws.is_none() {
         return Err(invalid(format!(
-            "trigger `{}` calls the ElastiCache API: give --replication-group ID (or --cache-cluster ID for a reboot)",
+            "trigger `{}` calls the AWS API: give --replication-group ID (or --cache-cluster ID for a reboot)",
             trigger.label()
         )));
     }

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod events;
+pub(crate) mod fis;
 pub mod group;
 pub mod history;
 pub mod maintenance;
@@ -33,6 +34,12 @@ pub struct AwsArgs {
 
 /// A client whose every call is bounded: a hung API call must not hold a trial forever.
 pub async fn client(args: &AwsArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(&config(args).await?))
+}
+
+/// The configuration every AWS client of a run shares: bounded calls over HTTPS on ring,
+/// `--region` / `--profile` / `--endpoint-url` over aws-config's default chain.
+pub(crate) async fn config(args: &AwsArgs) -> anyhow::Result<aws_config::SdkConfig> {
     // HTTPS on ring, like the Redis TLS connections (one crypto library in the binary).
     let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -56,5 +63,5 @@ pub async fn client(args: &AwsArgs) -> anyhow::Result<Client> {
             "no AWS region: pass --region, set AWS_REGION, or set `region` in the AWS profile",
         ));
     }
-    Ok(Client::new(&config))
+    Ok(config)
 }

@@ -38,6 +38,9 @@ pub struct AwsRun {
     pub group: Option<String>,
     pub cache_cluster: Option<String>,
     pub allow_multi_az_toggle: bool,
+    /// `--region` / `--profile` / `--endpoint-url`: other services' clients (FIS) are built
+    /// from them too.
+    pub api: super::AwsArgs,
     /// Between DescribeEvents / Describe* polls.
     pub poll: Duration,
     /// How long a trigger waits for AWS's completion events.
@@ -68,6 +71,7 @@ impl AwsRun {
             group,
             cache_cluster,
             allow_multi_az_toggle: false,
+            api: super::AwsArgs::default(),
             poll: Duration::from_secs(5),
             wait: Duration::from_secs(20 * 60),
             sources: Mutex::new(sources),
@@ -103,25 +107,30 @@ impl AwsRun {
             if seen.contains(&e) {
                 continue;
             }
-            if let Some(report) = self.report.get() {
-                let wall: DateTime<Utc> = report.clock.wall_start().into();
-                let at_us = (e.date - wall).num_microseconds().unwrap_or(0).max(0) as u64;
-                report.event_at(
-                    at_us,
-                    EventKind::Aws {
-                        source: e.source_id.clone(),
-                        source_type: e.source_type.clone(),
-                        class: e.class(),
-                        message: e.message.clone(),
-                        aws_time: e.date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        seen_us: report.clock.now_us(),
-                    },
-                );
-            }
+            self.on_timeline(&e, e.class());
             seen.push(e);
         }
         seen.sort_by_key(|e| e.date);
         Ok(seen.clone())
+    }
+
+    /// Puts what AWS said on the run's timeline at AWS's own time (ElastiCache's events, a FIS
+    /// experiment's states); nothing before the run is attached.
+    pub(crate) fn on_timeline(&self, e: &AwsEvent, class: events::Class) {
+        let Some(report) = self.report.get() else { return };
+        let wall: DateTime<Utc> = report.clock.wall_start().into();
+        let at_us = (e.date - wall).num_microseconds().unwrap_or(0).max(0) as u64;
+        report.event_at(
+            at_us,
+            EventKind::Aws {
+                source: e.source_id.clone(),
+                source_type: e.source_type.clone(),
+                class,
+                message: e.message.clone(),
+                aws_time: e.date.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                seen_us: report.clock.now_us(),
+            },
+        );
     }
 
     /// Status and member roles, on the timeline whenever they change.

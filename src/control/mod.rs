@@ -285,6 +285,13 @@ triggers! {
             "ElastiCache RebootCacheCluster of the listed nodes",
         ).aws(),
     }
+    fis {
+        Fis(FisExperiment) => row(
+            "fis",
+            "fis=<experiment-template-id>",
+            "an AWS FIS experiment from the template (e.g. aws:elasticache:replicationgroup-interrupt-az-power), waited for until it ends; stopped if the run stops first or at --max-trial",
+        ).aws(),
+    }
 }
 
 /// The `--trigger` help, from the table.
@@ -372,6 +379,8 @@ mod tests {
         );
         assert!(TriggerSpec::parse("elasticache-reboot=mc").is_err());
         assert!(TriggerSpec::parse("elasticache-promote").is_err());
+        assert!(TriggerSpec::parse("fis").is_err() && TriggerSpec::parse("fis=").is_err(), "fis= needs a template");
+        assert!(TriggerSpec::parse("fis=EXT1 EXT2").is_err(), "one template id");
         assert!(TriggerSpec::parse("kill=now").is_err(), "a trigger without an argument takes none");
         assert_eq!(
             TriggerSpec::parse("cluster-failover=FORCE").unwrap(),
@@ -413,6 +422,7 @@ mod tests {
             "blackhole",
             "partition=5s",
             "netem=delay=200ms,loss=5%,for=10s",
+            "fis=EXT1a2b3c4d5e6f7",
         ] {
             let spec = TriggerSpec::parse(text).unwrap();
             assert_eq!(spec.kind().name, text.split('=').next().unwrap(), "the row of {text}");

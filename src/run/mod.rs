@@ -142,6 +142,8 @@ impl Teardown {
             if let Some(task) = self.aws_task {
                 let _ = task.await;
             }
+            // A FIS experiment a stop signal interrupted is stopped before anything else ends.
+            crate::aws::fis::finish_stops(crate::aws::fis::STOP_WAIT + Duration::from_secs(2)).await;
             crate::aws::modify::restore_all(aws).await;
             // Events AWS logged since the last poll still belong on the timeline.
             if let Err(e) = aws.poll_events().await {

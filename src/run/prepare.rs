@@ -135,6 +135,7 @@ pub(super) async fn open_aws(plan: &Plan) -> Result<(Option<Arc<AwsRun>>, Option
     run.poll = p.poll;
     run.wait = p.wait;
     run.allow_multi_az_toggle = p.allow_multi_az_toggle;
+    run.api = p.api.clone();
     Ok((Some(Arc::new(run)), Some(url)))
 }
 

@@ -14,6 +14,7 @@ mod dns;
 mod docs;
 mod elasticache;
 mod failover;
+mod fis;
 mod fixtures;
 mod memcached;
 mod network;

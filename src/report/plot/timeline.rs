@@ -199,6 +199,8 @@ fn draw_panel<DB: DrawingBackend>(
             AwsClass::NodeRecovered => "AWS: recovery finished",
             AwsClass::NodeShutdown => "AWS: node shutdown",
             AwsClass::NodeRebooted => "AWS: node restarted",
+            AwsClass::ExperimentRunning => "AWS: FIS fault running",
+            AwsClass::ExperimentEnded => "AWS: FIS experiment ended",
             _ => return None,
         };
         Some((e.at_ms, AWS_COLOR, label))

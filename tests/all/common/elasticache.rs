@@ -262,7 +262,7 @@ impl Emulator {
     }
 }
 
-fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, handle: impl Fn(TcpStream) + Send + Clone + 'static) {
+pub fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, handle: impl Fn(TcpStream) + Send + Clone + 'static) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((s, _)) => {

@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod elasticache;
+pub mod fis;
 
 use failprobe::lab::{Lab, LabOptions, Server, Topology};
 use serde_json::Value;
