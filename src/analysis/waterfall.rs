@@ -5,9 +5,10 @@
 //! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
 //! that resolution; the others are the times of the events themselves.
 
+use super::sentence::UNREACHABLE_ROLE;
 use super::summary::{Phase, PhaseDetail, PhaseId, StreamSummary, TrialSummary};
 use crate::clock::us_to_ms;
-use crate::sample::{Event, EventKind, Stream};
+use crate::sample::{Event, EventKind, FaultState, Stream};
 
 /// What the run watched besides its probes: a phase it never watched cannot have been observed,
 /// and is left out rather than listed as not observed (no endpoint lab, no host name to look
@@ -35,9 +36,7 @@ impl Watches {
 pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Vec<Phase> {
     let Some(start) = t.trigger.started_at_ms else { return Vec::new() };
     let after = |at_ms: f64| at_ms >= start;
-    let first_event = |want: fn(&EventKind) -> bool| {
-        events.iter().find(|e| want(&e.kind) && after(us_to_ms(e.at_us))).map(|e| us_to_ms(e.at_us))
-    };
+    let first_event = |want: fn(&EventKind) -> bool| first_event_where(events, start, want);
     let mut out = vec![
         Phase::at(PhaseId::TriggerStarted, Some(start)),
         Phase::at(PhaseId::TriggerCompleted, t.trigger.finished_at_ms),
@@ -51,8 +50,29 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
             }),
         ),
         Phase::at(PhaseId::NewPrimary, t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
-        Phase::at(PhaseId::SteppedDown, first_event(|k| matches!(k, EventKind::StepDown { .. }))),
+        Phase::at(
+            PhaseId::SteppedDown,
+            first_event(|k| matches!(k, EventKind::StepDown { role, .. } if role != UNREACHABLE_ROLE)),
+        ),
     ];
+    // A state, not a step every failover passes through: listed when seen (older runs logged
+    // it as a step-down whose role was `unreachable`).
+    let unreachable = first_event(|k| {
+        matches!(k, EventKind::Unreachable { .. })
+            || matches!(k, EventKind::StepDown { role, .. } if role == UNREACHABLE_ROLE)
+    });
+    out.extend(unreachable.map(|at| Phase::at(PhaseId::OldPrimaryUnreachable, Some(at))));
+    if events.iter().any(|e| matches!(e.kind, EventKind::NetworkFault { .. })) {
+        let fault = |want: FaultState| {
+            first_event_where(events, start, |k| matches!(k, EventKind::NetworkFault { state, .. } if *state == want))
+        };
+        out.push(Phase::at(PhaseId::FaultInjected, fault(FaultState::Injected)));
+        out.push(Phase::at(PhaseId::FaultHealed, fault(FaultState::Healed)));
+    }
+    for (phase, stream) in [(PhaseId::WritesOnIsolatedPrimary, &t.writes), (PhaseId::ReadsOnIsolatedPrimary, &t.reads)]
+    {
+        out.extend(stream.isolated_primary_at_ms.map(|at| Phase::at(phase, Some(at))));
+    }
     if watches.endpoint {
         out.push(Phase::at(
             PhaseId::EndpointFlipped,
@@ -77,6 +97,11 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
         (None, None) => std::cmp::Ordering::Equal,
     });
     out
+}
+
+/// When the first event `want` picks happened at or after `start` (ms).
+fn first_event_where(events: &[Event], start: f64, want: impl Fn(&EventKind) -> bool) -> Option<f64> {
+    events.iter().map(|e| (e, us_to_ms(e.at_us))).find(|(e, at)| want(&e.kind) && *at >= start).map(|(_, at)| at)
 }
 
 /// A stream's outage after the trigger (its first start, its last end): down, then recovered or

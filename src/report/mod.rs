@@ -196,9 +196,14 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
     let i = &c.integrity;
     let loss = if i.checked {
         let ghosts = if i.ghost_writes > 0 { format!(", {} ghost", i.ghost_writes) } else { String::new() };
-        format!("{} of {} acknowledged writes lost{ghosts}", i.lost_acked_writes, i.acked_writes)
+        let split = crate::analysis::sentence::split_brain_part(i.split_brain_writes);
+        format!("{} of {} acknowledged writes lost{split}{ghosts}", i.lost_acked_writes, i.acked_writes)
     } else {
         "loss unknown (write log unreadable)".to_string()
+    };
+    let loss = match crate::analysis::sentence::split_brain(i) {
+        Some(window) => format!("{loss}; {window}"),
+        None => loss,
     };
     let faults: String = c.adapter_faults.iter().map(|f| format!("; adapter {f}")).collect();
     format!("{}: {}; {}; {loss}{faults}", client_name(c), stream("writes", &c.writes), stream("reads", &c.reads))
