@@ -18,5 +18,6 @@ mod fixtures;
 mod memcached;
 mod reports;
 mod servers;
+mod silent;
 mod tls;
 mod triggers;
