@@ -264,8 +264,9 @@ pub enum EventKind {
         status: String,
         members: String,
     },
-    /// The deployment declared the primary failed (Sentinel `+odown`, a cluster's `FAIL` flag):
-    /// `detail` is what it said.
+    /// The deployment found the primary failed: a sentinel's own `+sdown` or the sentinels'
+    /// agreed `+odown`, a cluster node's `fail?` (PFAIL) or the cluster's agreed `fail` flag;
+    /// `detail` is what it said, `source` who (and which of them).
     FailureDetected {
         source: String,
         detail: String,

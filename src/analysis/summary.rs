@@ -212,7 +212,8 @@ pub struct Phase {
 pub enum PhaseId {
     TriggerStarted,
     TriggerCompleted,
-    /// Sentinel's `+odown`, a cluster's `FAIL`, or AWS's "failover started".
+    /// The first of Sentinel's `+sdown` / `+odown`, a cluster's `PFAIL` / `FAIL`, or AWS's
+    /// "failover started".
     FailureDetected,
     NewPrimary,
     /// The old primary answers ROLE as a replica (it rejoined as one), or its process is

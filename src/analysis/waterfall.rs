@@ -1,9 +1,12 @@
-//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`,
-//! cluster `FAIL`, AWS "failover started") → new primary announced → endpoint flipped or DNS answer changed
-//! → old primary stepped down → each stream of the client down and recovered. Only what was
-//! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
-//! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
-//! that resolution; the others are the times of the events themselves.
+//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+sdown` /
+//! `+odown`, cluster `PFAIL` / `FAIL`, AWS "failover started") → new primary announced →
+//! endpoint flipped or DNS answer changed → old primary stepped down (ROLE answered as a
+//! replica, never an unreachable node) → each stream of the client down and recovered; with a
+//! silent failure also the fault injected and healed, the old primary unreachable, and the
+//! client answered by the isolated old primary (no recovery). Only what was observed gets a
+//! time; the rest is listed as not observed, never guessed. A step-down is seen by asking the
+//! old primary every 250 ms and a DNS change by asking every second, so they carry that
+//! resolution; the others are the times of the events themselves.
 
 use super::sentence::UNREACHABLE_ROLE;
 use super::summary::{Phase, PhaseDetail, PhaseId, StreamSummary, TrialSummary};
@@ -40,8 +43,8 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
     let mut out = vec![
         Phase::at(PhaseId::TriggerStarted, Some(start)),
         Phase::at(PhaseId::TriggerCompleted, t.trigger.finished_at_ms),
-        // Sentinel's +odown, a cluster's FAIL, or AWS's "failover started"; a manual failover
-        // has none.
+        // Sentinel's +sdown / +odown, a cluster's PFAIL / FAIL, or AWS's "failover started"; a
+        // manual failover has none.
         Phase::at(
             PhaseId::FailureDetected,
             first_event(|k| {
