@@ -43,7 +43,7 @@ impl Probe {
     }
 
     /// The probe answered by the isolated old primary, isolated since `since_us`: not up.
-    pub(crate) fn from_isolated_primary(mut self, since_us: u64) -> Self {
+    pub(crate) fn answered_by_isolated_primary(mut self, since_us: u64) -> Self {
         self.error = Some(ErrorClass::SplitBrain);
         self.split_brain_since = Some(since_us);
         self

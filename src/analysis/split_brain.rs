@@ -193,7 +193,7 @@ mod tests {
 /// A silent failure as the analysis sees it: events and probes in, phases, counts and the
 /// headline out.
 #[cfg(test)]
-mod silent_failure {
+pub(crate) mod silent_failure {
     use crate::analysis::summary::{PhaseId, Summary};
     use crate::analysis::tests::meta;
     use crate::analysis::Analyzer;
@@ -305,6 +305,17 @@ mod silent_failure {
             .collect();
         timed.sort_by_key(|(t, _)| *t);
         timed
+    }
+
+    /// The silent failure's summary under `budget` (the reports' tests read it).
+    pub(crate) fn summary(budget: Budget) -> Summary {
+        let mut m = meta(1, budget);
+        m.clients = vec!["failprobe".into(), "pinned".into()];
+        let mut a = Analyzer::new(m);
+        for (_, r) in records() {
+            a.ingest(r);
+        }
+        a.finish().summary
     }
 
     fn analyse(records: impl IntoIterator<Item = Record>) -> Summary {

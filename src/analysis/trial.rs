@@ -173,7 +173,7 @@ impl TrialState {
         live.last_us = live.last_us.max(s.end_us);
         let mut probe = Probe::from_sample(s, shard as u32);
         if let Some(since) = self.watch.isolated(s.shard.as_deref(), s.server.as_deref(), s.end_us).filter(|_| s.ok()) {
-            probe = probe.from_isolated_primary(since);
+            probe = probe.answered_by_isolated_primary(since);
             self.first_isolated.see(s.stream, s.end_us);
         }
         live.reorder.push(probe);

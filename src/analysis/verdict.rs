@@ -241,8 +241,9 @@ struct OutsideClient<'a> {
     name: &'a str,
     measured: usize,
     unrecovered: usize,
-    /// Answered by the isolated old primary in some trial: its "recovery" was onto it.
-    onto_old_primary: bool,
+    /// Trials it did not recover in, answered by the isolated old primary: its "recovery" was
+    /// onto it.
+    onto_old_primary: usize,
     lost: u64,
     split_brain: u64,
     /// Write logs not read.
@@ -266,7 +267,8 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         let e = &mut seen[i];
         e.measured += 1;
         e.unrecovered += usize::from(!c.writes.recovered || !c.reads.recovered);
-        e.onto_old_primary |= c.writes.isolated_primary_at_ms.is_some() || c.reads.isolated_primary_at_ms.is_some();
+        let onto = c.writes.isolated_primary_at_ms.is_some() || c.reads.isolated_primary_at_ms.is_some();
+        e.onto_old_primary += usize::from(onto && (!c.writes.recovered || !c.reads.recovered));
         e.lost += if c.integrity.checked { c.integrity.lost_acked_writes } else { 0 };
         e.split_brain += if c.integrity.checked { c.integrity.split_brain_writes } else { 0 };
         e.unread += usize::from(!c.integrity.checked);
@@ -277,7 +279,11 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         if unrecovered > 0 {
             let within = if measured > 1 { format!(" in {unrecovered} of {measured} trials") } else { String::new() };
             // Where it went back to was no recovery: say so, or its writes there read as one.
-            let onto = if onto_old_primary { " (answered by the isolated old primary)" } else { "" };
+            let onto = match onto_old_primary {
+                0 => String::new(),
+                n if n == unrecovered => " (answered by the isolated old primary)".to_string(),
+                n => format!(" (answered by the isolated old primary in {n} of them)"),
+            };
             parts.push(format!("NOT RECOVERED{within}{onto}"));
         }
         if lost > 0 {

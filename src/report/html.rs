@@ -302,12 +302,13 @@ fn integrity(h: &mut String, s: &Summary) {
         }
         let _ = writeln!(
             h,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             if i.lost_acked_writes > 0 { "bad" } else { "" },
             esc(&trial_label(t)),
             i.acked_writes,
             i.surviving_acked_writes,
             i.lost_acked_writes,
+            crate::analysis::sentence::split_brain_part(i.split_brain_writes),
             i.ghost_writes,
             i.unacked_writes,
             i.stale_reads,

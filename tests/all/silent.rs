@@ -92,6 +92,15 @@ fn a_blackholed_primary_is_not_stepped_down_and_pinned_writing_into_it_is_split_
     let stepped_down = f(&step_downs[0]["at_us"]) / 1000.0;
     assert!(stepped_down >= healed, "stepped down at {stepped_down} ms, healed at {healed} ms");
     let timeline: Vec<&str> = t["timeline"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
+    // Detected first by a sentinel on its own (+sdown), then by their quorum (+odown).
+    for seen in
+        [format!("+sdown: master failprobe 127.0.0.1 {old}"), format!("+odown: master failprobe 127.0.0.1 {old}")]
+    {
+        assert!(
+            timeline.iter().any(|w| w.starts_with("failure detected by sentinel") && w.contains(&seen)),
+            "{seen}: {timeline:?}"
+        );
+    }
     let unreachable_line = format!("old primary {old_primary} unreachable: ROLE unanswered, not stepped down");
     assert!(timeline.contains(&unreachable_line.as_str()), "{timeline:?}");
     // The trial lasted until the old primary was seen demoted.
