@@ -14,8 +14,9 @@ use std::process::Command;
 struct NftTable(String);
 
 impl NftTable {
-    fn name_for_this_test() -> Self {
-        Self(format!("failprobe_test_{}", std::process::id()))
+    /// Unique to this process and test: nothing else's table is touched.
+    fn named(test: &str) -> Self {
+        Self(format!("failprobe_test_{}_{test}", std::process::id()))
     }
 }
 
@@ -51,20 +52,27 @@ fn events(out: &std::path::Path) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-#[test]
-fn a_blackholed_primary_is_not_stepped_down_and_pinned_writing_into_it_is_split_brain_not_recovery() {
-    let _alone = alone();
+/// `failprobe run` on `lab` with `failprobe,pinned`, its trigger a script that blackholes the
+/// primary for [`FAULT_S`]: the run's output and directory, and the old primary's port.
+fn blackhole_run(lab: &TestLab, test: &str) -> (std::process::Output, std::path::PathBuf, u16) {
     let nft = Command::new("nft").args(["list", "tables"]).output();
     assert!(nft.as_ref().is_ok_and(|o| o.status.success()), "this test needs nft and root (CAP_NET_ADMIN): {nft:?}");
-    let lab = TestLab::start(Topology::Sentinel);
     let old = lab.primary_port();
-    let table = NftTable::name_for_this_test();
+    let table = NftTable::named(test);
     let script = lab.dir.path().join("blackhole.sh");
     std::fs::write(&script, blackhole_script(&table.0, old)).unwrap();
     let trigger = format!("command=sh {}", script.display());
     let args = ["--trigger", trigger.as_str(), "--yes", "--clients", "failprobe,pinned", "--max-trial", "10s"];
-    let (o, out) = lab.run("silent", &args);
+    let (o, out) = lab.run(test, &args);
     drop(table);
+    (o, out, old)
+}
+
+#[test]
+fn a_blackholed_primary_is_not_stepped_down_and_pinned_writing_into_it_is_split_brain_not_recovery() {
+    let _alone = alone();
+    let lab = TestLab::start(Topology::Sentinel);
+    let (o, out, old) = blackhole_run(&lab, "silent");
     // The verdict covers failprobe's own client, which recovered.
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
@@ -161,4 +169,51 @@ fn a_blackholed_primary_is_not_stepped_down_and_pinned_writing_into_it_is_split_
         u(&i["lost_acked_writes"])
     );
     eprintln!("{text}");
+}
+
+/// The same fault with `min-replicas-to-write 1` (`min-replicas-max-lag 2`) on both nodes: the
+/// old primary, back on the network without a replica that acknowledges, refuses writes
+/// (NOREPLICAS): no split-brain writes, no window. The price is failprobe's own client waiting
+/// on the new primary, which refuses too until the old one rejoins as its replica.
+#[test]
+fn with_min_replicas_to_write_the_old_primary_takes_no_split_brain_writes() {
+    let _alone = alone();
+    let lab = TestLab::start(Topology::Sentinel);
+    for port in lab.lab.redis_ports() {
+        let mut conn = lab.conn(port);
+        for (key, value) in [("min-replicas-to-write", "1"), ("min-replicas-max-lag", "2")] {
+            let _: () = redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query(&mut conn).unwrap();
+        }
+    }
+    let (o, out, old) = blackhole_run(&lab, "min_replicas");
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    assert!(
+        s["servers"].as_array().unwrap().iter().any(|n| n["settings"]["min-replicas-to-write"] == "1"),
+        "{}",
+        s["servers"]
+    );
+    let t = &s["trials"][0];
+    let (own, pinned) = (&t["clients"][0], &t["clients"][1]);
+    let i = &pinned["integrity"];
+    assert_eq!((u(&i["split_brain_writes"]), u(&i["lost_acked_writes"])), (0, 0), "{i}");
+    assert!(
+        i.get("split_brain_first_ms").is_none(),
+        "the old primary acknowledged nothing after the announcement: {i}"
+    );
+    assert!(pinned["writes"]["isolated_primary_at_ms"].is_null(), "{}", pinned["writes"]);
+    assert!(!pinned["writes"]["recovered"].as_bool().unwrap(), "{}", pinned["writes"]);
+    assert!(u(&pinned["writes"]["errors"]["other"]) > 0, "NOREPLICAS: {}", pinned["writes"]["errors"]);
+    // The new primary refused failprobe's own writes as well until it had a replica again.
+    assert!(own["writes"]["recovered"].as_bool().unwrap(), "{}", own["writes"]);
+    assert!(u(&own["writes"]["errors"]["other"]) > 0, "NOREPLICAS: {}", own["writes"]["errors"]);
+    let headline = s["verdict"]["headline"].as_str().unwrap();
+    // Its reads, which need no replica, were still answered by the isolated node: said so.
+    assert!(!headline.contains("split-brain"), "{headline}");
+    eprintln!(
+        "min-replicas-to-write 1, old primary 127.0.0.1:{old}: failprobe writes down {} ms, pinned {} acknowledged, none lost",
+        f(&own["writes"]["longest_outage_ms"]),
+        u(&i["acked_writes"])
+    );
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
 }
