@@ -52,10 +52,16 @@ pub enum ErrorClass {
     /// never sent, fell too far behind): its answer is unknown, not the deployment's.
     Adapter,
     Other,
+    /// Never sent by a probe: the analysis's class for a write acknowledged (or a read
+    /// answered) by the isolated old primary after the new primary was announced and before it
+    /// was seen stepping down. The client was not served by the deployment, so its outage goes
+    /// on; the write still counts as acknowledged (lost, it is a split-brain write).
+    #[serde(rename = "split-brain")]
+    SplitBrain,
 }
 
 impl ErrorClass {
-    pub(crate) const ALL: [ErrorClass; 16] = [
+    pub(crate) const ALL: [ErrorClass; 17] = [
         ErrorClass::Refused,
         ErrorClass::Reset,
         ErrorClass::Timeout,
@@ -72,6 +78,7 @@ impl ErrorClass {
         ErrorClass::AckTimeout,
         ErrorClass::Adapter,
         ErrorClass::Other,
+        ErrorClass::SplitBrain,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +99,7 @@ impl ErrorClass {
             ErrorClass::AckTimeout => "ack-timeout",
             ErrorClass::Adapter => "adapter",
             ErrorClass::Other => "other",
+            ErrorClass::SplitBrain => "split-brain",
         }
     }
 }
@@ -261,8 +269,9 @@ pub enum EventKind {
         status: String,
         members: String,
     },
-    /// The deployment declared the primary failed (Sentinel `+odown`, a cluster's `FAIL` flag):
-    /// `detail` is what it said.
+    /// The deployment found the primary failed: a sentinel's own `+sdown` or the sentinels'
+    /// agreed `+odown`, a cluster node's `fail?` (PFAIL) or the cluster's agreed `fail` flag;
+    /// `detail` is what it said, `source` who (and which of them).
     FailureDetected {
         source: String,
         detail: String,
@@ -319,9 +328,25 @@ pub enum EventKind {
         took_ms: u64,
     },
     /// The primary before the trigger, replaced, no longer acts as one: it answers ROLE as
-    /// `role` (`slave`), or `unreachable`. Until then clients still connected to it may
-    /// write into it.
+    /// `role` (`slave`), or its process is verified gone (`role`: `gone`, a lab node). Until
+    /// then clients still connected to it may write into it. (Older runs also logged
+    /// `unreachable` here: read back, that is an `Unreachable`, not a step-down.)
     StepDown {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+        server: String,
+        role: String,
+    },
+    /// The primary before the trigger, replaced, did not answer ROLE (nor is its process known
+    /// gone): from now on it is unreachable, not stepped down. Once per trial and shard.
+    Unreachable {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shard: Option<String>,
+        server: String,
+    },
+    /// The unreachable old primary answers again, still as primary (`role` `master`): cut off
+    /// until now, it acknowledges writes that are lost when it steps down.
+    Reachable {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shard: Option<String>,
         server: String,

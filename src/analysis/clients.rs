@@ -1,6 +1,7 @@
 //! One trial as each client profile saw it: the same events (the trigger, the topology, AWS),
 //! each profile's own probes, outages and write log.
 
+use super::split_brain::OldPrimaryWatch;
 use super::summarize::trial_summary;
 use super::summary::{ClientSummary, TrialSummary};
 use super::trial::{Params, TrialState};
@@ -14,8 +15,9 @@ pub(crate) struct TrialClients {
 }
 
 impl TrialClients {
-    pub(crate) fn new(names: &[String], p: &Params) -> Self {
-        Self { clients: names.iter().map(|name| TrialState::new(p, name)).collect() }
+    /// `primaries`: the run's primaries as last announced before this trial.
+    pub(crate) fn new(names: &[String], p: &Params, primaries: &OldPrimaryWatch) -> Self {
+        Self { clients: names.iter().map(|name| TrialState::new(p, name, primaries.carried_over())).collect() }
     }
 
     /// The trial whose figures stand for the run (the first profile).
@@ -38,7 +40,7 @@ impl TrialClients {
             None => {
                 // A profile the run did not announce (a hand-edited samples.csv): it sees the
                 // events the first profile kept.
-                let mut t = TrialState::new(p, name);
+                let mut t = TrialState::new(p, name, OldPrimaryWatch::default());
                 for e in &self.clients[0].events {
                     t.event(e.clone());
                 }

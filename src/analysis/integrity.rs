@@ -21,6 +21,19 @@ pub struct Integrity {
     pub stale_reads: u64,
     pub lost_seqs_sample: Vec<u64>,
     pub log_server: Option<String>,
+    /// Lost writes that the isolated old primary acknowledged after the new primary was
+    /// announced: counted among `lost_acked_writes`, not beside them.
+    #[serde(default)]
+    pub split_brain_writes: u64,
+    /// When the isolated old primary acknowledged writes after the new primary was announced:
+    /// the first and the last such acknowledgement, ms on the run clock (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain_first_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain_last_ms: Option<f64>,
+    /// The isolated old primary (each shard's, comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain_server: Option<String>,
     /// Memcached: known keys stored before the trigger, and how many survived byte-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeded_keys: Option<u64>,
@@ -38,6 +51,9 @@ impl Integrity {
         self.ghost_writes += o.ghost_writes;
         self.unacked_writes += o.unacked_writes;
         self.stale_reads += o.stale_reads;
+        self.split_brain_writes += o.split_brain_writes;
+        self.split_brain_first_ms = combine(self.split_brain_first_ms, o.split_brain_first_ms, f64::min);
+        self.split_brain_last_ms = combine(self.split_brain_last_ms, o.split_brain_last_ms, f64::max);
         let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
@@ -46,12 +62,25 @@ impl Integrity {
         self.surviving_seeded_keys = sum(self.surviving_seeded_keys, o.surviving_seeded_keys);
         let room = 20usize.saturating_sub(self.lost_seqs_sample.len());
         self.lost_seqs_sample.extend(o.lost_seqs_sample.iter().take(room));
-        if let Some(s) = &o.log_server {
-            self.log_server = Some(match &self.log_server {
-                Some(mine) => format!("{mine}, {s}"),
-                None => s.clone(),
-            });
+        for (mine, theirs) in
+            [(&mut self.log_server, &o.log_server), (&mut self.split_brain_server, &o.split_brain_server)]
+        {
+            if let Some(s) = theirs {
+                *mine = Some(match mine.take() {
+                    Some(m) => format!("{m}, {s}"),
+                    None => s.clone(),
+                });
+            }
         }
+    }
+}
+
+/// Two optional times made one by `pick` (the earlier, the later); either alone when the other
+/// is absent.
+fn combine(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -117,6 +146,10 @@ pub(crate) struct IntegrityState {
     /// due after it, but sent before it, had not seen.
     reads: BinaryHeap<Reverse<(u64, u64)>>,
     stale_reads: u64,
+    /// Writes the isolated old primary acknowledged after the new primary was announced, and
+    /// the first and last such acknowledgement (µs).
+    isolated_acks: SeqSet,
+    isolated_span_us: Option<(u64, u64)>,
 }
 
 impl IntegrityState {
@@ -127,6 +160,13 @@ impl IntegrityState {
         } else {
             self.failed.insert(seq);
         }
+    }
+
+    /// An acknowledged write (also given to `write`) came from the isolated old primary.
+    pub(crate) fn isolated_ack(&mut self, seq: u64, end_us: u64) {
+        self.isolated_acks.insert(seq);
+        let (first, last) = self.isolated_span_us.unwrap_or((end_us, end_us));
+        self.isolated_span_us = Some((first.min(end_us), last.max(end_us)));
     }
 
     pub(crate) fn read(&mut self, start_us: u64, value: u64) {
@@ -178,6 +218,10 @@ impl IntegrityState {
     /// The figures against the write log read back after recovery, if it could be read.
     pub(crate) fn result(&self, log: Option<(&str, &[(u64, u64)])>) -> Integrity {
         let mut out = Integrity { stale_reads: self.stale_reads, acked_writes: self.acked.len(), ..Default::default() };
+        if let Some((first, last)) = self.isolated_span_us {
+            let ms = crate::clock::us_to_ms;
+            (out.split_brain_first_ms, out.split_brain_last_ms) = (Some(ms(first)), Some(ms(last)));
+        }
         let Some((server, present)) = log else {
             return out;
         };
@@ -185,6 +229,7 @@ impl IntegrityState {
         out.checked = true;
         out.log_server = Some(server.to_string());
         out.lost_acked_writes = count(&lost);
+        out.split_brain_writes = count(&intersect(self.isolated_acks.ranges(), &lost));
         out.surviving_acked_writes = out.acked_writes - out.lost_acked_writes;
         out.ghost_writes = count(&intersect(self.failed.ranges(), present));
         out.unacked_writes = self.failed.len();

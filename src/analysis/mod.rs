@@ -12,6 +12,7 @@ pub(crate) mod phases;
 pub(crate) mod reorder;
 pub(crate) mod sentence;
 pub(crate) mod series;
+pub(crate) mod split_brain;
 pub(crate) mod stream;
 pub(crate) mod summarize;
 pub mod summary;
@@ -70,6 +71,9 @@ pub struct Analyzer {
     panels: usize,
     /// What the run watched besides its probes (the endpoint, DNS), from any trial's events.
     watches: waterfall::Watches,
+    /// The primaries as last announced, whichever trial announced them: where a trial that
+    /// heard no announcement before its trigger stood.
+    primaries: split_brain::OldPrimaryWatch,
 }
 
 impl Analyzer {
@@ -80,7 +84,8 @@ impl Analyzer {
             horizon_us: meta.timeout_us + REORDER_SLACK_US,
         };
         let clients = meta.client_names();
-        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0, watches: Default::default() }
+        let (watches, primaries) = Default::default();
+        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0, watches, primaries }
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -96,8 +101,12 @@ impl Analyzer {
 
     pub fn event(&mut self, e: Event) {
         self.watches.see(&e.kind);
-        let (params, clients) = (self.params, &self.clients);
-        self.trials.entry(e.trial).or_insert_with(|| TrialClients::new(clients, &params)).event(e);
+        let (params, clients, primaries) = (self.params, &self.clients, &self.primaries);
+        let trial = self.trials.entry(e.trial).or_insert_with(|| TrialClients::new(clients, &params, primaries));
+        if matches!(e.kind, EventKind::Topology { .. }) {
+            self.primaries.event(&e);
+        }
+        trial.event(e);
     }
 
     pub fn sample(&mut self, s: &Sample) {
@@ -106,8 +115,8 @@ impl Analyzer {
         if earlier_open {
             self.close_until(s.trial);
         }
-        let (params, clients) = (self.params, &self.clients);
-        self.trials.entry(s.trial).or_insert_with(|| TrialClients::new(clients, &params)).sample(s, &params);
+        let (params, clients, primaries) = (self.params, &self.clients, &self.primaries);
+        self.trials.entry(s.trial).or_insert_with(|| TrialClients::new(clients, &params, primaries)).sample(s, &params);
     }
 
     fn close_until(&mut self, trial: u32) {

@@ -21,6 +21,9 @@ pub(crate) struct Probe {
     pub(crate) stream: Stream,
     /// None when the probe succeeded.
     pub(crate) error: Option<ErrorClass>,
+    /// Answered by the isolated old primary, which was so since this time (the new primary's
+    /// announcement); `error` is then `split-brain`.
+    pub(crate) split_brain_since: Option<u64>,
 }
 
 impl Probe {
@@ -35,7 +38,20 @@ impl Probe {
             shard,
             stream: s.stream,
             error: (!s.ok()).then(|| s.error_class.unwrap_or(ErrorClass::Other)),
+            split_brain_since: None,
         }
+    }
+
+    /// The probe answered by the isolated old primary, isolated since `since_us`: not up.
+    pub(crate) fn answered_by_isolated_primary(mut self, since_us: u64) -> Self {
+        self.error = Some(ErrorClass::SplitBrain);
+        self.split_brain_since = Some(since_us);
+        self
+    }
+
+    /// The server answered it (an acknowledged write, even from the isolated old primary).
+    pub(crate) fn answered(&self) -> bool {
+        self.error.is_none() || self.split_brain_since.is_some()
     }
 
     pub(crate) fn ok(&self) -> bool {
@@ -113,6 +129,7 @@ mod tests {
             shard: 0,
             stream: Stream::Write,
             error: None,
+            split_brain_since: None,
         }
     }
 

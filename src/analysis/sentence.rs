@@ -1,6 +1,7 @@
 //! The sentences more than one output says, each written once: the terminal, report.md,
 //! report.html, JUnit and summary.json's timeline then cannot say the same thing two ways.
 
+use super::integrity::Integrity;
 use crate::sample::EventKind;
 use std::collections::BTreeMap;
 
@@ -24,6 +25,40 @@ pub(crate) fn backup(how: &str, node: &str, status: &str, took_ms: u64, name: &s
     let name = if name.is_empty() { String::new() } else { format!(" ({name})") };
     format!("{how} of {node} {status} in {took_ms} ms{name}")
 }
+
+/// What a split-brain write is, and how it is counted: the reports' "how to read this".
+pub(crate) const SPLIT_BRAIN_DEFINITION: &str = "A **split-brain write** was acknowledged by the old primary after the deployment had announced a new one (cut off, it still acted as primary; a client that reached it had not recovered) and is missing after recovery: split-brain writes are counted among the lost writes, not beside them.";
+
+/// " (226 of them split-brain)" after a count of lost writes; empty when there are none.
+pub(crate) fn split_brain_part(split_brain: u64) -> String {
+    match split_brain {
+        0 => String::new(),
+        n => format!(" ({n} of them split-brain)"),
+    }
+}
+
+/// "the isolated old primary 127.0.0.1:6379 kept acknowledging writes for 213 ms after the new
+/// primary was announced (20 093.1 → 20 306.0 ms); 226 of them lost: split-brain writes": the
+/// window and what became of those writes; None when it acknowledged none.
+pub(crate) fn split_brain(i: &Integrity) -> Option<String> {
+    let (first, last) = (i.split_brain_first_ms?, i.split_brain_last_ms?);
+    let server = i.split_brain_server.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+    let lost = match (i.checked, i.split_brain_writes) {
+        (false, _) => "their loss unknown (write log unread)".to_string(),
+        (true, 0) => "none of them lost".to_string(),
+        (true, n) => format!("{n} of them lost: split-brain writes"),
+    };
+    Some(format!(
+        "the isolated old primary{server} kept acknowledging writes for {} after the new primary was announced ({first:.1} → {last:.1} ms); {lost}",
+        crate::duration::format_ms(last - first)
+    ))
+}
+
+/// The `role` of a `StepDown` whose process was verified gone (a lab node).
+pub(crate) const GONE_ROLE: &str = "gone";
+/// The `role` older runs gave a `StepDown` when the old primary did not answer: read back as
+/// unreachable, never as a step-down.
+pub(crate) const UNREACHABLE_ROLE: &str = "unreachable";
 
 /// An event as the timeline says it, or None for one the summary says elsewhere (the reason is
 /// by each kind). No `_` arm: a new kind must be described here, or the build fails.
@@ -63,9 +98,22 @@ pub(crate) fn describe(kind: &EventKind) -> Option<String> {
         EventKind::ClientHello { client, library, version, .. } => {
             format!("adapter {client} started: {library} {version}")
         }
+        EventKind::StepDown { shard: s, server, role } if role == UNREACHABLE_ROLE => {
+            format!("{}old primary {server} unreachable: ROLE unanswered, not stepped down", shard(s))
+        }
+        EventKind::StepDown { shard: s, server, role } if role == GONE_ROLE => {
+            format!("{}old primary {server} stepped down (its process is gone)", shard(s))
+        }
         EventKind::StepDown { shard: s, server, role } => {
             format!("{}old primary {server} stepped down (now {role})", shard(s))
         }
+        EventKind::Unreachable { shard: s, server } => {
+            format!("{}old primary {server} unreachable: ROLE unanswered, not stepped down", shard(s))
+        }
+        EventKind::Reachable { shard: s, server, role } => format!(
+            "{}old primary {server} answers again, as {role}: still acting as primary, what it acknowledges now is lost when it steps down",
+            shard(s)
+        ),
         EventKind::TrialEnd { reason } => format!("trial ended: {reason}"),
         EventKind::Interrupted => "interrupted: the run stopped before every trial ran".to_string(),
         EventKind::Aws { source, message, aws_time, .. } => format!("AWS {source}: {message} (AWS time {aws_time})"),

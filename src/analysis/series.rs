@@ -16,8 +16,8 @@ pub(crate) struct Bucket {
     /// Highest and lowest latency of successful probes, µs (`min_ok_us` is u32::MAX when none).
     pub max_ok_us: u32,
     pub min_ok_us: u32,
-    /// Bit `class as u16` set when a probe of that class failed here.
-    pub failed: u16,
+    /// Bit `class as u32` set when a probe of that class failed here (room for 32 classes).
+    pub failed: u32,
     /// Lowest and highest sequence number of acknowledged writes here (0, 0 when none).
     seq_lo: u64,
     seq_hi: u64,
@@ -31,7 +31,7 @@ impl Bucket {
     }
 
     pub(crate) fn failed_classes(&self) -> impl Iterator<Item = ErrorClass> + '_ {
-        ErrorClass::ALL.into_iter().filter(|c| self.failed & (1 << *c as u16) != 0)
+        ErrorClass::ALL.into_iter().filter(|c| self.failed & (1 << *c as u32) != 0)
     }
 
     fn merge(&mut self, o: &Bucket) {
@@ -82,7 +82,7 @@ impl Series {
                 b.max_ok_us = b.max_ok_us.max(us);
                 b.min_ok_us = b.min_ok_us.min(us);
             }
-            Some(class) => b.failed |= 1 << class as u16,
+            Some(class) => b.failed |= 1 << class as u32,
         }
         if let Some(seq) = acked_seq {
             b.merge(&Bucket { seq_lo: seq, seq_hi: seq, ..Bucket::EMPTY });

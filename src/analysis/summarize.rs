@@ -12,16 +12,25 @@ use crate::sample::{AwsClass, Event, EventKind, Stream};
 
 pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) -> TrialSummary {
     let events = std::mem::take(&mut t.events);
-    let (reconnects, omitted) = (t.reconnects, t.omitted_events);
+    let (reconnects, omitted, isolated) = (t.reconnects, t.omitted_events, t.first_isolated);
+    let watch = std::mem::take(&mut t.watch);
     let closed = t.closed_mut().expect("summaries are built from closed trials");
-    let integrities = shard_integrity(closed, &events);
+    let mut integrities = shard_integrity(closed, &events);
+    for (i, sh) in integrities.iter_mut().zip(&closed.shards) {
+        if i.split_brain_first_ms.is_some() {
+            i.split_brain_server = watch.old_primary(sh.name.as_deref()).map(String::from);
+        }
+    }
     let mut integrity = Integrity { checked: !closed.shards.is_empty(), ..Default::default() };
     for i in &integrities {
         integrity.add(i);
     }
     let trigger = trigger_info(&events);
     let target_windows = [&closed.target[0].windows, &closed.target[1].windows];
-    let stream = |s: Stream| stream_summary(&closed.target[s.index()], reconnects[s.index()], interval_us);
+    let stream = |s: Stream| StreamSummary {
+        isolated_primary_at_ms: isolated.0[s.index()].map(us_to_ms),
+        ..stream_summary(&closed.target[s.index()], reconnects[s.index()], interval_us)
+    };
     let shards = if closed.shards.len() > 1 || closed.shards.iter().any(|s| s.name.is_some()) {
         closed
             .shards
@@ -59,7 +68,7 @@ pub(crate) fn trial_summary(index: u32, t: &mut TrialState, interval_us: u64) ->
         trigger,
         clients: Vec::new(),
     };
-    t.events = events;
+    (t.events, t.watch) = (events, watch);
     summary
 }
 
@@ -109,6 +118,7 @@ fn stream_summary(f: &StreamFigures, reconnects: u64, interval_us: u64) -> Strea
         send_lateness_ms: f.lateness.clone(),
         latency_ms: f.latency.clone(),
         latency_by_phase_ms: f.phases.clone().map(|[before, during, after]| PhaseLatency { before, during, after }),
+        isolated_primary_at_ms: None,
     }
 }
 

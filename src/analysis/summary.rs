@@ -212,10 +212,23 @@ pub struct Phase {
 pub enum PhaseId {
     TriggerStarted,
     TriggerCompleted,
-    /// Sentinel's `+odown`, a cluster's `FAIL`, or AWS's "failover started".
+    /// The first of Sentinel's `+sdown` / `+odown`, a cluster's `PFAIL` / `FAIL`, or AWS's
+    /// "failover started".
     FailureDetected,
     NewPrimary,
+    /// The old primary answers ROLE as a replica (it rejoined as one), or its process is
+    /// verified gone. Never an unreachable node.
     SteppedDown,
+    /// A lab network fault put in place, and removed (listed with a network-fault trigger).
+    FaultInjected,
+    FaultHealed,
+    /// The replaced old primary did not answer ROLE: unreachable since then, not stepped down
+    /// (listed when observed).
+    OldPrimaryUnreachable,
+    /// The client's stream was first answered by the isolated old primary after the new
+    /// primary was announced: no recovery (listed when observed).
+    WritesOnIsolatedPrimary,
+    ReadsOnIsolatedPrimary,
     EndpointFlipped,
     DnsChanged,
     WritesDown,
@@ -272,6 +285,11 @@ impl PhaseId {
             Self::FailureDetected => "failure detected".into(),
             Self::NewPrimary => "new primary announced".into(),
             Self::SteppedDown => "old primary stepped down".into(),
+            Self::FaultInjected => "fault injected".into(),
+            Self::FaultHealed => "fault healed".into(),
+            Self::OldPrimaryUnreachable => "old primary unreachable (not stepped down)".into(),
+            Self::WritesOnIsolatedPrimary => "writes answered by the isolated old primary (no recovery)".into(),
+            Self::ReadsOnIsolatedPrimary => "reads answered by the isolated old primary (no recovery)".into(),
             Self::EndpointFlipped => "endpoint flipped".into(),
             Self::DnsChanged => "DNS answer changed".into(),
             Self::WritesDown => down("writes"),
@@ -324,6 +342,11 @@ pub struct StreamSummary {
     /// Latency of successful probes, from the scheduled send time.
     pub latency_ms: Percentiles,
     pub latency_by_phase_ms: Option<PhaseLatency>,
+    /// The first answer from the isolated old primary after the new primary was announced, ms
+    /// on the run clock: where the client went back to is no recovery (its outage goes on,
+    /// counted as `split-brain` in the outage's errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolated_primary_at_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -6,6 +6,7 @@ use super::outage::{union, Edge};
 use super::phases::{PhaseClock, Waiting};
 use super::reorder::{Probe, Reorder};
 use super::series::Series;
+use super::split_brain::{FirstIsolated, OldPrimaryWatch};
 use super::stream::{StreamAcc, StreamFigures, StreamHistos};
 use super::StreamHistograms;
 use crate::sample::{client_name, Event, EventKind, Sample, Stream};
@@ -43,6 +44,11 @@ pub(crate) struct TrialState {
     /// Probes that arrived after their trial closed (should not happen: trials run one after
     /// the other and wait for their probes' deadlines).
     pub(crate) after_close: u64,
+    /// Which server is the isolated old primary, from the events as they arrive: a probe it
+    /// answers is classified when it arrives (events then are those up to its completion).
+    pub(crate) watch: OldPrimaryWatch,
+    /// When each stream was first answered by the isolated old primary.
+    pub(crate) first_isolated: FirstIsolated,
 }
 
 struct Live {
@@ -79,8 +85,10 @@ pub(crate) struct ClosedShard {
 }
 
 impl TrialState {
-    pub(crate) fn new(p: &Params, client: &str) -> Self {
+    pub(crate) fn new(p: &Params, client: &str, watch: OldPrimaryWatch) -> Self {
         Self {
+            watch,
+            first_isolated: FirstIsolated::default(),
             client: client.to_string(),
             events: Vec::new(),
             last_primary: None,
@@ -95,6 +103,7 @@ impl TrialState {
     }
 
     pub(crate) fn event(&mut self, e: Event) {
+        self.watch.event(&e);
         match &e.kind {
             EventKind::TriggerStart { .. } => self.phases.trigger_started(e.at_us),
             EventKind::TriggerFinish { .. } | EventKind::TriggerError { .. } => self.phases.trigger_ended(e.at_us),
@@ -162,7 +171,12 @@ impl TrialState {
         };
         live.first_us = live.first_us.min(s.scheduled_us);
         live.last_us = live.last_us.max(s.end_us);
-        live.reorder.push(Probe::from_sample(s, shard as u32));
+        let mut probe = Probe::from_sample(s, shard as u32);
+        if let Some(since) = self.watch.isolated(s.shard.as_deref(), s.server.as_deref(), s.end_us).filter(|_| s.ok()) {
+            probe = probe.answered_by_isolated_primary(since);
+            self.first_isolated.see(s.stream, s.end_us);
+        }
+        live.reorder.push(probe);
         while let Some(probe) = live.reorder.pop_ready() {
             live.analyse(probe, &mut self.phases, p);
         }
@@ -253,7 +267,9 @@ impl Live {
         let sh = &mut self.shards[p.shard as usize];
         let acc = &mut sh.streams[p.stream.index()];
         acc.count(&p, params.late_threshold_us);
-        match acc.outages.feed(p.scheduled_us, p.end_us, p.ok(), p.error.unwrap_or(crate::sample::ErrorClass::Other)) {
+        // An answer from the isolated old primary is down from its isolation on, not before.
+        let down_from = p.split_brain_since.map_or(p.scheduled_us, |since| since.max(p.scheduled_us));
+        match acc.outages.feed(down_from, p.end_us, p.ok(), p.error.unwrap_or(crate::sample::ErrorClass::Other)) {
             Some(Edge::Opened { start_us }) => acc.open_outage_counts = phases.outage_opened(start_us),
             Some(Edge::Closed { end_us, .. }) if acc.open_outage_counts => {
                 acc.open_outage_counts = false;
@@ -268,11 +284,17 @@ impl Live {
             }
         }
         match p.stream {
-            Stream::Write => sh.integrity.write(p.seq, p.end_us, p.ok()),
+            Stream::Write => {
+                // Acknowledged all the same: the client counts on it.
+                sh.integrity.write(p.seq, p.end_us, p.answered());
+                if p.split_brain_since.is_some() {
+                    sh.integrity.isolated_ack(p.seq, p.end_us);
+                }
+            }
             Stream::Read if p.ok() => sh.integrity.read(p.start_us, p.value),
             Stream::Read => {}
         }
-        let acked = (p.stream == Stream::Write && p.ok()).then_some(p.seq);
+        let acked = (p.stream == Stream::Write && p.answered()).then_some(p.seq);
         sh.series[p.stream.index()].add(p.scheduled_us, p.latency_us, p.error, acked);
         // Other shards' reads wait for their own next probe, or the close: later, never wrong.
         sh.integrity.advance(self.frontier_us, params.horizon_us);

@@ -2,6 +2,7 @@
 //! The terminal, summary.json, report.md/html, JUnit, the step summary and the exit code all
 //! read what is decided here.
 
+use super::sentence::split_brain_part;
 use super::summary::*;
 use crate::duration::format_ms;
 use crate::sample::{Budget, OWN_CLIENT};
@@ -89,7 +90,7 @@ fn target_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, t: &TrialSummar
                 shard: Some(sh.name.clone()),
                 name: format!("{} acknowledged writes within --max-lost-writes", sh.name),
                 passed: sh.integrity.lost_acked_writes <= max,
-                measured: format!("{} acknowledged writes lost", sh.integrity.lost_acked_writes),
+                measured: lost_measured(&sh.integrity),
                 limit: max.to_string(),
             });
         }
@@ -97,7 +98,7 @@ fn target_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, t: &TrialSummar
     if let Some(max) = budget.max_lost_writes {
         let i = &t.integrity;
         let (passed, measured) = if i.checked {
-            (i.lost_acked_writes <= max, format!("{} acknowledged writes lost", i.lost_acked_writes))
+            (i.lost_acked_writes <= max, lost_measured(i))
         } else {
             (interrupted, "write log could not be read, loss unknown".to_string())
         };
@@ -140,10 +141,15 @@ fn client_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: 
             shard: None,
             name: format!("{} acknowledged writes within --max-lost-writes", c.name),
             passed: c.integrity.lost_acked_writes <= max,
-            measured: format!("{} acknowledged writes lost", c.integrity.lost_acked_writes),
+            measured: lost_measured(&c.integrity),
             limit: max.to_string(),
         });
     }
+}
+
+/// "226 acknowledged writes lost (226 of them split-brain)": what a loss check measured.
+fn lost_measured(i: &Integrity) -> String {
+    format!("{} acknowledged writes lost{}", i.lost_acked_writes, split_brain_part(i.split_brain_writes))
 }
 
 pub(crate) fn decide(
@@ -191,18 +197,21 @@ pub(crate) fn decide(
 /// writes lost"); "unknown" beside it when a covered client's write log could not be read. A
 /// trial without per-client sections (an older run) counts its own figures.
 fn covered_loss(trials: &[TrialSummary], budget: &BudgetResult) -> String {
-    let (mut lost, mut unchecked) = (0u64, 0usize);
+    let (mut lost, mut split_brain, mut unchecked) = (0u64, 0u64, 0usize);
     for t in trials {
         let covered: Vec<_> = t.clients.iter().filter(|c| covers(budget, &c.name)).map(|c| &c.integrity).collect();
         let integrities = if t.clients.is_empty() { vec![&t.integrity] } else { covered };
         for i in integrities {
             lost += if i.checked { i.lost_acked_writes } else { 0 };
+            split_brain += if i.checked { i.split_brain_writes } else { 0 };
             unchecked += usize::from(!i.checked);
         }
     }
     let mut text = match lost {
         0 => String::new(),
-        n => format!(" — {n} acknowledged write{} lost", if n == 1 { "" } else { "s" }),
+        n => {
+            format!(" — {n} acknowledged write{} lost{}", if n == 1 { "" } else { "s" }, split_brain_part(split_brain))
+        }
     };
     if unchecked > 0 {
         text.push_str(&format!(" — loss unknown in {unchecked} write log(s) not read"));
@@ -226,36 +235,60 @@ fn covered_clients<'a>(trials: &'a [TrialSummary], budget: &BudgetResult) -> Vec
     names
 }
 
+/// One client outside the budget, over the trials.
+#[derive(Default)]
+struct OutsideClient<'a> {
+    name: &'a str,
+    measured: usize,
+    unrecovered: usize,
+    /// Trials it did not recover in, answered by the isolated old primary: its "recovery" was
+    /// onto it.
+    onto_old_primary: usize,
+    lost: u64,
+    split_brain: u64,
+    /// Write logs not read.
+    unread: usize,
+}
+
 /// The headline's clause on every measured client outside the budget that did not recover in
 /// some trial or lost acknowledged writes, one each: "; pinned NOT RECOVERED (outside the
 /// budget)", "; pinned NOT RECOVERED in 1 of 3 trials and lost 12 acknowledged writes (outside
 /// the budget)". Empty when there is none. Built here once: every output shows the headline.
 pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> String {
-    // name, trials measured, trials not recovered, acknowledged writes lost, logs not read.
-    let mut seen: Vec<(&str, usize, usize, u64, usize)> = Vec::new();
+    let mut seen: Vec<OutsideClient> = Vec::new();
     for c in trials.iter().flat_map(|t| &t.clients).filter(|c| !covers(budget, &c.name)) {
-        let i = match seen.iter().position(|(n, ..)| *n == c.name) {
+        let i = match seen.iter().position(|o| o.name == c.name) {
             Some(i) => i,
             None => {
-                seen.push((&c.name, 0, 0, 0, 0));
+                seen.push(OutsideClient { name: &c.name, ..Default::default() });
                 seen.len() - 1
             }
         };
         let e = &mut seen[i];
-        e.1 += 1;
-        e.2 += usize::from(!c.writes.recovered || !c.reads.recovered);
-        e.3 += if c.integrity.checked { c.integrity.lost_acked_writes } else { 0 };
-        e.4 += usize::from(!c.integrity.checked);
+        e.measured += 1;
+        e.unrecovered += usize::from(!c.writes.recovered || !c.reads.recovered);
+        let onto = c.writes.isolated_primary_at_ms.is_some() || c.reads.isolated_primary_at_ms.is_some();
+        e.onto_old_primary += usize::from(onto && (!c.writes.recovered || !c.reads.recovered));
+        e.lost += if c.integrity.checked { c.integrity.lost_acked_writes } else { 0 };
+        e.split_brain += if c.integrity.checked { c.integrity.split_brain_writes } else { 0 };
+        e.unread += usize::from(!c.integrity.checked);
     }
     let mut out = String::new();
-    for (name, measured, unrecovered, lost, unread) in seen {
+    for OutsideClient { name, measured, unrecovered, onto_old_primary, lost, split_brain, unread } in seen {
         let mut parts = Vec::new();
         if unrecovered > 0 {
             let within = if measured > 1 { format!(" in {unrecovered} of {measured} trials") } else { String::new() };
-            parts.push(format!("NOT RECOVERED{within}"));
+            // Where it went back to was no recovery: say so, or its writes there read as one.
+            let onto = match onto_old_primary {
+                0 => String::new(),
+                n if n == unrecovered => " (answered by the isolated old primary)".to_string(),
+                n => format!(" (answered by the isolated old primary in {n} of them)"),
+            };
+            parts.push(format!("NOT RECOVERED{within}{onto}"));
         }
         if lost > 0 {
-            parts.push(format!("lost {lost} acknowledged write{}", if lost == 1 { "" } else { "s" }));
+            let part = split_brain_part(split_brain);
+            parts.push(format!("lost {lost} acknowledged write{}{part}", if lost == 1 { "" } else { "s" }));
         }
         if unread > 0 {
             parts.push(format!("loss unknown in {unread} of {measured} trials"));

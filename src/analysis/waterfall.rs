@@ -1,13 +1,17 @@
-//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+odown`,
-//! cluster `FAIL`, AWS "failover started") → new primary announced → endpoint flipped or DNS answer changed
-//! → old primary stepped down → each stream of the client down and recovered. Only what was
-//! observed gets a time; the rest is listed as not observed, never guessed. A step-down is seen
-//! by asking the old primary every 250 ms and a DNS change by asking every second, so they carry
-//! that resolution; the others are the times of the events themselves.
+//! Where the time went, per trial and client: trigger → failure detected (Sentinel `+sdown` /
+//! `+odown`, cluster `PFAIL` / `FAIL`, AWS "failover started") → new primary announced →
+//! endpoint flipped or DNS answer changed → old primary stepped down (ROLE answered as a
+//! replica, never an unreachable node) → each stream of the client down and recovered; with a
+//! silent failure also the fault injected and healed, the old primary unreachable, and the
+//! client answered by the isolated old primary (no recovery). Only what was observed gets a
+//! time; the rest is listed as not observed, never guessed. A step-down is seen by asking the
+//! old primary every 250 ms and a DNS change by asking every second, so they carry that
+//! resolution; the others are the times of the events themselves.
 
+use super::sentence::UNREACHABLE_ROLE;
 use super::summary::{Phase, PhaseDetail, PhaseId, StreamSummary, TrialSummary};
 use crate::clock::us_to_ms;
-use crate::sample::{Event, EventKind, Stream};
+use crate::sample::{Event, EventKind, FaultState, Stream};
 
 /// What the run watched besides its probes: a phase it never watched cannot have been observed,
 /// and is left out rather than listed as not observed (no endpoint lab, no host name to look
@@ -35,14 +39,12 @@ impl Watches {
 pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Vec<Phase> {
     let Some(start) = t.trigger.started_at_ms else { return Vec::new() };
     let after = |at_ms: f64| at_ms >= start;
-    let first_event = |want: fn(&EventKind) -> bool| {
-        events.iter().find(|e| want(&e.kind) && after(us_to_ms(e.at_us))).map(|e| us_to_ms(e.at_us))
-    };
+    let first_event = |want: fn(&EventKind) -> bool| first_event_where(events, start, want);
     let mut out = vec![
         Phase::at(PhaseId::TriggerStarted, Some(start)),
         Phase::at(PhaseId::TriggerCompleted, t.trigger.finished_at_ms),
-        // Sentinel's +odown, a cluster's FAIL, or AWS's "failover started"; a manual failover
-        // has none.
+        // Sentinel's +sdown / +odown, a cluster's PFAIL / FAIL, or AWS's "failover started"; a
+        // manual failover has none.
         Phase::at(
             PhaseId::FailureDetected,
             first_event(|k| {
@@ -51,8 +53,29 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
             }),
         ),
         Phase::at(PhaseId::NewPrimary, t.topology.iter().map(|c| c.at_ms).find(|at| after(*at))),
-        Phase::at(PhaseId::SteppedDown, first_event(|k| matches!(k, EventKind::StepDown { .. }))),
+        Phase::at(
+            PhaseId::SteppedDown,
+            first_event(|k| matches!(k, EventKind::StepDown { role, .. } if role != UNREACHABLE_ROLE)),
+        ),
     ];
+    // A state, not a step every failover passes through: listed when seen (older runs logged
+    // it as a step-down whose role was `unreachable`).
+    let unreachable = first_event(|k| {
+        matches!(k, EventKind::Unreachable { .. })
+            || matches!(k, EventKind::StepDown { role, .. } if role == UNREACHABLE_ROLE)
+    });
+    out.extend(unreachable.map(|at| Phase::at(PhaseId::OldPrimaryUnreachable, Some(at))));
+    if events.iter().any(|e| matches!(e.kind, EventKind::NetworkFault { .. })) {
+        let fault = |want: FaultState| {
+            first_event_where(events, start, |k| matches!(k, EventKind::NetworkFault { state, .. } if *state == want))
+        };
+        out.push(Phase::at(PhaseId::FaultInjected, fault(FaultState::Injected)));
+        out.push(Phase::at(PhaseId::FaultHealed, fault(FaultState::Healed)));
+    }
+    for (phase, stream) in [(PhaseId::WritesOnIsolatedPrimary, &t.writes), (PhaseId::ReadsOnIsolatedPrimary, &t.reads)]
+    {
+        out.extend(stream.isolated_primary_at_ms.map(|at| Phase::at(phase, Some(at))));
+    }
     if watches.endpoint {
         out.push(Phase::at(
             PhaseId::EndpointFlipped,
@@ -77,6 +100,11 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
         (None, None) => std::cmp::Ordering::Equal,
     });
     out
+}
+
+/// When the first event `want` picks happened at or after `start` (ms).
+fn first_event_where(events: &[Event], start: f64, want: impl Fn(&EventKind) -> bool) -> Option<f64> {
+    events.iter().map(|e| (e, us_to_ms(e.at_us))).find(|(e, at)| want(&e.kind) && *at >= start).map(|(_, at)| at)
 }
 
 /// A stream's outage after the trigger (its first start, its last end): down, then recovered or

@@ -27,14 +27,22 @@ use tokio::time::{timeout, timeout_at, Instant};
 const SUBSCRIPTION_IDLE: Duration = Duration::from_secs(30);
 
 /// What the sentinels announced, so that the same news from each of them counts once: the first
-/// `+odown` of a primary (until a switch), the first `+switch-master` to a new primary.
+/// `+sdown` and the first `+odown` of a primary (until a switch), the first `+switch-master` to
+/// a new primary.
 #[derive(Default)]
 struct Heard {
+    suspected: Option<String>,
     down: Option<String>,
     primary: Option<String>,
 }
 
 impl Heard {
+    fn first_suspected(&mut self, address: &str) -> bool {
+        let first = self.suspected.as_deref() != Some(address);
+        self.suspected = Some(address.to_string());
+        first
+    }
+
     fn first_down(&mut self, address: &str) -> bool {
         let first = self.down.as_deref() != Some(address);
         self.down = Some(address.to_string());
@@ -45,7 +53,7 @@ impl Heard {
         let first = self.primary.as_deref() != Some(primary);
         self.primary = Some(primary.to_string());
         // The next failure of any primary, this one included, is news again.
-        self.down = None;
+        (self.down, self.suspected) = (None, None);
         first
     }
 }
@@ -74,8 +82,9 @@ pub struct RedisProber {
     /// Whether what it learns of the topology goes on the timeline: failprobe's own client
     /// says it once; a `dns-cache` follower acts on the same news silently.
     announces: bool,
-    /// Cluster primaries currently flagged `fail`, so each failure goes on the timeline once.
-    flagged: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Cluster primaries currently flagged `fail` or `fail?`, with the flag, so each failure
+    /// (suspected, then agreed) goes on the timeline once.
+    flagged: std::sync::Mutex<std::collections::HashSet<(String, &'static str)>>,
 }
 
 impl RedisProber {
@@ -407,8 +416,9 @@ impl RedisProber {
         }
     }
 
-    /// The cluster's own verdict on a primary (`FAIL`, its nodes agreed it is down) on the
-    /// timeline as "failure detected", once per failure; polled with the slot map, every second.
+    /// The cluster's own verdict on a primary (`PFAIL`, the node asked suspects it; `FAIL`, its
+    /// nodes agreed it is down) on the timeline as "failure detected", each once per failure;
+    /// polled with the slot map, every second.
     async fn note_cluster_failures(&self, shards: &[crate::target::cluster::ShardInfo]) {
         let mut nodes = crate::target::cluster::seeds(&self.target);
         for s in shards {
@@ -418,15 +428,19 @@ impl RedisProber {
         else {
             return;
         };
-        let news: Vec<String> = {
+        let news: Vec<(String, &str)> = {
             let mut flagged = self.flagged.lock().expect("not poisoned");
             // A node no longer flagged (restarted, rejoined) may fail again later.
-            flagged.retain(|addr| failed.contains(addr));
-            failed.into_iter().filter(|addr| flagged.insert(addr.clone())).collect()
+            flagged.retain(|flag| failed.contains(flag));
+            failed.into_iter().filter(|flag| flagged.insert(flag.clone())).collect()
         };
-        for addr in news {
+        for (addr, flag) in news {
             let source = format!("CLUSTER NODES via {asked}");
-            self.announce(EventKind::FailureDetected { source, detail: format!("primary {addr} flagged fail") });
+            let detail = match flag {
+                "fail?" => format!("primary {addr} flagged fail? (PFAIL: suspected by {asked})"),
+                _ => format!("primary {addr} flagged fail"),
+            };
+            self.announce(EventKind::FailureDetected { source, detail });
         }
     }
 
@@ -496,19 +510,25 @@ impl RedisProber {
         let mut pubsub = crate::target::connect_pubsub(&self.target, client, self.limit)
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.text))?;
-        timeout(self.limit, pubsub.subscribe(&["+switch-master", "+odown"])).await.context("SUBSCRIBE timeout")??;
+        let channels = ["+switch-master", "+odown", "+sdown"];
+        timeout(self.limit, pubsub.subscribe(&channels)).await.context("SUBSCRIBE timeout")??;
         let mut messages = pubsub.on_message();
         // Every read has a deadline: a sentinel that went silent (or a half-open connection) is
         // left and subscribed again; the topology poll asks the sentinels every second anyway.
         while let Some(msg) = timeout(SUBSCRIPTION_IDLE, messages.next()).await.ok().flatten() {
             let payload: String = msg.get_payload().unwrap_or_default();
             let parts: Vec<&str> = payload.split_whitespace().collect();
-            if msg.get_channel_name() == "+odown" {
-                // "master <master-name> <ip> <port> #quorum <n>/<m>": the sentinels agree it failed.
+            let channel = msg.get_channel_name();
+            if channel == "+odown" || channel == "+sdown" {
+                // "master <master-name> <ip> <port> …": +sdown, this sentinel finds it down;
+                // +odown, the sentinels agree it failed. Replicas and sentinels are not news.
                 if parts.len() >= 4 && parts[0] == "master" && parts[1] == master {
                     let down = format!("{}:{}", parts[2], parts[3]);
-                    if heard.lock().expect("not poisoned").first_down(&down) {
-                        let source = format!("sentinel {host}:{port} +odown");
+                    let mut heard = heard.lock().expect("not poisoned");
+                    let first =
+                        if channel == "+odown" { heard.first_down(&down) } else { heard.first_suspected(&down) };
+                    if first {
+                        let source = format!("sentinel {host}:{port} {channel}");
                         self.announce(EventKind::FailureDetected { source, detail: payload.clone() });
                     }
                 }

@@ -204,7 +204,7 @@ fn clients(h: &mut String, s: &Summary) {
     if s.trials.iter().all(|t| t.clients.len() < 2) {
         return;
     }
-    section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary stepped down (hover for the time); a phase not observed has no mark.");
+    section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary unreachable and stepped down, answered by the isolated old primary (hover for the time); a phase not observed has no mark.");
     h.push_str("<table><tr><th>trial</th><th class=\"l\">client</th><th class=\"l\">what it saw</th><th class=\"l\">where the time went</th></tr>\n");
     for t in &s.trials {
         for c in &t.clients {
@@ -302,12 +302,13 @@ fn integrity(h: &mut String, s: &Summary) {
         }
         let _ = writeln!(
             h,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
             if i.lost_acked_writes > 0 { "bad" } else { "" },
             esc(&trial_label(t)),
             i.acked_writes,
             i.surviving_acked_writes,
             i.lost_acked_writes,
+            crate::analysis::sentence::split_brain_part(i.split_brain_writes),
             i.ghost_writes,
             i.unacked_writes,
             i.stale_reads,

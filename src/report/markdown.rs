@@ -134,8 +134,8 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     }
     let i = &t.integrity;
     if i.checked {
-        writeln!(md, "Integrity (write log read from {}): {} acknowledged, **{} lost**, {} ghost (unacknowledged yet applied), {} stale reads.\n",
-            i.log_server.as_deref().unwrap_or("?"), i.acked_writes, i.lost_acked_writes, i.ghost_writes, i.stale_reads)?;
+        writeln!(md, "Integrity (write log read from {}): {} acknowledged, **{} lost**{}, {} ghost (unacknowledged yet applied), {} stale reads.\n",
+            i.log_server.as_deref().unwrap_or("?"), i.acked_writes, i.lost_acked_writes, sentence::split_brain_part(i.split_brain_writes), i.ghost_writes, i.stale_reads)?;
     } else {
         writeln!(md, "Integrity: the write log could not be read; loss unknown. {} stale reads.\n", i.stale_reads)?;
     }
@@ -252,6 +252,12 @@ pub(crate) fn definitions(s: &Summary) -> Vec<String> {
         format!("A probe is **late** when it was sent more than {} after it was due (failprobe itself fell behind).", format_ms(r.late_threshold_ms)),
         "**Lost** writes were acknowledged to the client but are missing from the primary's write log after recovery; **ghost** writes failed or timed out for the client yet were applied; a **stale read** returned a value older than a write acknowledged before the read was sent.".to_string(),
     ];
+    if s.trials
+        .iter()
+        .any(|t| t.clients.iter().map(|c| &c.integrity).chain([&t.integrity]).any(|i| i.split_brain_first_ms.is_some()))
+    {
+        out.push(crate::analysis::sentence::SPLIT_BRAIN_DEFINITION.to_string());
+    }
     if s.trials.iter().any(|t| t.aws.is_some()) {
         out.push("ElastiCache events are placed at AWS's own timestamps (millisecond resolution), which carry any offset between AWS's clock and this machine's; failprobe fetched each a poll interval or more later.".to_string());
     }

@@ -196,9 +196,14 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
     let i = &c.integrity;
     let loss = if i.checked {
         let ghosts = if i.ghost_writes > 0 { format!(", {} ghost", i.ghost_writes) } else { String::new() };
-        format!("{} of {} acknowledged writes lost{ghosts}", i.lost_acked_writes, i.acked_writes)
+        let split = crate::analysis::sentence::split_brain_part(i.split_brain_writes);
+        format!("{} of {} acknowledged writes lost{split}{ghosts}", i.lost_acked_writes, i.acked_writes)
     } else {
         "loss unknown (write log unreadable)".to_string()
+    };
+    let loss = match crate::analysis::sentence::split_brain(i) {
+        Some(window) => format!("{loss}; {window}"),
+        None => loss,
     };
     let faults: String = c.adapter_faults.iter().map(|f| format!("; adapter {f}")).collect();
     format!("{}: {}; {}; {loss}{faults}", client_name(c), stream("writes", &c.writes), stream("reads", &c.reads))
@@ -282,6 +287,31 @@ mod tests {
         assert!(html.contains(&super::escape_html(headline)), "report.html headline");
         assert!(html.contains("1 not recovered"), "the trials figure counts every client");
         assert!(super::junit::step_summary(&s).contains(headline.as_str()));
+    }
+
+    /// Split-brain writes, said by the one renderer in every output: the headline, the client
+    /// lines (terminal, report.md, report.html), the integrity figures, the budget checks
+    /// (JUnit), the definitions.
+    #[test]
+    fn every_output_counts_split_brain_writes_among_the_lost() {
+        use crate::analysis::split_brain::silent_failure;
+        let s = silent_failure::summary(Budget::default());
+        let part = "25 acknowledged writes (25 of them split-brain)";
+        assert!(s.verdict.headline.contains(part), "{}", s.verdict.headline);
+        let window = "the isolated old primary 127.0.0.1:1 kept acknowledging writes for 240.0 ms";
+        let terminal = super::terminal::final_summary(&s);
+        assert!(terminal.contains(window) && terminal.contains("(25 of them split-brain)"), "{terminal}");
+        let md = super::markdown::render(&s).unwrap();
+        assert!(md.contains(window) && md.contains("**split-brain write**"), "{md}");
+        let definitions = super::markdown::definitions(&s);
+        assert!(definitions.iter().any(|d| d == crate::analysis::sentence::SPLIT_BRAIN_DEFINITION));
+        assert!(super::junit::step_summary(&s).contains(part));
+        let all = Budget { max_lost_writes: Some(0), clients: vec!["all".into()], ..Default::default() };
+        let s = silent_failure::summary(all);
+        let junit = super::junit::junit(&s);
+        assert!(junit.contains("25 acknowledged writes lost (25 of them split-brain); budget 0"), "{junit}");
+        let json = serde_json::to_value(&s.trials[0].clients[1].integrity).unwrap();
+        assert_eq!((json["lost_acked_writes"].as_u64(), json["split_brain_writes"].as_u64()), (Some(25), Some(25)));
     }
 
     #[test]

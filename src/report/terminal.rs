@@ -35,8 +35,12 @@ pub fn final_summary(s: &Summary) -> String {
                 level => format!(" (acknowledged after {level})"),
             };
             out.push_str(&format!(
-                "\n    integrity: {} acked{level}, {} lost, {} ghost, {} stale reads",
-                i.acked_writes, i.lost_acked_writes, i.ghost_writes, i.stale_reads
+                "\n    integrity: {} acked{level}, {} lost{}, {} ghost, {} stale reads",
+                i.acked_writes,
+                i.lost_acked_writes,
+                sentence::split_brain_part(i.split_brain_writes),
+                i.ghost_writes,
+                i.stale_reads
             ));
         } else {
             out.push_str("\n    integrity: not checked (write log unreadable)");

@@ -23,20 +23,36 @@ pub(super) async fn primaries(ctx: &RunContext) -> Vec<Option<(String, u16)>> {
 pub(super) struct OldPrimaries {
     pub(super) before: Vec<Option<(String, u16)>>,
     pub(super) stepped_down: Vec<bool>,
+    /// Whose old primary did not answer at the last look (on the timeline when it became so).
+    unreachable: Vec<bool>,
     pub(super) checked: Option<Instant>,
     /// The verdict of the last check, given again until the next one is due.
     pub(super) last: bool,
 }
 
+/// What the old primary said when asked.
+enum OldState {
+    /// It answered ROLE: `master`, `slave`...
+    Answers(String),
+    /// A lab node whose process is verified gone: it can no longer act as primary.
+    Gone,
+    /// No answer, and nothing known of its process: it may still be acting as primary for
+    /// whoever can reach it.
+    Unreachable,
+}
+
 impl OldPrimaries {
     pub(super) fn new(before: Vec<Option<(String, u16)>>) -> Self {
         let stepped_down = vec![false; before.len()];
-        Self { before, stepped_down, checked: None, last: false }
+        let unreachable = vec![false; before.len()];
+        Self { before, stepped_down, unreachable, checked: None, last: false }
     }
 
     /// Whether every shard's primary before the trigger is still the primary (nothing was
-    /// replaced) or no longer acts as one. Asks at most every 250 ms; each step-down goes on
-    /// the timeline once.
+    /// replaced) or no longer acts as one: it answers ROLE as a replica, or its process is
+    /// verified gone. An unreachable one has not stepped down. Asks at most every 250 ms; each
+    /// step-down goes on the timeline once, and so does each change between unreachable and
+    /// answering as primary.
     pub(super) async fn settled(&mut self, ctx: &RunContext) -> bool {
         if self.stepped_down.iter().all(|d| *d) {
             return true;
@@ -53,17 +69,48 @@ impl OldPrimaries {
             if self.stepped_down[i] || now.get(i).cloned().flatten().as_ref() == old.as_ref() {
                 continue;
             }
-            match ctx.prober.role_of(host, *port).await.unwrap_or_else(|| "unreachable".into()) {
-                role if role == "master" => settled = false,
-                role => {
+            let (shard, server) = (names.get(i).cloned().flatten(), format!("{host}:{port}"));
+            match ask_old_primary(ctx, host, *port).await {
+                OldState::Answers(role) if role == "master" => {
+                    settled = false;
+                    if std::mem::take(&mut self.unreachable[i]) {
+                        ctx.report.event(EventKind::Reachable { shard, server, role });
+                    }
+                }
+                OldState::Answers(role) => {
                     self.stepped_down[i] = true;
-                    let (shard, server) = (names.get(i).cloned().flatten(), format!("{host}:{port}"));
                     ctx.report.event(EventKind::StepDown { shard, server, role });
+                }
+                OldState::Gone => {
+                    self.stepped_down[i] = true;
+                    let role = crate::analysis::sentence::GONE_ROLE.to_string();
+                    ctx.report.event(EventKind::StepDown { shard, server, role });
+                }
+                OldState::Unreachable => {
+                    settled = false;
+                    if !std::mem::replace(&mut self.unreachable[i], true) {
+                        ctx.report.event(EventKind::Unreachable { shard, server });
+                    }
                 }
             }
         }
         self.last = settled;
         settled
+    }
+}
+
+/// ROLE of the old primary; when it does not answer, whether its process is known gone: only
+/// for a node of the run's own lab, whose pid is known (a connection refused proves nothing: a
+/// firewall can refuse while the node serves others).
+async fn ask_old_primary(ctx: &RunContext, host: &str, port: u16) -> OldState {
+    if let Some(role) = ctx.prober.role_of(host, port).await {
+        return OldState::Answers(role);
+    }
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let node = ctx.lab.as_ref().filter(|_| loopback).and_then(|lab| lab.nodes().into_iter().find(|n| n.port == port));
+    match node {
+        Some(node) if !node.is_alive() => OldState::Gone,
+        _ => OldState::Unreachable,
     }
 }
 

@@ -330,7 +330,7 @@ pub(super) async fn drive_trial(
     }
     ctx.report.event(EventKind::TriggerStart { kind: trigger.kind(), detail: spec.label() });
     *last_trigger = Some(Instant::now());
-    match cancellable(&mut cancel, trigger.fire(&tctx)).await {
+    match cancellable(&mut cancel, fire_watching(ctx, trigger.fire(&tctx), &mut old)).await {
         Some(Ok(detail)) => ctx.report.event(EventKind::TriggerFinish { detail }),
         Some(Err(e)) => ctx.report.event(EventKind::TriggerError { message: format!("{e:#}") }),
         None => return Ending::Interrupted,
@@ -338,6 +338,24 @@ pub(super) async fn drive_trial(
     match cancellable(&mut cancel, wait_recovered(ctx, clients, &mut old)).await {
         Some(reason) => Ending::Done(reason),
         None => Ending::Interrupted,
+    }
+}
+
+/// The trigger, the old primaries watched meanwhile: a trigger that holds its fault for a
+/// while (a command that cuts the primary off, then heals it) is when the old primary is
+/// unreachable, and that goes on the timeline when it happens. The watch never delays the
+/// trigger's completion: a check in flight is dropped when the trigger finishes.
+async fn fire_watching<T>(ctx: &RunContext, fire: impl std::future::Future<Output = T>, old: &mut OldPrimaries) -> T {
+    tokio::pin!(fire);
+    loop {
+        let check = async {
+            sleep(Duration::from_millis(250)).await;
+            old.settled(ctx).await
+        };
+        tokio::select! {
+            done = &mut fire => return done,
+            _ = check => {}
+        }
     }
 }
 

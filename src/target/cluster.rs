@@ -129,7 +129,7 @@ pub(crate) async fn failed_primaries(
     target: &Target,
     nodes: &[(String, u16)],
     limit: Duration,
-) -> Result<(String, Vec<String>), ProbeError> {
+) -> Result<(String, Vec<(String, &'static str)>), ProbeError> {
     let mut last = ProbeError::new(ErrorClass::Other, "no cluster node configured");
     for (host, port) in nodes {
         let answer = async {
@@ -147,16 +147,17 @@ pub(crate) async fn failed_primaries(
     Err(last)
 }
 
-/// `<id> <ip:port@cport[,hostname]> <flags> …` lines → the addresses of primaries flagged `fail`.
-fn parse_failed(nodes: &str) -> Vec<String> {
+/// `<id> <ip:port@cport[,hostname]> <flags> …` lines → the primaries flagged `fail` (the
+/// cluster agreed it is down) or `fail?` (PFAIL: the node asked suspects it), with that flag.
+fn parse_failed(nodes: &str) -> Vec<(String, &'static str)> {
     nodes
         .lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let (_, addr, flags) = (fields.next()?, fields.next()?, fields.next()?);
             let flags: Vec<&str> = flags.split(',').collect();
-            (flags.contains(&"master") && flags.contains(&"fail"))
-                .then(|| addr.split('@').next().unwrap_or(addr).to_string())
+            let flag = ["fail", "fail?"].into_iter().find(|f| flags.contains(f))?;
+            flags.contains(&"master").then(|| (addr.split('@').next().unwrap_or(addr).to_string(), flag))
         })
         .collect()
 }
@@ -182,14 +183,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_primary_the_cluster_agreed_is_down_counts_as_failed() {
+    fn primaries_flagged_fail_or_suspected_by_the_node_asked() {
         let nodes = "\
 a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
 b2 127.0.0.1:7001@17001 master,fail - 1 2 2 disconnected
 c3 127.0.0.1:7002@17002,host.example master,fail? - 1 2 3 connected 10923-16383
 d4 127.0.0.1:7003@17003 slave,fail a1 1 2 1 disconnected
 ";
-        assert_eq!(parse_failed(nodes), ["127.0.0.1:7001"]);
+        let failed = [("127.0.0.1:7001".to_string(), "fail"), ("127.0.0.1:7002".to_string(), "fail?")];
+        assert_eq!(parse_failed(nodes), failed);
         assert!(parse_failed("garbage\n\n").is_empty());
     }
 

@@ -20,5 +20,6 @@ mod memcached;
 mod network;
 mod reports;
 mod servers;
+mod silent;
 mod tls;
 mod triggers;
