@@ -123,18 +123,28 @@ fn a_partitioned_primary_keeps_acknowledging_unless_min_replicas_bounds_it() {
         let o = failprobe(&args);
         assert_ne!(code(&o), 2, "{}", explain(&o));
         let s = summary(&out);
-        let pinned = client(&s["trials"][0], "pinned").clone();
-        (u(&pinned["integrity"]["lost_acked_writes"]), pinned)
+        let t = &s["trials"][0];
+        let pinned = client(t, "pinned").clone();
+        let cut_ms = f(&t["trigger"]["started_at_ms"]);
+        (u(&pinned["integrity"]["lost_acked_writes"]), pinned, cut_ms)
     };
-    let (unprotected, _) = lost(&[]);
+    let (unprotected, pinned, _) = lost(&[]);
     assert_nothing_left("after the unprotected run");
-    // 5 s of partition at 10 ms: the old primary took them all, and lost them at the heal.
+    // 5 s of partition at 10 ms: the old primary took them all, and lost them at the heal; those
+    // it took after Sentinel announced the new primary are split-brain writes.
     assert!(unprotected > 300, "writes acknowledged by the isolated primary and lost: {unprotected}");
-    let (protected, pinned) = lost(&["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1s"]);
+    let split = u(&pinned["integrity"]["split_brain_writes"]);
+    assert!(split > 100 && split <= unprotected, "split-brain {split} of {unprotected} lost: {}", pinned["integrity"]);
+    let (protected, pinned, cut_ms) = lost(&["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1s"]);
     assert_nothing_left("after the protected run");
     assert!(u(&pinned["writes"]["errors"]["noreplicas"]) > 100, "{}", pinned["writes"]["errors"]);
-    // The primary notices the missing replica within max-lag (1 s) plus its 1 s ping period.
+    // The primary notices the missing replica within max-lag (1 s) plus its 1 s ping period:
+    // what it acknowledged after that is none, so the split-brain window (if any) ends by then.
     assert!(protected < 300 && protected * 2 < unprotected, "protected {protected}, unprotected {unprotected}");
+    let i = &pinned["integrity"];
+    if let Some(last) = i.get("split_brain_last_ms").and_then(Value::as_f64) {
+        assert!(last - cut_ms <= 2_500.0, "split-brain writes up to {last} ms, the cut at {cut_ms} ms: {i}");
+    }
 }
 
 fn wait_for(path: &Path, text: &str, limit: Duration) {
