@@ -25,6 +25,9 @@
 //	GOREDIS_ROUTE_BY_LATENCY    cluster: reads to the closest node, primary or replica (default false)
 //	GOREDIS_ROUTE_RANDOMLY      cluster: reads to a random node (default false)
 //	GOREDIS_READ_ONLY           cluster: reads to replicas (default false)
+//	GOREDIS_CLUSTER_STATE_RELOAD_INTERVAL  cluster: the slot map's age at which a command
+//	                            reloads it (go-redis default 60s; it also reloads on MOVED/ASK
+//	                            and READONLY, not on a connection error)
 //
 // Direct: redis.NewClient. Sentinel: redis.NewFailoverClient (MasterName, SentinelAddrs).
 // Cluster: redis.NewClusterClient (Addrs).
@@ -192,24 +195,25 @@ func build() (client, map[string]any) {
 	switch mode {
 	case "cluster":
 		c := redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 hosts(netloc, 6379),
-			Username:              username,
-			Password:              password,
-			TLSConfig:             tlsConfig,
-			ReadTimeout:           readTimeout,
-			WriteTimeout:          duration("GOREDIS_WRITE_TIMEOUT"),
-			DialTimeout:           duration("GOREDIS_DIAL_TIMEOUT"),
-			PoolSize:              integer("GOREDIS_POOL_SIZE"),
-			PoolTimeout:           duration("GOREDIS_POOL_TIMEOUT"),
-			MaxRetries:            integer("GOREDIS_MAX_RETRIES"),
-			MinRetryBackoff:       duration("GOREDIS_MIN_RETRY_BACKOFF"),
-			MaxRetryBackoff:       duration("GOREDIS_MAX_RETRY_BACKOFF"),
-			Protocol:              integer("GOREDIS_PROTOCOL"),
-			MaxRedirects:          integer("GOREDIS_MAX_REDIRECTS"),
-			RouteByLatency:        boolean("GOREDIS_ROUTE_BY_LATENCY"),
-			RouteRandomly:         boolean("GOREDIS_ROUTE_RANDOMLY"),
-			ReadOnly:              boolean("GOREDIS_READ_ONLY"),
-			ContextTimeoutEnabled: contextTimeout > 0,
+			Addrs:                      hosts(netloc, 6379),
+			Username:                   username,
+			Password:                   password,
+			TLSConfig:                  tlsConfig,
+			ReadTimeout:                readTimeout,
+			WriteTimeout:               duration("GOREDIS_WRITE_TIMEOUT"),
+			DialTimeout:                duration("GOREDIS_DIAL_TIMEOUT"),
+			PoolSize:                   integer("GOREDIS_POOL_SIZE"),
+			PoolTimeout:                duration("GOREDIS_POOL_TIMEOUT"),
+			MaxRetries:                 integer("GOREDIS_MAX_RETRIES"),
+			MinRetryBackoff:            duration("GOREDIS_MIN_RETRY_BACKOFF"),
+			MaxRetryBackoff:            duration("GOREDIS_MAX_RETRY_BACKOFF"),
+			Protocol:                   integer("GOREDIS_PROTOCOL"),
+			MaxRedirects:               integer("GOREDIS_MAX_REDIRECTS"),
+			RouteByLatency:             boolean("GOREDIS_ROUTE_BY_LATENCY"),
+			RouteRandomly:              boolean("GOREDIS_ROUTE_RANDOMLY"),
+			ReadOnly:                   boolean("GOREDIS_READ_ONLY"),
+			ClusterStateReloadInterval: duration("GOREDIS_CLUSTER_STATE_RELOAD_INTERVAL"),
+			ContextTimeoutEnabled:      contextTimeout > 0,
 		})
 		o := c.Options()
 		settings["read_timeout"] = shown(o.ReadTimeout)
@@ -228,6 +232,7 @@ func build() (client, map[string]any) {
 		settings["route_by_latency"] = o.RouteByLatency
 		settings["route_randomly"] = o.RouteRandomly
 		settings["read_only"] = o.ReadOnly
+		settings["cluster_state_reload_interval"] = o.ClusterStateReloadInterval.String()
 		return c, settings
 	case "sentinel":
 		parts := strings.Split(path, "/")
