@@ -2,8 +2,13 @@
 # Installs the ready adapters' client libraries inside the checkout, nothing system-wide:
 #   adapters/.venv                 redis-py and valkey-glide (PyPI), for the Python adapters
 #   adapters/ioredis/node_modules  ioredis (npm)
+#   adapters/node-redis/node_modules  node-redis (npm `redis`)
+#   adapters/go-redis/bin          the go-redis adapter, built with `go build` (its modules in
+#                                  adapters/go-redis/.gomodcache)
 # Then each adapter runs as `adapters/<name>/run` (what `--clients exec:NAME=...` is given).
-# Needs python3 (with venv/pip) and, for ioredis, node and npm. Safe to run again.
+# Needs python3 (with venv/pip), for ioredis and node-redis node and npm, for go-redis Go >= the
+# version in adapters/go-redis/go.mod. Safe to run again. A Go or node-redis step that cannot
+# build says which and why, the others still install, and the script then exits 1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -41,9 +46,59 @@ command -v npm >/dev/null || apt_install nodejs npm
 # `npm ci` installs exactly package-lock.json and checks each tarball against its integrity hash.
 (cd "$here/ioredis" && npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null)
 
+# Adapters whose step may fail without stopping the others: their names, for the end.
+not_installed=()
+
+# --- node-redis (npm `redis`) ---------------------------------------------------------------
+# Exactly node-redis/package-lock.json (`npm install --package-lock-only --ignore-scripts` after
+# editing package.json), each tarball checked against its integrity hash, no install scripts.
+install_node_redis() {
+  command -v npm >/dev/null || { echo "adapters/install.sh: node-redis not installed: no npm" >&2; return 1; }
+  (cd "$here/node-redis" && npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null) || {
+    echo "adapters/install.sh: node-redis not installed: \`npm ci\` in adapters/node-redis failed (above)" >&2
+    return 1
+  }
+}
+install_node_redis || not_installed+=(node-redis)
+
+# --- go-redis (Go) ----------------------------------------------------------------------------
+# go.mod pins go-redis, go.sum holds the hash of every module: -mod=readonly refuses to change
+# either, each download is checked against go.sum (and the checksum database), and `go mod
+# verify` checks the module cache the binary is built from. The modules stay in the checkout
+# (-modcacherw: removable with rm -rf); GOTOOLCHAIN=local: an older Go says so rather than
+# fetching a newer one.
+install_go_redis() {
+  local dir="$here/go-redis"
+  command -v go >/dev/null || {
+    echo "adapters/install.sh: go-redis not built: no \`go\` on PATH (Go $(sed -n 's/^go //p' "$dir/go.mod") or newer: https://go.dev/dl/)" >&2
+    return 1
+  }
+  (
+    cd "$dir" &&
+      export GOFLAGS="-mod=readonly -modcacherw" GOMODCACHE="$dir/.gomodcache" GOTOOLCHAIN=local CGO_ENABLED=0 &&
+      go mod download &&
+      go mod verify >/dev/null &&
+      go build -trimpath -o bin/go-redis-adapter .
+  ) || {
+    echo "adapters/install.sh: go-redis not built: \`go build\` in adapters/go-redis failed (above)" >&2
+    return 1
+  }
+}
+install_go_redis || not_installed+=(go-redis)
+
 echo "adapters installed:"
 "$here/.venv/bin/python" -c 'import redis; print("  redis-py", redis.__version__)'
 "$here/.venv/bin/python" -c 'import importlib.metadata as m; print("  valkey-glide", m.version("valkey-glide"))'
 if [ -f "$here/ioredis/node_modules/ioredis/package.json" ]; then
   node -e 'console.log("  ioredis", require(process.argv[1]).version)' "$here/ioredis/node_modules/ioredis/package.json"
+fi
+if [ -f "$here/node-redis/node_modules/redis/package.json" ]; then
+  node -e 'console.log("  node-redis", require(process.argv[1]).version)' "$here/node-redis/node_modules/redis/package.json"
+fi
+if [ -x "$here/go-redis/bin/go-redis-adapter" ]; then
+  go version -m "$here/go-redis/bin/go-redis-adapter" | awk '$2 == "github.com/redis/go-redis/v9" { print "  go-redis", $3 }'
+fi
+if [ ${#not_installed[@]} -gt 0 ]; then
+  echo "adapters/install.sh: not installed: ${not_installed[*]} (why: above)" >&2
+  exit 1
 fi

@@ -87,6 +87,8 @@ fn adapter(name: &str) -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("adapters");
     let installed = match name {
         "ioredis" => dir.join("ioredis/node_modules/ioredis/package.json"),
+        "node-redis" => dir.join("node-redis/node_modules/redis/package.json"),
+        "go-redis" => dir.join("go-redis/bin/go-redis-adapter"),
         _ => dir.join(".venv/bin/python"),
     };
     assert!(installed.exists(), "{} is missing: run adapters/install.sh (as .ci/run does)", installed.display());
@@ -95,6 +97,13 @@ fn adapter(name: &str) -> String {
 
 fn with_adapters(names: &[&str]) -> Vec<String> {
     names.iter().flat_map(|n| ["--clients".to_string(), adapter(n)]).collect()
+}
+
+/// `adapter(name)` run as `as_name` with `VAR=value` settings before its command.
+fn adapter_with(name: &str, as_name: &str, settings: &str) -> String {
+    let command = adapter(name);
+    let command = command.trim_start_matches(&format!("exec:{name}="));
+    format!("exec:{as_name}={settings} {command}")
 }
 
 /// Its hello reached the summary, and its writes were checked against its own write log.
@@ -109,14 +118,16 @@ fn measured<'a>(s: &'a Value, name: &str, library: &str) -> &'a Value {
 
 /// `scenarios/local-endpoint-failover.toml` (5 s lag): each library, with its defaults, keeps
 /// its connection on READONLY once it reconnected to the demoted node through the endpoint,
-/// exactly as the `pinned` profile does.
+/// exactly as the `pinned` profile does; all but go-redis, which closes a connection that
+/// answered READONLY (`isBadConn`, "in case domain addr is used") and retries on a new one
+/// (MaxRetries 3): once the endpoint's lag has passed, the new one reaches the new primary.
 #[test]
 fn ready_adapters_through_a_lagging_endpoint_stay_on_readonly_like_pinned() {
     let _turn = alone();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/local-endpoint-failover.toml");
-    let adapters = with_adapters(&["redis-py", "ioredis", "valkey-glide"]);
+    let adapters = with_adapters(&["redis-py", "ioredis", "valkey-glide", "node-redis", "go-redis"]);
     let o = failprobe_command()
         .args(["run", scenario, "--clients", "failprobe,pinned", "--quiet", "--out", out.to_str().unwrap()])
         .args(&adapters)
@@ -131,36 +142,47 @@ fn ready_adapters_through_a_lagging_endpoint_stay_on_readonly_like_pinned() {
     let s = summary(&out);
     let pinned = client(&s, "pinned");
     assert!(!pinned["writes"]["recovered"].as_bool().unwrap());
-    for (name, library) in [("redis-py", "redis-py"), ("ioredis", "ioredis"), ("valkey-glide", "valkey-glide")] {
-        let c = measured(&s, name, library);
+    for name in ["redis-py", "ioredis", "valkey-glide", "node-redis"] {
+        let c = measured(&s, name, name);
         assert!(!c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
         assert!(u(&c["writes"]["errors"]["readonly"]) > 100, "{name}: {}", c["writes"]["errors"]);
         // It wrote into the old primary until the step-down, as every client did.
         assert!(u(&c["integrity"]["lost_acked_writes"]) > 0, "{name}: {}", c["integrity"]);
     }
+    let go = measured(&s, "go-redis", "go-redis");
+    assert!(go["writes"]["recovered"].as_bool().unwrap(), "go-redis: {}", go["writes"]);
+    assert!(u(&go["writes"]["errors"]["readonly"]) > 0, "go-redis: {}", go["writes"]["errors"]);
+    assert!(u(&go["integrity"]["lost_acked_writes"]) > 0, "go-redis: {}", go["integrity"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("client redis-py (redis-py 8.1.0; "), "{text}");
+    assert!(text.contains("client go-redis (go-redis 9.23.0; "), "{text}");
+    assert!(text.contains("client node-redis (node-redis 6.4.0; "), "{text}");
 }
 
 /// Through Sentinel (`master_for`, ioredis's `sentinels`): the old primary closes its
-/// connections when it steps down, and both libraries ask Sentinel again. GLIDE has no Sentinel
+/// connections when it steps down, and both libraries ask Sentinel again. go-redis's
+/// FailoverClient listens for `+switch-master` and moves its pool to the new primary at once;
+/// node-redis's createSentinel also follows `+switch-master`, but its commands wait while it
+/// reconnects (written, answered late: ghost writes). GLIDE has no Sentinel
 /// support: its adapter says so and the run stops before anything is triggered.
 #[test]
 fn ready_adapters_follow_a_sentinel_failover() {
     let _turn = alone();
     let lab = TestLab::start(Topology::Sentinel);
     let args = ["--trigger", "sentinel", "--max-trial", "10s", "--clients", "failprobe"];
-    let adapters = with_adapters(&["redis-py", "ioredis"]);
+    let adapters = with_adapters(&["redis-py", "ioredis", "go-redis", "node-redis"]);
     let adapter_args: Vec<&str> = adapters.iter().map(String::as_str).collect();
     let (o, out) = lab.run("sentinel", &[&args[..], &adapter_args].concat());
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
-    for (name, library) in [("redis-py", "redis-py"), ("ioredis", "ioredis")] {
-        let c = measured(&s, name, library);
+    for name in ["redis-py", "ioredis", "go-redis", "node-redis"] {
+        let c = measured(&s, name, name);
         assert_eq!(c["settings"]["mode"], "sentinel", "{c}");
         assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
         assert!(f(&c["writes"]["longest_outage_ms"]) < 3000.0, "{name}: {}", c["writes"]);
     }
+    let go = client(&s, "go-redis");
+    assert!(f(&go["writes"]["longest_outage_ms"]) < 500.0, "go-redis: {}", go["writes"]);
     let glide = adapter("valkey-glide");
     let (o, _) = lab.run("glide", &["--trigger", "sentinel", "--clients", "failprobe", "--clients", &glide]);
     assert_eq!(code(&o), 2, "{}", explain(&o));
@@ -169,26 +191,73 @@ fn ready_adapters_follow_a_sentinel_failover() {
     assert!(!err.contains("trigger sentinel started"), "{err}");
 }
 
-/// A shard primary killed: ioredis and GLIDE (cluster mode) are back within seconds; each
-/// library's outage and integrity are in summary.json.
+/// A shard primary killed: ioredis, GLIDE (cluster mode) and node-redis are back within seconds;
+/// each library's outage and integrity are in summary.json. go-redis's ClusterClient reloads its
+/// slot map on MOVED/ASK/READONLY and when it is ClusterStateReloadInterval old (60 s), not on a
+/// connection error: with its defaults it keeps sending the killed primary's slots to it
+/// (refused) past the trial's end; with GOREDIS_CLUSTER_STATE_RELOAD_INTERVAL=1s it follows.
 #[test]
 fn ready_adapters_through_a_cluster_kill() {
     let _turn = alone();
     let lab = TestLab::start(Topology::Cluster);
-    let adapters = with_adapters(&["redis-py", "ioredis", "valkey-glide"]);
+    let mut adapters = with_adapters(&["redis-py", "ioredis", "valkey-glide", "node-redis", "go-redis"]);
+    adapters.extend([
+        "--clients".into(),
+        adapter_with("go-redis", "go-redis-1s", "GOREDIS_CLUSTER_STATE_RELOAD_INTERVAL=1s"),
+    ]);
     let adapter_args: Vec<&str> = adapters.iter().map(String::as_str).collect();
     let args = ["--trigger", "kill", "--shard", "0", "--max-trial", "10s", "--clients", "failprobe"];
     let (o, out) = lab.run("cluster", &[&args[..], &adapter_args].concat());
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
-    for (name, library) in [("ioredis", "ioredis"), ("valkey-glide", "valkey-glide")] {
+    for (name, library, within) in [
+        ("ioredis", "ioredis", 6000.0),
+        ("valkey-glide", "valkey-glide", 6000.0),
+        // Its commands wait (timeout) while it reconnects and rediscovers the slots: ~5.9 s.
+        ("node-redis", "node-redis", 8000.0),
+        ("go-redis-1s", "go-redis", 6000.0),
+    ] {
         let c = measured(&s, name, library);
         assert_eq!(c["settings"]["mode"], "cluster", "{c}");
         assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
-        assert!(f(&c["writes"]["longest_outage_ms"]) < 6000.0, "{name}: {}", c["writes"]);
+        assert!(f(&c["writes"]["longest_outage_ms"]) < within, "{name}: {}", c["writes"]);
     }
+    let go = measured(&s, "go-redis", "go-redis");
+    assert_eq!(go["settings"]["cluster_state_reload_interval"], "1m0s", "{go}");
+    assert!(!go["writes"]["recovered"].as_bool().unwrap(), "go-redis: {}", go["writes"]);
+    assert!(u(&go["writes"]["errors"]["refused"]) > 100, "go-redis: {}", go["writes"]["errors"]);
     let py = measured(&s, "redis-py", "redis-py");
     assert!(u(&py["writes"]["errors"]["timeout"]) > 0, "{}", py["writes"]["errors"]);
+}
+
+/// Issue 22's done-when: a 1 s `pause` of the primary, measured by each new adapter within
+/// 100 ms of failprobe's own client (the writes' longest outage), with the library's defaults
+/// and the command timeout from --timeout.
+#[test]
+fn new_adapters_measure_a_pause_like_failprobe() {
+    let _turn = alone();
+    let lab = TestLab::start(Topology::Replica);
+    let adapters = with_adapters(&["go-redis", "node-redis"]);
+    let adapter_args: Vec<&str> = adapters.iter().map(String::as_str).collect();
+    let args = ["--trigger", "pause=1s", "--clients", "failprobe"];
+    let (o, out) = lab.run("pause", &[&args[..], &adapter_args].concat());
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let own = f(&client(&s, "failprobe")["writes"]["longest_outage_ms"]);
+    assert!((900.0..1300.0).contains(&own), "failprobe: {own} ms");
+    for name in ["go-redis", "node-redis"] {
+        let c = measured(&s, name, name);
+        assert_eq!(c["settings"]["mode"], "direct", "{c}");
+        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
+        let outage = f(&c["writes"]["longest_outage_ms"]);
+        assert!((outage - own).abs() <= 100.0, "{name}: {outage} ms, failprobe {own} ms: {}", c["writes"]);
+    }
+    let go = client(&s, "go-redis");
+    assert_eq!(go["settings"]["read_timeout"], "250ms", "--timeout's default: {go}");
+    assert_eq!(go["settings"]["dial_timeout"], "5s", "go-redis's own: {go}");
+    let node = client(&s, "node-redis");
+    assert_eq!(node["settings"]["commandTimeout"], 250, "{node}");
+    assert_eq!(node["settings"]["socketTimeout"], "none", "node-redis leaves it infinite: {node}");
 }
 
 /// Two runs that differ only in an adapter's settings: `compare` names the difference and

@@ -20,7 +20,8 @@ fn script(dir: &Path, name: &str, body: &str) {
 /// A copy of the checkout's `files` (those that exist) in a fresh directory, and a `fake/`
 /// directory of stand-ins: `python3 -m venv` makes a venv of logging stand-ins, `python3 -m pip`
 /// logs (with the requirement file it was given) and succeeds, any other python3 fails (nothing
-/// is extracted); npm and node log; apt-get and sudo log and fail; uname prints `arch`.
+/// is extracted); npm and node log; go logs (and fails with FAKE_GO_FAIL); apt-get and sudo log
+/// and fail; uname prints `arch`.
 fn stage(files: &[&str], arch: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     for file in files {
@@ -53,6 +54,14 @@ exit 1"#,
     for tool in ["npm", "node"] {
         script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG""#));
     }
+    // go logs its arguments, its directory and the environment install.sh gives it; FAKE_GO_FAIL
+    // makes it fail as a Go too old or a module refused would.
+    script(
+        &fake,
+        "go",
+        r#"echo "go $* (in ${PWD##*/}; GOFLAGS=$GOFLAGS GOMODCACHE=$GOMODCACHE GOTOOLCHAIN=$GOTOOLCHAIN)" >>"$FAKE_LOG"
+[ -z "$FAKE_GO_FAIL" ] || { echo "go: $FAKE_GO_FAIL" >&2; exit 1; }"#,
+    );
     for tool in ["apt-get", "sudo"] {
         script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG"; exit 1"#));
     }
@@ -69,7 +78,7 @@ fn run(tmp: &Path, file: &str, args: &[&str], env: &[(&str, &str)]) -> (Output, 
     let path = format!("{}:{}", tmp.join("fake").display(), std::env::var("PATH").unwrap_or_default());
     let mut command = Command::new(tmp.join(file));
     command.args(args).current_dir(tmp).env("PATH", path).env("FAKE_LOG", &log);
-    for name in ["REDIS_PY_VERSION", "GLIDE_VERSION"] {
+    for name in ["REDIS_PY_VERSION", "GLIDE_VERSION", "GOFLAGS", "GOMODCACHE", "GOTOOLCHAIN", "FAKE_GO_FAIL"] {
         command.env_remove(name);
     }
     let o = command.envs(env.iter().copied()).output().unwrap();
@@ -112,22 +121,70 @@ fn valkey_on_an_architecture_without_a_hash_is_refused_before_any_download() {
     assert!(!log.contains("pip") && !log.contains("apt-get"), "nothing is fetched: {log}");
 }
 
-#[test]
-fn ioredis_and_its_dependencies_are_locked_with_integrity_hashes() {
+/// `adapters/<dir>`'s package-lock.json is of its package.json, pins `package` exactly, and holds
+/// a sha512 integrity hash for every package, dependencies included (what `npm ci` checks).
+fn npm_locked(dir: &str, package: &str) {
     let read = |p: &str| -> serde_json::Value {
         let text = std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
         serde_json::from_str(&text).unwrap()
     };
-    let manifest = read("adapters/ioredis/package.json");
-    let lock = read("adapters/ioredis/package-lock.json");
+    let manifest = read(&format!("adapters/{dir}/package.json"));
+    let lock = read(&format!("adapters/{dir}/package-lock.json"));
     let packages = lock["packages"].as_object().unwrap();
-    assert_eq!(packages[""]["dependencies"], manifest["dependencies"], "the lock is of this package.json");
-    assert_eq!(packages["node_modules/ioredis"]["version"], manifest["dependencies"]["ioredis"]);
-    assert!(packages.len() > 2, "dependencies locked too: {packages:?}");
+    assert_eq!(packages[""]["dependencies"], manifest["dependencies"], "{dir}: the lock is of this package.json");
+    assert_eq!(packages[&format!("node_modules/{package}")]["version"], manifest["dependencies"][package]);
+    assert!(packages.len() > 2, "{dir}: dependencies locked too: {packages:?}");
     for (name, package) in packages.iter().filter(|(name, _)| !name.is_empty()) {
         let integrity = package["integrity"].as_str().unwrap_or_default();
-        assert!(integrity.starts_with("sha512-"), "{name} has no integrity hash: {package}");
+        assert!(integrity.starts_with("sha512-"), "{dir}: {name} has no integrity hash: {package}");
     }
+}
+
+#[test]
+fn ioredis_and_its_dependencies_are_locked_with_integrity_hashes() {
+    npm_locked("ioredis", "ioredis");
+}
+
+#[test]
+fn node_redis_and_its_dependencies_are_locked_with_integrity_hashes() {
+    npm_locked("node-redis", "redis");
+}
+
+/// go-redis: go.mod pins it, go.sum holds an h1: hash of every module go.mod requires (the
+/// module and its go.mod), and, when adapters/install.sh has filled the checkout's module cache,
+/// `go mod verify` (offline) finds what the adapter was built from unchanged.
+#[test]
+fn go_redis_and_its_modules_are_in_go_sum_and_verified() {
+    let dir = repo("adapters/go-redis");
+    let go_mod = std::fs::read_to_string(dir.join("go.mod")).expect("adapters/go-redis/go.mod");
+    let go_sum = std::fs::read_to_string(dir.join("go.sum")).expect("adapters/go-redis/go.sum");
+    let required: Vec<(&str, &str)> = go_mod
+        .lines()
+        .map(|l| l.trim().trim_start_matches("require ").split("//").next().unwrap().trim())
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(module, version)| module.contains('.') && version.starts_with('v'))
+        .collect();
+    assert!(required.iter().any(|(m, v)| *m == "github.com/redis/go-redis/v9" && v.starts_with("v9.")), "{go_mod}");
+    for (module, version) in &required {
+        for entry in [format!("{module} {version} h1:"), format!("{module} {version}/go.mod h1:")] {
+            assert!(go_sum.lines().any(|l| l.starts_with(&entry)), "go.sum has no `{entry}`: {go_sum}");
+        }
+    }
+    let cache = dir.join(".gomodcache");
+    if !cache.exists() || Command::new("go").arg("version").output().is_err() {
+        eprintln!("{} or go absent: adapters/install.sh has not built go-redis, not verified", cache.display());
+        return;
+    }
+    let o = Command::new("go")
+        .args(["mod", "verify"])
+        .current_dir(&dir)
+        .env("GOMODCACHE", &cache)
+        .env("GOFLAGS", "-mod=readonly -modcacherw")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap();
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("all modules verified"), "{o:?}");
 }
 
 /// The Python lock's requirements: (normalised name, version, line) each, hashes checked.
@@ -184,11 +241,16 @@ fn python_adapters_are_locked_with_hashes_and_the_venv_holds_nothing_else() {
     assert!(seen >= 2, "no installed distributions found under {}", venv_lib.display());
 }
 
-const ADAPTERS: [&str; 5] = [
+const ADAPTERS: [&str; 10] = [
     "adapters/install.sh",
     "adapters/requirements.lock",
     "adapters/ioredis/package.json",
     "adapters/ioredis/package-lock.json",
+    "adapters/node-redis/package.json",
+    "adapters/node-redis/package-lock.json",
+    "adapters/go-redis/go.mod",
+    "adapters/go-redis/go.sum",
+    "adapters/go-redis/main.go",
     "scripts/apt.sh",
 ];
 
@@ -200,7 +262,19 @@ fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
     let lock = tmp.path().join("adapters/requirements.lock");
     assert!(pip.contains("--require-hashes") && pip.contains(&format!("-r {}", lock.display())), "{pip}");
     let npm: Vec<&str> = log.lines().filter(|l| l.starts_with("npm ")).collect();
-    assert!(npm.len() == 1 && npm[0].starts_with("npm ci"), "npm installs from its lock only: {npm:?}");
+    assert!(
+        npm.len() == 2 && npm.iter().all(|l| l.starts_with("npm ci") && l.contains("--ignore-scripts")),
+        "npm installs ioredis and node-redis from their locks only, running no package's scripts: {npm:?}"
+    );
+    // go-redis: only what go.mod and go.sum name, checked, in the checkout, with the local Go.
+    let go: Vec<&str> = log.lines().filter(|l| l.starts_with("go ")).collect();
+    let cache = format!("GOMODCACHE={}", tmp.path().join("adapters/go-redis/.gomodcache").display());
+    for (line, step) in go.iter().zip(["go mod download", "go mod verify", "go build"]) {
+        assert!(line.starts_with(step), "{go:?}");
+        assert!(line.contains("(in go-redis; GOFLAGS=-mod=readonly"), "{line}");
+        assert!(line.contains(&cache) && line.contains("GOTOOLCHAIN=local"), "{line}");
+    }
+    assert_eq!(go.len(), 3, "{go:?}");
     assert!(!stderr(&o).contains("overrides"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
 
@@ -212,6 +286,22 @@ fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
     let pip = log.lines().find(|l| l.starts_with("pip install")).unwrap_or_else(|| panic!("no pip install: {log}"));
     assert!(pip.contains("redis==8.0.0") && !pip.contains("--require-hashes"), "{pip}");
     assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
+}
+
+/// A Go that cannot build the go-redis adapter stops that step only: the others are installed,
+/// the script says which adapter and why, and exits 1.
+#[test]
+fn adapters_install_the_others_when_go_redis_cannot_be_built() {
+    let tmp = stage(&ADAPTERS, "x86_64");
+    let (o, log) = run(tmp.path(), ADAPTERS[0], &[], &[("FAKE_GO_FAIL", "go.mod requires go >= 1.26.0")]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{log}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("go: go.mod requires go >= 1.26.0"), "Go's own reason: {err}");
+    assert!(err.contains("go-redis not built: `go build` in adapters/go-redis failed"), "{err}");
+    assert!(err.contains("not installed: go-redis (why: above)"), "{err}");
+    assert_eq!(log.lines().filter(|l| l.starts_with("npm ci")).count(), 2, "{log}");
+    assert!(log.lines().any(|l| l.starts_with("pip install")), "{log}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("adapters installed:"), "{log}");
 }
 
 #[test]
