@@ -34,6 +34,10 @@ pub struct Integrity {
     /// The isolated old primary (each shard's, comma-separated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_brain_server: Option<String>,
+    /// The client acknowledged writes while an old primary was isolated, without saying which
+    /// server answered (an adapter): how many of them were split-brain is unknown, not 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split_brain_unknown: bool,
     /// Memcached: known keys stored before the trigger, and how many survived byte-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeded_keys: Option<u64>,
@@ -52,6 +56,7 @@ impl Integrity {
         self.unacked_writes += o.unacked_writes;
         self.stale_reads += o.stale_reads;
         self.split_brain_writes += o.split_brain_writes;
+        self.split_brain_unknown |= o.split_brain_unknown;
         self.split_brain_first_ms = combine(self.split_brain_first_ms, o.split_brain_first_ms, f64::min);
         self.split_brain_last_ms = combine(self.split_brain_last_ms, o.split_brain_last_ms, f64::max);
         let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
@@ -150,6 +155,8 @@ pub(crate) struct IntegrityState {
     /// the first and last such acknowledgement (µs).
     isolated_acks: SeqSet,
     isolated_span_us: Option<(u64, u64)>,
+    /// A write was acknowledged while an old primary was isolated, by a server not named.
+    unattributed_while_isolated: bool,
 }
 
 impl IntegrityState {
@@ -167,6 +174,11 @@ impl IntegrityState {
         self.isolated_acks.insert(seq);
         let (first, last) = self.isolated_span_us.unwrap_or((end_us, end_us));
         self.isolated_span_us = Some((first.min(end_us), last.max(end_us)));
+    }
+
+    /// An acknowledged write whose server is not known came while an old primary was isolated.
+    pub(crate) fn unattributed_ack(&mut self) {
+        self.unattributed_while_isolated = true;
     }
 
     pub(crate) fn read(&mut self, start_us: u64, value: u64) {
@@ -217,7 +229,12 @@ impl IntegrityState {
 
     /// The figures against the write log read back after recovery, if it could be read.
     pub(crate) fn result(&self, log: Option<(&str, &[(u64, u64)])>) -> Integrity {
-        let mut out = Integrity { stale_reads: self.stale_reads, acked_writes: self.acked.len(), ..Default::default() };
+        let mut out = Integrity {
+            stale_reads: self.stale_reads,
+            acked_writes: self.acked.len(),
+            split_brain_unknown: self.unattributed_while_isolated,
+            ..Default::default()
+        };
         if let Some((first, last)) = self.isolated_span_us {
             let ms = crate::clock::us_to_ms;
             (out.split_brain_first_ms, out.split_brain_last_ms) = (Some(ms(first)), Some(ms(last)));

@@ -29,11 +29,14 @@ pub(crate) fn backup(how: &str, node: &str, status: &str, took_ms: u64, name: &s
 /// What a split-brain write is, and how it is counted: the reports' "how to read this".
 pub(crate) const SPLIT_BRAIN_DEFINITION: &str = "A **split-brain write** was acknowledged by the old primary after the deployment had announced a new one (cut off, it still acted as primary; a client that reached it had not recovered) and is missing after recovery: split-brain writes are counted among the lost writes, not beside them.";
 
-/// " (226 of them split-brain)" after a count of lost writes; empty when there are none.
-pub(crate) fn split_brain_part(split_brain: u64) -> String {
-    match split_brain {
-        0 => String::new(),
-        n => format!(" ({n} of them split-brain)"),
+/// " (226 of them split-brain)" after a count of lost writes; empty when there are none;
+/// "split-brain unknown" when a client acknowledged writes while an old primary was isolated
+/// without saying which server answered (an adapter).
+pub(crate) fn split_brain_part(split_brain: u64, unknown: bool) -> String {
+    match (split_brain, unknown) {
+        (0, true) => " (how many split-brain unknown: the client does not say which server answered)".to_string(),
+        (0, false) => String::new(),
+        (n, _) => format!(" ({n} of them split-brain)"),
     }
 }
 

@@ -89,6 +89,15 @@ impl OldPrimaryWatch {
         (s.current != server && !stepped_down).then_some(since)
     }
 
+    /// Whether an old primary of `shard` was isolated at `end_us` (announced replaced, not seen
+    /// stepping down): an answer from an unnamed server then may have come from it.
+    pub(crate) fn any_isolated(&self, shard: Option<&str>, end_us: u64) -> bool {
+        self.shards
+            .iter()
+            .filter(|s| s.shard.as_deref() == shard && s.old.is_some())
+            .any(|s| s.announced_us.is_some_and(|at| end_us >= at) && s.stepped_down_us.is_none_or(|at| end_us < at))
+    }
+
     /// A watch for the next trial: the primaries as last announced, nothing else.
     pub(crate) fn carried_over(&self) -> Self {
         let shards = self
@@ -376,6 +385,26 @@ pub(crate) mod silent_failure {
             records().into_iter().map(|(_, r)| r).partition(|r| matches!(r, Record::Event(_)));
         let replayed = analyse(events.into_iter().chain(samples));
         assert_eq!(serde_json::to_value(&live).unwrap(), serde_json::to_value(&replayed).unwrap());
+    }
+
+    /// The same run, `pinned` an adapter that does not say which server answered: its writes
+    /// acknowledged while OLD was isolated may be split-brain or not; the count says unknown.
+    #[test]
+    fn an_adapter_answering_while_the_old_primary_is_isolated_has_split_brain_unknown_not_zero() {
+        let records = records().into_iter().map(|(_, r)| match r {
+            Record::Sample(mut s) if s.client.as_deref() == Some("pinned") => {
+                s.server = None;
+                Record::Sample(s)
+            }
+            r => r,
+        });
+        let s = analyse(records);
+        let (own, pinned) = (&s.trials[0].clients[0], &s.trials[0].clients[1]);
+        assert!(!own.integrity.split_brain_unknown, "failprobe's own client names its server");
+        let i = &pinned.integrity;
+        assert!(i.split_brain_unknown && i.split_brain_writes == 0, "{i:?}");
+        assert!(i.lost_acked_writes > 0);
+        assert!(s.verdict.headline.contains("how many split-brain unknown"), "{}", s.verdict.headline);
     }
 
     #[test]

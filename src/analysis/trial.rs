@@ -175,6 +175,11 @@ impl TrialState {
         if let Some(since) = self.watch.isolated(s.shard.as_deref(), s.server.as_deref(), s.end_us).filter(|_| s.ok()) {
             probe = probe.answered_by_isolated_primary(since);
             self.first_isolated.see(s.stream, s.end_us);
+        } else if s.server.is_none() && s.ok() && s.stream == Stream::Write {
+            // An adapter does not say which server answered: split-brain unknown, never 0.
+            if self.watch.any_isolated(s.shard.as_deref(), s.end_us) {
+                live.shards[shard].integrity.unattributed_ack();
+            }
         }
         live.reorder.push(probe);
         while let Some(probe) = live.reorder.pop_ready() {

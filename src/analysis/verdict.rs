@@ -149,7 +149,11 @@ fn client_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: 
 
 /// "226 acknowledged writes lost (226 of them split-brain)": what a loss check measured.
 fn lost_measured(i: &Integrity) -> String {
-    format!("{} acknowledged writes lost{}", i.lost_acked_writes, split_brain_part(i.split_brain_writes))
+    format!(
+        "{} acknowledged writes lost{}",
+        i.lost_acked_writes,
+        split_brain_part(i.split_brain_writes, i.split_brain_unknown)
+    )
 }
 
 pub(crate) fn decide(
@@ -197,20 +201,22 @@ pub(crate) fn decide(
 /// writes lost"); "unknown" beside it when a covered client's write log could not be read. A
 /// trial without per-client sections (an older run) counts its own figures.
 fn covered_loss(trials: &[TrialSummary], budget: &BudgetResult) -> String {
-    let (mut lost, mut split_brain, mut unchecked) = (0u64, 0u64, 0usize);
+    let (mut lost, mut split_brain, mut unchecked, mut unknown) = (0u64, 0u64, 0usize, false);
     for t in trials {
         let covered: Vec<_> = t.clients.iter().filter(|c| covers(budget, &c.name)).map(|c| &c.integrity).collect();
         let integrities = if t.clients.is_empty() { vec![&t.integrity] } else { covered };
         for i in integrities {
             lost += if i.checked { i.lost_acked_writes } else { 0 };
             split_brain += if i.checked { i.split_brain_writes } else { 0 };
+            unknown |= i.checked && i.split_brain_unknown;
             unchecked += usize::from(!i.checked);
         }
     }
     let mut text = match lost {
         0 => String::new(),
         n => {
-            format!(" — {n} acknowledged write{} lost{}", if n == 1 { "" } else { "s" }, split_brain_part(split_brain))
+            let part = split_brain_part(split_brain, unknown);
+            format!(" — {n} acknowledged write{} lost{part}", if n == 1 { "" } else { "s" })
         }
     };
     if unchecked > 0 {
@@ -246,6 +252,8 @@ struct OutsideClient<'a> {
     onto_old_primary: usize,
     lost: u64,
     split_brain: u64,
+    /// Answered by servers it does not name while an old primary was isolated (an adapter).
+    split_brain_unknown: bool,
     /// Write logs not read.
     unread: usize,
 }
@@ -271,10 +279,21 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         e.onto_old_primary += usize::from(onto && (!c.writes.recovered || !c.reads.recovered));
         e.lost += if c.integrity.checked { c.integrity.lost_acked_writes } else { 0 };
         e.split_brain += if c.integrity.checked { c.integrity.split_brain_writes } else { 0 };
+        e.split_brain_unknown |= c.integrity.checked && c.integrity.split_brain_unknown;
         e.unread += usize::from(!c.integrity.checked);
     }
     let mut out = String::new();
-    for OutsideClient { name, measured, unrecovered, onto_old_primary, lost, split_brain, unread } in seen {
+    for OutsideClient {
+        name,
+        measured,
+        unrecovered,
+        onto_old_primary,
+        lost,
+        split_brain,
+        split_brain_unknown,
+        unread,
+    } in seen
+    {
         let mut parts = Vec::new();
         if unrecovered > 0 {
             let within = if measured > 1 { format!(" in {unrecovered} of {measured} trials") } else { String::new() };
@@ -287,7 +306,7 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
             parts.push(format!("NOT RECOVERED{within}{onto}"));
         }
         if lost > 0 {
-            let part = split_brain_part(split_brain);
+            let part = split_brain_part(split_brain, split_brain_unknown);
             parts.push(format!("lost {lost} acknowledged write{}{part}", if lost == 1 { "" } else { "s" }));
         }
         if unread > 0 {

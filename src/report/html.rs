@@ -308,7 +308,7 @@ fn integrity(h: &mut String, s: &Summary) {
             i.acked_writes,
             i.surviving_acked_writes,
             i.lost_acked_writes,
-            crate::analysis::sentence::split_brain_part(i.split_brain_writes),
+            crate::analysis::sentence::split_brain_part(i.split_brain_writes, i.split_brain_unknown),
             i.ghost_writes,
             i.unacked_writes,
             i.stale_reads,

@@ -135,7 +135,7 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     let i = &t.integrity;
     if i.checked {
         writeln!(md, "Integrity (write log read from {}): {} acknowledged, **{} lost**{}, {} ghost (unacknowledged yet applied), {} stale reads.\n",
-            i.log_server.as_deref().unwrap_or("?"), i.acked_writes, i.lost_acked_writes, sentence::split_brain_part(i.split_brain_writes), i.ghost_writes, i.stale_reads)?;
+            i.log_server.as_deref().unwrap_or("?"), i.acked_writes, i.lost_acked_writes, sentence::split_brain_part(i.split_brain_writes, i.split_brain_unknown), i.ghost_writes, i.stale_reads)?;
     } else {
         writeln!(md, "Integrity: the write log could not be read; loss unknown. {} stale reads.\n", i.stale_reads)?;
     }

@@ -196,7 +196,7 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
     let i = &c.integrity;
     let loss = if i.checked {
         let ghosts = if i.ghost_writes > 0 { format!(", {} ghost", i.ghost_writes) } else { String::new() };
-        let split = crate::analysis::sentence::split_brain_part(i.split_brain_writes);
+        let split = crate::analysis::sentence::split_brain_part(i.split_brain_writes, i.split_brain_unknown);
         format!("{} of {} acknowledged writes lost{split}{ghosts}", i.lost_acked_writes, i.acked_writes)
     } else {
         "loss unknown (write log unreadable)".to_string()

@@ -38,7 +38,7 @@ pub fn final_summary(s: &Summary) -> String {
                 "\n    integrity: {} acked{level}, {} lost{}, {} ghost, {} stale reads",
                 i.acked_writes,
                 i.lost_acked_writes,
-                sentence::split_brain_part(i.split_brain_writes),
+                sentence::split_brain_part(i.split_brain_writes, i.split_brain_unknown),
                 i.ghost_writes,
                 i.stale_reads
             ));
