@@ -72,6 +72,11 @@ pub enum Command {
     /// event log (AWS keeps 14 days) and a local history that keeps everything fetched.
     /// Exit 1 with --within D when a replacement window starts within D.
     Events(Box<EventsArgs>),
+    /// Client adapters (`--clients exec:NAME=COMMAND`).
+    Adapter {
+        #[command(subcommand)]
+        action: AdapterAction,
+    },
     /// Local lab, 3 × SENTINEL FAILOVER and 1 × kill -9, report, lab down (about a minute).
     Demo {
         /// Where to write the report (default failprobe-demo-<time>).
@@ -180,5 +185,22 @@ pub enum LabAction {
     Down {
         #[arg(long, default_value = "failprobe-lab")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdapterAction {
+    /// Check an adapter against protocol version 1 on a lab of its own (a primary and a
+    /// replica on loopback): hello, concurrent answers, error kinds, end of input, latency.
+    /// Exit 0 only when every rule holds.
+    Check {
+        /// The adapter's command, as `--clients exec:NAME=COMMAND` gives it (run by `sh -c`).
+        command: String,
+        /// Its name in the table [default: adapter]
+        #[arg(long, default_value = "adapter")]
+        name: String,
+        /// The lab's server: redis or valkey [default: redis when installed]
+        #[arg(long, value_enum)]
+        server: Option<crate::lab::Server>,
     },
 }

@@ -16,6 +16,16 @@ macro_rules! note {
     }};
 }
 
+/// `println!` that never panics: stdout may be a closed pipe (`| head`) or a dropped terminal,
+/// and the run still finishes, stops its lab and writes its report.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// `eprint!` that never panics.
 #[macro_export]
 macro_rules! note_raw {
@@ -25,6 +35,7 @@ macro_rules! note_raw {
     }};
 }
 
+pub mod adapter_check;
 pub mod analysis;
 pub mod aws;
 pub mod cli;
@@ -76,6 +87,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("scenario", 9),
     ("cli", 10),
     ("run", 10),
+    ("adapter_check", 10),
 ];
 
 #[cfg(test)]

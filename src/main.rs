@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::Parser;
 use failprobe::analysis;
-use failprobe::cli::{Cli, Command, EventsArgs, LabAction, MemcachedAction, RunArgs};
+use failprobe::cli::{AdapterAction, Cli, Command, EventsArgs, LabAction, MemcachedAction, RunArgs};
 use failprobe::error::{UsageError, EXIT_USAGE};
 use failprobe::lab::{Lab, LabOptions, Readiness, Topology};
 use failprobe::record::store;
@@ -9,14 +9,7 @@ use failprobe::report::{compare, exit_code, terminal, write_reports, Format, Out
 use failprobe::scenario;
 use std::path::{Path, PathBuf};
 
-/// stdout may be a closed pipe (`| head`) or a dropped terminal: the run still finishes, stops
-/// its lab and writes its report, and a failed print is not a reason to panic.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
+use failprobe::say;
 
 macro_rules! say_raw {
     ($($arg:tt)*) => {{
@@ -87,6 +80,9 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Merge { dirs, out, outputs } => merge(dirs, out, outputs),
         Command::Compare { a, b, html } => compare(a, b, html),
         Command::Lab { action } => lab(action).await,
+        Command::Adapter { action: AdapterAction::Check { command, name, server } } => {
+            failprobe::adapter_check::check(&command, &name, server).await
+        }
         Command::Memcached { action } => memcached(action).await,
         Command::Events(args) => events(*args).await,
         Command::Demo { out, outputs } => demo(out, outputs).await,

@@ -512,6 +512,13 @@ impl Lab {
         Ok(format!("killed pid {old_pid} on {at} and started it again (pid {})", self.pid_of_port(port).unwrap_or(0)))
     }
 
+    /// SIGKILL to the lab node on `port`, once verified (`adapter check`: a server gone).
+    pub(crate) fn kill_node(&self, port: u16) -> Result<String> {
+        let node = self.nodes().into_iter().find(|n| n.port == port);
+        let node = node.ok_or_else(|| anyhow::anyhow!("no lab node on port {port}"))?;
+        self.signal_node(&node, libc::SIGKILL)
+    }
+
     /// Every node's program is one `lab up` would run (lab.json may have been edited).
     fn check_programs(&self) -> Result<()> {
         self.nodes().iter().try_for_each(verify::check_program)

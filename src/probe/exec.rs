@@ -251,6 +251,33 @@ impl ExecClient {
         self.broken.lock().expect("not poisoned").clone()
     }
 
+    /// Why the adapter is unusable (`adapter check`); None while it keeps the protocol.
+    pub(crate) fn fault(&self) -> Option<String> {
+        self.broken()
+    }
+
+    /// Closes its stdin and waits for it to exit (`adapter check`): how long it took and its
+    /// status, or None when it had to be killed after `EXIT_WITHIN`.
+    pub(crate) async fn stop_and_wait(&self) -> (Duration, Option<std::process::ExitStatus>) {
+        let started = Instant::now();
+        Prober::stop(self);
+        loop {
+            if let Some(status) = *self.exit.lock().expect("not poisoned") {
+                let took = started.elapsed();
+                return (took, (took < EXIT_WITHIN).then_some(status));
+            }
+            if started.elapsed() > EXIT_WITHIN * 3 {
+                return (started.elapsed(), None);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// One command through the adapter, as a probe sends it (`adapter check`).
+    pub(crate) async fn request(&self, cmd: Vec<String>, deadline: Instant) -> Result<Value, ProbeError> {
+        self.call(cmd, deadline).await
+    }
+
     /// The adapter is unusable from now on: said once on the timeline, with its exit status
     /// and last stderr lines; every waiting request fails. `kill`: it is still running and
     /// misbehaving, so its group is ended.

@@ -295,3 +295,39 @@ fn compare_shows_what_an_adapters_settings_changed() {
         assert!(text.contains(row), "no `{row}` in {text}");
     }
 }
+
+/// Issue 22, item 3: `failprobe adapter check` on a lab of its own. Every ready adapter keeps
+/// every rule of protocol version 1; one that crashes after 30 answers and never reports a
+/// server error fails, naming each rule it broke, with exit 1.
+#[test]
+fn adapter_check_passes_every_ready_adapter_and_names_what_a_broken_one_breaks() {
+    let _alone = alone();
+    for name in ["redis-py", "ioredis", "valkey-glide", "go-redis", "node-redis"] {
+        let exec = adapter(name);
+        let command = exec.split_once('=').unwrap().1;
+        let o = failprobe(&["adapter", "check", "--name", name, command]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(code(&o), 0, "{name}: {}", explain(&o));
+        assert!(out.contains("conforms to protocol version 1") && !out.contains("FAIL"), "{name}: {out}");
+        for rule in ["hello", "requests sent together", "stalled server", "1000 requests/s", "input closes", "READONLY"]
+        {
+            assert!(out.lines().any(|l| l.contains("pass") && l.contains(rule)), "{name}: {rule}: {out}");
+        }
+    }
+    let exec = misbehaving("crash 30");
+    let o = failprobe(&["adapter", "check", "--name", "bad", exec.split_once('=').unwrap().1]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{}", explain(&o));
+    assert!(out.lines().any(|l| l.contains("pass") && l.contains("hello")), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("FAIL") && l.contains("requests sent together") && l.contains("exited")),
+        "{out}"
+    );
+    assert!(out.contains("does not conform to protocol version 1"), "{out}");
+    // The same adapter that never fails a write: READONLY is not reported as such.
+    let exec = misbehaving("late 0");
+    let o = failprobe(&["adapter", "check", "--name", "bad", exec.split_once('=').unwrap().1]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{}", explain(&o));
+    assert!(out.lines().any(|l| l.contains("FAIL") && l.contains("READONLY") && l.contains("answered ok")), "{out}");
+}
