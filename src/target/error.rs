@@ -72,6 +72,15 @@ fn class_of(e: &RedisError, text: &str) -> ErrorClass {
     class_from_text(text).unwrap_or(if e.is_connection_dropped() { ErrorClass::Reset } else { ErrorClass::Other })
 }
 
+/// `w` as a word of `text`: "MOVED 3999 …" is a redirect, a connection "removed" is not.
+fn word(text: &str, w: &str) -> bool {
+    text.match_indices(w).any(|(i, _)| {
+        let before = text[..i].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric());
+        let after = text[i + w.len()..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric());
+        before && after
+    })
+}
+
 /// Server replies inside a MULTI/EXEC abort, and I/O errors, arrive as text.
 pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
     let upper = text.to_uppercase();
@@ -90,7 +99,7 @@ pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
         ErrorClass::Clusterdown
     } else if has("TRYAGAIN") {
         ErrorClass::Tryagain
-    } else if has("MOVED") || has("ASK ") {
+    } else if word(&upper, "MOVED") || has("ASK ") {
         ErrorClass::Moved
     } else if has("NOAUTH") || has("WRONGPASS") || has("AUTHENTICATION") {
         ErrorClass::Auth
@@ -126,10 +135,14 @@ mod tests {
             ("Connection reset by peer (os error 104)", ErrorClass::Reset),
             ("failed to lookup address information: Name or service not known", ErrorClass::Dns),
             ("WRONGPASS invalid username-password pair", ErrorClass::Auth),
+            ("MOVED 3999 127.0.0.1:6381", ErrorClass::Moved),
+            ("NOREPLICAS Not enough good replicas to write.", ErrorClass::Noreplicas),
         ];
         for (text, class) in cases {
             assert_eq!(class_from_text(text), Some(class), "{text}");
         }
         assert_eq!(class_from_text("WRONGTYPE Operation against a key"), None);
+        // A word, not a part of one: GLIDE says a dead node's connection was "removed".
+        assert_ne!(class_from_text("the connection has been removed"), Some(ErrorClass::Moved));
     }
 }
