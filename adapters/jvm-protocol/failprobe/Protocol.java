@@ -43,6 +43,45 @@ public final class Protocol {
         return new Protocol();
     }
 
+    /**
+     * adapters/install.sh runs each adapter once with FAILPROBE_ADAPTER_TRAIN=1 under
+     * -XX:ArchiveClassesAtExit, against an address that refuses: the classes it loads (the
+     * library's, netty's, the protocol's) go into the class-data sharing archive its `run` maps,
+     * which halves the JVM's start. In that run an adapter gives up at the first refusal.
+     */
+    public static boolean training() {
+        return "1".equals(env("FAILPROBE_ADAPTER_TRAIN"));
+    }
+
+    /** Loads the protocol's own classes for the archive (training only). */
+    public static void train() {
+        StringBuilder sb = new StringBuilder();
+        Map<?, ?> req = (Map<?, ?>) new Parser("{\"id\": 1, \"cmd\": [\"GET\", \"k\\u0041\"]}").value();
+        write(sb, Map.of("id", req.get("id"), "ok", true, "value", List.of(plain(new byte[] {65}), 1L)));
+        CompletableFuture.completedFuture(sb).handle((v, e) -> v).join();
+    }
+
+    /** How long start-up tries to connect: failprobe waits 10 s for the hello. */
+    private static final long CONNECT_WITHIN_MS = 8000;
+
+    /**
+     * Connects as an application's start-up does, trying again until CONNECT_WITHIN_MS: a short
+     * command timeout (FAILPROBE_TIMEOUT_MS) also bounds the first handshake and PING, which a
+     * JVM still loading its classes on a loaded machine can miss. Each retry is said on stderr.
+     */
+    public static <T> T untilConnected(java.util.concurrent.Callable<T> connect) throws Exception {
+        long deadline = System.nanoTime() + CONNECT_WITHIN_MS * 1_000_000;
+        while (true) {
+            try {
+                return connect.call();
+            } catch (RuntimeException e) {
+                if (System.nanoTime() > deadline || training()) throw e;
+                System.err.println("adapter: connecting again after " + e);
+                Thread.sleep(100);
+            }
+        }
+    }
+
     /** An environment variable, null when unset or empty. */
     public static String env(String name) {
         String v = System.getenv(name);
@@ -195,7 +234,8 @@ public final class Protocol {
         closer.start();
         closer.join(300);
         out.flush();
-        Runtime.getRuntime().halt(0);
+        // An ordinary exit (the watchdog halts one that hangs): -XX:ArchiveClassesAtExit sees it.
+        System.exit(0);
     }
 
     /** The cause a library wrapped, for its class and message. */

@@ -62,6 +62,7 @@ public final class JedisAdapter {
 
     public static void main(String[] args) throws Exception {
         Protocol protocol = Protocol.open();
+        if (Protocol.training()) Protocol.train();
         Protocol.Target target = Protocol.target("JEDIS_MODE");
         Map<String, Object> settings = Protocol.settings();
         settings.put("mode", target.mode);
@@ -120,7 +121,7 @@ public final class JedisAdapter {
             settings.put("max_total_retries_duration_ms", totalMs);
             settings.put("topology_refresh_period_ms", period != null ? (Object) period : "off");
             // Connected before the hello: the builder reads the slots.
-            client = b.build();
+            client = Protocol.untilConnected(b::build);
         } else if (target.mode.equals("sentinel")) {
             DefaultJedisClientConfig.Builder sentinelConfig = DefaultJedisClientConfig.builder();
             String sentinelPassword = Protocol.env("FAILPROBE_SENTINEL_PASSWORD");
@@ -137,7 +138,8 @@ public final class JedisAdapter {
                     .poolConfig(pool).build();
         }
         // Connected before the hello, as an application is before it serves.
-        client.sendCommand(command("PING"));
+        UnifiedJedis connected = client;
+        Protocol.untilConnected(() -> connected.sendCommand(command("PING")));
 
         ExecutorService executor = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "request");

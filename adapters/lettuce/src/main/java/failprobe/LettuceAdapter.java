@@ -71,6 +71,7 @@ public final class LettuceAdapter {
 
     public static void main(String[] args) throws Exception {
         Protocol protocol = Protocol.open();
+        if (Protocol.training()) Protocol.train();
         Protocol.Target target = Protocol.target("LETTUCE_MODE");
         Map<String, Object> settings = Protocol.settings();
         settings.put("mode", target.mode);
@@ -180,7 +181,7 @@ public final class LettuceAdapter {
                     refreshOptions.isPeriodicRefreshEnabled() ? (Object) refreshOptions.getRefreshPeriod().toMillis() : "off");
             settings.put("max_redirects", clusterOptions.getMaxRedirects());
             // Connected before the hello, as an application is before it serves: the slots are known.
-            StatefulRedisClusterConnection<String, String> conn = client.connect(StringCodec.UTF8);
+            StatefulRedisClusterConnection<String, String> conn = Protocol.untilConnected(() -> client.connect(StringCodec.UTF8));
             execute = argv -> conn.async().dispatch(keyword(argv.get(0)), new AnyOutput(), arguments(argv));
             close = () -> client.shutdown(0, 200, TimeUnit.MILLISECONDS);
         } else {
@@ -189,9 +190,17 @@ public final class LettuceAdapter {
             if (autoReconnect != null) options.autoReconnect(autoReconnect);
             if (ssl != null) options.sslOptions(ssl);
             client.setOptions(options.build());
-            StatefulRedisConnection<String, String> conn =
-                    client.connect(StringCodec.UTF8, sentinelUri != null ? sentinelUri : uris.get(0));
-            conn.sync().ping();
+            RedisURI uri = sentinelUri != null ? sentinelUri : uris.get(0);
+            StatefulRedisConnection<String, String> conn = Protocol.untilConnected(() -> {
+                StatefulRedisConnection<String, String> c = client.connect(StringCodec.UTF8, uri);
+                try {
+                    c.sync().ping();
+                } catch (RuntimeException e) {
+                    c.close();
+                    throw e;
+                }
+                return c;
+            });
             execute = argv -> conn.async().dispatch(keyword(argv.get(0)), new AnyOutput(), arguments(argv));
             close = () -> client.shutdown(0, 200, TimeUnit.MILLISECONDS);
         }

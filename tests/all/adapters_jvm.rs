@@ -1,0 +1,182 @@
+//! The JVM adapters (adapters/lettuce, adapters/jedis, built by adapters/install.sh) measured
+//! through real failovers: a pause of the primary as failprobe's own client sees it, a Sentinel
+//! failover, and Lettuce's cluster client with its topology refresh off and on.
+//!
+//! A JVM starts slowly on a loaded machine: these runs give the hello 30 s
+//! (`FAILPROBE_HELLO_TIMEOUT`, src/probe/exec.rs) rather than the usual 10 s.
+
+use crate::common::*;
+use failprobe::lab::Topology;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn client<'a>(s: &'a Value, name: &str) -> &'a Value {
+    let clients = s["trials"][0]["clients"].as_array().unwrap();
+    clients.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no client {name} in {clients:?}"))
+}
+
+/// `exec:NAME=[ENV…] adapters/<adapter>/run`, as adapters/install.sh built it in the checkout.
+fn jvm(name: &str, adapter: &str, env: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("adapters").join(adapter);
+    let jar = dir.join(format!("target/failprobe-{adapter}.jar"));
+    assert!(jar.exists(), "{} is missing: run adapters/install.sh (as .ci/run does)", jar.display());
+    format!("exec:{name}={env}{}", dir.join("run").display())
+}
+
+/// The hello deadline these runs give a JVM on a loaded machine.
+fn slow_start() -> [(&'static str, String); 1] {
+    [("FAILPROBE_HELLO_TIMEOUT", "30s".to_string())]
+}
+
+/// Its hello reached the summary, and its writes were checked against its own write log.
+fn measured<'a>(s: &'a Value, name: &str, library: &str, version: &str) -> &'a Value {
+    let c = client(s, name);
+    assert_eq!(c["library"], library, "{c}");
+    assert_eq!(c["version"], version, "{c}");
+    assert_eq!(c["integrity"]["checked"], true, "{c}");
+    assert!(u(&c["integrity"]["acked_writes"]) > 100, "{c}");
+    c
+}
+
+fn outage(c: &Value) -> f64 {
+    f(&c["writes"]["longest_outage_ms"])
+}
+
+/// A 1 s SIGSTOP of the primary: both libraries, with their defaults and the probe's timeout
+/// as their command timeout, are back within 100 ms of failprobe's own client (the server
+/// answers again the moment it resumes; Lettuce keeps its connection, Jedis opens new ones).
+#[test]
+fn jvm_adapters_measure_a_pause_like_failprobe() {
+    let _turn = alone();
+    let lab = TestLab::start(Topology::Replica);
+    let (lettuce, jedis) = (jvm("lettuce", "lettuce", ""), jvm("jedis", "jedis", ""));
+    let args = ["--trigger", "pause=1s", "--clients", "failprobe", "--clients", &lettuce, "--clients", &jedis];
+    let (o, out) = lab.run_with_env("pause", &args, &slow_start());
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let own = outage(client(&s, "failprobe"));
+    assert!((900.0..2000.0).contains(&own), "failprobe: {own} ms");
+    for (name, version) in [("lettuce", "7.7.0.RELEASE"), ("jedis", "8.0.2")] {
+        let c = measured(&s, name, name, version);
+        assert_eq!(c["settings"]["mode"], "direct", "{c}");
+        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
+        println!("pause 1s: {name} {} ms, failprobe {own} ms", outage(c));
+        assert!((outage(c) - own).abs() <= 100.0, "{name}: {} ms against failprobe's {own} ms", outage(c));
+    }
+}
+
+/// Through Sentinel: Lettuce asks the sentinels for the master on every reconnect (its
+/// sentinel RedisURI), Jedis's RedisSentinelClient follows `+switch-master` on its subscription
+/// to the sentinels; both are back within seconds of the switch.
+#[test]
+fn jvm_adapters_follow_a_sentinel_failover() {
+    let _turn = alone();
+    let lab = TestLab::start(Topology::Sentinel);
+    let (lettuce, jedis) = (jvm("lettuce", "lettuce", ""), jvm("jedis", "jedis", ""));
+    let args = [
+        "--trigger",
+        "sentinel",
+        "--max-trial",
+        "10s",
+        "--clients",
+        "failprobe",
+        "--clients",
+        &lettuce,
+        "--clients",
+        &jedis,
+    ];
+    let (o, out) = lab.run_with_env("sentinel", &args, &slow_start());
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    println!("sentinel: failprobe {} ms", outage(client(&s, "failprobe")));
+    for (name, version) in [("lettuce", "7.7.0.RELEASE"), ("jedis", "8.0.2")] {
+        let c = measured(&s, name, name, version);
+        assert_eq!(c["settings"]["mode"], "sentinel", "{c}");
+        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
+        println!("sentinel: {name} {} ms", outage(c));
+        assert!(outage(c) < 3000.0, "{name}: {}", c["writes"]);
+    }
+}
+
+/// One run of a fresh cluster lab whose shard 0 primary is killed, with Lettuce's cluster
+/// client under `refresh` (LETTUCE_TOPOLOGY_REFRESH) beside failprobe's own.
+fn lettuce_cluster_kill(dir: &Path, name: &str, refresh: &str) -> (Value, PathBuf) {
+    let lab = TestLab::start(Topology::Cluster);
+    let lettuce = jvm("lettuce", "lettuce", &format!("LETTUCE_TOPOLOGY_REFRESH={refresh} "));
+    let args =
+        ["--trigger", "kill", "--shard", "0", "--max-trial", "12s", "--clients", "failprobe", "--clients", &lettuce];
+    let (o, out) = lab.run_with_env(name, &args, &slow_start());
+    assert!([0, 1].contains(&code(&o)), "{}", explain(&o));
+    let kept = dir.join(name);
+    std::fs::rename(&out, &kept).or_else(|_| copy_dir(&out, &kept)).unwrap();
+    let s = summary(&kept);
+    (s, kept)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A shard primary killed. With the topology refresh off (no adaptive trigger, no periodic
+/// refresh), Lettuce's RedisClusterClient keeps the slots on the dead node: it reconnects to
+/// that address for ever, the commands for the slot time out, and it never learns of the
+/// promoted replica (no MOVED can come from a dead node). With Lettuce 7's default (every
+/// adaptive trigger on, at most one refresh per 5 s: PERSISTENT_RECONNECTS fires on the
+/// reconnects to the dead node), it reads the topology again after the cluster promoted the
+/// replica, and writes come back. `compare` of the two runs names the setting and the delta.
+#[test]
+fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let (off, off_dir) = lettuce_cluster_kill(dir.path(), "refresh-off", "off");
+    let (on, on_dir) = lettuce_cluster_kill(dir.path(), "refresh-adaptive", "adaptive");
+
+    let c_off = measured(&off, "lettuce", "lettuce", "7.7.0.RELEASE");
+    assert_eq!(c_off["settings"]["mode"], "cluster", "{c_off}");
+    assert_eq!(c_off["settings"]["adaptive_refresh_triggers"], serde_json::json!([]), "{c_off}");
+    assert_eq!(c_off["settings"]["periodic_refresh_ms"], "off", "{c_off}");
+    let c_on = measured(&on, "lettuce", "lettuce", "7.7.0.RELEASE");
+    assert_eq!(c_on["settings"]["adaptive_refresh_triggers"].as_array().unwrap().len(), 5, "{c_on}");
+    let own = outage(client(&on, "failprobe"));
+    println!(
+        "cluster kill: lettuce refresh off {} (recovered {}), adaptive {} ms (recovered {}); failprobe {} / {} ms",
+        outage(c_off),
+        c_off["writes"]["recovered"],
+        outage(c_on),
+        c_on["writes"]["recovered"],
+        outage(client(&off, "failprobe")),
+        own
+    );
+    // Off: the slots of the killed primary stay on it until the end of the trial.
+    assert!(!c_off["writes"]["recovered"].as_bool().unwrap(), "{}", c_off["writes"]);
+    assert!(u(&c_off["writes"]["errors"]["timeout"]) > 0, "{}", c_off["writes"]["errors"]);
+    // Adaptive: back, but seconds after failprobe's own client. The first trigger
+    // (PERSISTENT_RECONNECTS at the 5th reconnect, some 30 ms after the kill) refreshes before
+    // the cluster promoted the replica and reads the old topology; the next refresh waits for
+    // the adaptive timeout (5 s) and then for a reconnect attempt, which Lettuce's exponential
+    // reconnect delay (1, 2, 4… ms, up to 30 s) spaces at about 4 s and 8 s after the kill.
+    assert!(c_on["writes"]["recovered"].as_bool().unwrap(), "{}", c_on["writes"]);
+    assert!(outage(c_on) > own && outage(c_on) < outage(c_off), "{} ms against failprobe's {own} ms", outage(c_on));
+
+    let html = dir.path().join("compare.html");
+    let o =
+        failprobe(&["compare", off_dir.to_str().unwrap(), on_dir.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    println!("{text}");
+    let differ = text
+        .lines()
+        .find(|l| l.starts_with("clients differ: A lettuce (lettuce 7.7.0.RELEASE"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(differ.contains("topology_refresh=off") && differ.contains("topology_refresh=adaptive"), "{differ}");
+    assert!(text.contains("lettuce: longest outage (worst trial)"), "{text}");
+}
