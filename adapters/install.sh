@@ -87,8 +87,9 @@ fi
 # The library each JVM adapter was built with, from its jar's name in target/lib.
 for name in lettuce:lettuce-core jedis:jedis; do
   dir="$here/${name%%:*}/target/lib"
-  jar="$(ls "$dir/${name##*:}"-[0-9]*.jar 2>/dev/null | head -1)"
-  [ -z "$jar" ] || echo "  ${name%%:*} $(basename "$jar" .jar | sed "s/^${name##*:}-//")"
+  for jar in "$dir/${name##*:}"-[0-9]*.jar; do
+    [ ! -f "$jar" ] || echo "  ${name%%:*} $(basename "$jar" .jar | sed "s/^${name##*:}-//")"
+  done
 done
 if [ "${#jvm_failed[@]}" -gt 0 ]; then
   echo "adapters/install.sh: not built: ${jvm_failed[*]} (see above)" >&2
