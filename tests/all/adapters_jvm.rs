@@ -180,3 +180,31 @@ fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
     assert!(differ.contains("topology_refresh=off") && differ.contains("topology_refresh=adaptive"), "{differ}");
     assert!(text.contains("lettuce: longest outage (worst trial)"), "{text}");
 }
+
+/// `FAILPROBE_HELLO_TIMEOUT` gives a slow starter longer than 10 s, and says so once the 10 s
+/// are past; one shorter than 10 s, or not a duration, is refused before anything is measured.
+#[test]
+fn a_longer_hello_deadline_is_said_and_a_shorter_one_refused() {
+    let lab = TestLab::start(Topology::Replica);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/adapters/misbehaving.py");
+    let exec = format!("exec:bad=python3 {script} no-hello");
+    let args = ["--trigger", "none", "--duration", "2s", "--clients", "failprobe", "--clients", &exec];
+    let started = std::time::Instant::now();
+    let (o, _) = lab.run_with_env("slow", &args, &[("FAILPROBE_HELLO_TIMEOUT", "12s".to_string())]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("adapter `bad` has not said hello within 10s: waiting up to 12s (FAILPROBE_HELLO_TIMEOUT)"),
+        "{err}"
+    );
+    assert!(err.contains("did not say hello within 12s (FAILPROBE_HELLO_TIMEOUT)"), "{err}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(12), "{:?}", started.elapsed());
+    for (value, says) in
+        [("5s", "FAILPROBE_HELLO_TIMEOUT=5s: shorter than the usual 10s"), ("soon", "FAILPROBE_HELLO_TIMEOUT=soon: ")]
+    {
+        let (o, _) =
+            lab.run_with_env(&format!("refused-{value}"), &args, &[("FAILPROBE_HELLO_TIMEOUT", value.to_string())]);
+        assert_eq!(code(&o), 2, "{}", explain(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{}", explain(&o));
+    }
+}
