@@ -61,21 +61,19 @@ public final class Protocol {
         CompletableFuture.completedFuture(sb).handle((v, e) -> v).join();
     }
 
-    /** How long start-up tries to connect: failprobe waits 10 s for the hello. */
-    private static final long CONNECT_WITHIN_MS = 8000;
-
     /**
-     * Connects as an application's start-up does, trying again until CONNECT_WITHIN_MS: a short
-     * command timeout (FAILPROBE_TIMEOUT_MS) also bounds the first handshake and PING, which a
-     * JVM still loading its classes on a loaded machine can miss. Each retry is said on stderr.
+     * Connects as an application's start-up does, trying again every 100 ms until it is
+     * connected: a short command timeout (FAILPROBE_TIMEOUT_MS) also bounds the first handshake
+     * and PING, which a JVM still loading its classes on a loaded machine can miss. failprobe's
+     * hello deadline (10 s, or FAILPROBE_HELLO_TIMEOUT) is the only limit; each retry is said on
+     * stderr, which failprobe quotes when the deadline passes.
      */
     public static <T> T untilConnected(java.util.concurrent.Callable<T> connect) throws Exception {
-        long deadline = System.nanoTime() + CONNECT_WITHIN_MS * 1_000_000;
         while (true) {
             try {
                 return connect.call();
             } catch (RuntimeException e) {
-                if (System.nanoTime() > deadline || training()) throw e;
+                if (training()) throw e;
                 System.err.println("adapter: connecting again after " + e);
                 Thread.sleep(100);
             }
@@ -173,8 +171,8 @@ public final class Protocol {
 
     /**
      * Answers every request from stdin through {@code execute}, concurrently, until stdin
-     * closes; then waits up to 1.5 s for what is in flight, closes the client (at most 0.3 s)
-     * and exits (a watchdog makes sure it is within 2 s).
+     * closes; then waits up to 1 s for what is in flight, closes the client (at most 0.2 s)
+     * and exits (a watchdog halts the JVM at 1.6 s: failprobe kills it at 2 s).
      */
     public void serve(Function<List<String>, CompletionStage<Object>> execute, Function<Throwable, String> kind,
             Runnable close) throws Exception {
@@ -216,7 +214,7 @@ public final class Protocol {
         // stdin closed: failprobe is done.
         Thread watchdog = new Thread(() -> {
             try {
-                Thread.sleep(1900);
+                Thread.sleep(1600);
             } catch (InterruptedException e) {
                 return;
             }
@@ -225,14 +223,14 @@ public final class Protocol {
         watchdog.setDaemon(true);
         watchdog.start();
         try {
-            CompletableFuture.allOf(inFlight.toArray(new CompletableFuture[0])).get(1500, TimeUnit.MILLISECONDS);
+            CompletableFuture.allOf(inFlight.toArray(new CompletableFuture[0])).get(1000, TimeUnit.MILLISECONDS);
         } catch (Exception e) {
             // What is still in flight is past its deadline anyway.
         }
         Thread closer = new Thread(close);
         closer.setDaemon(true);
         closer.start();
-        closer.join(300);
+        closer.join(200);
         out.flush();
         // An ordinary exit (the watchdog halts one that hangs): -XX:ArchiveClassesAtExit sees it.
         System.exit(0);
