@@ -96,6 +96,33 @@ fn jvm_adapters_follow_a_sentinel_failover() {
         println!("sentinel: {name} {} ms", outage(c));
         assert!(outage(c) < 3000.0, "{name}: {}", c["writes"]);
     }
+
+    // The new primary killed: Sentinel notices (down-after), elects and promotes a replica.
+    // Lettuce asks the sentinels again on each reconnect to the dead address; Jedis hears
+    // `+switch-master`. Both are back within a second of failprobe's own client.
+    let args = [
+        "--trigger",
+        "kill",
+        "--max-trial",
+        "15s",
+        "--clients",
+        "failprobe",
+        "--clients",
+        &lettuce,
+        "--clients",
+        &jedis,
+    ];
+    let (o, out) = lab.run_with_env("sentinel-kill", &args, &slow_start());
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let own = outage(client(&s, "failprobe"));
+    println!("sentinel kill: failprobe {own} ms");
+    for (name, version) in [("lettuce", "7.7.0.RELEASE"), ("jedis", "8.0.2")] {
+        let c = measured(&s, name, name, version);
+        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
+        println!("sentinel kill: {name} {} ms", outage(c));
+        assert!(outage(c) < own + 1000.0, "{name}: {} ms against failprobe's {own} ms", outage(c));
+    }
 }
 
 /// One run of a fresh cluster lab whose shard 0 primary is killed, with Lettuce's cluster
