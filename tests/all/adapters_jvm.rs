@@ -130,8 +130,21 @@ fn jvm_adapters_follow_a_sentinel_failover() {
 fn lettuce_cluster_kill(dir: &Path, name: &str, refresh: &str) -> (Value, PathBuf) {
     let lab = TestLab::start(Topology::Cluster);
     let lettuce = jvm("lettuce", "lettuce", &format!("LETTUCE_TOPOLOGY_REFRESH={refresh} "));
-    let args =
-        ["--trigger", "kill", "--shard", "0", "--max-trial", "12s", "--clients", "failprobe", "--clients", &lettuce];
+    let jedis = jvm("jedis", "jedis", "");
+    let args = [
+        "--trigger",
+        "kill",
+        "--shard",
+        "0",
+        "--max-trial",
+        "20s",
+        "--clients",
+        "failprobe",
+        "--clients",
+        &lettuce,
+        "--clients",
+        &jedis,
+    ];
     let (o, out) = lab.run_with_env(name, &args, &slow_start());
     assert!([0, 1].contains(&code(&o)), "{}", explain(&o));
     let kept = dir.join(name);
@@ -183,6 +196,12 @@ fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
         outage(client(&off, "failprobe")),
         own
     );
+    // Jedis (the same settings in both runs) reads the slots again after failed attempts.
+    for (run, s) in [("off", &off), ("adaptive", &on)] {
+        let jedis = measured(s, "jedis", "jedis", "8.0.2");
+        assert_eq!(jedis["settings"]["mode"], "cluster", "{jedis}");
+        println!("cluster kill ({run} run): jedis {} ms (recovered {})", outage(jedis), jedis["writes"]["recovered"]);
+    }
     // Off: the slots of the killed primary stay on it until the end of the trial.
     assert!(!c_off["writes"]["recovered"].as_bool().unwrap(), "{}", c_off["writes"]);
     assert!(u(&c_off["writes"]["errors"]["timeout"]) > 0, "{}", c_off["writes"]["errors"]);
@@ -190,9 +209,10 @@ fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
     // (PERSISTENT_RECONNECTS at the 5th reconnect, some 30 ms after the kill) refreshes before
     // the cluster promoted the replica and reads the old topology; the next refresh waits for
     // the adaptive timeout (5 s) and then for a reconnect attempt, which Lettuce's exponential
-    // reconnect delay (1, 2, 4… ms, up to 30 s) spaces at about 4 s and 8 s after the kill.
+    // reconnect delay (1, 2, 4… ms, up to 30 s) spaces ever wider (~4 s, ~8 s, ~16 s after the
+    // kill): measured 9.1 s, 9.1 s and 13.6 s.
     assert!(c_on["writes"]["recovered"].as_bool().unwrap(), "{}", c_on["writes"]);
-    assert!(outage(c_on) > own && outage(c_on) < outage(c_off), "{} ms against failprobe's {own} ms", outage(c_on));
+    assert!(outage(c_on) > own + 1000.0, "{} ms against failprobe's {own} ms", outage(c_on));
 
     let html = dir.path().join("compare.html");
     let o =
