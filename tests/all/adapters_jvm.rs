@@ -172,13 +172,15 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 /// promoted replica (no MOVED can come from a dead node). With Lettuce 7's default (every
 /// adaptive trigger on, at most one refresh per 5 s: PERSISTENT_RECONNECTS fires on the
 /// reconnects to the dead node), it reads the topology again after the cluster promoted the
-/// replica, and writes come back. `compare` of the two runs names the setting and the delta.
+/// replica, and writes come back, seconds after failprobe's own client; with a periodic refresh
+/// every second as well, within about a second of it. `compare` of the two runs names the setting and the delta.
 #[test]
 fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
     let _turn = alone();
     let dir = tempfile::tempdir().unwrap();
     let (off, off_dir) = lettuce_cluster_kill(dir.path(), "refresh-off", "off");
     let (on, on_dir) = lettuce_cluster_kill(dir.path(), "refresh-adaptive", "adaptive");
+    let (periodic, _) = lettuce_cluster_kill(dir.path(), "refresh-both-1s", "both LETTUCE_PERIODIC_REFRESH=1000");
 
     let c_off = measured(&off, "lettuce", "lettuce", "7.7.0.RELEASE");
     assert_eq!(c_off["settings"]["mode"], "cluster", "{c_off}");
@@ -213,6 +215,15 @@ fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
     // kill): measured 9.1 s, 9.1 s and 13.6 s.
     assert!(c_on["writes"]["recovered"].as_bool().unwrap(), "{}", c_on["writes"]);
     assert!(outage(c_on) > own + 1000.0, "{} ms against failprobe's {own} ms", outage(c_on));
+
+    // Adaptive and a periodic refresh every second: the first periodic refresh after the
+    // promotion finds the new primary, within about a second of failprobe's own client.
+    let c_periodic = measured(&periodic, "lettuce", "lettuce", "7.7.0.RELEASE");
+    assert_eq!(c_periodic["settings"]["periodic_refresh_ms"], 1000, "{c_periodic}");
+    let own_periodic = outage(client(&periodic, "failprobe"));
+    println!("cluster kill: lettuce refresh both, periodic 1s: {} ms; failprobe {own_periodic} ms", outage(c_periodic));
+    assert!(c_periodic["writes"]["recovered"].as_bool().unwrap(), "{}", c_periodic["writes"]);
+    assert!(outage(c_periodic) < own_periodic + 2000.0, "{} ms against {own_periodic} ms", outage(c_periodic));
 
     let html = dir.path().join("compare.html");
     let o =
