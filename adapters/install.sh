@@ -4,6 +4,7 @@
 #   adapters/ioredis/node_modules  ioredis (npm)
 #   adapters/lettuce/target        Lettuce (Maven Central), built with Maven: the JVM adapters
 #   adapters/jedis/target          Jedis (Maven Central)
+#   adapters/redisson/target       Redisson (Maven Central)
 # Then each adapter runs as `adapters/<name>/run` (what `--clients exec:NAME=...` is given).
 # Needs python3 (with venv/pip), for ioredis node and npm, for the JVM adapters a JDK (>= 17) and
 # Maven (installed from Debian's packages when missing). Safe to run again. A JVM adapter that
@@ -45,7 +46,7 @@ command -v npm >/dev/null || apt_install nodejs npm
 # `npm ci` installs exactly package-lock.json and checks each tarball against its integrity hash.
 (cd "$here/ioredis" && npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null)
 
-# --- JVM adapters: Lettuce, Jedis ---------------------------------------------------------------
+# --- JVM adapters: Lettuce, Jedis, Redisson ---------------------------------------------------------------
 # Each is one Maven project (adapters/<name>/pom.xml, every version pinned, plugins included),
 # built with --strict-checksums (a downloaded file whose checksum does not match is refused, not
 # warned about) into adapters/<name>/target: the jar, its libraries in target/lib, and a
@@ -75,8 +76,10 @@ build_jvm_adapter() {
 }
 build_lettuce() { build_jvm_adapter lettuce || jvm_failed+=(lettuce); }
 build_jedis() { build_jvm_adapter jedis || jvm_failed+=(jedis); }
+build_redisson() { build_jvm_adapter redisson || jvm_failed+=(redisson); }
 build_lettuce
 build_jedis
+build_redisson
 
 echo "adapters installed:"
 "$here/.venv/bin/python" -c 'import redis; print("  redis-py", redis.__version__)'
@@ -85,7 +88,7 @@ if [ -f "$here/ioredis/node_modules/ioredis/package.json" ]; then
   node -e 'console.log("  ioredis", require(process.argv[1]).version)' "$here/ioredis/node_modules/ioredis/package.json"
 fi
 # The library each JVM adapter was built with, from its jar's name in target/lib.
-for name in lettuce:lettuce-core jedis:jedis; do
+for name in lettuce:lettuce-core jedis:jedis redisson:redisson; do
   dir="$here/${name%%:*}/target/lib"
   for jar in "$dir/${name##*:}"-[0-9]*.jar; do
     [ ! -f "$jar" ] || echo "  ${name%%:*} $(basename "$jar" .jar | sed "s/^${name##*:}-//")"

@@ -184,7 +184,7 @@ fn python_adapters_are_locked_with_hashes_and_the_venv_holds_nothing_else() {
     assert!(seen >= 2, "no installed distributions found under {}", venv_lib.display());
 }
 
-const ADAPTERS: [&str; 7] = [
+const ADAPTERS: [&str; 8] = [
     "adapters/install.sh",
     "adapters/requirements.lock",
     "adapters/ioredis/package.json",
@@ -192,6 +192,7 @@ const ADAPTERS: [&str; 7] = [
     "scripts/apt.sh",
     "adapters/lettuce/pom.xml",
     "adapters/jedis/pom.xml",
+    "adapters/redisson/pom.xml",
 ];
 
 #[test]
@@ -205,7 +206,7 @@ fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
     assert!(npm.len() == 1 && npm[0].starts_with("npm ci"), "npm installs from its lock only: {npm:?}");
     // The JVM adapters: one Maven build each, a checksum that does not match refused.
     let mvn: Vec<&str> = log.lines().filter(|l| l.starts_with("mvn ")).collect();
-    assert_eq!(mvn.len(), 2, "{log}");
+    assert_eq!(mvn.len(), 3, "{log}");
     assert!(mvn.iter().all(|l| l.contains("--strict-checksums") && l.ends_with(" package")), "{mvn:?}");
     assert!(!stderr(&o).contains("overrides"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
@@ -244,7 +245,7 @@ fn blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
 /// with --strict-checksums, checked above).
 #[test]
 fn jvm_adapter_poms_pin_exact_versions() {
-    for pom in ["adapters/lettuce/pom.xml", "adapters/jedis/pom.xml"] {
+    for pom in ["adapters/lettuce/pom.xml", "adapters/jedis/pom.xml", "adapters/redisson/pom.xml"] {
         let xml = std::fs::read_to_string(repo(pom)).unwrap_or_else(|e| panic!("{pom}: {e}"));
         let xml =
             xml.split("<!--").map(|part| part.split_once("-->").map_or(part, |(_, after)| after)).collect::<String>();
