@@ -127,7 +127,7 @@ fn jvm_adapters_follow_a_sentinel_failover() {
 fn lettuce_cluster_kill(dir: &Path, name: &str, refresh: &str) -> (Value, PathBuf) {
     let lab = TestLab::start(Topology::Cluster);
     let lettuce = jvm("lettuce", "lettuce", &format!("LETTUCE_TOPOLOGY_REFRESH={refresh} "));
-    let jedis = jvm("jedis", "jedis", "");
+    let (jedis, redisson) = (jvm("jedis", "jedis", ""), jvm("redisson", "redisson", ""));
     let args = [
         "--trigger",
         "kill",
@@ -141,6 +141,8 @@ fn lettuce_cluster_kill(dir: &Path, name: &str, refresh: &str) -> (Value, PathBu
         &lettuce,
         "--clients",
         &jedis,
+        "--clients",
+        &redisson,
     ];
     let (o, out) = lab.run_with_env(name, &args, &slow_start());
     assert!([0, 1].contains(&code(&o)), "{}", explain(&o));
@@ -195,11 +197,15 @@ fn lettuce_cluster_kill_with_topology_refresh_off_and_on() {
         outage(client(&off, "failprobe")),
         own
     );
-    // Jedis (the same settings in both runs) reads the slots again after failed attempts.
-    for (run, s) in [("off", &off), ("adaptive", &on)] {
-        let jedis = measured(s, "jedis", "jedis", "8.0.2");
-        assert_eq!(jedis["settings"]["mode"], "cluster", "{jedis}");
-        println!("cluster kill ({run} run): jedis {} ms (recovered {})", outage(jedis), jedis["writes"]["recovered"]);
+    // Jedis and Redisson (the same settings in every run): Jedis reads the slots again after
+    // failed attempts, Redisson scans the topology every 5 s; both come back.
+    for (run, s) in [("off", &off), ("adaptive", &on), ("periodic", &periodic)] {
+        for (name, version) in [("jedis", "8.0.2"), ("redisson", "3.52.0")] {
+            let c = measured(s, name, name, version);
+            assert_eq!(c["settings"]["mode"], "cluster", "{c}");
+            println!("cluster kill ({run} run): {name} {} ms (recovered {})", outage(c), c["writes"]["recovered"]);
+            assert!(c["writes"]["recovered"].as_bool().unwrap(), "{run} run, {name}: {}", c["writes"]);
+        }
     }
     // Off: the slots of the killed primary stay on it until the end of the trial.
     assert!(!c_off["writes"]["recovered"].as_bool().unwrap(), "{}", c_off["writes"]);
