@@ -43,10 +43,12 @@ fn outage(c: &Value) -> f64 {
     f(&c["writes"]["longest_outage_ms"])
 }
 
-/// A 1 s SIGSTOP of the primary: each library, with its defaults and the probe's timeout as
-/// its command timeout, is back within 100 ms of failprobe's own client (the server answers
-/// again the moment it resumes; Lettuce keeps its connection, Jedis replaces the connections
-/// that timed out and drains the requests queued on its pool of 8: the latest, +16 to +84 ms).
+/// A 1 s SIGSTOP of the primary, three trials: each library, with its defaults and the probe's
+/// timeout as its command timeout, is back within 100 ms of failprobe's own client (the server
+/// answers again the moment it resumes; Lettuce keeps its connection, Jedis replaces the
+/// connections that timed out and drains the requests queued on its pool of 8, Redisson retries).
+/// Compared trial by trial, the median difference: on a shared two-core machine one trial's
+/// figures move by 150 ms with the load (failprobe's own client's included).
 #[test]
 fn jvm_adapters_measure_a_pause_like_failprobe() {
     let _turn = alone();
@@ -56,6 +58,8 @@ fn jvm_adapters_measure_a_pause_like_failprobe() {
     let args = [
         "--trigger",
         "pause=1s",
+        "--repeat",
+        "3",
         "--clients",
         "failprobe",
         "--clients",
@@ -68,14 +72,24 @@ fn jvm_adapters_measure_a_pause_like_failprobe() {
     let (o, out) = lab.run_with_env("pause", &args, &slow_start());
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
-    let own = outage(client(&s, "failprobe"));
-    assert!((900.0..2000.0).contains(&own), "failprobe: {own} ms");
+    let trials = s["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    let in_trial = |t: &Value, name: &str| -> f64 {
+        let clients = t["clients"].as_array().unwrap();
+        let c = clients.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} in {clients:?}"));
+        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
+        outage(c)
+    };
+    let own: Vec<f64> = trials.iter().map(|t| in_trial(t, "failprobe")).collect();
+    assert!(own.iter().all(|o| (900.0..2000.0).contains(o)), "failprobe: {own:?} ms");
     for (name, version) in [("lettuce", "7.7.0.RELEASE"), ("jedis", "8.0.2"), ("redisson", "3.52.0")] {
         let c = measured(&s, name, name, version);
         assert_eq!(c["settings"]["mode"], "direct", "{c}");
-        assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
-        println!("pause 1s: {name} {} ms, failprobe {own} ms", outage(c));
-        assert!((outage(c) - own).abs() <= 100.0, "{name}: {} ms against failprobe's {own} ms", outage(c));
+        let theirs: Vec<f64> = trials.iter().map(|t| in_trial(t, name)).collect();
+        let mut diffs: Vec<f64> = theirs.iter().zip(&own).map(|(a, b)| a - b).collect();
+        println!("pause 1s: {name} {theirs:?} ms, failprobe {own:?} ms");
+        diffs.sort_by(f64::total_cmp);
+        assert!(diffs[1].abs() <= 100.0, "{name}: {theirs:?} ms against failprobe's {own:?} ms");
     }
 }
 

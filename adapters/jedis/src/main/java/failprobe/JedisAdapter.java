@@ -43,7 +43,9 @@ import redis.clients.jedis.exceptions.JedisDataException;
  *   JEDIS_CONNECT_TIMEOUT      ms to connect (Jedis default 2000)
  *   JEDIS_POOL_MAX_TOTAL       connections in each pool (Jedis default 8)
  *   JEDIS_POOL_MAX_WAIT        ms to wait for a pooled connection (Jedis default -1: for ever)
- *   JEDIS_THREADS              the adapter's request threads (default 64)
+ *   JEDIS_THREADS              the adapter's request threads (default 64); a request that
+ *                              waited for one past FAILPROBE_TIMEOUT_MS is answered `timeout`
+ *                              unsent (its caller gave up; hello.settings.queue_shed_after_ms)
  *   Cluster (RedisClusterClient):
  *   JEDIS_MAX_ATTEMPTS         attempts of a command across connection errors and redirections,
  *                              the slots refreshed between them (Jedis default 5)
@@ -147,12 +149,27 @@ public final class JedisAdapter {
             return t;
         });
         UnifiedJedis jedis = client;
-        Function<List<String>, CompletionStage<Object>> execute = argv -> CompletableFuture.supplyAsync(() -> {
+        // A request that waited in the adapter's own queue (all its threads busy) past the
+        // probe's deadline is answered `timeout` unsent: its caller has given up, and sending it
+        // would only delay the requests behind it. Inside Jedis (waiting for a pooled
+        // connection, sent, read) nothing is cut short.
+        String probeTimeout = Protocol.env("FAILPROBE_TIMEOUT_MS");
+        long shedAfterNanos = probeTimeout != null ? Long.parseLong(probeTimeout) * 1_000_000 : Long.MAX_VALUE;
+        settings.put("queue_shed_after_ms", probeTimeout != null ? (Object) Long.parseLong(probeTimeout) : "never");
+        Function<List<String>, CompletionStage<Object>> execute = argv -> {
+            long queued = System.nanoTime();
+            return CompletableFuture.supplyAsync(() -> {
+            long waited = System.nanoTime() - queued;
+            if (waited > shedAfterNanos) {
+                throw new QueuedTooLong("not sent: waited " + waited / 1_000_000 + " ms for one of the adapter's "
+                        + threads + " threads (JEDIS_THREADS)");
+            }
             String[] rest = argv.subList(1, argv.size()).toArray(new String[0]);
             ProtocolCommand cmd = command(argv.get(0));
             String key = cluster ? firstKey(argv) : null;
             return key != null ? jedis.sendCommand(key, cmd, rest) : jedis.sendCommand(cmd, rest);
-        }, executor);
+            }, executor);
+        };
 
         String version = null;
         try (var in = UnifiedJedis.class.getResourceAsStream("/META-INF/maven/redis.clients/jedis/pom.properties")) {
@@ -180,7 +197,15 @@ public final class JedisAdapter {
         return argv.size() > 1 ? argv.get(1) : null;
     }
 
+    /** A request the adapter did not send: it waited for a thread past the probe's deadline. */
+    static final class QueuedTooLong extends RuntimeException {
+        QueuedTooLong(String message) {
+            super(message);
+        }
+    }
+
     private static String kind(Throwable e) {
+        if (e instanceof QueuedTooLong) return "timeout";
         if (e instanceof JedisDataException) return "server";
         for (Throwable c = e; c != null; c = c.getCause()) {
             if (c instanceof SocketTimeoutException) return "timeout";
