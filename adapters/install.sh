@@ -5,10 +5,14 @@
 #   adapters/node-redis/node_modules  node-redis (npm `redis`)
 #   adapters/go-redis/bin          the go-redis adapter, built with `go build` (its modules in
 #                                  adapters/go-redis/.gomodcache)
+#   adapters/lettuce/target        Lettuce (Maven Central), built with Maven: the JVM adapters
+#   adapters/jedis/target          Jedis (Maven Central)
+#   adapters/redisson/target       Redisson (Maven Central)
 # Then each adapter runs as `adapters/<name>/run` (what `--clients exec:NAME=...` is given).
 # Needs python3 (with venv/pip), for ioredis and node-redis node and npm, for go-redis Go >= the
-# version in adapters/go-redis/go.mod. Safe to run again. A Go or node-redis step that cannot
-# build says which and why, the others still install, and the script then exits 1.
+# version in adapters/go-redis/go.mod, for the JVM adapters a JDK (>= 17) and Maven (installed
+# from Debian's packages when missing). Safe to run again. A Go, node-redis or JVM step that
+# cannot build says which and why, the others still install, and the script then exits 1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -86,6 +90,40 @@ install_go_redis() {
 }
 install_go_redis || not_installed+=(go-redis)
 
+# --- JVM adapters: Lettuce, Jedis, Redisson ---------------------------------------------------------------
+# Each is one Maven project (adapters/<name>/pom.xml, every version pinned, plugins included),
+# built with --strict-checksums (a downloaded file whose checksum does not match is refused, not
+# warned about) into adapters/<name>/target: the jar, its libraries in target/lib, and a
+# class-data sharing archive (target/app.jsa, made by one training run of the adapter, see
+# adapters/jvm-protocol) that its `run` maps to start faster. Maven's local repository is the
+# usual ~/.m2.
+build_jvm_adapter() {
+  local name="$1" dir="$here/$1"
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    apt_install openjdk-17-jdk-headless maven || true
+  fi
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    echo "adapters/install.sh: $name not built: needs java (a JDK >= 17) and mvn (Maven), which could not be installed" >&2
+    return 1
+  fi
+  if ! (cd "$dir" && mvn -B -q -Dstyle.color=never --strict-checksums package); then
+    echo "adapters/install.sh: $name not built: \`mvn package\` failed in adapters/$name (its output is above)" >&2
+    return 1
+  fi
+  rm -f "$dir/target/app.jsa"
+  # The training run fails to connect on purpose (a refused address): the archive is written at exit.
+  FAILPROBE_ADAPTER_TRAIN=1 FAILPROBE_TARGET=redis://127.0.0.1:1 FAILPROBE_TIMEOUT_MS=250 \
+    java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ArchiveClassesAtExit="$dir/target/app.jsa" \
+    -jar "$dir/target/failprobe-$name.jar" >/dev/null 2>&1 || true
+  [ -f "$dir/target/app.jsa" ] || echo "adapters/install.sh: $name: no class-data sharing archive (it starts slower)" >&2
+}
+build_lettuce() { build_jvm_adapter lettuce || not_installed+=(lettuce); }
+build_jedis() { build_jvm_adapter jedis || not_installed+=(jedis); }
+build_redisson() { build_jvm_adapter redisson || not_installed+=(redisson); }
+build_lettuce
+build_jedis
+build_redisson
+
 echo "adapters installed:"
 "$here/.venv/bin/python" -c 'import redis; print("  redis-py", redis.__version__)'
 "$here/.venv/bin/python" -c 'import importlib.metadata as m; print("  valkey-glide", m.version("valkey-glide"))'
@@ -98,6 +136,13 @@ fi
 if [ -x "$here/go-redis/bin/go-redis-adapter" ]; then
   go version -m "$here/go-redis/bin/go-redis-adapter" | awk '$2 == "github.com/redis/go-redis/v9" { print "  go-redis", $3 }'
 fi
+# The library each JVM adapter was built with, from its jar's name in target/lib.
+for name in lettuce:lettuce-core jedis:jedis redisson:redisson; do
+  dir="$here/${name%%:*}/target/lib"
+  for jar in "$dir/${name##*:}"-[0-9]*.jar; do
+    [ ! -f "$jar" ] || echo "  ${name%%:*} $(basename "$jar" .jar | sed "s/^${name##*:}-//")"
+  done
+done
 if [ ${#not_installed[@]} -gt 0 ]; then
   echo "adapters/install.sh: not installed: ${not_installed[*]} (why: above)" >&2
   exit 1

@@ -6,7 +6,9 @@
 //! failprobe dies), with an environment of `FAILPROBE_TARGET` (the URL without its password),
 //! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`, and
 //! what `--pass-env` names:
-//! - adapter → `{"hello": 1, "client": …, "version": …, "settings": {…}}` within 10 s;
+//! - adapter → `{"hello": 1, "client": …, "version": …, "settings": {…}}` within 10 s
+//!   (`FAILPROBE_HELLO_TIMEOUT`, e.g. `30s`, in failprobe's environment gives a slow starter
+//!   longer, saying so on stderr once the 10 s are past);
 //! - failprobe → `{"id": N, "cmd": ["ARG", …]}` at each probe's scheduled time, whether or not
 //!   earlier ones were answered;
 //! - adapter → `{"id": N, "ok": true, "value": …}` or `{"id": N, "ok": false, "kind":
@@ -37,8 +39,10 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 /// The protocol version this failprobe speaks.
 pub(crate) const PROTOCOL: u64 = 1;
-/// How long an adapter has to say hello.
+/// How long an adapter has to say hello, unless `FAILPROBE_HELLO_TIMEOUT` says longer.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// failprobe's environment variable that gives a slow starter (a JVM on a loaded machine) longer.
+const HELLO_TIMEOUT_VAR: &str = "FAILPROBE_HELLO_TIMEOUT";
 /// How long an adapter has to exit once its stdin is closed.
 const EXIT_WITHIN: Duration = Duration::from_secs(2);
 /// The longest line read from an adapter: a longer one is a protocol fault, not a buffer.
@@ -170,8 +174,30 @@ impl ExecClient {
             let tail = tail_of(&stderr);
             ProbeError::new(ErrorClass::Adapter, format!("adapter `{}` {why}{tail}", spec.name))
         };
-        let hello = match timeout(HELLO_WITHIN, read_line(&mut stdout)).await {
-            Err(_) => return Err(fail(format!("did not say hello within {HELLO_WITHIN:?}"))),
+        let within = hello_within().map_err(fail)?;
+        let started = Instant::now();
+        let first = timeout(HELLO_WITHIN.min(within), read_line(&mut stdout)).await;
+        let first = match first {
+            Err(_) if within > HELLO_WITHIN => {
+                // Never a silent wait: the longer deadline is said once the usual one is past.
+                crate::note!(
+                    "adapter `{}` has not said hello within {HELLO_WITHIN:?}: waiting up to {within:?} ({HELLO_TIMEOUT_VAR})",
+                    spec.name
+                );
+                timeout(within.saturating_sub(started.elapsed()), read_line(&mut stdout)).await
+            }
+            first => first,
+        };
+        let hello = match first {
+            Err(_) if within > HELLO_WITHIN => {
+                return Err(fail(format!("did not say hello within {within:?} ({HELLO_TIMEOUT_VAR})")))
+            }
+            Err(_) => {
+                return Err(fail(format!(
+                    "did not say hello within {within:?} (a slow starter, such as a JVM on a loaded machine: \
+                     {HELLO_TIMEOUT_VAR}=30s gives it longer)"
+                )))
+            }
             Ok(Ok(Some(line))) => serde_json::from_str::<Hello>(&line)
                 .map_err(|_| fail(format!("said `{}` instead of hello", cut(&line, 200))))?,
             Ok(Ok(None)) => {
@@ -477,6 +503,18 @@ fn spawn(spec: &ExecSpec, target: &Target, limit: Duration) -> Result<(Child, cr
     vars.extend(ca.map(|ca| ("FAILPROBE_TLS_CA_FILE", ca)));
     crate::spawn::shell(&spec.command, &vars, std::process::Stdio::piped)
         .map_err(|e| ProbeError::new(ErrorClass::Adapter, format!("adapter `{}`: starting sh: {e}", spec.name)))
+}
+
+/// The hello's deadline: `HELLO_WITHIN`, or `FAILPROBE_HELLO_TIMEOUT` (a duration, never shorter).
+fn hello_within() -> Result<Duration, String> {
+    match std::env::var(HELLO_TIMEOUT_VAR) {
+        Ok(text) if !text.trim().is_empty() => match crate::duration::parse_duration(text.trim()) {
+            Ok(d) if d >= HELLO_WITHIN => Ok(d),
+            Ok(_) => Err(format!("{HELLO_TIMEOUT_VAR}={text}: shorter than the usual {HELLO_WITHIN:?}")),
+            Err(e) => Err(format!("{HELLO_TIMEOUT_VAR}={text}: {e}")),
+        },
+        _ => Ok(HELLO_WITHIN),
+    }
 }
 
 /// One line, at most `MAX_LINE` bytes; None at end of output.

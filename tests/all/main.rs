@@ -6,6 +6,7 @@ mod common;
 mod safety;
 
 mod adapters;
+mod adapters_jvm;
 mod aws_replay;
 mod cli;
 mod clients;

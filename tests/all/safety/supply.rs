@@ -51,7 +51,7 @@ if [ "$1" = -m ] && [ "$2" = pip ]; then
 fi
 exit 1"#,
     );
-    for tool in ["npm", "node"] {
+    for tool in ["npm", "node", "mvn", "java"] {
         script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG""#));
     }
     // go logs its arguments, its directory and the environment install.sh gives it; FAKE_GO_FAIL
@@ -241,7 +241,7 @@ fn python_adapters_are_locked_with_hashes_and_the_venv_holds_nothing_else() {
     assert!(seen >= 2, "no installed distributions found under {}", venv_lib.display());
 }
 
-const ADAPTERS: [&str; 10] = [
+const ADAPTERS: [&str; 13] = [
     "adapters/install.sh",
     "adapters/requirements.lock",
     "adapters/ioredis/package.json",
@@ -252,6 +252,9 @@ const ADAPTERS: [&str; 10] = [
     "adapters/go-redis/go.sum",
     "adapters/go-redis/main.go",
     "scripts/apt.sh",
+    "adapters/lettuce/pom.xml",
+    "adapters/jedis/pom.xml",
+    "adapters/redisson/pom.xml",
 ];
 
 #[test]
@@ -275,6 +278,10 @@ fn adapters_install_from_the_locks_and_a_version_override_is_said_out_loud() {
         assert!(line.contains(&cache) && line.contains("GOTOOLCHAIN=local"), "{line}");
     }
     assert_eq!(go.len(), 3, "{go:?}");
+    // The JVM adapters: one Maven build each, a checksum that does not match refused.
+    let mvn: Vec<&str> = log.lines().filter(|l| l.starts_with("mvn ")).collect();
+    assert_eq!(mvn.len(), 3, "{log}");
+    assert!(mvn.iter().all(|l| l.contains("--strict-checksums") && l.ends_with(" package")), "{mvn:?}");
     assert!(!stderr(&o).contains("overrides"), "{}", stderr(&o));
     assert_eq!(o.status.code(), Some(0), "{}\n{log}", stderr(&o));
 
@@ -315,4 +322,38 @@ fn compiled_python_files_are_neither_tracked_nor_left_unignored() {
     assert!(!tracked.contains("__pycache__") && !tracked.contains(".pyc"), "{tracked}");
     let pyc = "adapters/redis-py/__pycache__/adapter.cpython-311.pyc";
     assert!(git(&["check-ignore", "--no-index", "-q", pyc]).status.success(), "{pyc} is not ignored");
+}
+
+/// The `<tag>` blocks of an XML text, their inner text each (no nesting of the same tag).
+fn blocks<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str()).skip(1).map(|rest| rest.split(close.as_str()).next().unwrap_or_default()).collect()
+}
+
+/// The JVM adapters' poms pin every dependency and plugin to one exact version: no range, no
+/// SNAPSHOT, no LATEST/RELEASE, none left to Maven's defaults (adapters/install.sh builds them
+/// with --strict-checksums, checked above).
+#[test]
+fn jvm_adapter_poms_pin_exact_versions() {
+    for pom in ["adapters/lettuce/pom.xml", "adapters/jedis/pom.xml", "adapters/redisson/pom.xml"] {
+        let xml = std::fs::read_to_string(repo(pom)).unwrap_or_else(|e| panic!("{pom}: {e}"));
+        let xml =
+            xml.split("<!--").map(|part| part.split_once("-->").map_or(part, |(_, after)| after)).collect::<String>();
+        let (deps, plugins) = (blocks(&xml, "dependency"), blocks(&xml, "plugin"));
+        assert!(
+            !deps.is_empty() && plugins.len() >= 7,
+            "{pom}: {} dependencies, {} plugins",
+            deps.len(),
+            plugins.len()
+        );
+        for block in deps.iter().chain(&plugins) {
+            let version = blocks(block, "version");
+            let version = version.first().unwrap_or_else(|| panic!("{pom}: no version in {block}")).trim();
+            let exact = !version.is_empty()
+                && !version.contains(['[', ']', '(', ')', ',', '$'])
+                && !version.contains("SNAPSHOT")
+                && !["LATEST", "RELEASE"].contains(&version);
+            assert!(exact, "{pom}: `{version}` is not one exact version in {block}");
+        }
+    }
 }
