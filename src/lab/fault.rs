@@ -297,8 +297,8 @@ pub(crate) fn remove_leftovers(dir: &Path) {
     }
 }
 
-/// The lab's own nftables table.
-pub(crate) fn table_name(dir: &Path) -> String {
+/// The lab's own nftables table (`dir` as the lab has it: canonical).
+pub fn table_name(dir: &Path) -> String {
     format!("failprobe_lab_{:016x}", dir_hash(dir))
 }
 

@@ -12,6 +12,7 @@ mod node;
 mod verify;
 
 pub(crate) use fault::check_can_inject as fault_check;
+pub use fault::table_name as fault_table;
 pub use fault::{FaultKind, Netem};
 pub use health::Readiness;
 use node::{free_port, node_ip};

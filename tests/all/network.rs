@@ -14,16 +14,19 @@ fn nft(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// failprobe's tables (`failprobe_lab_*`) and lo's qdiscs, as the kernel lists them now.
-fn leftovers() -> (Vec<String>, String) {
-    let tables = nft(&["list", "tables"]).lines().filter(|l| l.contains("failprobe_lab_")).map(String::from).collect();
+/// Whether the lab in `dir` has its table now (other labs, of other test processes, may have
+/// theirs), and lo's qdiscs.
+fn leftovers(dir: &Path) -> (bool, String) {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let table = failprobe::lab::fault_table(&dir);
+    let exists = Command::new("nft").args(["list", "table", "inet", &table]).output().unwrap().status.success();
     let qdisc = Command::new("tc").args(["qdisc", "show", "dev", "lo"]).output().unwrap();
-    (tables, String::from_utf8_lossy(&qdisc.stdout).into_owned())
+    (exists, String::from_utf8_lossy(&qdisc.stdout).into_owned())
 }
 
-fn assert_nothing_left(when: &str) {
-    let (tables, qdisc) = leftovers();
-    assert!(tables.is_empty(), "{when}: failprobe's tables remain: {tables:?}");
+fn assert_nothing_left(dir: &Path, when: &str) {
+    let (table, qdisc) = leftovers(dir);
+    assert!(!table, "{when}: the lab's table remains");
     assert!(qdisc.starts_with("qdisc noqueue 0: root"), "{when}: lo's qdisc changed: {qdisc}");
 }
 
@@ -86,7 +89,7 @@ fn blackhole_on(server: Server) {
     let args = ["--trigger", "blackhole=6s", "--clients", "failprobe,pinned", "--max-trial", "15s"];
     let (o, out) = lab.run("blackhole", &args);
     assert_ne!(code(&o), 2, "{}", explain(&o));
-    assert_nothing_left("after the run");
+    assert_nothing_left(&lab.lab_dir(), "after the run");
     assert_eq!(foreign.listing(), before, "a table failprobe did not make was changed");
     let s = summary(&out);
     let t = &s["trials"][0];
@@ -126,17 +129,16 @@ fn a_partitioned_primary_keeps_acknowledging_unless_min_replicas_bounds_it() {
         let t = &s["trials"][0];
         let pinned = client(t, "pinned").clone();
         let cut_ms = f(&t["trigger"]["started_at_ms"]);
+        assert_nothing_left(&out.join("lab"), "after the run");
         (u(&pinned["integrity"]["lost_acked_writes"]), pinned, cut_ms)
     };
     let (unprotected, pinned, _) = lost(&[]);
-    assert_nothing_left("after the unprotected run");
     // 5 s of partition at 10 ms: the old primary took them all, and lost them at the heal; those
     // it took after Sentinel announced the new primary are split-brain writes.
     assert!(unprotected > 300, "writes acknowledged by the isolated primary and lost: {unprotected}");
     let split = u(&pinned["integrity"]["split_brain_writes"]);
     assert!(split > 100 && split <= unprotected, "split-brain {split} of {unprotected} lost: {}", pinned["integrity"]);
     let (protected, pinned, cut_ms) = lost(&["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1s"]);
-    assert_nothing_left("after the protected run");
     assert!(u(&pinned["writes"]["errors"]["noreplicas"]) > 100, "{}", pinned["writes"]["errors"]);
     // The primary notices the missing replica within max-lag (1 s) plus its 1 s ping period:
     // what it acknowledged after that is none, so the split-brain window (if any) ends by then.
@@ -179,7 +181,7 @@ fn every_way_out_heals_the_network() {
             .spawn()
             .unwrap();
         wait_for(&out.join("events.jsonl"), "\"injected\"", Duration::from_secs(30));
-        assert_eq!(leftovers().0.len(), 1, "the fault is in place");
+        assert!(leftovers(&lab_dir).0, "the fault is in place");
         child
     };
     for (signal, name) in [(libc::SIGTERM, "sigterm"), (libc::SIGINT, "sigint")] {
@@ -187,7 +189,7 @@ fn every_way_out_heals_the_network() {
         unsafe { libc::kill(child.id() as i32, signal) };
         let o = child.wait_with_output().unwrap();
         assert_eq!(code(&o), 2, "interrupted: {}", explain(&o));
-        assert_nothing_left(name);
+        assert_nothing_left(&lab_dir, name);
         let events = std::fs::read_to_string(tmp.path().join(name).join("events.jsonl")).unwrap();
         assert!(events.contains("\"healed\""), "the heal is on the timeline: {events}");
     }
@@ -195,10 +197,10 @@ fn every_way_out_heals_the_network() {
     let mut child = faulted("sigkill", "partition");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(leftovers().0.len(), 1, "a SIGKILLed run leaves its table");
+    assert!(leftovers(&lab_dir).0, "a SIGKILLed run leaves its table");
     let o = failprobe(&["lab", "down", "--dir", lab_dir.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
-    assert_nothing_left("lab down");
+    assert_nothing_left(&lab_dir, "lab down");
     // ... and so does the next `lab up` in the same directory.
     up(&lab_dir);
     let mut child = faulted("sigkill-again", "blackhole");
@@ -210,9 +212,9 @@ fn every_way_out_heals_the_network() {
         unsafe { libc::kill(u(&n["pid"]) as i32, libc::SIGKILL) };
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(leftovers().0.len(), 1);
+    assert!(leftovers(&lab_dir).0);
     up(&lab_dir);
-    assert_nothing_left("the next lab up");
+    assert_nothing_left(&lab_dir, "the next lab up");
     let o = failprobe(&["lab", "down", "--dir", lab_dir.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     assert_eq!(foreign.listing(), before, "a table failprobe did not make was changed");
@@ -234,7 +236,7 @@ fn a_network_fault_without_the_privilege_or_a_lab_is_refused_before_anything_run
     assert_eq!(code(&o), 2, "{}", explain(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("CAP_NET_ADMIN"), "{}", explain(&o));
     assert!(!out.exists(), "nothing was written");
-    assert_nothing_left("a refused fault");
+    assert_nothing_left(&lab.lab_dir(), "a refused fault");
     let target = format!("redis://{}", lab.primary_addr());
     let o = failprobe(&[
         "run",
@@ -257,7 +259,7 @@ fn netem_loss_makes_a_gray_failure_and_is_removed() {
     let lab = TestLab::start(Topology::Replica);
     let (o, out) = lab.run("netem", &["--trigger", "netem=loss=30%,for=4s", "--max-trial", "15s"]);
     assert_ne!(code(&o), 2, "{}", explain(&o));
-    assert_nothing_left("after netem");
+    assert_nothing_left(&lab.lab_dir(), "after netem");
     let t = &summary(&out)["trials"][0];
     let failed = u(&t["reads"]["failed"]) + u(&t["writes"]["failed"]);
     assert!(failed > 10, "lost packets show as failed probes: {}", t["reads"]);
