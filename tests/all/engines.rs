@@ -72,7 +72,9 @@ fn failover_suite(engine: &str, server: &str, version: &str) {
     let shard0 = &s["trials"][0]["shards"][0];
     assert_eq!(shard0["writes"]["recovered"], true, "{engine}");
     let cluster_outage = f(&shard0["writes"]["longest_outage_ms"]);
-    assert!((1500.0..=4000.0).contains(&cluster_outage), "{engine}: shard0 outage {cluster_outage} ms");
+    // At least cluster-node-timeout (1 s) before the replica may take over (Valkey 9: 1.4 s
+    // seen; Redis 2-2.6 s).
+    assert!((1000.0..=4000.0).contains(&cluster_outage), "{engine}: shard0 outage {cluster_outage} ms");
     let i = &shard0["integrity"];
     assert_eq!(u(&i["acked_writes"]), u(&i["surviving_acked_writes"]) + u(&i["lost_acked_writes"]), "{engine}");
     drop(cluster);
