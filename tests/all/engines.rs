@@ -38,10 +38,20 @@ fn failover_suite(engine: &str, server: &str, version: &str) {
     let lab = TestLab::start_engine(Topology::Sentinel, engine);
     let named = |out: &std::path::Path| names_engine(out, server, version);
 
+    // kill -9 of the primary: detected (+odown) after down-after, a replica promoted. First:
+    // the next run's heal restarts the killed node, of this version, as a replica.
+    let (o, out) = lab.run("kill", &["--trigger", "kill", "--max-trial", "5s", "--clients", "failprobe,pinned"]);
+    assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
+    let v = named(&out);
+    let killed = figures(&summary(&out)["trials"][0], engine);
+    assert!((1000.0..=4000.0).contains(&killed.outage), "{engine}: kill outage {} ms, expected 1-4 s", killed.outage);
+    let detected = killed.detected.unwrap_or_else(|| panic!("{engine}: no +odown seen"));
+    assert!((900.0..3000.0).contains(&detected), "{engine}: +odown {detected} ms after the kill");
+
     // A pause under down-after (1 s): one outage of the pause's length, no failover.
     let (o, out) = lab.run("pause", &["--trigger", "pause=500ms", "--clients", "failprobe", "--interval", "5ms"]);
     assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
-    let v = named(&out);
+    named(&out);
     let t = &summary(&out)["trials"][0];
     let pause = f(&t["writes"]["longest_outage_ms"]);
     assert!((450.0..=700.0).contains(&pause), "{engine}: pause outage {pause} ms, expected ~500");
@@ -53,18 +63,15 @@ fn failover_suite(engine: &str, server: &str, version: &str) {
     assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
     named(&out);
     let planned = figures(&summary(&out)["trials"][0], engine);
-
-    // kill -9 of the primary: detected (+odown) after down-after, a replica promoted.
-    let (o, out) = lab.run("kill", &["--trigger", "kill", "--max-trial", "5s", "--clients", "failprobe,pinned"]);
-    assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
-    named(&out);
-    let killed = figures(&summary(&out)["trials"][0], engine);
-    assert!((1000.0..=4000.0).contains(&killed.outage), "{engine}: kill outage {} ms, expected 1-4 s", killed.outage);
-    let detected = killed.detected.unwrap_or_else(|| panic!("{engine}: no +odown seen"));
-    assert!((900.0..3000.0).contains(&detected), "{engine}: +odown {detected} ms after the kill");
     drop(lab);
 
     let cluster = TestLab::start_engine(Topology::Cluster, engine);
+    if server == "redis" {
+        // SHUTDOWN FAILOVER is Valkey 9's: refused before anything runs, naming the version.
+        let (o, _) = cluster.run("refused", &["--trigger", "shutdown-failover"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(code(&o) == 2 && err.contains(&format!("runs redis {v}")), "{engine}: {}", explain(&o));
+    }
     let (o, out) = cluster.run("cluster", &["--trigger", "kill", "--shard", "0", "--clients", "failprobe"]);
     assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
     named(&out);
@@ -161,17 +168,11 @@ fn names_engine(out: &std::path::Path, server: &str, version: &str) -> String {
 fn a_server_refusing_its_config_fails_lab_up_at_once_in_its_own_words() {
     let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".servers/redis-6.2.14/bin/redis-server");
     assert!(real.is_file(), "Redis 6.2.14 is not installed: run scripts/install-servers.sh --redis 6.2.14");
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
     let script = format!(
         "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'Redis server v=7.0.15 sha=0 malloc=libc bits=64'; exit 0; }}\nexec {} \"$@\"\n",
         real.display()
     );
-    std::fs::write(bin.join("redis-server"), script).unwrap();
-    std::fs::set_permissions(bin.join("redis-server"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink("redis-server", bin.join("redis-sentinel")).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let (tmp, path) = wrapped(&script);
     let dir = tmp.path().join("lab");
     // Our turn first: the time measured is lab up's, not the wait for other tests' servers.
     let _turn = beside_others();
@@ -184,13 +185,7 @@ fn a_server_refusing_its_config_fails_lab_up_at_once_in_its_own_words() {
     for said in ["FATAL CONFIG FILE ERROR (Redis 6.2.14)", "Bad directive", "exited at start"] {
         assert!(err.contains(said), "the server's own words `{said}` are not shown: {err}");
     }
-    let canonical = dir.canonicalize().unwrap();
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|d| d == canonical))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let left = running_in(&dir);
     assert!(left.is_empty(), "processes of the failed lab up still run: {left:?}");
 }
 
@@ -213,4 +208,56 @@ fn what_an_older_server_lacks_is_refused_naming_its_version() {
     let (o, _) = sentinel.run("coordinated", &["--trigger", "sentinel=coordinated"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(code(&o) == 2 && err.contains("needs Valkey 9.0 or later") && err.contains("runs redis 6.2.14"), "{err}");
+}
+
+/// A port taken between the lab's check and the server's bind: the server exits ("Address
+/// already in use", in its log) and `lab up` says so at once, leaving nothing running. The
+/// system's redis-server is told to listen where a socket of this test already does.
+#[test]
+fn a_server_whose_port_is_taken_fails_lab_up_at_once_in_its_own_words() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let real = which("redis-server");
+    let script = format!("#!/bin/sh\nexec {} \"$@\" --bind 127.0.0.1 --port {port}\n", real.display());
+    let (tmp, path) = wrapped(&script);
+    let dir = tmp.path().join("lab");
+    let _turn = beside_others();
+    let started = Instant::now();
+    let o = failprobe_env(&["lab", "up", "--topology", "replica", "--dir", dir.to_str().unwrap()], &[("PATH", path)]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(code(&o), 0, "{}", explain(&o));
+    assert!(took.as_secs_f64() < 2.0, "lab up failed after {took:?}, not at once: {err}");
+    assert!(err.contains("exited at start") && err.contains("Address already in use"), "{err}");
+    assert!(running_in(&dir).is_empty(), "processes of the failed lab up still run: {:?}", running_in(&dir));
+}
+
+/// `bin/redis-server` (the script) and `bin/redis-sentinel` (a link to it) in a new temporary
+/// directory, and a PATH that finds them first.
+fn wrapped(script: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("redis-server"), script).unwrap();
+    std::fs::set_permissions(bin.join("redis-server"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("redis-server", bin.join("redis-sentinel")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    (tmp, path)
+}
+
+fn which(program: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("{program} is not on PATH: run scripts/install-servers.sh"))
+}
+
+/// The pids of processes whose working directory is `dir` (every lab process runs there).
+fn running_in(dir: &std::path::Path) -> Vec<String> {
+    let Ok(dir) = dir.canonicalize() else { return Vec::new() };
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|d| d == dir))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
