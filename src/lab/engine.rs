@@ -100,11 +100,13 @@ pub(crate) fn programs_for(server: Server, version: &str, first: Option<&Path>) 
     let path = std::env::var_os("PATH").unwrap_or_default();
     let candidates: Vec<PathBuf> =
         first.map(Path::to_path_buf).into_iter().chain(installed(server)).chain(std::env::split_paths(&path)).collect();
-    let mut seen = Vec::new();
+    let (mut seen, mut real) = (Vec::new(), Vec::new());
     for dir in candidates {
         let program = dir.join(bin);
-        if !program.is_file() {
-            continue;
+        // A program found twice (/bin and /usr/bin on a merged /usr) is named once.
+        match program.canonicalize() {
+            Ok(r) if !real.contains(&r) => real.push(r),
+            _ => continue,
         }
         match version_of(&program) {
             Some(v) if v.is(version) => return Ok(std::path::absolute(dir)?),
