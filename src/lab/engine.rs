@@ -3,10 +3,45 @@
 //! checkout) or found on PATH; the version a program reports decides the directives its config
 //! gets (older servers exit at start on a directive they do not know).
 
-use super::node::Server;
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// The server program a lab runs: Redis (`redis-server`, `redis-sentinel`) or Valkey
+/// (`valkey-server`, which is also the sentinel with `--sentinel`).
+#[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Server {
+    #[default]
+    Redis,
+    Valkey,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Redis => "redis",
+            Server::Valkey => "valkey",
+        }
+    }
+
+    /// The data node's program.
+    pub(crate) fn server_program(self) -> &'static str {
+        match self {
+            Server::Redis => "redis-server",
+            Server::Valkey => "valkey-server",
+        }
+    }
+
+    /// The sentinel's program and the arguments after its config file.
+    pub(crate) fn sentinel_program(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Server::Redis => ("redis-sentinel", &[]),
+            Server::Valkey => ("valkey-server", &["--sentinel"]),
+        }
+    }
+}
 
 /// `--server`: `redis`, `valkey`, or one version of either (`redis@6.2`, `redis@5.0.6`,
 /// `valkey@9`): a version is a prefix of the one the program reports, at a dot.

@@ -12,12 +12,12 @@ mod lock;
 mod node;
 mod verify;
 
-pub use engine::ServerChoice;
+pub use engine::{Server, ServerChoice};
 pub(crate) use fault::check_can_inject as fault_check;
 pub use fault::{FaultKind, Netem};
 pub use health::Readiness;
 use node::{free_port, node_ip};
-pub use node::{Node, NodeKind, Server};
+pub use node::{Node, NodeKind};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

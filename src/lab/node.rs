@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::engine::Server;
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
@@ -48,41 +50,6 @@ pub struct Node {
     /// trigger, another process with `--lab`) runs the same binary whatever its PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<std::path::PathBuf>,
-}
-
-/// The server program a lab runs: Redis (`redis-server`, `redis-sentinel`) or Valkey
-/// (`valkey-server`, which is also the sentinel with `--sentinel`).
-#[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Server {
-    #[default]
-    Redis,
-    Valkey,
-}
-
-impl Server {
-    pub fn name(self) -> &'static str {
-        match self {
-            Server::Redis => "redis",
-            Server::Valkey => "valkey",
-        }
-    }
-
-    /// The data node's program.
-    pub(crate) fn server_program(self) -> &'static str {
-        match self {
-            Server::Redis => "redis-server",
-            Server::Valkey => "valkey-server",
-        }
-    }
-
-    /// The sentinel's program and the arguments after its config file.
-    pub(crate) fn sentinel_program(self) -> (&'static str, &'static [&'static str]) {
-        match self {
-            Server::Redis => ("redis-sentinel", &[]),
-            Server::Valkey => ("valkey-server", &["--sentinel"]),
-        }
-    }
 }
 
 impl Node {
