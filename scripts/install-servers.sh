@@ -59,11 +59,13 @@ if [ ${#need[@]} -gt 0 ]; then
   # uses those ports, so they are left alone.
 fi
 
-# shellcheck source=scripts/install-redis.sh
-. "$root/scripts/install-redis.sh"
-for version in "${redis_versions[@]}"; do
-  install_redis "$version"
-done
+if [ ${#redis_versions[@]} -gt 0 ]; then
+  # shellcheck source=scripts/install-redis.sh
+  . "$root/scripts/install-redis.sh"
+  for version in "${redis_versions[@]}"; do
+    install_redis "$version"
+  done
+fi
 
 [ "$want_valkey" -eq 1 ] || exit 0
 
