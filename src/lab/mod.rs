@@ -1,7 +1,8 @@
 //! A local lab on loopback, each node on an address of its own (`node::node_ip`): a primary + replica (and three sentinels), a
 //! 3 + 3 node cluster, or two memcached nodes, started from the servers on PATH: Redis, or
-//! Valkey (`--server valkey`, or when only Valkey is installed). `lab.json` in its directory
-//! describes it for `--lab DIR`, `lab status` and `lab down`.
+//! Valkey (`--server valkey`, or when only Valkey is installed), or one version of either
+//! (`--server redis@6.2`: `engine`). `lab.json` in its directory describes it for `--lab DIR`,
+//! `lab status` and `lab down`.
 
 mod cluster;
 pub mod endpoint;
