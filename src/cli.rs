@@ -153,10 +153,11 @@ pub enum LabAction {
         topology: Topology,
         #[arg(long, default_value = "failprobe-lab")]
         dir: PathBuf,
-        /// The server the lab runs: redis or valkey [default: redis when redis-server is on
-        /// PATH, else valkey]
-        #[arg(long, value_enum)]
-        server: Option<crate::lab::Server>,
+        /// The server the lab runs: redis, valkey, or one version (redis@6.2, redis@5.0: from
+        /// `scripts/install-servers.sh --redis VERSION`) [default: redis when redis-server is
+        /// on PATH, else valkey]
+        #[arg(long)]
+        server: Option<crate::lab::ServerChoice>,
         /// `--topology endpoint`: how long after a failover new connections reach the new
         /// primary (a real endpoint's DNS propagation and TTL) [default: 0s]
         #[arg(long, value_parser = crate::duration::parse_duration)]

@@ -183,14 +183,12 @@ async fn lab(action: LabAction) -> Result<i32> {
         }
         LabAction::Up { topology, dir, server, endpoint_lag, settings } => {
             let settings = settings.over(Default::default())?;
-            let options = LabOptions {
-                server,
-                endpoint_lag: endpoint_lag.unwrap_or_default(),
-                settings,
-                ..LabOptions::default()
-            };
+            let mut options =
+                LabOptions { endpoint_lag: endpoint_lag.unwrap_or_default(), settings, ..LabOptions::default() };
+            options.choose(server.as_ref());
             let lab = Lab::up_with(topology, &dir, false, &options).await?;
-            say!("lab ready in {} ({})", lab.dir.display(), lab.server.name());
+            let version = lab.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+            say!("lab ready in {} ({}{version})", lab.dir.display(), lab.server.name());
             say!("target:  {}", lab.target_url());
             let trigger = match lab.topology {
                 Topology::Sentinel | Topology::Endpoint => "sentinel",

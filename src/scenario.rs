@@ -3,7 +3,7 @@
 use crate::control::TriggerSpec;
 use crate::duration;
 use crate::error::{invalid, UsageError};
-use crate::lab::{Server, Topology};
+use crate::lab::{ServerChoice, Topology};
 use crate::probe::client::Profile;
 use crate::sample::Budget;
 use crate::target::Target;
@@ -71,8 +71,9 @@ pub struct TargetSection {
 #[serde(deny_unknown_fields)]
 pub struct LabSection {
     pub topology: Topology,
-    /// `redis` or `valkey` [default: redis-server when installed, else valkey-server].
-    pub server: Option<Server>,
+    /// `redis`, `valkey`, or one version (`redis@6.2`) [default: redis-server when installed,
+    /// else valkey-server].
+    pub server: Option<ServerChoice>,
     /// `topology = "endpoint"`: how long after a failover new connections reach the new primary.
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub endpoint_lag: Option<Duration>,
@@ -330,7 +331,7 @@ pub struct Plan {
     pub target: Option<String>,
     pub lab_topology: Option<Topology>,
     /// `--server`: the lab's server program (None: Redis when installed, else Valkey).
-    pub lab_server: Option<Server>,
+    pub lab_server: Option<ServerChoice>,
     /// The endpoint lab's lag (`--endpoint-lag`).
     pub endpoint_lag: Duration,
     /// A lab the run starts: its protective settings (`--min-replicas-to-write`, ...).
@@ -528,10 +529,11 @@ pub struct Overrides {
     /// Start a lab of this topology for this run, stop it afterwards.
     #[arg(long, value_enum)]
     pub lab_topology: Option<Topology>,
-    /// The server the lab runs: redis (redis-server, redis-sentinel) or valkey (valkey-server)
+    /// The server the lab runs: redis (redis-server, redis-sentinel), valkey (valkey-server),
+    /// or one version (redis@6.2, redis@5.0: from `scripts/install-servers.sh --redis VERSION`)
     /// [default: redis when redis-server is on PATH, else valkey]
-    #[arg(long, value_enum)]
-    pub server: Option<Server>,
+    #[arg(long)]
+    pub server: Option<ServerChoice>,
     /// `--lab-topology endpoint`: how long after a failover new connections through the
     /// endpoint reach the new primary (a real endpoint's DNS propagation and TTL) [default: 0s]
     #[arg(long, value_parser = duration::parse_duration)]
@@ -669,7 +671,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     }
     // A target or lab given on the command line replaces the scenario's own lab.
     let endpoint_lag = o.endpoint_lag.or(f.lab.as_ref().and_then(|l| l.endpoint_lag)).unwrap_or_default();
-    let lab_server = o.server.or(f.lab.as_ref().and_then(|l| l.server));
+    let lab_server = o.server.clone().or_else(|| f.lab.as_ref().and_then(|l| l.server.clone()));
     let from_file = f.lab.as_ref().map(LabSection::settings).unwrap_or_default();
     let lab_settings = o.lab_settings.over(from_file.over(Default::default())?)?;
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());

@@ -5,6 +5,8 @@
 // The files that hold triggers are declared by their rows in `triggers!` below.
 pub(crate) mod backup;
 pub(crate) mod runbook;
+/// `(6, 2)` from `6.2.14`: what a server's version allows (`--write-ack waitaof`).
+pub(crate) use failover::major_minor;
 
 use crate::error::invalid;
 use crate::lab::Lab;

@@ -1,6 +1,6 @@
 //! Joins the lab's six cluster nodes into 3 primaries + 3 replicas, as `redis-cli --cluster
-//! create` does, with commands every Redis >= 7 and Valkey speaks: no cli is needed, so a
-//! machine with only Valkey's server binary gets a cluster too.
+//! create` does, with commands every Redis from 5.0 on and Valkey speaks: no cli is needed, so
+//! a machine with only Valkey's server binary gets a cluster too.
 
 use anyhow::{bail, Context, Result};
 use redis::aio::MultiplexedConnection;
@@ -23,7 +23,9 @@ pub(super) async fn create(ports: &[SocketAddr], limit: Duration) -> Result<()> 
     for (i, conn) in conns.iter_mut().enumerate() {
         if i < primaries {
             let (first, last) = slot_range(i, primaries);
-            command(conn, redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last)).await?;
+            // ADDSLOTS with every slot: ADDSLOTSRANGE came with Redis 7.0.
+            let slots: Vec<u16> = (first..=last).collect();
+            command(conn, redis::cmd("CLUSTER").arg("ADDSLOTS").arg(slots)).await?;
         }
         // Distinct epochs before the nodes meet, so no collision has to be resolved first.
         command(conn, redis::cmd("CLUSTER").arg("SET-CONFIG-EPOCH").arg(i + 1)).await?;

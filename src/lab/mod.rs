@@ -1,22 +1,25 @@
 //! A local lab on loopback, each node on an address of its own (`node::node_ip`): a primary + replica (and three sentinels), a
 //! 3 + 3 node cluster, or two memcached nodes, started from the servers on PATH: Redis, or
-//! Valkey (`--server valkey`, or when only Valkey is installed). `lab.json` in its directory
-//! describes it for `--lab DIR`, `lab status` and `lab down`.
+//! Valkey (`--server valkey`, or when only Valkey is installed), or one version of either
+//! (`--server redis@6.2`: `engine`). `lab.json` in its directory describes it for `--lab DIR`,
+//! `lab status` and `lab down`.
 
 mod cluster;
 pub mod endpoint;
+mod engine;
 mod fault;
 mod health;
 mod lock;
 mod node;
 mod verify;
 
+pub use engine::{Server, ServerChoice};
 pub(crate) use fault::check_can_inject as fault_check;
 pub use fault::table_name as fault_table;
 pub use fault::{FaultKind, Netem};
 pub use health::Readiness;
 use node::{free_port, node_ip};
-pub use node::{Node, NodeKind, Server};
+pub use node::{Node, NodeKind};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -113,6 +116,9 @@ pub struct LabOptions {
     /// Redis or Valkey; None: Redis when `redis-server` is found, else Valkey when only
     /// `valkey-server` is.
     pub server: Option<Server>,
+    /// One version of it (`6.2` of `--server redis@6.2`): its programs from `programs`, the
+    /// checkout's `.servers/`, else PATH, whichever reports that version.
+    pub version: Option<String>,
     /// `Topology::Endpoint`: how long after a failover new connections reach the new primary.
     pub endpoint_lag: Duration,
     /// A directory searched before PATH for the server programs.
@@ -121,9 +127,23 @@ pub struct LabOptions {
 }
 
 impl LabOptions {
+    /// `--server`'s engine and version.
+    pub fn choose(&mut self, choice: Option<&ServerChoice>) {
+        self.server = choice.map(|c| c.server);
+        self.version = choice.and_then(|c| c.version.clone());
+    }
+
     /// The server the lab runs, and where its data node and sentinel programs are.
     fn resolve(&self, topology: Topology) -> Result<(Server, Vec<PathBuf>)> {
-        let find = |bin: &str| find_program(bin, self.programs.as_deref());
+        let versioned = match (&self.version, topology) {
+            (Some(v), t) if t != Topology::Memcached => {
+                let server = self.server.unwrap_or_default();
+                Some(engine::programs_for(server, v, self.programs.as_deref())?)
+            }
+            _ => None,
+        };
+        let first = versioned.as_deref().or(self.programs.as_deref());
+        let find = |bin: &str| find_program(bin, first);
         let server = self.server.unwrap_or_else(|| {
             match find(Server::Redis.server_program()).is_err() && find(Server::Valkey.server_program()).is_ok() {
                 true => Server::Valkey,
@@ -154,6 +174,9 @@ pub(crate) struct LabFile {
     /// Redis or Valkey (a lab.json from before Valkey labs has none: Redis).
     #[serde(default)]
     pub server: Server,
+    /// The version its data node program reports (`6.2.14`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub master_name: String,
     pub target: String,
     pub primary_url: String,
@@ -167,6 +190,8 @@ pub struct Lab {
     pub dir: PathBuf,
     pub topology: Topology,
     pub server: Server,
+    /// The version the server program reports (`6.2.14`), when it said.
+    pub version: Option<String>,
     pub settings: LabSettings,
     /// The data node's and (Sentinel) the sentinel's program, found when the lab started.
     programs: Vec<PathBuf>,
@@ -217,6 +242,7 @@ impl Lab {
             dir: dir.clone(),
             topology,
             server,
+            version: programs.first().and_then(|p| engine::version_of(p)).map(|v| v.text),
             settings: options.settings.clone(),
             programs,
             nodes: Mutex::new(Vec::new()),
@@ -225,48 +251,105 @@ impl Lab {
             _lock: None,
             fault: Mutex::new(None),
         };
-        let net = node::lab_net();
-        let ip = |name: &str| node_ip(net, name);
-        if topology == Topology::Cluster {
-            lab.start_cluster(net).await?;
-            return Ok(lab);
-        }
-        if topology == Topology::Memcached {
-            for i in 1..=2 {
-                let name = format!("memcached-{i}");
-                lab.spawn(Node::memcached(&name, ip(&name), free_port(ip(&name))?))?;
-            }
-            lab.save()?;
-            lab.wait_ready(Duration::from_secs(30)).await?;
-            return Ok(lab);
-        }
-        let primary = SocketAddr::from((ip("redis-1"), free_port(ip("redis-1"))?));
-        let replica = free_port(ip("redis-2"))?;
-        lab.spawn(Node::redis("redis-1", ip("redis-1"), primary.port(), None)?)?;
-        lab.spawn(Node::redis("redis-2", ip("redis-2"), replica, Some(primary))?)?;
-        if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
-            for i in 1..=3 {
-                let name = format!("sentinel-{i}");
-                lab.spawn(Node::sentinel(&name, ip(&name), free_port(ip(&name))?, primary)?)?;
-            }
-        }
-        lab.save()?;
-        if matches!(topology, Topology::Sentinel | Topology::Endpoint) {
-            // Before waiting: with Sentinel's default periods (INFO every 10 s, hello every
-            // 2 s) a sentinel learns of the replica up to 10 s after it started.
-            for addr in lab.sentinel_addrs() {
-                node::wait_port_open(addr, Duration::from_secs(10)).await?;
-            }
-            lab.tune_sentinels().await;
-        }
-        lab.wait_ready(Duration::from_secs(30)).await?;
-        if topology == Topology::Endpoint {
-            let at = SocketAddr::from((ip("endpoint"), free_port(ip("endpoint"))?));
-            lab.spawn(Node::endpoint("endpoint", ip("endpoint"), at.port(), endpoint_lag))?;
-            lab.save()?;
-            node::wait_port_open(at, Duration::from_secs(10)).await?;
+        // A lab that does not come up leaves nothing running (`lab up` exits on the error,
+        // and what it started would run on until a `lab down`).
+        if let Err(e) = lab.start(endpoint_lag).await {
+            let _ = lab.down();
+            return Err(e);
         }
         Ok(lab)
+    }
+
+    /// Starts the nodes of `self.topology` and waits until the lab is ready.
+    async fn start(&self, endpoint_lag: Duration) -> Result<()> {
+        let net = node::lab_net();
+        let ip = |name: &str| node_ip(net, name);
+        if self.topology == Topology::Cluster {
+            return self.start_cluster(net).await;
+        }
+        if self.topology == Topology::Memcached {
+            for i in 1..=2 {
+                let name = format!("memcached-{i}");
+                self.spawn(Node::memcached(&name, ip(&name), free_port(ip(&name))?))?;
+            }
+            self.save()?;
+            self.wait_listening(Duration::from_secs(10)).await?;
+            return self.wait_ready(Duration::from_secs(30)).await.map(|_| ());
+        }
+        let sentinels = matches!(self.topology, Topology::Sentinel | Topology::Endpoint);
+        let primary = SocketAddr::from((ip("redis-1"), free_port(ip("redis-1"))?));
+        let replica = free_port(ip("redis-2"))?;
+        self.spawn(Node::redis("redis-1", ip("redis-1"), primary.port(), None)?)?;
+        self.spawn(Node::redis("redis-2", ip("redis-2"), replica, Some(primary))?)?;
+        if sentinels {
+            for i in 1..=3 {
+                let name = format!("sentinel-{i}");
+                self.spawn(Node::sentinel(&name, ip(&name), free_port(ip(&name))?, primary)?)?;
+            }
+        }
+        self.save()?;
+        // Before waiting: with Sentinel's default periods (INFO every 10 s, hello every 2 s) a
+        // sentinel learns of the replica up to 10 s after it started.
+        self.wait_listening(Duration::from_secs(10)).await?;
+        if sentinels {
+            self.tune_sentinels().await;
+        }
+        self.wait_ready(Duration::from_secs(30)).await?;
+        if self.topology == Topology::Endpoint {
+            let at = SocketAddr::from((ip("endpoint"), free_port(ip("endpoint"))?));
+            self.spawn(Node::endpoint("endpoint", ip("endpoint"), at.port(), endpoint_lag))?;
+            self.save()?;
+            self.wait_listening(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
+    /// Until every node listens on its port; an error at once, with the server's own words
+    /// (the end of its log, where its stderr goes), when one of them exits instead: a config
+    /// it refuses, a port taken since it was found free.
+    async fn wait_listening(&self, limit: Duration) -> Result<()> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let mut waiting = Vec::new();
+            for node in self.nodes() {
+                if let Some(status) = self.exit_status(node.pid) {
+                    bail!("{}", self.exited(&node, status));
+                }
+                if tokio::net::TcpStream::connect(node.addr()).await.is_err() {
+                    waiting.push(format!("{} ({})", node.name, node.addr()));
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                bail!("lab in {}: nothing listens for {} after {limit:?}", self.dir.display(), waiting.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How our child `pid` ended, when it has (it stays a child: `reap` removes it).
+    fn exit_status(&self, pid: u32) -> Option<std::process::ExitStatus> {
+        let mut children = self.children.lock().ok()?;
+        children.iter_mut().find(|c| c.id() == pid).and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// `lab node redis-1 (redis 6.2.14 …) exited at start (exit status: 1): <its last lines>`.
+    fn exited(&self, node: &Node, status: std::process::ExitStatus) -> String {
+        let program = node.program.as_deref().map_or_else(|| node.name.clone(), |p| p.display().to_string());
+        let version = node.program.as_deref().and_then(engine::version_of).map(|v| format!(" {}", v.text));
+        let log = node.log_file(&self.dir);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
+        format!(
+            "lab node {} ({program}{}) exited at start ({status}); it said ({}):\n  {}",
+            node.name,
+            version.unwrap_or_default(),
+            log.display(),
+            if tail.is_empty() { "nothing" } else { &tail }
+        )
     }
 
     /// Six cluster nodes, joined as 3 primaries + 3 replicas (`cluster::create`).
@@ -281,9 +364,7 @@ impl Lab {
             self.spawn(node)?;
         }
         self.save()?;
-        for &a in &addrs {
-            node::wait_port_open(a, Duration::from_secs(10)).await?;
-        }
+        self.wait_listening(Duration::from_secs(10)).await?;
         cluster::create(&addrs, Duration::from_secs(30)).await?;
         self.wait_ready(Duration::from_secs(30)).await.map(|_| ())
     }
@@ -324,6 +405,7 @@ impl Lab {
             dir: dir.to_path_buf(),
             topology: file.topology,
             server: file.server,
+            version: file.version,
             settings: file.settings,
             // Each node in lab.json names its own program.
             programs: Vec::new(),
@@ -420,6 +502,7 @@ impl Lab {
         let file = LabFile {
             topology: self.topology,
             server: self.server,
+            version: self.version.clone(),
             master_name: MASTER_NAME.to_string(),
             target: self.target_url(),
             primary_url: self.primary_url(),

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::engine::Server;
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
@@ -48,41 +50,6 @@ pub struct Node {
     /// trigger, another process with `--lab`) runs the same binary whatever its PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<std::path::PathBuf>,
-}
-
-/// The server program a lab runs: Redis (`redis-server`, `redis-sentinel`) or Valkey
-/// (`valkey-server`, which is also the sentinel with `--sentinel`).
-#[derive(Serialize, Deserialize, clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Server {
-    #[default]
-    Redis,
-    Valkey,
-}
-
-impl Server {
-    pub fn name(self) -> &'static str {
-        match self {
-            Server::Redis => "redis",
-            Server::Valkey => "valkey",
-        }
-    }
-
-    /// The data node's program.
-    pub(crate) fn server_program(self) -> &'static str {
-        match self {
-            Server::Redis => "redis-server",
-            Server::Valkey => "valkey-server",
-        }
-    }
-
-    /// The sentinel's program and the arguments after its config file.
-    pub(crate) fn sentinel_program(self) -> (&'static str, &'static [&'static str]) {
-        match self {
-            Server::Redis => ("redis-sentinel", &[]),
-            Server::Valkey => ("valkey-server", &["--sentinel"]),
-        }
-    }
 }
 
 impl Node {
@@ -156,21 +123,25 @@ impl Node {
 
     fn config(&self, dir: &Path, settings: &super::LabSettings) -> String {
         let d = quote(&dir.display().to_string());
-        let log = |name: &str| quote(&dir.join(format!("{name}.log")).display().to_string());
+        let log = quote(&self.log_file(dir).display().to_string());
         let (ip, port) = (self.ip, self.port);
+        // Directives Redis 7.0 introduced: 6.2 and 5.0 exit at start on them ("Bad directive").
+        let modern = self.program.as_deref().and_then(super::engine::version_of).is_some_and(|v| v.is_7_or_later());
         // The node's outgoing connections (replication, a sentinel's, the cluster bus) leave
-        // from its own address too, so a partition can cut exactly them.
-        let source = match self.program.as_deref().is_some_and(binds_source_addr) {
+        // from its own address too, so a partition can cut exactly them. Older servers leave
+        // from their first `bind` address, which is the same one.
+        let source = match modern {
             true => format!("bind-source-addr {ip}\n"),
             false => String::new(),
         };
+        // DEBUG is open to local clients by default before 7.0.
+        let debug = if modern { "enable-debug-command local\n" } else { "" };
         match self.kind {
             NodeKind::Redis => {
                 let mut c = format!(
                     "port {port}\nbind {ip}\n{source}protected-mode no\ndaemonize no\ndir {d}\n\
                      dbfilename dump-{port}.rdb\nsave \"\"\nappendonly no\nlogfile {log}\n\
-                     repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nenable-debug-command local\n",
-                    log = log(&self.name)
+                     repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n{debug}",
                 );
                 c.push_str(&settings.data_node_lines());
                 if let Some(p) = self.replica_of.filter(|_| !self.cluster) {
@@ -199,7 +170,6 @@ impl Node {
                      sentinel parallel-syncs {m} 1\n",
                     monitors.ip(),
                     monitors.port(),
-                    log = log(&self.name),
                     m = super::MASTER_NAME,
                     down = settings.down_after_ms,
                     fo = settings.failover_timeout_ms,
@@ -226,7 +196,7 @@ impl Node {
                 .current_dir(dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(self.stderr_log(dir)?)
                 .process_group(0)
                 .spawn()
                 .with_context(|| format!("starting memcached for {}", self.name));
@@ -266,10 +236,22 @@ impl Node {
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.stderr_log(dir)?)
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {bin} for {}", self.name))
+    }
+
+    /// The node's log file (`<name>.log`, appended to): a server that refuses its config says
+    /// why on stderr before it opens its own log, and `lab up` shows those words.
+    fn stderr_log(&self, dir: &Path) -> Result<std::fs::File> {
+        let path = self.log_file(dir);
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+        file.with_context(|| format!("opening {}", path.display()))
+    }
+
+    pub(crate) fn log_file(&self, dir: &Path) -> std::path::PathBuf {
+        dir.join(format!("{}.log", self.name))
     }
 
     /// Every cluster node fsyncs its nodes.conf on each configuration change (a failover bumps
@@ -457,22 +439,6 @@ pub(crate) fn node_ip(net: Ipv4Addr, name: &str) -> Ipv4Addr {
     };
     let [a, b, c, _] = net.octets();
     Ipv4Addr::new(a, b, c, host)
-}
-
-/// Whether the server takes `bind-source-addr` (Redis >= 7, Valkey): `--version` asked once per
-/// program. Older servers leave from their first `bind` address anyway.
-fn binds_source_addr(program: &Path) -> bool {
-    static SEEN: std::sync::Mutex<Vec<(std::path::PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, yes)) = seen.iter().find(|(p, _)| p == program) {
-        return *yes;
-    }
-    let out = Command::new(program).arg("--version").stdin(Stdio::null()).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let major = text.split_once("v=").and_then(|(_, v)| v.split('.').next()?.parse::<u32>().ok());
-    let yes = text.starts_with("Valkey") || major.is_some_and(|m| m >= 7);
-    seen.push((program.to_path_buf(), yes));
-    yes
 }
 
 /// `replica_of` / `monitors`: an address; a lab.json from before per-node addresses has a port

@@ -64,6 +64,7 @@ pub(super) async fn prepare(plan: &Plan) -> Result<Prepared> {
         lab.wait_ready(Duration::from_secs(60)).await?;
     }
     preflight(&target).await?;
+    check_write_ack(plan, &control).await?;
     let tctx = trigger_context(plan, &control, &lab, &aws);
     let mut asks = Asks::default();
     let mut checked: Vec<&TriggerSpec> = Vec::new();
@@ -97,6 +98,30 @@ pub(super) async fn prepare(plan: &Plan) -> Result<Prepared> {
         false => Consent::Listed(asks.touched),
     });
     Ok(Prepared { target, control, lab, aws, run_id, consent, servers })
+}
+
+/// `--write-ack waitaof`: WAITAOF came with Redis 7.2 (every Valkey has it). On an older server
+/// every write would fail as an unknown command: refused before anything runs, naming the
+/// version found.
+async fn check_write_ack(plan: &Plan, control: &Target) -> Result<()> {
+    if !matches!(plan.write_ack, crate::probe::ack::WriteAck::WaitAof { .. }) {
+        return Ok(());
+    }
+    let found = touch::discover(control, CONTROL_LIMIT).await;
+    let data_nodes = servers::describe(control, &found, CONTROL_LIMIT).await;
+    let too_old = data_nodes
+        .iter()
+        .find(|s| s.server == "redis" && s.role != "sentinel" && crate::control::major_minor(&s.version) < (7, 2));
+    match too_old {
+        Some(s) => Err(UsageError::Invalid(format!(
+            "--write-ack {} needs Redis 7.2 or later, or Valkey (WAITAOF): {} runs redis {}",
+            plan.write_ack.label(),
+            s.address,
+            s.version
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// `--replication-group` / `--cache-cluster`: the API client, and the probe target AWS describes.
@@ -146,12 +171,12 @@ pub(super) async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
     match plan.lab_topology {
         Some(topology) => {
             let dir = plan.out.join("lab");
-            let options = LabOptions {
-                server: plan.lab_server,
+            let mut options = LabOptions {
                 endpoint_lag: plan.endpoint_lag,
                 settings: plan.lab_settings.clone(),
                 ..LabOptions::default()
             };
+            options.choose(plan.lab_server.as_ref());
             let lab = Lab::up_with(topology, &dir, true, &options).await?;
             Ok(Some(Arc::new(lab)))
         }

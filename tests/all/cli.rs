@@ -173,7 +173,7 @@ fn a_machine_with_only_valkey_gets_a_valkey_lab() {
     let down = failprobe(&["lab", "down", "--dir", lab.to_str().unwrap()]);
     assert_eq!(code(&up), 0, "{}", explain(&up));
     assert_eq!(code(&down), 0, "{}", explain(&down));
-    assert!(String::from_utf8_lossy(&up.stdout).contains("(valkey)"), "{}", explain(&up));
+    assert!(String::from_utf8_lossy(&up.stdout).contains("(valkey 9."), "{}", explain(&up));
     let lab_json = std::fs::read_to_string(lab.join("lab.json")).unwrap();
     assert!(lab_json.contains("\"server\": \"valkey\"") && lab_json.contains("valkey-server"), "{lab_json}");
 

@@ -14,6 +14,7 @@ mod cluster;
 mod dns;
 mod docs;
 mod elasticache;
+mod engines;
 mod failover;
 mod fis;
 mod fixtures;

@@ -84,6 +84,16 @@ impl TestLab {
         Self::start_with(topology, LabOptions { server: Some(server), programs, ..LabOptions::default() })
     }
 
+    /// A lab of one engine version as `--server` names it (`redis@6.2`, `valkey@9`): from the
+    /// checkout's `.servers/` (`scripts/install-servers.sh --redis 6.2.14`), else PATH. A
+    /// missing one fails the test with what to install.
+    pub fn start_engine(topology: Topology, server: &str) -> Self {
+        let choice: failprobe::lab::ServerChoice = server.parse().expect("a --server value");
+        let mut options = LabOptions::default();
+        options.choose(Some(&choice));
+        Self::start_with(topology, options)
+    }
+
     fn start_with(topology: Topology, options: LabOptions) -> Self {
         let turn = beside_others();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

