@@ -106,10 +106,16 @@ build_jvm_adapter() {
     echo "adapters/install.sh: $name not built: needs java (a JDK >= 17) and mvn (Maven), which could not be installed" >&2
     return 1
   fi
-  if ! (cd "$dir" && mvn -B -q -Dstyle.color=never --strict-checksums package); then
+  # Maven's own output only when it fails (a quiet build still prints terminal resets).
+  local out
+  out="$(mktemp)"
+  if ! (cd "$dir" && mvn -B -q -Dstyle.color=never --strict-checksums package) >"$out" 2>&1; then
+    cat "$out" >&2
+    rm -f "$out"
     echo "adapters/install.sh: $name not built: \`mvn package\` failed in adapters/$name (its output is above)" >&2
     return 1
   fi
+  rm -f "$out"
   rm -f "$dir/target/app.jsa"
   # The training run fails to connect on purpose (a refused address): the archive is written at exit.
   FAILPROBE_ADAPTER_TRAIN=1 FAILPROBE_TARGET=redis://127.0.0.1:1 FAILPROBE_TIMEOUT_MS=250 \
