@@ -38,15 +38,17 @@ fn failover_suite(engine: &str, server: &str, version: &str) {
     let lab = TestLab::start_engine(Topology::Sentinel, engine);
     let named = |out: &std::path::Path| names_engine(out, server, version);
 
-    // kill -9 of the primary: detected (+odown) after down-after, a replica promoted. First:
+    // kill -9 of the primary: failure detected (+sdown, +odown), a replica promoted. First:
     // the next run's heal restarts the killed node, of this version, as a replica.
     let (o, out) = lab.run("kill", &["--trigger", "kill", "--max-trial", "5s", "--clients", "failprobe,pinned"]);
     assert_eq!(code(&o), 0, "{engine}: {}", explain(&o));
     let v = named(&out);
     let killed = figures(&summary(&out)["trials"][0], engine);
     assert!((1000.0..=4000.0).contains(&killed.outage), "{engine}: kill outage {} ms, expected 1-4 s", killed.outage);
-    let detected = killed.detected.unwrap_or_else(|| panic!("{engine}: no +odown seen"));
-    assert!((900.0..3000.0).contains(&detected), "{engine}: +odown {detected} ms after the kill");
+    let detected = killed.detected.unwrap_or_else(|| panic!("{engine}: no failure detected"));
+    // The first sentinel's +sdown counts down-after from its last answered ping, which may be up
+    // to a ping period (1 s) before the kill: detection lands 0-3 s after it.
+    assert!((0.0..3000.0).contains(&detected), "{engine}: failure detected {detected} ms after the kill");
 
     // A pause under down-after (1 s): one outage of the pause's length, no failover.
     let (o, out) = lab.run("pause", &["--trigger", "pause=500ms", "--clients", "failprobe", "--interval", "5ms"]);
