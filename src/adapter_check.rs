@@ -39,7 +39,7 @@ struct Row {
 /// Runs every rule against a lab of its own; the table on stdout; Ok(0) when all hold, Ok(1)
 /// when one does not.
 pub async fn check(command: &str, name: &str, server: Option<Server>) -> Result<i32> {
-    let dir = std::env::temp_dir().join(format!("failprobe-adapter-check-{}", std::process::id()));
+    let dir = private_dir()?;
     let options = LabOptions { server, ..LabOptions::default() };
     let lab = Lab::up_with(Topology::Replica, &dir, true, &options).await.context("starting the check's lab")?;
     let rows = rules(&lab, &ExecSpec { name: name.to_string(), command: command.to_string() }).await;
@@ -47,6 +47,17 @@ pub async fn check(command: &str, name: &str, server: Option<Server>) -> Result<
     let _ = std::fs::remove_dir_all(&dir);
     print_table(name, &rows);
     Ok(if rows.iter().all(|r| r.pass) { 0 } else { 1 })
+}
+
+/// A new directory of our own for the check's lab (0700, never one that was there: the system's
+/// temporary directory is anyone's to write, so a name made in advance must not be followed).
+fn private_dir() -> Result<std::path::PathBuf> {
+    use rand::Rng;
+    use std::os::unix::fs::DirBuilderExt;
+    let suffix: u64 = rand::rng().random();
+    let dir = std::env::temp_dir().join(format!("failprobe-adapter-check-{suffix:016x}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 async fn rules(lab: &Lab, spec: &ExecSpec) -> Vec<Row> {

@@ -124,6 +124,15 @@ pub struct LabSettingsArgs {
 }
 
 impl LabSettingsArgs {
+    /// No setting given.
+    pub fn is_empty(&self) -> bool {
+        self.down_after.is_none()
+            && self.failover_timeout.is_none()
+            && self.node_timeout.is_none()
+            && self.min_replicas_to_write.is_none()
+            && self.min_replicas_max_lag.is_none()
+    }
+
     /// These settings over `base`; checked (`LabSettings::check`).
     pub fn over(&self, base: crate::lab::LabSettings) -> Result<crate::lab::LabSettings> {
         let ms = |d: Option<Duration>, was: u64| d.map_or(was, |d| d.as_millis() as u64);
@@ -673,6 +682,12 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let endpoint_lag = o.endpoint_lag.or(f.lab.as_ref().and_then(|l| l.endpoint_lag)).unwrap_or_default();
     let lab_server = o.server.clone().or_else(|| f.lab.as_ref().and_then(|l| l.server.clone()));
     let from_file = f.lab.as_ref().map(LabSection::settings).unwrap_or_default();
+    if o.lab.is_some() && !o.lab_settings.is_empty() {
+        // A running lab keeps the settings it was started with (its lab.json says which).
+        return Err(invalid(
+            "--down-after, --failover-timeout, --node-timeout and --min-replicas-* configure a lab this run starts; the lab given with --lab keeps its own (start it with them: failprobe lab up …)",
+        ));
+    }
     let lab_settings = o.lab_settings.over(from_file.over(Default::default())?)?;
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
     let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
@@ -807,6 +822,23 @@ mod tests {
         assert!(!err.contains("pa/ss") && !err.contains("ss+wd"), "{err}");
         let err = load_str("[target]\nurl = 5\n# redis://:x@h\n").unwrap_err().to_string();
         assert!(err.contains(":2"), "{err}");
+    }
+
+    #[test]
+    fn lab_settings_apply_to_a_lab_the_run_starts_and_are_checked() {
+        let min_rep = LabSettingsArgs { min_replicas_to_write: Some(1), ..Default::default() };
+        let with_lab = Overrides { lab: Some("lab1".into()), lab_settings: min_rep.clone(), ..Default::default() };
+        let err = plan(None, with_lab).unwrap_err().to_string();
+        assert!(err.contains("the lab given with --lab keeps its own"), "{err}");
+        let own = Overrides { lab_topology: Some(Topology::Sentinel), lab_settings: min_rep, ..Default::default() };
+        assert_eq!(plan(None, own).unwrap().lab_settings.min_replicas_to_write, 1);
+        let lagless = LabSettingsArgs {
+            min_replicas_to_write: Some(1),
+            min_replicas_max_lag: Some(Duration::from_millis(500)),
+            ..Default::default()
+        };
+        let own = Overrides { lab_topology: Some(Topology::Sentinel), lab_settings: lagless, ..Default::default() };
+        assert!(plan(None, own).unwrap_err().to_string().contains("min-replicas-max-lag must be at least 1 s"));
     }
 
     #[test]
