@@ -92,6 +92,8 @@ pub struct RunArgs {
     /// Scenario file (TOML); flags override it.
     pub scenario: Option<PathBuf>,
     #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
+    #[command(flatten)]
     pub overrides: Overrides,
 }
 

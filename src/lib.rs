@@ -44,6 +44,7 @@ pub(crate) mod control;
 pub(crate) mod duration;
 pub mod error;
 pub(crate) mod file;
+pub mod fleet;
 pub mod lab;
 pub mod memcached;
 pub mod os;

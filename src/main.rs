@@ -94,6 +94,9 @@ async fn run(mut args: RunArgs) -> Result<i32> {
     // commands nobody typed here, and are confirmed like a scenario's.
     let typed = std::env::args().any(|a| a == "--clients" || a.starts_with("--clients="));
     args.overrides.clients_from_env = !typed && std::env::var_os("FAILPROBE_CLIENTS").is_some();
+    if args.fleet.is_fleet(&args.overrides) {
+        return fleet(args).await;
+    }
     let path = args.scenario.clone();
     let file = match &path {
         Some(p) => Some((p.as_path(), scenario::load(p)?)),
@@ -104,6 +107,30 @@ async fn run(mut args: RunArgs) -> Result<i32> {
     say_raw!("{}", terminal::final_summary(&result.summary));
     say!("report: {}", result.dir.join("report.html").display());
     Ok(exit_code(&result.summary))
+}
+
+/// Many targets at once: the fleet's table, then the exit code that covers them all.
+async fn fleet(args: RunArgs) -> Result<i32> {
+    use failprobe::fleet;
+    let tags = fleet::discover::parse_tags(&args.fleet.aws_tag)?;
+    let discovered = match tags.is_empty() {
+        true => Vec::new(),
+        false => {
+            let groups = fleet::discover::tagged_groups(&args.overrides.aws.api, &tags).await?;
+            say!(
+                "--aws-tag {}: {} replication group(s): {}",
+                args.fleet.aws_tag.join(" "),
+                groups.len(),
+                groups.join(", ")
+            );
+            groups
+        }
+    };
+    let plan = fleet::plan::plan(args.fleet, args.overrides, discovered)?;
+    let result = fleet::run(plan).await?;
+    say_raw!("{}", fleet::report::terminal(&result.summary));
+    say!("report: {}", result.dir.join("report.html").display());
+    Ok(result.summary.verdict.exit_code)
 }
 
 /// `failprobe events`: exit 1 when --within finds a replacement window, 2 on errors.

@@ -310,6 +310,22 @@ fn budget_clients(list: Option<String>) -> Result<Vec<String>> {
 }
 
 /// `--dns-server`: `ip` or `ip:port` (`[::1]:5353`), port 53 when none is given.
+/// `NAME=URL` names a target (a fleet's row, the metrics' `target` label); a plain URL has no
+/// name. Only a name of letters, digits, `-`, `_` and `.` before a URL's scheme counts, so a `=`
+/// inside a URL is never taken for one.
+pub fn split_named_target(text: &str) -> (Option<String>, Option<String>) {
+    match text.split_once('=') {
+        Some((name, url))
+            if !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && url.contains("://") =>
+        {
+            (Some(name.to_string()), Some(url.to_string()))
+        }
+        _ => (None, Some(text.to_string())),
+    }
+}
+
 fn dns_server(text: Option<String>) -> Result<Option<std::net::SocketAddr>> {
     let Some(text) = text else { return Ok(None) };
     let parsed = text
@@ -320,8 +336,13 @@ fn dns_server(text: Option<String>) -> Result<Option<std::net::SocketAddr>> {
 
 /// Reads a scenario; errors name the file, the line and the field.
 pub fn load(path: &Path) -> Result<ScenarioFile> {
+    load_toml(path, "scenario")
+}
+
+/// A TOML file (`what`: scenario, fleet) read into `T`, its errors naming file, line and field.
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError::Invalid(format!("cannot read scenario {}: {e}", path.display())))?;
+        .map_err(|e| UsageError::Invalid(format!("cannot read {what} {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
         // file:line first, the form editors jump to; then toml's message and the offending line,
@@ -490,9 +511,9 @@ pub(crate) mod defaults {
 /// default.
 #[derive(clap::Args, Default, Clone, Debug)]
 pub struct Overrides {
-    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>, redis+cluster://host:port[,...], memcache://host:port[,...]. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH.
+    /// redis://, rediss://, redis+sentinel://host:port[,host:port]/<master>, redis+cluster://host:port[,...], memcache://host:port[,...]. Password may come from FAILPROBE_PASSWORD or REDISCLI_AUTH. Repeatable, as NAME=URL: a fleet, every target probed at once
     #[arg(long)]
-    pub target: Option<String>,
+    pub target: Vec<String>,
     #[arg(long, help = crate::control::trigger_help())]
     pub trigger: Option<String>,
     /// Time between probes of each stream [default: 10ms]
@@ -689,7 +710,13 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         ));
     }
     let lab_settings = o.lab_settings.over(from_file.over(Default::default())?)?;
-    let scenario_lab = f.lab.map(|l| l.topology).filter(|_| o.target.is_none());
+    let (named, typed_target) = match o.target.as_slice() {
+        [] => (None, None),
+        [one] => split_named_target(one),
+        _ => return Err(invalid("several --target make a fleet (crate::fleet), not one plan")),
+    };
+    let name = named.unwrap_or(name);
+    let scenario_lab = f.lab.map(|l| l.topology).filter(|_| typed_target.is_none());
     let lab_topology = o.lab_topology.or(scenario_lab).filter(|_| o.lab.is_none());
     let interval = o.interval.or(f.probe.interval).unwrap_or(defaults::INTERVAL);
     let timeout = o.timeout.or(f.probe.timeout).unwrap_or(defaults::TIMEOUT);
@@ -699,7 +726,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(60) {
         return Err(invalid("--timeout must be between 1ms and 60s"));
     }
-    let target = o.target.or(f.target.url);
+    let target = typed_target.or(f.target.url);
     let aws = aws_plan(f.elasticache, o.aws)?;
     if target.is_none() && lab_topology.is_none() && o.lab.is_none() && aws.is_none() {
         return Err(invalid(
@@ -843,7 +870,7 @@ mod tests {
 
     #[test]
     fn key_ttl_covers_the_longest_trial() {
-        let plan_with = |o: Overrides| plan(None, Overrides { target: Some("redis://127.0.0.1:1".into()), ..o });
+        let plan_with = |o: Overrides| plan(None, Overrides { target: vec!["redis://127.0.0.1:1".into()], ..o });
         let err = plan_with(Overrides { key_ttl: Some(Duration::from_millis(500)), ..Default::default() }).unwrap_err();
         assert!(err.to_string().contains("--key-ttl") && err.to_string().contains("at least"), "{err}");
         let err = plan_with(Overrides { key_ttl: Some(Duration::from_secs(100)), ..Default::default() }).unwrap_err();
@@ -881,7 +908,7 @@ mod tests {
         }
         assert_eq!(default_of("repeat"), defaults::REPEAT.to_string());
         assert_eq!(default_of("seed_keys"), defaults::SEED_KEYS.to_string());
-        let p = plan(None, Overrides { target: Some("redis://127.0.0.1:1".into()), ..Default::default() }).unwrap();
+        let p = plan(None, Overrides { target: vec!["redis://127.0.0.1:1".into()], ..Default::default() }).unwrap();
         assert_eq!(
             (p.interval, p.timeout, p.warmup, p.max_trial),
             (defaults::INTERVAL, defaults::TIMEOUT, defaults::WARMUP, defaults::MAX_TRIAL)

@@ -528,6 +528,13 @@ pub fn describe_servers(servers: &[ServerMeta]) -> Option<String> {
 
 /// `Valkey 9.1.2` and its members (`primary 127.0.0.1:6379`), one entry per engine and
 /// version: a deployment in the middle of an upgrade shows both.
+/// The engines of the data nodes, without their members: `Redis 7.0.15` (a fleet's row).
+pub fn describe_engines(servers: &[ServerMeta]) -> Option<String> {
+    let data: Vec<&ServerMeta> = servers.iter().filter(|s| s.role != "sentinel").collect();
+    let names: Vec<String> = engines(&data).into_iter().map(|(engine, _)| engine).collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
 fn engines(servers: &[&ServerMeta]) -> Vec<(String, Vec<String>)> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for s in servers {

@@ -47,7 +47,9 @@ pub(crate) async fn step(
     tokio::pin!(run);
     let finished = tokio::select! {
         done = &mut run => done,
-        Ok(_) = stop.wait_for(|stop| *stop) => {
+        // The guard `wait_for` returns is dropped at once: held across the awaits below, it
+        // would make the run's future unsendable (a fleet spawns each target's run).
+        Ok(()) = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => {
             if ends {
                 report.event(EventKind::RunbookStep {
                     step: name.to_string(),

@@ -27,6 +27,8 @@ pub(super) struct RunContext {
     pub(super) aws: Option<Arc<AwsRun>>,
     pub(super) run_id: String,
     pub(super) consent: Arc<Consent>,
+    /// In a fleet: when this target's trigger may fire.
+    pub(super) turn: Option<super::turn::TriggerTurn>,
 }
 
 /// One client profile during one trial: a fresh client (an application started before the

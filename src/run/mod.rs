@@ -24,6 +24,7 @@ mod status;
 mod tests;
 mod touch;
 mod trial;
+pub mod turn;
 
 pub use demo::demo_plan;
 
@@ -59,7 +60,33 @@ pub struct RunResult {
 pub async fn run(plan: Plan) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
-    let (stop, cancel) = recorder::watch_stop_signals();
+    let stop = stop_signals();
+    prepare_run(plan, stop, None).await?.measure().await
+}
+
+/// Where a run hears that it must stop: the sender (the recorder stops the run when it cannot
+/// write) and the receiver every phase watches.
+pub type StopSignal = (watch::Sender<bool>, watch::Receiver<bool>);
+
+/// Ctrl-C, SIGTERM and SIGHUP, watched from now on: installed before anything starts.
+pub fn stop_signals() -> StopSignal {
+    recorder::watch_stop_signals()
+}
+
+/// A run prepared and confirmed (its lab up, its target checked, its directory claimed) and
+/// not yet recording: a fleet prepares each of its targets in turn, so questions are asked one
+/// at a time, then measures them together. Dropped unmeasured, it stops its lab and gives the
+/// directory back.
+pub struct ReadyRun {
+    plan: Plan,
+    prepared: Prepared,
+    claim: OutClaim,
+    stop: StopSignal,
+    turn: Option<turn::TriggerTurn>,
+}
+
+/// Everything before the first record: the output directory claimed, then `prepare`.
+pub async fn prepare_run(plan: Plan, stop: StopSignal, turn: Option<turn::TriggerTurn>) -> Result<ReadyRun> {
     crate::spawn::set_pass_env(&plan.pass_env);
     // A run that knows a password writes for its owner only (files 0600 in a 0700 directory):
     // its samples and reports describe a deployment someone protected.
@@ -67,15 +94,34 @@ pub async fn run(plan: Plan) -> Result<RunResult> {
     if private {
         crate::os::private_files();
     }
-    let mut claim = OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
+    let claim = OutClaim::claim(&plan.out).map_err(UsageError::Invalid)?;
     if private {
         crate::os::make_private(&plan.out)?;
     }
     let prepared = prepare::prepare(&plan).await?;
-    let (target, limit) = (prepared.target.clone(), plan.timeout.max(Duration::from_millis(100)));
-    let start =
-        move |report: Reporter, run_id: String| async move { engine::start(target, &run_id, limit, report).await };
-    record_and_measure(&plan, &prepared, &mut claim, stop, cancel, start).await
+    Ok(ReadyRun { plan, prepared, claim, stop, turn })
+}
+
+impl ReadyRun {
+    /// The target's name in a fleet (its plan's name).
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// Where its samples and report go.
+    pub fn out(&self) -> &std::path::Path {
+        &self.plan.out
+    }
+
+    /// Record and measure, then tear down.
+    pub async fn measure(mut self) -> Result<RunResult> {
+        let (target, limit) = (self.prepared.target.clone(), self.plan.timeout.max(Duration::from_millis(100)));
+        let start =
+            move |report: Reporter, run_id: String| async move { engine::start(target, &run_id, limit, report).await };
+        let (stop, cancel) = self.stop;
+        let turn = self.turn.take();
+        record_and_measure(&self.plan, &self.prepared, &mut self.claim, stop, cancel, turn, start).await
+    }
 }
 
 /// From the first record to the report: the recorder, the watches that put the deployment's
@@ -87,6 +133,7 @@ async fn record_and_measure<S, F>(
     claim: &mut OutClaim,
     stop: watch::Sender<bool>,
     cancel: watch::Receiver<bool>,
+    turn: Option<turn::TriggerTurn>,
     start_engine: S,
 ) -> Result<RunResult>
 where
@@ -109,7 +156,7 @@ where
     let flips = prepared.lab.as_ref().and_then(|lab| endpoint_watch::follow_endpoint(lab, report.clone()));
     let dns = dns_watch::start(&prepared.target, report.clone());
     let engine = start_engine(report.clone(), prepared.run_id.clone()).await;
-    let (prober, failure) = trial::measure(plan, prepared, engine, report.clone(), cancel).await;
+    let (prober, failure) = trial::measure(plan, prepared, engine, report.clone(), cancel, turn).await;
     let teardown = Teardown { aws: aws_stop.0, aws_task, prober, watches: [flips, dns], report, recorder: done_tx };
     let (analyzer, disk_error) = teardown.run(prepared, recorder).await?;
     if !plan.quiet && std::io::stdout().is_terminal() {

@@ -77,7 +77,7 @@ impl Engine for FakeEngine {
 
 fn plan(out: &Path, trigger: &str) -> Plan {
     let o = crate::scenario::Overrides {
-        target: Some("redis://127.0.0.1:1".into()),
+        target: vec!["redis://127.0.0.1:1".into()],
         trigger: Some(trigger.into()),
         interval: Some(Duration::from_millis(5)),
         timeout: Some(Duration::from_millis(50)),
@@ -105,7 +105,7 @@ async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> R
     };
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
     let (stop, cancel) = watch::channel(false);
-    record_and_measure(plan, &prepared, &mut claim, stop, cancel, |_, _| async move { engine }).await
+    record_and_measure(plan, &prepared, &mut claim, stop, cancel, None, |_, _| async move { engine }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,7 @@ pub(super) async fn measure(
     engine: Result<Arc<dyn Engine>, crate::target::error::ProbeError>,
     report: Reporter,
     cancel: watch::Receiver<bool>,
+    turn: Option<super::turn::TriggerTurn>,
 ) -> (Option<Arc<dyn Engine>>, Option<anyhow::Error>) {
     let target = &prepared.target;
     let prober = match engine {
@@ -55,6 +56,7 @@ pub(super) async fn measure(
         aws: prepared.aws.clone(),
         run_id: prepared.run_id.clone(),
         consent: prepared.consent.clone(),
+        turn,
     };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
@@ -190,7 +192,10 @@ pub(super) async fn measure_trial(
     let (stop_tx, stop_rx) = watch::channel(false);
     let streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
     let status = spawn_status(ctx, trial, clients[0].health.clone());
-    let ending = drive_trial(ctx, spec, last_trigger, &clients).await;
+    let ending = drive_trial(ctx, trial, spec, last_trigger, &clients).await;
+    if let Some(turn) = &ctx.turn {
+        turn.finished(trial);
+    }
     // A fault kept until the trial's end ends with the probes still running: they see the heal.
     if let Some(lab) = &ctx.lab {
         lab.heal_network();
@@ -298,6 +303,7 @@ pub(super) fn start_streams(
 /// Warm-up, trigger, then wait until every client's streams have been up for the settle time.
 pub(super) async fn drive_trial(
     ctx: &RunContext,
+    trial: u32,
     spec: &TriggerSpec,
     last_trigger: &mut Option<Instant>,
     clients: &[ClientTrial],
@@ -312,6 +318,11 @@ pub(super) async fn drive_trial(
     };
     if cancellable(&mut cancel, sleep(ctx.plan.warmup)).await.is_none() {
         return Ending::Interrupted;
+    }
+    if let Some(turn) = &ctx.turn {
+        if cancellable(&mut cancel, turn.wait(trial)).await.is_none() {
+            return Ending::Interrupted;
+        }
     }
     record_keyspace(ctx, KeyspacePhase::Before).await;
     // With an application-like client measured, the trial lasts until a replaced primary has
