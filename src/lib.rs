@@ -86,9 +86,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("analysis", 7),
     ("report", 8),
     ("scenario", 9),
-    ("cli", 10),
     ("run", 10),
     ("adapter_check", 10),
+    // Many runs at once, and the command line that can ask for them.
+    ("fleet", 11),
+    ("cli", 12),
 ];
 
 #[cfg(test)]

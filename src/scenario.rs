@@ -713,7 +713,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let (named, typed_target) = match o.target.as_slice() {
         [] => (None, None),
         [one] => split_named_target(one),
-        _ => return Err(invalid("several --target make a fleet (crate::fleet), not one plan")),
+        _ => return Err(invalid("several --target make a fleet, not one plan")),
     };
     let name = named.unwrap_or(name);
     let scenario_lab = f.lab.map(|l| l.topology).filter(|_| typed_target.is_none());
