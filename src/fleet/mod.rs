@@ -6,9 +6,9 @@
 //! The data flow, a file per stage:
 //! 1. `plan`: the targets from `--target NAME=URL`, a fleet file or `--aws-tag` (`discover`),
 //!    each made into the `Plan` a single run would have.
-//! 2. here: every target prepared (labs together; a target that may ask for confirmation alone,
-//!    so questions come one at a time), then all measured together, triggers in turn
-//!    (`run::turn`).
+//! 2. here: every target on a thread and runtime of its own, prepared (labs together; targets
+//!    that may ask for confirmation one at a time), then all measured together, triggers in
+//!    turn (`run::turn`).
 //! 3. `summary`: a row per target and the fleet's verdict; `report`: its formats.
 
 pub mod discover;
@@ -20,13 +20,14 @@ use crate::analysis::summary::Summary;
 use crate::error::UsageError;
 use crate::record::store::OutClaim;
 use crate::run::turn::{Order, TriggerTurn};
-use crate::run::{self, ReadyRun, RunResult};
-use anyhow::{Context, Result};
-use futures_util::future::join_all;
+use crate::run::{self, RunResult};
+use crate::scenario::Plan;
+use anyhow::{anyhow, Context, Result};
 pub use plan::{FleetArgs, FleetPlan};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use summary::{FleetSummary, TargetRow};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 pub struct FleetResult {
     pub summary: FleetSummary,
@@ -41,24 +42,42 @@ pub async fn run(fleet: FleetPlan) -> Result<FleetResult> {
     let (_keep, signals) = run::stop_signals();
     let mut claim = OutClaim::claim(&fleet.out).map_err(UsageError::Invalid)?;
     let started_at = chrono::Local::now().to_rfc3339();
-    let ready = prepare_all(&fleet, &signals).await?;
+    let targets = start_targets(&fleet, &signals);
+    let mut failure = None;
+    let mut waiting = Vec::new();
+    for mut t in targets {
+        match (&mut t.prepared).await {
+            Ok(Ok(())) => waiting.push(t),
+            Ok(Err(e)) => failure = failure.or(Some(e.context(format!("fleet target `{}`", t.name)))),
+            Err(_) => failure = failure.or(Some(anyhow!("fleet target `{}`: its thread ended", t.name))),
+        }
+    }
+    if failure.is_none() && *signals.borrow() {
+        failure = Some(anyhow!("interrupted before the fleet's first probe: nothing was measured"));
+    }
+    // All or none: a target that could not be prepared stops the others before they probe.
+    let go = failure.is_none();
+    let measuring: Vec<_> = waiting.into_iter().map(|t| (t.go.send(go), t.name, t.dir, t.done)).collect();
+    if let Some(e) = failure {
+        for (_, _, _, done) in measuring {
+            let _ = done.await;
+        }
+        return Err(e);
+    }
     claim.keep();
     if !fleet.quiet {
         crate::note!(
             "fleet {}: measuring {} targets at once; each report in {}/<name>/",
             fleet.name,
-            ready.len(),
+            measuring.len(),
             fleet.out.display()
         );
     }
-    let measured = ready.into_iter().map(|r| {
-        let (name, dir) = (r.name().to_string(), r.out().to_path_buf());
-        // Each target's run is a task of its own: no target's orchestration waits on another's.
-        let task = tokio::spawn(r.measure());
-        async move { (name, dir, task.await.map_err(anyhow::Error::from).and_then(|r| r)) }
-    });
-    let rows: Vec<TargetRow> =
-        join_all(measured).await.into_iter().map(|(name, dir, result)| row(&name, &dir, result)).collect();
+    let mut rows = Vec::new();
+    for (_, name, dir, done) in measuring {
+        let result = done.await.unwrap_or_else(|_| Err(anyhow!("its thread ended without a result")));
+        rows.push(row(&name, &dir, result));
+    }
     let summary = FleetSummary {
         version: env!("CARGO_PKG_VERSION").to_string(),
         name: fleet.name.clone(),
@@ -68,6 +87,76 @@ pub async fn run(fleet: FleetPlan) -> Result<FleetResult> {
     };
     let files = report::write(&fleet.out, &summary).context("writing the fleet's report")?;
     Ok(FleetResult { summary, dir: fleet.out, files })
+}
+
+/// One target's run on a thread of its own, with its own runtime: whatever one target's run
+/// does (a teardown that waits for its servers to exit, a frozen server's probes all waiting
+/// out their deadlines), no other target's probes wait for a worker. The fleet hears when it
+/// is prepared, tells it whether to measure, and gets its result.
+struct TargetThread {
+    name: String,
+    dir: PathBuf,
+    prepared: oneshot::Receiver<Result<()>>,
+    go: oneshot::Sender<bool>,
+    done: oneshot::Receiver<Result<RunResult>>,
+}
+
+/// Every target started, in the fleet's order: each is prepared at once, except that targets
+/// which may ask for confirmation (those not in a lab of their own, which is on loopback and
+/// never asks) take turns at it, so questions come one at a time.
+fn start_targets(fleet: &FleetPlan, signals: &watch::Receiver<bool>) -> Vec<TargetThread> {
+    let order = Order::new(fleet.pace, fleet.targets.iter().filter(|p| fires(p)).count());
+    let asking = Arc::new(tokio::sync::Mutex::new(()));
+    let mut turns = 0;
+    let mut threads = Vec::new();
+    for plan in &fleet.targets {
+        let turn = fires(plan).then(|| {
+            turns += 1;
+            order.turn(turns - 1)
+        });
+        let asks = plan.lab_topology.is_none().then(|| asking.clone());
+        threads.push(spawn_target(plan.clone(), target_stop(signals), turn, asks));
+    }
+    threads
+}
+
+fn spawn_target(
+    plan: Plan,
+    stop: run::StopSignal,
+    turn: Option<TriggerTurn>,
+    asking: Option<Arc<tokio::sync::Mutex<()>>>,
+) -> TargetThread {
+    let (prepared_tx, prepared) = oneshot::channel();
+    let (go, go_rx) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let (name, dir) = (plan.name.clone(), plan.out.clone());
+    let body = move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return drop(prepared_tx.send(Err(anyhow!("starting its runtime: {e}")))),
+        };
+        runtime.block_on(async move {
+            let asked = match &asking {
+                Some(m) => Some(m.lock().await),
+                None => None,
+            };
+            let ready = run::prepare_run(plan, stop, turn).await;
+            drop(asked);
+            match ready {
+                Err(e) => drop(prepared_tx.send(Err(e))),
+                Ok(ready) => {
+                    let _ = prepared_tx.send(Ok(()));
+                    if go_rx.await == Ok(true) {
+                        let _ = done_tx.send(ready.measure().await);
+                    }
+                }
+            }
+        });
+    };
+    if let Err(e) = std::thread::Builder::new().name(format!("fleet-{name}")).spawn(body) {
+        tracing::warn!("fleet target `{name}`: starting its thread: {e}");
+    }
+    TargetThread { name, dir, prepared, go, done }
 }
 
 /// A target's row: from its summary, or from the report a run that stopped with an error still
@@ -84,50 +173,8 @@ fn row(name: &str, dir: &Path, result: Result<RunResult>) -> TargetRow {
     }
 }
 
-/// Every target prepared, in the fleet's order: those that start their own lab together (a
-/// lab is on loopback and never asks), then the others one at a time (each may ask before it
-/// touches a deployment). Each target stops with the fleet's signals and on its own recorder's
-/// failure.
-async fn prepare_all(fleet: &FleetPlan, signals: &watch::Receiver<bool>) -> Result<Vec<ReadyRun>> {
-    let triggered = fleet.targets.iter().filter(|p| fires(p)).count();
-    let order = Order::new(fleet.pace, triggered);
-    let mut turns = 0;
-    let mut jobs: Vec<(usize, crate::scenario::Plan, Option<TriggerTurn>)> = Vec::new();
-    for (i, plan) in fleet.targets.iter().enumerate() {
-        let turn = fires(plan).then(|| {
-            turns += 1;
-            order.turn(turns - 1)
-        });
-        jobs.push((i, plan.clone(), turn));
-    }
-    let (labs, others): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, p, _)| p.lab_topology.is_some());
-    let prepare = |(i, plan, turn): (usize, crate::scenario::Plan, Option<TriggerTurn>)| {
-        let stop = target_stop(signals);
-        async move {
-            let name = plan.name.clone();
-            (i, run::prepare_run(plan, stop, turn).await.with_context(|| format!("fleet target `{name}`")))
-        }
-    };
-    let mut prepared = join_all(labs.into_iter().map(prepare)).await;
-    for job in others {
-        if *signals.borrow() {
-            break;
-        }
-        prepared.push(prepare(job).await);
-    }
-    prepared.sort_by_key(|(i, _)| *i);
-    let mut ready = Vec::new();
-    for (_, r) in prepared {
-        ready.push(r?);
-    }
-    if *signals.borrow() {
-        anyhow::bail!("interrupted before the fleet's first probe: nothing was measured");
-    }
-    Ok(ready)
-}
-
 /// Whether a target's plan fires a trigger (it then takes a turn in the fleet's order).
-fn fires(plan: &crate::scenario::Plan) -> bool {
+fn fires(plan: &Plan) -> bool {
     plan.triggers.iter().any(|t| t.trigger().is_some())
 }
 

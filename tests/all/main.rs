@@ -18,6 +18,7 @@ mod engines;
 mod failover;
 mod fis;
 mod fixtures;
+mod fleet;
 mod memcached;
 mod network;
 mod reports;

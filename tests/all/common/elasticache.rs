@@ -47,6 +47,8 @@ pub struct Group {
     /// Cluster mode: the node groups (shards) and the configuration endpoint.
     pub shards: Vec<Shard>,
     pub configuration_port: u16,
+    /// ListTagsForResource's answer for the group's ARN.
+    pub tags: Vec<(String, String)>,
 }
 
 /// A node group of a cluster-mode group: fixed slots, its members (the first was primary).
@@ -71,6 +73,7 @@ impl Group {
             endpoint_port: 0,
             shards: Vec::new(),
             configuration_port: 0,
+            tags: Vec::new(),
         }
     }
 }
@@ -163,6 +166,15 @@ impl Emulator {
             endpoint_port: self.endpoint_port,
             ..Group::new(id, members)
         };
+        self.state.lock().unwrap().groups.insert(id.into(), group);
+    }
+
+    /// A group whose primary endpoint is the server on `port` itself (no forwarder, no
+    /// failover): enough to be discovered and probed.
+    pub fn add_direct_group(&mut self, id: &str, port: u16, tags: &[(&str, &str)]) {
+        let members = vec![Member { cluster_id: format!("{id}-001"), port }];
+        let tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let group = Group { endpoint_port: port, tags, ..Group::new(id, members) };
         self.state.lock().unwrap().groups.insert(id.into(), group);
     }
 
@@ -465,6 +477,7 @@ fn handle(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
         "RebootCacheCluster" => reboot(state, p),
         "CreateSnapshot" => create_snapshot(state, p),
         "DescribeSnapshots" => describe_snapshots(state, p),
+        "ListTagsForResource" => list_tags(state, p),
         other => fault("InvalidAction", &format!("the emulator does not implement {other}")),
     }
 }
@@ -507,6 +520,21 @@ fn describe_events(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
     ok("DescribeEvents", &format!("{marker}<Events>{items}</Events>"))
 }
 
+fn arn(id: &str) -> String {
+    format!("arn:aws:elasticache:us-east-1:123456789012:replicationgroup:{id}")
+}
+
+fn list_tags(state: &Arc<Mutex<State>>, p: &Params) -> Reply {
+    let st = state.lock().unwrap();
+    let name = p.get("ResourceName").unwrap_or("");
+    let Some(g) = st.groups.values().find(|g| arn(&g.id) == name) else {
+        return fault("ReplicationGroupNotFoundFault", &format!("{name} not found."));
+    };
+    let tags: String =
+        g.tags.iter().map(|(k, v)| format!("<Tag><Key>{}</Key><Value>{}</Value></Tag>", esc(k), esc(v))).collect();
+    ok("ListTagsForResource", &format!("<TagList>{tags}</TagList>"))
+}
+
 fn group_xml(g: &Group) -> String {
     if !g.shards.is_empty() {
         return cluster_group_xml(g);
@@ -525,9 +553,11 @@ fn group_xml(g: &Group) -> String {
         .collect();
     let clusters: String = g.members.iter().map(|m| format!("<ClusterId>{}</ClusterId>", m.cluster_id)).collect();
     format!(
-        "<ReplicationGroup><ReplicationGroupId>{id}</ReplicationGroupId><Description>failprobe emulator</Description><Status>{status}</Status><MemberClusters>{clusters}</MemberClusters><NodeGroups><NodeGroup><NodeGroupId>0001</NodeGroupId><Status>{status}</Status><PrimaryEndpoint><Address>127.0.0.1</Address><Port>{}</Port></PrimaryEndpoint><NodeGroupMembers>{members}</NodeGroupMembers></NodeGroup></NodeGroups><AutomaticFailover>{af}</AutomaticFailover><MultiAZ>{maz}</MultiAZ><ClusterEnabled>false</ClusterEnabled><TransitEncryptionEnabled>false</TransitEncryptionEnabled><Engine>redis</Engine></ReplicationGroup>",
+        "<ReplicationGroup><ReplicationGroupId>{id}</ReplicationGroupId><ARN>{arn}</ARN><Description>failprobe emulator</Description><Status>{status}</Status><MemberClusters>{clusters}</MemberClusters><NodeGroups><NodeGroup><NodeGroupId>0001</NodeGroupId><Status>{status}</Status><PrimaryEndpoint><Address>{}</Address><Port>{}</Port></PrimaryEndpoint><NodeGroupMembers>{members}</NodeGroupMembers></NodeGroup></NodeGroups><AutomaticFailover>{af}</AutomaticFailover><MultiAZ>{maz}</MultiAZ><ClusterEnabled>false</ClusterEnabled><TransitEncryptionEnabled>false</TransitEncryptionEnabled><Engine>redis</Engine></ReplicationGroup>",
+        host(g.endpoint_port),
         g.endpoint_port,
         id = g.id,
+        arn = arn(&g.id),
         status = g.status,
         af = enabled(g.automatic_failover),
         maz = enabled(g.multi_az),
