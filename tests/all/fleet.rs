@@ -177,3 +177,31 @@ fn a_bad_fleet_is_refused_before_anything_starts() {
         assert!(!out.exists(), "nothing was created");
     }
 }
+
+/// Ctrl-C stops every target: each writes its report of what it measured, and the fleet's
+/// report covers them all, without a verdict.
+#[test]
+fn sigint_leaves_each_targets_report_and_the_fleets() {
+    let lab = TestLab::start(Topology::Replica);
+    let out = lab.out("fleet");
+    let (a, b) = (format!("a=redis://{}", lab.primary_addr()), format!("b=redis://{}", lab.primary_addr()));
+    let child = failprobe_command()
+        .args(["run", "--target", &a, "--target", &b, "--duration", "60s", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 2, "an interrupted fleet has no verdict: {}", explain(&o));
+    let s = summary(&out);
+    assert_eq!(s["verdict"]["kind"], "incomplete", "{s}");
+    for name in ["a", "b"] {
+        let own = summary(&out.join(name));
+        assert_eq!(own["interrupted"], true);
+        assert!(u(&own["trials"][0]["writes"]["probes"]) > 100, "{name} kept its samples");
+        assert_eq!(row(&rows(&s), name)["verdict"]["kind"], "incomplete");
+    }
+}
