@@ -256,6 +256,21 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_fleet_plans() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fleets");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let args = FleetArgs { fleet: Some(path.clone()), ..Default::default() };
+            let o = Overrides { out: Some("/nonexistent/out".into()), ..Default::default() };
+            let fleet = plan(args, o, Vec::new()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(fleet.targets.len() > 1, "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 1);
+    }
+
+    #[test]
     fn names_must_be_unique_and_fit_a_directory() {
         assert!(check_names(["a", "b"].into_iter()).is_ok());
         assert!(check_names(["a", "a"].into_iter()).unwrap_err().to_string().contains("two fleet targets"));
