@@ -634,7 +634,8 @@ pub struct Overrides {
 #[derive(clap::Args, Default, Clone, Debug)]
 pub struct AwsOverrides {
     /// ElastiCache Redis/Valkey: probe this replication group (DescribeReplicationGroups) and put
-    /// its events and member roles on the timeline. AUTH still comes from FAILPROBE_PASSWORD.
+    /// its events and member roles on the timeline; `a,b,c`: a fleet of them. AUTH still comes
+    /// from FAILPROBE_PASSWORD.
     #[arg(long, conflicts_with = "cache_cluster")]
     pub replication_group: Option<String>,
     /// ElastiCache Memcached: probe this cache cluster's nodes (DescribeCacheClusters).

@@ -35,7 +35,8 @@ pub struct FleetArgs {
 impl FleetArgs {
     /// Whether these flags (and the targets typed) make a fleet rather than a single run.
     pub fn is_fleet(&self, o: &Overrides) -> bool {
-        self.fleet.is_some() || !self.aws_tag.is_empty() || o.target.len() > 1
+        let listed = o.aws.replication_group.as_deref().is_some_and(|g| g.contains(','));
+        self.fleet.is_some() || !self.aws_tag.is_empty() || o.target.len() > 1 || listed
     }
 }
 
@@ -98,7 +99,8 @@ pub struct FleetPlan {
     pub quiet: bool,
 }
 
-/// The fleet's plans. `discovered`: the replication groups `--aws-tag` selected.
+/// The fleet's plans. `discovered`: the replication groups `--aws-tag` selected; those listed
+/// in `--replication-group a,b,c` come first.
 pub fn plan(args: FleetArgs, o: Overrides, discovered: Vec<String>) -> Result<FleetPlan> {
     if o.lab.is_some() || o.pid.is_some() {
         return Err(invalid(
@@ -107,7 +109,17 @@ pub fn plan(args: FleetArgs, o: Overrides, discovered: Vec<String>) -> Result<Fl
     }
     let file: Option<FleetFile> = args.fleet.as_deref().map(|p| scenario::load_toml(p, "fleet file")).transpose()?;
     let out = o.out.clone().unwrap_or_else(|| crate::record::store::default_out("failprobe-fleet"));
-    let base = Overrides { target: Vec::new(), out: None, quiet: true, ..o.clone() };
+    let mut base = Overrides { target: Vec::new(), out: None, quiet: true, ..o.clone() };
+    // `--replication-group a,b,c`: each group a target, after those the tags found.
+    let listed: Vec<String> = match base.aws.replication_group.take() {
+        Some(list) if list.contains(',') => {
+            list.split(',').map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect()
+        }
+        single => {
+            base.aws.replication_group = single;
+            Vec::new()
+        }
+    };
     let mut named: Vec<(String, Option<ScenarioFile>, Overrides)> = Vec::new();
     for text in &o.target {
         let (name, url) = scenario::split_named_target(text);
@@ -119,7 +131,7 @@ pub fn plan(args: FleetArgs, o: Overrides, discovered: Vec<String>) -> Result<Fl
     for t in file.map(|f| f.targets).unwrap_or_default() {
         named.push((t.name.clone(), Some(t.scenario()), base.clone()));
     }
-    for id in discovered {
+    for id in listed.into_iter().chain(discovered) {
         let mut aws = base.aws.clone();
         aws.replication_group = Some(id.clone());
         named.push((id, None, Overrides { aws, ..base.clone() }));
@@ -201,6 +213,13 @@ mod tests {
         assert_eq!(fleet.targets[1].target.as_deref(), Some("redis://127.0.0.1:2"));
         assert!(fleet.targets.iter().all(|p| p.quiet));
         assert_eq!(fleet.pace, Pace::Sequential);
+        let mut o = Overrides { out: Some("/tmp/fleet-y".into()), ..Default::default() };
+        o.aws.replication_group = Some("rg-a,rg-b".into());
+        assert!(FleetArgs::default().is_fleet(&o));
+        let fleet = plan(FleetArgs::default(), o, vec!["rg-c".into()]).unwrap();
+        let groups: Vec<_> =
+            fleet.targets.iter().map(|p| p.aws.as_ref().unwrap().replication_group.clone().unwrap()).collect();
+        assert_eq!(groups, ["rg-a", "rg-b", "rg-c"]);
     }
 
     #[test]
