@@ -47,6 +47,22 @@ def figure(c):
     return text
 
 
+def spread(runs):
+    """failprobe's own client over a row's runs: the range of its outages and losses."""
+    if not runs:
+        return "?"
+    if not all(c["writes"]["recovered"] for c in runs):
+        return "**never recovers** in some runs"
+
+    def span(values, unit=""):
+        lo, hi = min(values), max(values)
+        return f"{lo:g}{unit}" if lo == hi else f"{lo:g}–{hi:g}{unit}"
+
+    text = span([round(c["writes"]["longest_outage_ms"] / 1000, 1) for c in runs], " s")
+    lost = [c.get("integrity", {}).get("lost_acked_writes") or 0 for c in runs]
+    return text + (f", lost {span(lost)}" if any(lost) else "")
+
+
 def rows(scenario, settings, run_dir):
     found = clients(run_dir)
     if found is None:
@@ -67,15 +83,15 @@ def matrix(out):
                 found = clients(os.path.join(out, f"{scenario}-{group}-{settings}")) or []
                 for c in found:
                     if c["name"] == "failprobe":
-                        reference.setdefault(scenario, []).append(figure(c))
+                        reference.setdefault(scenario, []).append(c)
                         continue
                     cells[(scenario, c["name"], settings)] = figure(c)
                     versions[c["name"]] = c.get("version", "?")
-    header = ["lab, failover", "failprobe"] + [f"{lib} {versions.get(lib, '?')}" for lib in LIBRARIES]
+    header = ["lab, failover", "failprobe (each run)"] + [f"{lib} {versions.get(lib, '?')}" for lib in LIBRARIES]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for scenario, label in SCENARIOS:
-        row = [label, " / ".join(reference.get(scenario, ["?"])[:1])]
+        row = [label, spread(reference.get(scenario, []))]
         for lib in LIBRARIES:
             d, r = cells.get((scenario, lib, "defaults")), cells.get((scenario, lib, "recommended"))
             row.append("—" if d is None and r is None else f"{d or '?'} / {r or '?'}")

@@ -5,10 +5,11 @@
 # defaults and recommended settings"). Needs root for the blackhole rows (nftables), the servers
 # (scripts/install-servers.sh) and the adapters (adapters/install.sh). The adapters run in three
 # groups (eight clients at once overload 2 cores: in a cluster, where each client probes every
-# shard, five fell 6 % of their probes late), each with failprobe's own client as the reference. About 25 minutes; keeps every run's outputs in $OUT (default: a new directory
-# under /tmp), prints one Markdown row per run and client, then the matrix, then `failprobe
-# compare` of each defaults/recommended pair. A run already in $OUT (its summary.json there, no
-# error in its log) is not run again: delete its directory to measure it again.
+# shard, five fell 6 % of their probes late), each with failprobe's own client as the reference.
+# About 20 minutes; keeps every run's outputs in $OUT (default: a new directory under /tmp),
+# prints one Markdown row per run and client, then the matrix, then `failprobe compare` of each
+# defaults/recommended pair. A run already in $OUT (a complete summary.json) is not run again:
+# delete its directory to measure it again.
 #   scripts/measure-client-matrix.sh [SCENARIO...]   (default: every scenario below)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -56,7 +57,7 @@ run() { # scenario config(defaults|recommended) group-index
     clients+=(--clients "exec:$a=$spec")
   done
   local dir="$OUT/$scenario-${GROUP_NAMES[$g]}-$config"
-  if [ -f "$dir/summary.json" ] && ! grep -q '^Error' "$dir.log"; then
+  if [ -f "$dir/summary.json" ] && ! grep -q '"incomplete_reason"' "$dir/summary.json"; then
     python3 "$root/scripts/client-matrix.py" rows "$scenario" "$config" "$dir"
     return
   fi
@@ -85,7 +86,7 @@ for scenario in "${ORDER[@]}"; do
     echo
     echo "### $scenario, ${GROUP_NAMES[$g]}: A defaults, B recommended"
     echo '```'
-    "$failprobe" compare "$a" "$b" 2>&1 || true
+    "$failprobe" compare "$a" "$b" --html "$OUT/compare-$scenario-${GROUP_NAMES[$g]}.html" 2>&1 || true
     echo '```'
   done
 done
