@@ -11,8 +11,10 @@ The client is built the way an application builds it; these settings mirror a pr
   REDISPY_SOCKET_TIMEOUT        seconds per command (default: FAILPROBE_TIMEOUT_MS)
   REDISPY_CONNECT_TIMEOUT       seconds to connect (default: FAILPROBE_TIMEOUT_MS)
   REDISPY_RETRIES               retries of a command on a connection or timeout error
-                                (redis.asyncio.retry.Retry with exponential backoff; default 0)
-  REDISPY_HEALTH_CHECK_INTERVAL seconds between PINGs on an idle connection
+                                (redis.asyncio.retry.Retry(ExponentialBackoff(), N), 0: none;
+                                unset: redis-py's default Retry, 3 retries with jittered backoff
+                                since 6.0, as hello.settings.retries says)
+  REDISPY_HEALTH_CHECK_INTERVAL seconds a connection may stay idle before a PING checks it
   REDISPY_MAX_CONNECTIONS       connection pool size
   REDISPY_SENTINEL_SOCKET_TIMEOUT  seconds per command to a sentinel
 
@@ -55,7 +57,7 @@ def build_client():
     netloc = url.netloc.rsplit("@", 1)[-1]
     username = unquote(url.username) if url.username else None
     timeout_s = env_int("FAILPROBE_TIMEOUT_MS", 250) / 1000
-    retries = env_int("REDISPY_RETRIES", 0)
+    retries = env_int("REDISPY_RETRIES")
     common = {
         "username": username,
         "password": os.environ.get("FAILPROBE_PASSWORD") or None,
@@ -63,9 +65,9 @@ def build_client():
         "socket_connect_timeout": env_float("REDISPY_CONNECT_TIMEOUT", timeout_s),
         "decode_responses": True,
     }
-    if retries:
+    if retries is not None:
         common["retry"] = Retry(ExponentialBackoff(), retries)
-    if env_float("REDISPY_HEALTH_CHECK_INTERVAL") is not None and mode != "cluster":
+    if env_float("REDISPY_HEALTH_CHECK_INTERVAL") is not None:
         common["health_check_interval"] = env_float("REDISPY_HEALTH_CHECK_INTERVAL")
     if env_int("REDISPY_MAX_CONNECTIONS") is not None:
         common["max_connections"] = env_int("REDISPY_MAX_CONNECTIONS")
@@ -75,7 +77,8 @@ def build_client():
             common["ssl_ca_certs"] = os.environ["FAILPROBE_TLS_CA_FILE"]
     settings = {k: v for k, v in common.items() if k not in ("password", "retry") and v is not None}
     settings["mode"] = mode
-    settings["retries"] = retries
+    # Unset, the client keeps redis-py's own Retry: report what it does, not 0.
+    settings["retries"] = retries if retries is not None else "default"
     if mode == "cluster":
         nodes = [ClusterNode(h, p) for h, p in hosts(netloc, 6379)]
         return aioredis.RedisCluster(startup_nodes=nodes, **common), settings
@@ -112,6 +115,16 @@ async def main():
         await client.initialize()
     else:
         await client.ping()
+    if settings["retries"] == "default":
+        # What a connection retries with: the client's default Retry, but through Sentinel
+        # (master_for builds the client from a pool) the connection's own, which retries nothing.
+        if isinstance(client, aioredis.RedisCluster):
+            retry = client.retry
+        else:
+            conn = await client.connection_pool.get_connection()
+            retry = conn.retry
+            await client.connection_pool.release(conn)
+        settings["retries"] = f"{retry.get_retries()} ({type(retry._backoff).__name__}, redis-py's default)"
     hello = {"client": "redis-py", "version": redis.__version__, "settings": settings}
     await serve(protocol, hello, lambda argv: client.execute_command(*argv), error_kind, client.aclose)
 

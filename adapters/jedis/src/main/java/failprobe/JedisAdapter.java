@@ -43,6 +43,10 @@ import redis.clients.jedis.exceptions.JedisDataException;
  *   JEDIS_CONNECT_TIMEOUT      ms to connect (Jedis default 2000)
  *   JEDIS_POOL_MAX_TOTAL       connections in each pool (Jedis default 8)
  *   JEDIS_POOL_MAX_WAIT        ms to wait for a pooled connection (Jedis default -1: for ever)
+ *   JEDIS_POOL_TEST_WHILE_IDLE true | false: PING idle pooled connections, dropping those that
+ *                              fail (Jedis's ConnectionPoolConfig default true)
+ *   JEDIS_POOL_EVICTION_PERIOD ms between those idle checks (Jedis's ConnectionPoolConfig
+ *                              default 30000)
  *   JEDIS_THREADS              the adapter's request threads (default 64); a request that
  *                              waited for one past FAILPROBE_TIMEOUT_MS is answered `timeout`
  *                              unsent (its caller gave up; hello.settings.queue_shed_after_ms)
@@ -97,7 +101,13 @@ public final class JedisAdapter {
         if (maxTotal != null) pool.setMaxTotal(maxTotal);
         Integer maxWait = Protocol.envInt("JEDIS_POOL_MAX_WAIT");
         if (maxWait != null) pool.setMaxWait(Duration.ofMillis(maxWait));
+        Boolean testWhileIdle = Protocol.envBool("JEDIS_POOL_TEST_WHILE_IDLE");
+        if (testWhileIdle != null) pool.setTestWhileIdle(testWhileIdle);
+        Integer evictionPeriod = Protocol.envInt("JEDIS_POOL_EVICTION_PERIOD");
+        if (evictionPeriod != null) pool.setTimeBetweenEvictionRuns(Duration.ofMillis(evictionPeriod));
         settings.put("pool_max_total", pool.getMaxTotal());
+        settings.put("pool_test_while_idle", pool.getTestWhileIdle());
+        settings.put("pool_eviction_period_ms", pool.getDurationBetweenEvictionRuns().toMillis());
         settings.put("pool_max_wait_ms", pool.getMaxWaitDuration().isNegative() ? "infinite" : (Object) pool.getMaxWaitDuration().toMillis());
         Integer threadSetting = Protocol.envInt("JEDIS_THREADS");
         int threads = threadSetting != null ? threadSetting : 64;

@@ -48,6 +48,11 @@ import java.util.function.Function;
  *   LETTUCE_COMMAND_TIMEOUT       ms per command, RedisURI's timeout (default: FAILPROBE_TIMEOUT_MS;
  *                                 `default`: Lettuce's 60 s)
  *   LETTUCE_CONNECT_TIMEOUT       ms to connect, SocketOptions (Lettuce default 10000)
+ *   LETTUCE_TCP_KEEPALIVE         IDLE,INTERVAL,COUNT: TCP keepalive, ms, ms, probes (e.g.
+ *                                 5000,5000,3; Lettuce default: off)
+ *   LETTUCE_TCP_USER_TIMEOUT      ms: TCP_USER_TIMEOUT (Lettuce default: off). Lettuce needs
+ *                                 netty's native epoll transport for it, which the adapter does
+ *                                 not bundle: set, it exits 2 before the hello, saying so
  *   LETTUCE_AUTO_RECONNECT        true | false (Lettuce default true)
  *   LETTUCE_DISCONNECTED_BEHAVIOR default | accept | reject: commands while disconnected
  *                                 (Lettuce default `default`: queued while it reconnects)
@@ -91,8 +96,36 @@ public final class LettuceAdapter {
         SocketOptions.Builder socket = SocketOptions.builder();
         Integer connectTimeout = Protocol.envInt("LETTUCE_CONNECT_TIMEOUT");
         if (connectTimeout != null) socket.connectTimeout(Duration.ofMillis(connectTimeout));
+        String keepAlive = Protocol.env("LETTUCE_TCP_KEEPALIVE");
+        if (keepAlive != null) {
+            String[] k = keepAlive.split(",");
+            if (k.length != 3) throw new IllegalArgumentException("LETTUCE_TCP_KEEPALIVE: expected IDLE,INTERVAL,COUNT");
+            socket.keepAlive(SocketOptions.KeepAliveOptions.builder().enable()
+                    .idle(Duration.ofMillis(Long.parseLong(k[0].trim())))
+                    .interval(Duration.ofMillis(Long.parseLong(k[1].trim())))
+                    .count(Integer.parseInt(k[2].trim())).build());
+        }
+        Integer userTimeout = Protocol.envInt("LETTUCE_TCP_USER_TIMEOUT");
+        if (userTimeout != null) {
+            // Lettuce refuses TCP_USER_TIMEOUT without a native transport (epoll, io_uring), on
+            // every connect; netty's native transport is not bundled: say so once and stop.
+            if (!io.lettuce.core.resource.EpollProvider.isAvailable()) {
+                System.err.println("lettuce adapter: LETTUCE_TCP_USER_TIMEOUT needs netty's native epoll transport, which the adapter does not bundle");
+                System.exit(2);
+            }
+            socket.tcpUserTimeout(SocketOptions.TcpUserTimeoutOptions.builder().enable()
+                    .tcpUserTimeout(Duration.ofMillis(userTimeout)).build());
+        }
         SocketOptions socketOptions = socket.build();
         settings.put("connect_timeout_ms", socketOptions.getConnectTimeout().toMillis());
+        SocketOptions.KeepAliveOptions ka = socketOptions.getKeepAlive();
+        settings.put("tcp_keepalive", ka.isEnabled()
+                ? ka.getIdle().toMillis() + "," + ka.getInterval().toMillis() + "," + ka.getCount() : "off");
+        if (socketOptions.getTcpUserTimeout().isEnabled()) {
+            settings.put("tcp_user_timeout_ms", socketOptions.getTcpUserTimeout().getTcpUserTimeout().toMillis());
+        } else {
+            settings.put("tcp_user_timeout_ms", "off");
+        }
 
         Boolean autoReconnect = Protocol.envBool("LETTUCE_AUTO_RECONNECT");
         ClientOptions.DisconnectedBehavior disconnected = ClientOptions.DEFAULT_DISCONNECTED_BEHAVIOR;
