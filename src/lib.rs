@@ -45,6 +45,7 @@ pub(crate) mod duration;
 pub mod error;
 pub(crate) mod file;
 pub mod lab;
+pub mod live;
 pub mod memcached;
 pub mod os;
 pub mod probe;
@@ -84,6 +85,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("record", 6),
     ("analysis", 7),
     ("report", 8),
+    // The live metrics a run serves while it lasts (`--metrics-listen`).
+    ("live", 8),
     ("scenario", 9),
     ("cli", 10),
     ("run", 10),
