@@ -188,3 +188,95 @@ fn process_figures() -> Option<(u64, f64)> {
     let (utime, stime): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
     Some((pages * page.max(1) as u64, (utime + stime) as f64 / ticks.max(1) as f64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use std::collections::BTreeSet;
+
+    /// The names a scrape shows (`failprobe_probes_total`, `…_bucket`, `…_seconds`) once a
+    /// run began and saw a failed probe and a phase (a family without series shows nothing).
+    fn exposed() -> BTreeSet<String> {
+        use crate::sample::{Event, EventKind, Outcome, Record, Sample, Stream};
+        let metrics = Metrics::new();
+        let mut target = metrics.for_target("t");
+        target.begin(&crate::analysis::tests::meta(1, Default::default()), std::time::SystemTime::now());
+        let failed = Sample {
+            trial: 0,
+            stream: Stream::Write,
+            seq: 1,
+            scheduled_us: 0,
+            start_us: 0,
+            end_us: 1,
+            latency_us: 1,
+            outcome: Outcome::Failed,
+            error_class: None,
+            error: None,
+            server: None,
+            value: None,
+            shard: None,
+            client: None,
+        };
+        target.record(&Record::Sample(failed));
+        target.record(&Record::Event(Event { at_us: 0, trial: 0, kind: EventKind::TrialStart }));
+        let text = metrics.encode(false);
+        let mut names = BTreeSet::new();
+        for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = family.split_once(' ').unwrap();
+            names.insert(name.to_string());
+            if kind == "histogram" {
+                names.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+            }
+        }
+        names
+    }
+
+    /// Every metric is in the guide's table, and the guide names none that is not served.
+    #[test]
+    fn the_guide_lists_every_metric() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let guide = std::fs::read_to_string(root.join("docs/guide.md")).unwrap();
+        let names = exposed();
+        assert!(names.len() >= 11, "{names:?}");
+        let listed: BTreeSet<String> = guide
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next().map(String::from))
+            .filter(|n| n.starts_with("failprobe_") || n.starts_with("process_"))
+            .collect();
+        let served: BTreeSet<String> = names
+            .iter()
+            .filter(|n| !n.ends_with("_bucket") && !n.ends_with("_sum") && !n.ends_with("_count"))
+            .cloned()
+            .collect();
+        assert_eq!(listed, served, "docs/guide.md's table of live metrics");
+    }
+
+    /// The Grafana dashboard asks only for metrics failprobe serves.
+    #[test]
+    fn the_dashboard_queries_served_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("assets/grafana/failprobe.json")).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut exprs: Vec<String> = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            exprs.extend(panel["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()));
+        }
+        exprs.extend(
+            dashboard["annotations"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["expr"].as_str().unwrap().to_string()),
+        );
+        let names = exposed();
+        let re = regex::Regex::new(r"\b(failprobe|process)_[a-z_]+").unwrap();
+        let mut used = 0;
+        for expr in &exprs {
+            for m in re.find_iter(expr) {
+                used += 1;
+                assert!(names.contains(m.as_str()), "the dashboard asks for {} in `{expr}`", m.as_str());
+            }
+        }
+        assert!(used >= 10, "{exprs:?}");
+    }
+}

@@ -77,7 +77,11 @@ async fn accept_loop(listener: TcpListener, metrics: Metrics, mut stopped: watch
     let turns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
-        let Ok(turn) = turns.clone().acquire_owned().await else { break };
+        let turn = tokio::select! {
+            t = turns.clone().acquire_owned() => t,
+            _ = stopped.changed() => break,
+        };
+        let Ok(turn) = turn else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopped.changed() => break,

@@ -218,3 +218,130 @@ fn probe_labels(target: &str, client: &str, stream: Stream, result: &'static str
 fn seconds(us: u64) -> f64 {
     us as f64 / 1e6
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::summary::PhaseId;
+    use crate::sample::Outcome;
+
+    fn probe(client: Option<&str>, seq: u64, due_ms: u64, class: Option<ErrorClass>) -> Record {
+        let scheduled_us = due_ms * 1000;
+        Record::Sample(Sample {
+            trial: 0,
+            stream: Stream::Write,
+            seq,
+            scheduled_us,
+            start_us: scheduled_us,
+            end_us: scheduled_us + 2_000,
+            latency_us: 2_000,
+            outcome: if class.is_none() { Outcome::Ok } else { Outcome::Failed },
+            error_class: class,
+            error: None,
+            server: Some("127.0.0.1:6379".into()),
+            value: None,
+            shard: None,
+            client: client.map(String::from),
+        })
+    }
+
+    /// The value of the one sample line that starts with `series`.
+    fn value(text: &str, series: &str) -> f64 {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(series)).collect();
+        assert_eq!(lines.len(), 1, "{series} in\n{text}");
+        lines[0].rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[test]
+    fn probes_count_by_result_and_class_and_an_outage_is_live_then_last() {
+        let metrics = Metrics::new();
+        let mut m = metrics.for_target("staging");
+        let mut meta = crate::analysis::tests::meta(1, Default::default());
+        meta.clients = vec!["failprobe".into(), "pinned".into()];
+        m.begin(&meta, UNIX_EPOCH + Duration::from_secs(1_000));
+        let pinned = "failprobe_probes_total{target=\"staging\",client=\"pinned\",stream=\"writes\",result=\"ok\",class=\"none\"}";
+        assert_eq!(value(&metrics.encode(false), pinned), 0.0, "a client's series exist from the start");
+        for i in 0..10 {
+            m.record(&probe(None, i, i * 10, None));
+        }
+        for i in 10..15 {
+            m.record(&probe(None, i, i * 10, Some(ErrorClass::Readonly)));
+        }
+        let text = metrics.encode(false);
+        let own = "target=\"staging\",client=\"failprobe\",stream=\"writes\"";
+        assert_eq!(value(&text, &format!("failprobe_probes_total{{{own},result=\"ok\",class=\"none\"}}")), 10.0);
+        assert_eq!(value(&text, &format!("failprobe_probes_total{{{own},result=\"error\",class=\"readonly\"}}")), 5.0);
+        // Due at 100 ms, the last failure answered at 142 ms.
+        assert_eq!(value(&text, &format!("failprobe_outage_seconds{{{own}}}")), 0.042);
+        assert_eq!(value(&text, &format!("failprobe_probe_latency_seconds_count{{{own}}}")), 10.0);
+        m.record(&probe(None, 15, 150, None));
+        let text = metrics.encode(false);
+        assert_eq!(value(&text, &format!("failprobe_outage_seconds{{{own}}}")), 0.0);
+        assert_eq!(value(&text, &format!("failprobe_last_outage_seconds{{{own}}}")), 0.052);
+        assert_eq!(value(&text, &format!("failprobe_outages_total{{{own}}}")), 1.0);
+        let at = Event {
+            at_us: 500_000,
+            trial: 0,
+            kind: EventKind::TriggerStart { kind: "kill".into(), detail: "".into() },
+        };
+        m.record(&Record::Event(at));
+        let phase = "failprobe_phase_timestamp_seconds{target=\"staging\",phase=\"trigger_started\"}";
+        assert_eq!(value(&metrics.encode(false), phase), 1_000.5);
+        // A second target of the same process: its own series beside the first's.
+        let mut other = metrics.for_target("prod");
+        other.begin(&meta, UNIX_EPOCH);
+        other.record(&probe(None, 0, 0, Some(ErrorClass::Timeout)));
+        let text = metrics.encode(true);
+        assert!(text
+            .contains("target=\"prod\",client=\"failprobe\",stream=\"writes\",result=\"error\",class=\"timeout\"} 1"));
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics: {text}");
+    }
+
+    /// Phases are named as summary.json names them (`PhaseId`), besides the trial's own start
+    /// and end; a primary announced again is no new one.
+    #[test]
+    fn phases_are_named_as_summary_json_names_them() {
+        let metrics = Metrics::new();
+        let mut m = metrics.for_target("t");
+        let topology = |p: &str| EventKind::Topology {
+            source: "sentinel".into(),
+            server: None,
+            role: None,
+            run_id: None,
+            primary: Some(p.into()),
+        };
+        let (addr, fault) = (String::from("127.0.0.1:1"), String::from("blackhole"));
+        let kinds = [
+            EventKind::TrialStart,
+            EventKind::TriggerStart { kind: "kill".into(), detail: String::new() },
+            EventKind::TriggerFinish { detail: String::new() },
+            EventKind::FailureDetected { source: "s".into(), detail: "+odown".into() },
+            topology("a:1"),
+            topology("a:1"),
+            EventKind::StepDown { shard: None, server: addr.clone(), role: "slave".into() },
+            EventKind::Unreachable { shard: None, server: addr.clone() },
+            EventKind::NetworkFault {
+                state: FaultState::Injected,
+                fault: fault.clone(),
+                node: addr.clone(),
+                detail: String::new(),
+            },
+            EventKind::NetworkFault { state: FaultState::Healed, fault, node: addr.clone(), detail: String::new() },
+            EventKind::EndpointFlip { endpoint: "e".into(), from: Some("a".into()), to: "b".into() },
+            EventKind::DnsAnswer { name: "n".into(), from: Some("x".into()), to: "y".into(), ttl_s: None },
+            EventKind::TrialEnd { reason: "recovered".into() },
+        ];
+        for kind in kinds {
+            m.record(&Record::Event(Event { at_us: 0, trial: 0, kind }));
+        }
+        let text = metrics.encode(false);
+        let names: Vec<&str> = text.lines().filter_map(|l| l.split("phase=\"").nth(1)?.split('"').next()).collect();
+        assert_eq!(names.len(), 11, "every phase but new_primary: {names:?}");
+        assert!(!names.contains(&"new_primary"), "the first announcement is no change");
+        for name in names.iter().filter(|n| !n.starts_with("trial_")) {
+            serde_json::from_value::<PhaseId>(serde_json::json!(name)).unwrap_or_else(|_| panic!("{name}"));
+        }
+        m.record(&Record::Event(Event { at_us: 0, trial: 0, kind: topology("b:2") }));
+        assert!(metrics.encode(false).contains("phase=\"new_primary\""));
+    }
+}

@@ -19,6 +19,7 @@ mod failover;
 mod fis;
 mod fixtures;
 mod memcached;
+mod metrics;
 mod network;
 mod reports;
 mod servers;
