@@ -102,6 +102,7 @@ fn meta() -> RunMeta {
         clients: Vec::new(),
         write_ack: String::new(),
         servers: Vec::new(),
+        metrics_listen: None,
     }
 }
 

@@ -1,12 +1,14 @@
 //! Analysis throughput: 1 M samples through the streaming analysis (the live path and the
-//! `failprobe report` path), and outage detection alone. Criterion prints the throughput in
-//! elements/s; the budget is at least 5 M samples/s.
+//! `failprobe report` path), the same with the live metrics (`--metrics-listen`) counting each
+//! record as the recorder does, the metrics alone, and outage detection alone. Criterion
+//! prints the throughput in elements/s; the budget is at least 5 M samples/s.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use failprobe::analysis::outage::find_windows;
 use failprobe::analysis::Analyzer;
-use failprobe::sample::Outcome;
+use failprobe::live::Metrics;
 use failprobe::sample::{Budget, ErrorClass, RunMeta, Sample, Stream};
+use failprobe::sample::{Outcome, Record};
 
 const N: u64 = 1_000_000;
 
@@ -50,6 +52,7 @@ fn meta() -> RunMeta {
         clients: Vec::new(),
         write_ack: String::new(),
         servers: Vec::new(),
+        metrics_listen: None,
     }
 }
 
@@ -65,6 +68,30 @@ fn bench(c: &mut Criterion) {
                 a.sample(s);
             }
             a.finish().summary.trials.len()
+        })
+    });
+    // What the recorder does per record with --metrics-listen: the metrics, then the analysis.
+    let records: Vec<Record> = data.iter().cloned().map(Record::Sample).collect();
+    let metrics = Metrics::new();
+    g.bench_function("analyse 1M samples with live metrics", |b| {
+        b.iter(|| {
+            let mut a = Analyzer::new(meta());
+            let mut live = metrics.for_target("bench");
+            live.begin(&meta(), std::time::SystemTime::now());
+            for r in &records {
+                live.record(r);
+                if let Record::Sample(s) = r {
+                    a.sample(s);
+                }
+            }
+            a.finish().summary.trials.len()
+        })
+    });
+    g.bench_function("live metrics alone over 1M samples", |b| {
+        b.iter(|| {
+            let mut live = metrics.for_target("bench");
+            live.begin(&meta(), std::time::SystemTime::now());
+            records.iter().filter_map(|r| live.record(r)).count()
         })
     });
     g.bench_function("outage windows over 1M samples", |b| b.iter(|| find_windows(&data).len()));

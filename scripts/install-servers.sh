@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the servers failprobe's lab and tests start (Debian/Ubuntu). Skips what is present.
 #
-#   scripts/install-servers.sh           redis-server, redis-sentinel, redis-cli, memcached, nft, tc (apt)
+#   scripts/install-servers.sh           redis-server, redis-sentinel, redis-cli, memcached, nft, tc,
+#                                        prometheus and promtool (apt)
 #   scripts/install-servers.sh --valkey  the same, and Valkey 9 into .servers/valkey/bin inside
 #                                        the checkout (no system package exists for it here)
 #   scripts/install-servers.sh --redis 6.2.14 --redis 5.0.6
@@ -48,7 +49,8 @@ done
 
 need=()
 # nft and tc: the lab's network faults (blackhole, partition, netem; they need root to run).
-for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached openssl:openssl python3:python3 nft:nftables tc:iproute2; do
+# prometheus and promtool: the live metrics test scrapes a run and checks the exposition.
+for bin in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools memcached:memcached openssl:openssl python3:python3 nft:nftables tc:iproute2 prometheus:prometheus promtool:prometheus; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${bin%%:*}" ] || [ -x "/sbin/${bin%%:*}" ] || need+=("${bin##*:}")
 done
 # shellcheck source=scripts/apt.sh

@@ -46,6 +46,7 @@ pub mod error;
 pub(crate) mod file;
 pub mod fleet;
 pub mod lab;
+pub mod live;
 pub mod memcached;
 pub mod os;
 pub mod probe;
@@ -85,6 +86,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("record", 6),
     ("analysis", 7),
     ("report", 8),
+    // The live metrics a run serves while it lasts (`--metrics-listen`).
+    ("live", 8),
     ("scenario", 9),
     ("run", 10),
     ("adapter_check", 10),

@@ -515,6 +515,10 @@ pub struct RunMeta {
     /// before failprobe read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerMeta>,
+    /// `--metrics-listen`: where the live metrics were served (`127.0.0.1:PORT`, the port the
+    /// OS picked for `:0`); absent when they were not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 /// One server of the deployment as it described itself at the start of the run: what a

@@ -408,6 +408,8 @@ pub struct Plan {
     pub report: crate::report::ReportOptions,
     pub ci: crate::report::CiOutputs,
     pub aws: Option<AwsPlan>,
+    /// `--metrics-listen`: where the live metrics are served while the run lasts.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Plan {
@@ -628,6 +630,15 @@ pub struct Overrides {
     pub outputs: crate::report::OutputArgs,
     #[command(flatten)]
     pub aws: AwsOverrides,
+    /// Serve live metrics (OpenMetrics, GET /metrics) on this address while the run lasts, e.g.
+    /// 127.0.0.1:9464; port 0 picks a free one (printed on stderr, recorded in run.json).
+    /// Loopback only, unless --metrics-listen-any
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Allow --metrics-listen on an address other than loopback: the metrics name the targets
+    /// and client profiles to whoever can reach it
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_listen_any: bool,
 }
 
 /// The ElastiCache side of `failprobe run`.
@@ -754,6 +765,9 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
     let adapters = f.probe.exec.unwrap_or_default().into_iter().map(|e| e.profile()).collect::<Result<_>>()?;
     let pass_env = if o.pass_env.is_empty() { f.probe.pass_env.unwrap_or_default() } else { o.pass_env };
     pass_env.iter().try_for_each(|n| crate::spawn::check_env_name(n)).map_err(invalid)?;
+    if let Some(addr) = o.metrics_listen {
+        crate::live::check_address(addr, o.metrics_listen_any).map_err(invalid)?;
+    }
     Ok(Plan {
         name,
         target,
@@ -797,6 +811,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         report: o.outputs.report_options(Vec::new()),
         ci: o.outputs.ci(),
         aws,
+        metrics_listen: o.metrics_listen,
     })
 }
 

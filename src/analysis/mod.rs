@@ -119,6 +119,16 @@ impl Analyzer {
         self.trials.entry(s.trial).or_insert_with(|| TrialClients::new(clients, &params, primaries)).sample(s, &params);
     }
 
+    /// Trial `trial` ended live (`TrialEnd`): the run awaits every probe before it reads the
+    /// write log, so none of this trial is still on its way and it closes now instead of at
+    /// the next trial's first probe. Its summary (each client's integrity) is known from here
+    /// on: the live metrics read it. Replaying a run closes it later, with the same figures.
+    pub fn trial_ended(&mut self, trial: u32) -> Option<TrialSummary> {
+        self.close_until(trial.saturating_add(1));
+        let clients = self.trials.get_mut(&trial)?;
+        Some(clients.summary(trial, self.meta.interval_us, self.watches))
+    }
+
     fn close_until(&mut self, trial: u32) {
         for t in self.trials.range_mut(..trial).map(|(_, t)| t).filter(|t| !t.is_closed()) {
             let keep = self.panels < MAX_PANELS;
@@ -212,7 +222,7 @@ impl Analyzer {
 }
 
 /// Tokio's timer wakes with 1 ms granularity, so lateness under 2 ms is the clock, not load.
-fn late_threshold_us(meta: &RunMeta) -> u64 {
+pub(crate) fn late_threshold_us(meta: &RunMeta) -> u64 {
     meta.interval_us.max(2_000)
 }
 
@@ -253,6 +263,7 @@ pub(crate) mod tests {
             clients: Vec::new(),
             write_ack: String::new(),
             servers: Vec::new(),
+            metrics_listen: None,
         }
     }
 

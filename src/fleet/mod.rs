@@ -42,7 +42,17 @@ pub async fn run(fleet: FleetPlan) -> Result<FleetResult> {
     let (_keep, signals) = run::stop_signals();
     let mut claim = OutClaim::claim(&fleet.out).map_err(UsageError::Invalid)?;
     let started_at = chrono::Local::now().to_rfc3339();
-    let targets = start_targets(&fleet, &signals);
+    // One listener for the whole fleet, each target's series under its own `target` label.
+    let metrics = crate::live::Metrics::new();
+    let listener = match fleet.targets.first().and_then(|p| p.metrics_listen) {
+        Some(addr) => {
+            let l = crate::live::serve(addr, &metrics).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+            crate::note!("metrics: serving http://{}/metrics", l.addr());
+            Some(l)
+        }
+        None => None,
+    };
+    let targets = start_targets(&fleet, &signals, listener.as_ref().map(|_| &metrics));
     let mut failure = None;
     let mut waiting = Vec::new();
     for mut t in targets {
@@ -85,6 +95,9 @@ pub async fn run(fleet: FleetPlan) -> Result<FleetResult> {
         verdict: summary::decide(&rows),
         targets: rows,
     };
+    if let Some(l) = listener {
+        l.stop().await;
+    }
     let files = report::write(&fleet.out, &summary).context("writing the fleet's report")?;
     Ok(FleetResult { summary, dir: fleet.out, files })
 }
@@ -104,7 +117,11 @@ struct TargetThread {
 /// Every target started, in the fleet's order: each is prepared at once, except that targets
 /// which may ask for confirmation (those not in a lab of their own, which is on loopback and
 /// never asks) take turns at it, so questions come one at a time.
-fn start_targets(fleet: &FleetPlan, signals: &watch::Receiver<bool>) -> Vec<TargetThread> {
+fn start_targets(
+    fleet: &FleetPlan,
+    signals: &watch::Receiver<bool>,
+    metrics: Option<&crate::live::Metrics>,
+) -> Vec<TargetThread> {
     let order = Order::new(fleet.pace, fleet.targets.iter().filter(|p| fires(p)).count());
     let asking = Arc::new(tokio::sync::Mutex::new(()));
     let mut turns = 0;
@@ -115,7 +132,8 @@ fn start_targets(fleet: &FleetPlan, signals: &watch::Receiver<bool>) -> Vec<Targ
             order.turn(turns - 1)
         });
         let asks = plan.lab_topology.is_none().then(|| asking.clone());
-        threads.push(spawn_target(plan.clone(), target_stop(signals), turn, asks));
+        let live = metrics.map(|m| m.for_target(&plan.name));
+        threads.push(spawn_target(plan.clone(), target_stop(signals), turn, asks, live));
     }
     threads
 }
@@ -125,6 +143,7 @@ fn spawn_target(
     stop: run::StopSignal,
     turn: Option<TriggerTurn>,
     asking: Option<Arc<tokio::sync::Mutex<()>>>,
+    metrics: Option<crate::live::TargetMetrics>,
 ) -> TargetThread {
     let (prepared_tx, prepared) = oneshot::channel();
     let (go, go_rx) = oneshot::channel();
@@ -147,7 +166,7 @@ fn spawn_target(
                 Ok(ready) => {
                     let _ = prepared_tx.send(Ok(()));
                     if go_rx.await == Ok(true) {
-                        let _ = done_tx.send(ready.measure().await);
+                        let _ = done_tx.send(ready.measure(metrics).await);
                     }
                 }
             }

@@ -112,5 +112,6 @@ fn merged_meta(runs: &[StoredRun], base: DateTime<FixedOffset>) -> RunMeta {
             }
             all
         }),
+        metrics_listen: None,
     }
 }

@@ -55,13 +55,28 @@ pub struct RunResult {
     pub files: Vec<PathBuf>,
 }
 
+/// One run, serving its live metrics while it lasts when the plan says where
+/// (`--metrics-listen`); the port is closed when the run ends, however it ends.
+pub async fn run(plan: Plan) -> Result<RunResult> {
+    let Some(addr) = plan.metrics_listen else { return run_with_metrics(plan, None).await };
+    let metrics = crate::live::Metrics::new();
+    let listener = crate::live::serve(addr, &metrics).await.map_err(|e| UsageError::Invalid(format!("{e:#}")))?;
+    crate::note!("metrics: serving http://{}/metrics", listener.addr());
+    let target = metrics.for_target(&plan.name);
+    let result = run_with_metrics(plan, Some(target)).await;
+    listener.stop().await;
+    result
+}
+
 /// One run: prepare, record and measure, tear down. Once recording has begun, any error still
 /// ends in teardown: the report covers what was measured and says why the run stopped.
-pub async fn run(plan: Plan) -> Result<RunResult> {
+/// `metrics`: this target's live metrics, from the process's one `live::Metrics` (a process
+/// measuring several targets serves them all on one listener).
+pub async fn run_with_metrics(plan: Plan, metrics: Option<crate::live::TargetMetrics>) -> Result<RunResult> {
     // Installed first, so a Ctrl-C (or SIGTERM, SIGHUP) while the lab starts still stops the
     // lab cleanly.
     let stop = stop_signals();
-    prepare_run(plan, stop, None).await?.measure().await
+    prepare_run(plan, stop, None).await?.measure(metrics).await
 }
 
 /// Where a run hears that it must stop: the sender (the recorder stops the run when it cannot
@@ -113,14 +128,15 @@ impl ReadyRun {
         &self.plan.out
     }
 
-    /// Record and measure, then tear down.
-    pub async fn measure(mut self) -> Result<RunResult> {
+    /// Record and measure, then tear down; `metrics`: this target's live metrics, when the
+    /// process serves them.
+    pub async fn measure(mut self, metrics: Option<crate::live::TargetMetrics>) -> Result<RunResult> {
         let (target, limit) = (self.prepared.target.clone(), self.plan.timeout.max(Duration::from_millis(100)));
         let start =
             move |report: Reporter, run_id: String| async move { engine::start(target, &run_id, limit, report).await };
         let (stop, cancel) = self.stop;
         let turn = self.turn.take();
-        record_and_measure(&self.plan, &self.prepared, &mut self.claim, stop, cancel, turn, start).await
+        record_and_measure(&self.plan, &self.prepared, &mut self.claim, stop, cancel, turn, start, metrics).await
     }
 }
 
@@ -135,18 +151,23 @@ async fn record_and_measure<S, F>(
     cancel: watch::Receiver<bool>,
     turn: Option<turn::TriggerTurn>,
     start_engine: S,
+    mut metrics: Option<crate::live::TargetMetrics>,
 ) -> Result<RunResult>
 where
     S: FnOnce(Reporter, String) -> F,
     F: std::future::Future<Output = Result<Arc<dyn Engine>, crate::target::error::ProbeError>>,
 {
     let clock = Clock::start_now();
-    let meta = recorder::run_meta(plan, prepared, &clock);
+    let mut meta = recorder::run_meta(plan, prepared, &clock);
+    if let Some(m) = &mut metrics {
+        meta.metrics_listen = m.listen_addr().map(|a| a.to_string());
+        m.begin(&meta, clock.wall_start());
+    }
     let writer = RunWriter::create(&plan.out, &meta)?;
     claim.keep();
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let recorder = tokio::spawn(recorder::record_loop(rx, done_rx, writer, Analyzer::new(meta), stop));
+    let recorder = tokio::spawn(recorder::record_loop(rx, done_rx, writer, Analyzer::new(meta), stop, metrics));
     let report = Reporter { clock, tx, trial: Arc::new(AtomicU32::new(0)) };
     let aws_stop = watch::channel(false);
     let aws_task = prepared.aws.as_ref().map(|a| {

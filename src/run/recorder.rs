@@ -3,6 +3,7 @@
 use super::prepare::Prepared;
 use crate::analysis::Analyzer;
 use crate::clock::Clock;
+use crate::live::TargetMetrics;
 use crate::record::store::RunWriter;
 use crate::sample::{Record, RunMeta};
 use crate::scenario::Plan;
@@ -29,6 +30,7 @@ pub(super) fn run_meta(plan: &Plan, prepared: &Prepared, clock: &Clock) -> RunMe
             ack => ack.label(),
         },
         servers: prepared.servers.clone(),
+        metrics_listen: None,
     })
 }
 
@@ -56,13 +58,15 @@ pub(super) fn watch_stop_signals() -> (watch::Sender<bool>, watch::Receiver<bool
 
 /// Persists every record, then feeds it to the analysis. A write that fails (a full disk, a
 /// file size limit) stops the run (`stop`): no trigger may fire while nothing is recorded.
-/// The records keep flowing into the analysis, so the summary still covers them.
+/// The records keep flowing into the analysis, so the summary still covers them. With live
+/// metrics (`metrics`), each record is counted there too.
 pub(super) async fn record_loop(
     mut rx: mpsc::UnboundedReceiver<Record>,
     mut done: watch::Receiver<bool>,
     mut writer: RunWriter,
     mut analyzer: Analyzer,
     stop: watch::Sender<bool>,
+    mut metrics: Option<TargetMetrics>,
 ) -> (Analyzer, Option<String>) {
     let mut failed: Option<String> = None;
     let fail = |e: anyhow::Error, failed: &mut Option<String>| {
@@ -80,7 +84,7 @@ pub(super) async fn record_loop(
                     if failed.is_none() {
                         if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
                     }
-                    analyzer.ingest(r);
+                    ingest(&mut analyzer, metrics.as_mut(), r);
                 }
                 None => break,
             },
@@ -92,7 +96,7 @@ pub(super) async fn record_loop(
                     if failed.is_none() {
                         if let Err(e) = writer.write(&r) { fail(e, &mut failed); }
                     }
-                    analyzer.ingest(r);
+                    ingest(&mut analyzer, metrics.as_mut(), r);
                 }
                 break;
             }
@@ -104,4 +108,15 @@ pub(super) async fn record_loop(
         }
     }
     (analyzer, failed)
+}
+
+/// The analysis, and the live metrics when served: a trial's lost and ghost writes are known
+/// once it ended (its write log read), from the analysis.
+fn ingest(analyzer: &mut Analyzer, metrics: Option<&mut TargetMetrics>, r: Record) {
+    let Some(metrics) = metrics else { return analyzer.ingest(r) };
+    let ended = metrics.record(&r);
+    analyzer.ingest(r);
+    if let Some(trial) = ended.and_then(|t| analyzer.trial_ended(t)) {
+        metrics.trial_checked(&trial);
+    }
 }

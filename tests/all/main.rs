@@ -20,6 +20,7 @@ mod fis;
 mod fixtures;
 mod fleet;
 mod memcached;
+mod metrics;
 mod network;
 mod reports;
 mod servers;
