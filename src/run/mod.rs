@@ -134,9 +134,8 @@ impl ReadyRun {
         let (target, limit) = (self.prepared.target.clone(), self.plan.timeout.max(Duration::from_millis(100)));
         let start =
             move |report: Reporter, run_id: String| async move { engine::start(target, &run_id, limit, report).await };
-        let (stop, cancel) = self.stop;
         let turn = self.turn.take();
-        record_and_measure(&self.plan, &self.prepared, &mut self.claim, stop, cancel, turn, start, metrics).await
+        record_and_measure(&self.plan, &self.prepared, &mut self.claim, self.stop, turn, start, metrics).await
     }
 }
 
@@ -147,8 +146,7 @@ async fn record_and_measure<S, F>(
     plan: &Plan,
     prepared: &Prepared,
     claim: &mut OutClaim,
-    stop: watch::Sender<bool>,
-    cancel: watch::Receiver<bool>,
+    (stop, cancel): StopSignal,
     turn: Option<turn::TriggerTurn>,
     start_engine: S,
     mut metrics: Option<crate::live::TargetMetrics>,

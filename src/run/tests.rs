@@ -105,7 +105,7 @@ async fn measured(plan: &Plan, engine: Result<Arc<dyn Engine>, ProbeError>) -> R
     };
     let mut claim = crate::record::store::OutClaim::claim(&plan.out).unwrap();
     let (stop, cancel) = watch::channel(false);
-    record_and_measure(plan, &prepared, &mut claim, stop, cancel, None, |_, _| async move { engine }, None).await
+    record_and_measure(plan, &prepared, &mut claim, (stop, cancel), None, |_, _| async move { engine }, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
