@@ -205,3 +205,39 @@ fn sigint_leaves_each_targets_report_and_the_fleets() {
         assert_eq!(row(&rows(&s), name)["verdict"]["kind"], "incomplete");
     }
 }
+
+/// Issue 23's Prometheus check on a fleet: one listener for every target, Debian's prometheus
+/// scraping it every second; a kill on one target is an outage on that target only, as long as
+/// failprobe's own figure within one scrape.
+#[test]
+fn prometheus_sees_the_outage_on_the_one_target_failed_over() {
+    use crate::metrics::{LiveRun, Prometheus, SCRAPE};
+    let _turn = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.toml");
+    let text = "[[target]]\nname = \"killed\"\nlab = { topology = \"sentinel\" }\ntrigger = { kind = \"kill\" }\n\
+                [[target]]\nname = \"calm\"\nlab = { topology = \"replica\" }\ntrials = { duration = \"12s\" }\n\
+                [[target]]\nname = \"cache\"\nlab = { topology = \"memcached\" }\ntrials = { duration = \"12s\" }\n";
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    let (file, out_arg) = (file.to_string_lossy().into_owned(), out.to_string_lossy().into_owned());
+    let run =
+        LiveRun::start(&["run", "--fleet", &file, "--quiet", "--warmup", "5s", "--settle", "2s", "--out", &out_arg]);
+    let prometheus = Prometheus::start(&[run.addr]);
+    let (code, stderr) = run.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let figure = f(&summary(&out.join("killed"))["trials"][0]["writes"]["longest_outage_ms"]) / 1000.0;
+    assert!(figure >= 1.0, "a kill under Sentinel is down for seconds: {figure} s");
+    let seen = prometheus.outages_by_target("failprobe", "writes", "10m");
+    let names: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(names, ["cache", "calm", "killed"], "every target's series, by its name");
+    for (target, longest) in &seen {
+        match target.as_str() {
+            "killed" => {
+                let (low, high) = (figure - SCRAPE.as_secs_f64() - 0.1, figure + 0.01);
+                assert!((low..=high).contains(longest), "Prometheus saw {longest} s, failprobe {figure} s");
+            }
+            _ => assert_eq!(*longest, 0.0, "{target} had no outage"),
+        }
+    }
+}
