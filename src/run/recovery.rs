@@ -28,6 +28,9 @@ pub(super) struct OldPrimaries {
     pub(super) checked: Option<Instant>,
     /// The verdict of the last check, given again until the next one is due.
     pub(super) last: bool,
+    /// When the last old primary was seen stepping down (run clock, µs): clients connected to
+    /// it fail then, so a trial settles only after that.
+    pub(super) stepped_down_us: u64,
 }
 
 /// What the old primary said when asked.
@@ -45,7 +48,7 @@ impl OldPrimaries {
     pub(super) fn new(before: Vec<Option<(String, u16)>>) -> Self {
         let stepped_down = vec![false; before.len()];
         let unreachable = vec![false; before.len()];
-        Self { before, stepped_down, unreachable, checked: None, last: false }
+        Self { before, stepped_down, unreachable, checked: None, last: false, stepped_down_us: 0 }
     }
 
     /// Whether every shard's primary before the trigger is still the primary (nothing was
@@ -79,10 +82,12 @@ impl OldPrimaries {
                 }
                 OldState::Answers(role) => {
                     self.stepped_down[i] = true;
+                    self.stepped_down_us = ctx.report.clock.now_us();
                     ctx.report.event(EventKind::StepDown { shard, server, role });
                 }
                 OldState::Gone => {
                     self.stepped_down[i] = true;
+                    self.stepped_down_us = ctx.report.clock.now_us();
                     let role = crate::analysis::sentence::GONE_ROLE.to_string();
                     ctx.report.event(EventKind::StepDown { shard, server, role });
                 }
@@ -114,22 +119,30 @@ async fn ask_old_primary(ctx: &RunContext, host: &str, port: u16) -> OldState {
     }
 }
 
+/// Until every client's streams have been up for the settle time, counted from the trigger's
+/// completion and from the old primary's step-down (clients still on it fail then: a trial that
+/// ended at the step-down would miss their outage and their lost writes), and the old primary
+/// no longer acts as one.
 pub(super) async fn wait_recovered(ctx: &RunContext, clients: &[ClientTrial], old: &mut OldPrimaries) -> String {
     let since_trigger = Instant::now();
     let finished_us = ctx.report.clock.now_us();
     let settle_us = ctx.plan.settle.as_micros() as u64;
     loop {
+        // The old primary first: the clients' health is read after it, never before a
+        // step-down this check is the first to see.
+        let old_settled = old.settled(ctx).await;
         let now_us = ctx.report.clock.now_us();
         // Settle counts from the trigger's completion too: a failover without errors (Sentinel's)
         // still moves clients to the new primary a moment later, and that must be measured.
+        let from_us = finished_us.max(old.stepped_down_us);
         let settled = |c: &ClientTrial| {
             c.health
                 .iter()
                 .map(|h| h.snapshot())
-                .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(finished_us)) >= settle_us)
+                .all(|h| h.seen_any && h.up && now_us.saturating_sub(h.since_us.max(from_us)) >= settle_us)
         };
         let mut waiting: Vec<String> = clients.iter().filter(|c| !settled(c)).map(|c| c.profile.name()).collect();
-        if !old.settled(ctx).await {
+        if !old_settled {
             waiting.push("the old primary still acting as one".to_string());
         }
         if waiting.is_empty() {

@@ -148,3 +148,47 @@ fn through_a_lagging_endpoint_failprobe_follows_the_flip_and_pinned_stays_on_rea
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&cmdline).contains("endpoint"), "the endpoint process {pid} outlived its run");
 }
+
+/// Behind an endpoint with no lag every client fails at the old primary's step-down and is back
+/// a moment later: the trial must last the settle time past the step-down, or it ends with
+/// their outage unseen and their lost writes uncounted (it did: "recovered", lost 0, streams
+/// NOT RECOVERED after a 30 ms outage).
+#[test]
+fn a_trial_settles_after_the_old_primary_steps_down() {
+    let _turn = beside_others();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "run",
+        "--lab-topology",
+        "endpoint",
+        "--trigger",
+        "sentinel",
+        "--clients",
+        "failprobe,pinned",
+        "--settle",
+        "1s",
+        "--warmup",
+        "2s",
+        "--max-trial",
+        "20s",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = failprobe_command().args(args).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = |kind: &str| events.iter().find(|e| e["type"] == kind).map(|e| u(&e["at_us"]));
+    let (stepped_down, ended) = (at("step_down").expect("the step-down is seen"), at("trial_end").unwrap());
+    assert!(ended >= stepped_down + 1_000_000, "trial ended {} ms after the step-down", (ended - stepped_down) / 1000);
+    let s = summary(&out);
+    for c in s["trials"][0]["clients"].as_array().unwrap() {
+        assert!(c["writes"]["recovered"].as_bool().unwrap() && c["reads"]["recovered"].as_bool().unwrap(), "{c}");
+        assert!(u(&c["integrity"]["lost_acked_writes"]) > 0, "writes into the old primary until it stepped down: {c}");
+    }
+}
