@@ -53,7 +53,7 @@ pub enum ErrorClass {
     Adapter,
     Other,
     /// Never sent by a probe: the analysis's class for a write acknowledged (or a read
-    /// answered) by the isolated old primary after the new primary was announced and before it
+    /// answered) by the deposed old primary after the new primary was announced and before it
     /// was seen stepping down. The client was not served by the deployment, so its outage goes
     /// on; the write still counts as acknowledged (lost, it is a split-brain write).
     #[serde(rename = "split-brain")]

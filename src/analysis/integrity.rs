@@ -21,17 +21,17 @@ pub struct Integrity {
     pub stale_reads: u64,
     pub lost_seqs_sample: Vec<u64>,
     pub log_server: Option<String>,
-    /// Lost writes that the isolated old primary acknowledged after the new primary was
+    /// Lost writes that the deposed old primary acknowledged after the new primary was
     /// announced: counted among `lost_acked_writes`, not beside them.
     #[serde(default)]
     pub split_brain_writes: u64,
-    /// When the isolated old primary acknowledged writes after the new primary was announced:
+    /// When the deposed old primary acknowledged writes after the new primary was announced:
     /// the first and the last such acknowledgement, ms on the run clock (absent when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_brain_first_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_brain_last_ms: Option<f64>,
-    /// The isolated old primary (each shard's, comma-separated).
+    /// The deposed old primary (each shard's, comma-separated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_brain_server: Option<String>,
     /// The client acknowledged writes while an old primary was isolated, without saying which
@@ -151,7 +151,7 @@ pub(crate) struct IntegrityState {
     /// due after it, but sent before it, had not seen.
     reads: BinaryHeap<Reverse<(u64, u64)>>,
     stale_reads: u64,
-    /// Writes the isolated old primary acknowledged after the new primary was announced, and
+    /// Writes the deposed old primary acknowledged after the new primary was announced, and
     /// the first and last such acknowledgement (µs).
     isolated_acks: SeqSet,
     isolated_span_us: Option<(u64, u64)>,
@@ -169,7 +169,7 @@ impl IntegrityState {
         }
     }
 
-    /// An acknowledged write (also given to `write`) came from the isolated old primary.
+    /// An acknowledged write (also given to `write`) came from the deposed old primary.
     pub(crate) fn isolated_ack(&mut self, seq: u64, end_us: u64) {
         self.isolated_acks.insert(seq);
         let (first, last) = self.isolated_span_us.unwrap_or((end_us, end_us));

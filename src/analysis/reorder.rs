@@ -21,7 +21,7 @@ pub(crate) struct Probe {
     pub(crate) stream: Stream,
     /// None when the probe succeeded.
     pub(crate) error: Option<ErrorClass>,
-    /// Answered by the isolated old primary, which was so since this time (the new primary's
+    /// Answered by the deposed old primary, which was so since this time (the new primary's
     /// announcement); `error` is then `split-brain`.
     pub(crate) split_brain_since: Option<u64>,
 }
@@ -42,14 +42,14 @@ impl Probe {
         }
     }
 
-    /// The probe answered by the isolated old primary, isolated since `since_us`: not up.
+    /// The probe answered by the deposed old primary, isolated since `since_us`: not up.
     pub(crate) fn answered_by_isolated_primary(mut self, since_us: u64) -> Self {
         self.error = Some(ErrorClass::SplitBrain);
         self.split_brain_since = Some(since_us);
         self
     }
 
-    /// The server answered it (an acknowledged write, even from the isolated old primary).
+    /// The server answered it (an acknowledged write, even from the deposed old primary).
     pub(crate) fn answered(&self) -> bool {
         self.error.is_none() || self.split_brain_since.is_some()
     }

@@ -40,7 +40,7 @@ pub(crate) fn split_brain_part(split_brain: u64, unknown: bool) -> String {
     }
 }
 
-/// "the isolated old primary 127.0.0.1:6379 kept acknowledging writes for 213 ms after the new
+/// "the deposed old primary 127.0.0.1:6379 kept acknowledging writes for 213 ms after the new
 /// primary was announced (20 093.1 → 20 306.0 ms); 226 of them lost: split-brain writes": the
 /// window and what became of those writes; None when it acknowledged none.
 pub(crate) fn split_brain(i: &Integrity) -> Option<String> {
@@ -52,7 +52,7 @@ pub(crate) fn split_brain(i: &Integrity) -> Option<String> {
         (true, n) => format!("{n} of them lost: split-brain writes"),
     };
     Some(format!(
-        "the isolated old primary{server} kept acknowledging writes for {} after the new primary was announced ({first:.1} → {last:.1} ms); {lost}",
+        "the deposed old primary{server} kept acknowledging writes for {} after the new primary was announced ({first:.1} → {last:.1} ms); {lost}",
         crate::duration::format_ms(last - first)
     ))
 }

@@ -1,11 +1,11 @@
-//! Which server, per shard, is the isolated old primary, and since when: the primary announced
+//! Which server, per shard, is the deposed old primary, and since when: the primary announced
 //! before the trigger, once the deployment announced another one after it, until it is seen
 //! stepping down. What it acknowledges (or answers) meanwhile is no recovery: a client there
 //! writes into a node the deployment has already replaced, and those writes are lost when it
 //! steps down (split-brain writes).
 //!
 //! Known only from what was observed: without a primary announced before the trigger, or
-//! without an announcement after it, there is no isolated old primary (never inferred).
+//! without an announcement after it, there is no deposed old primary (never inferred).
 
 use super::sentence::UNREACHABLE_ROLE;
 use crate::sample::{Event, EventKind, Stream};
@@ -78,7 +78,7 @@ impl OldPrimaryWatch {
         }
     }
 
-    /// Whether an answer `server` gave at `end_us` came from the isolated old primary of
+    /// Whether an answer `server` gave at `end_us` came from the deposed old primary of
     /// `shard` (after another primary was announced, before it was seen stepping down): since
     /// when it was isolated, the announcement.
     pub(crate) fn isolated(&self, shard: Option<&str>, server: Option<&str>, end_us: u64) -> Option<u64> {
@@ -114,7 +114,7 @@ impl OldPrimaryWatch {
         Self { triggered: false, shards }
     }
 
-    /// The isolated old primary of `shard`, once another was announced.
+    /// The deposed old primary of `shard`, once another was announced.
     pub(crate) fn old_primary(&self, shard: Option<&str>) -> Option<&str> {
         let s = self.shards.iter().find(|s| s.shard.as_deref() == shard)?;
         s.announced_us.and(s.old.as_deref())
@@ -130,7 +130,7 @@ fn layout(primary: &str) -> Vec<(Option<&str>, &str)> {
     primary.split_whitespace().filter_map(|part| part.split_once('=')).map(|(s, a)| (Some(s), a)).collect()
 }
 
-/// The first answer of each stream from an isolated old primary, as a client's trial saw it.
+/// The first answer of each stream from a deposed old primary, as a client's trial saw it.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct FirstIsolated(pub(crate) [Option<u64>; 2]);
 
@@ -372,12 +372,12 @@ pub(crate) mod silent_failure {
         assert!(!phases.iter().any(|(p, _)| *p == PhaseId::WritesRecovered), "{phases:?}");
         assert_eq!(
             live.verdict.headline,
-            "RECOVERED for failprobe — no budget set; pinned NOT RECOVERED (answered by the isolated old primary) \
+            "RECOVERED for failprobe — no budget set; pinned NOT RECOVERED (answered by the deposed old primary) \
              and lost 25 acknowledged writes (25 of them split-brain) (outside the budget)"
         );
         assert_eq!(
             crate::analysis::sentence::split_brain(i).unwrap(),
-            "the isolated old primary 127.0.0.1:1 kept acknowledging writes for 240.0 ms after the new primary \
+            "the deposed old primary 127.0.0.1:1 kept acknowledging writes for 240.0 ms after the new primary \
              was announced (9000.5 → 9240.5 ms); 25 of them lost: split-brain writes"
         );
         // Read back from disk (every event first, then the probes): the same report.

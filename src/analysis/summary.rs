@@ -225,7 +225,7 @@ pub enum PhaseId {
     /// The replaced old primary did not answer ROLE: unreachable since then, not stepped down
     /// (listed when observed).
     OldPrimaryUnreachable,
-    /// The client's stream was first answered by the isolated old primary after the new
+    /// The client's stream was first answered by the deposed old primary after the new
     /// primary was announced: no recovery (listed when observed).
     WritesOnIsolatedPrimary,
     ReadsOnIsolatedPrimary,
@@ -288,8 +288,8 @@ impl PhaseId {
             Self::FaultInjected => "fault injected".into(),
             Self::FaultHealed => "fault healed".into(),
             Self::OldPrimaryUnreachable => "old primary unreachable (not stepped down)".into(),
-            Self::WritesOnIsolatedPrimary => "writes answered by the isolated old primary (no recovery)".into(),
-            Self::ReadsOnIsolatedPrimary => "reads answered by the isolated old primary (no recovery)".into(),
+            Self::WritesOnIsolatedPrimary => "writes answered by the deposed old primary (no recovery)".into(),
+            Self::ReadsOnIsolatedPrimary => "reads answered by the deposed old primary (no recovery)".into(),
             Self::EndpointFlipped => "endpoint flipped".into(),
             Self::DnsChanged => "DNS answer changed".into(),
             Self::WritesDown => down("writes"),
@@ -342,7 +342,7 @@ pub struct StreamSummary {
     /// Latency of successful probes, from the scheduled send time.
     pub latency_ms: Percentiles,
     pub latency_by_phase_ms: Option<PhaseLatency>,
-    /// The first answer from the isolated old primary after the new primary was announced, ms
+    /// The first answer from the deposed old primary after the new primary was announced, ms
     /// on the run clock: where the client went back to is no recovery (its outage goes on,
     /// counted as `split-brain` in the outage's errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]

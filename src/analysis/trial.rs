@@ -44,10 +44,10 @@ pub(crate) struct TrialState {
     /// Probes that arrived after their trial closed (should not happen: trials run one after
     /// the other and wait for their probes' deadlines).
     pub(crate) after_close: u64,
-    /// Which server is the isolated old primary, from the events as they arrive: a probe it
+    /// Which server is the deposed old primary, from the events as they arrive: a probe it
     /// answers is classified when it arrives (events then are those up to its completion).
     pub(crate) watch: OldPrimaryWatch,
-    /// When each stream was first answered by the isolated old primary.
+    /// When each stream was first answered by the deposed old primary.
     pub(crate) first_isolated: FirstIsolated,
 }
 
@@ -272,7 +272,7 @@ impl Live {
         let sh = &mut self.shards[p.shard as usize];
         let acc = &mut sh.streams[p.stream.index()];
         acc.count(&p, params.late_threshold_us);
-        // An answer from the isolated old primary is down from its isolation on, not before.
+        // An answer from the deposed old primary is down from its isolation on, not before.
         let down_from = p.split_brain_since.map_or(p.scheduled_us, |since| since.max(p.scheduled_us));
         match acc.outages.feed(down_from, p.end_us, p.ok(), p.error.unwrap_or(crate::sample::ErrorClass::Other)) {
             Some(Edge::Opened { start_us }) => acc.open_outage_counts = phases.outage_opened(start_us),

@@ -247,7 +247,7 @@ struct OutsideClient<'a> {
     name: &'a str,
     measured: usize,
     unrecovered: usize,
-    /// Trials it did not recover in, answered by the isolated old primary: its "recovery" was
+    /// Trials it did not recover in, answered by the deposed old primary: its "recovery" was
     /// onto it.
     onto_old_primary: usize,
     lost: u64,
@@ -300,8 +300,8 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
             // Where it went back to was no recovery: say so, or its writes there read as one.
             let onto = match onto_old_primary {
                 0 => String::new(),
-                n if n == unrecovered => " (answered by the isolated old primary)".to_string(),
-                n => format!(" (answered by the isolated old primary in {n} of them)"),
+                n if n == unrecovered => " (answered by the deposed old primary)".to_string(),
+                n => format!(" (answered by the deposed old primary in {n} of them)"),
             };
             parts.push(format!("NOT RECOVERED{within}{onto}"));
         }

@@ -3,7 +3,7 @@
 //! endpoint flipped or DNS answer changed → old primary stepped down (ROLE answered as a
 //! replica, never an unreachable node) → each stream of the client down and recovered; with a
 //! silent failure also the fault injected and healed, the old primary unreachable, and the
-//! client answered by the isolated old primary (no recovery). Only what was observed gets a
+//! client answered by the deposed old primary (no recovery). Only what was observed gets a
 //! time; the rest is listed as not observed, never guessed. A step-down is seen by asking the
 //! old primary every 250 ms and a DNS change by asking every second, so they carry that
 //! resolution; the others are the times of the events themselves.

@@ -204,7 +204,7 @@ fn clients(h: &mut String, s: &Summary) {
     if s.trials.iter().all(|t| t.clients.len() < 2) {
         return;
     }
-    section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary unreachable and stepped down, answered by the isolated old primary (hover for the time); a phase not observed has no mark.");
+    section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary unreachable and stepped down, answered by the deposed old primary (hover for the time); a phase not observed has no mark.");
     h.push_str("<table><tr><th>trial</th><th class=\"l\">client</th><th class=\"l\">what it saw</th><th class=\"l\">where the time went</th></tr>\n");
     for t in &s.trials {
         for c in &t.clients {

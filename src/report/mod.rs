@@ -298,7 +298,7 @@ mod tests {
         let s = silent_failure::summary(Budget::default());
         let part = "25 acknowledged writes (25 of them split-brain)";
         assert!(s.verdict.headline.contains(part), "{}", s.verdict.headline);
-        let window = "the isolated old primary 127.0.0.1:1 kept acknowledging writes for 240.0 ms";
+        let window = "the deposed old primary 127.0.0.1:1 kept acknowledging writes for 240.0 ms";
         let terminal = super::terminal::final_summary(&s);
         assert!(terminal.contains(window) && terminal.contains("(25 of them split-brain)"), "{terminal}");
         let md = super::markdown::render(&s).unwrap();

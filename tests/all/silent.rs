@@ -154,14 +154,14 @@ fn a_blackholed_primary_is_not_stepped_down_and_pinned_writing_into_it_is_split_
     assert_eq!(u(&i["lost_acked_writes"]), lost, "{i}");
 
     let headline = s["verdict"]["headline"].as_str().unwrap();
-    assert!(headline.contains("pinned NOT RECOVERED (answered by the isolated old primary)"), "{headline}");
+    assert!(headline.contains("pinned NOT RECOVERED (answered by the deposed old primary)"), "{headline}");
     assert!(headline.contains(&format!("({split_brain} of them split-brain)")), "{headline}");
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains(&format!("the isolated old primary {old_primary} kept acknowledging writes for")), "{text}");
+    assert!(text.contains(&format!("the deposed old primary {old_primary} kept acknowledging writes for")), "{text}");
     let pinned_phases = text.lines().skip_while(|l| !l.contains("client pinned:")).nth(1).unwrap_or_default();
     assert!(pinned_phases.contains("where the time went:"), "{text}");
     assert!(!pinned_phases.contains("writes recovered +"), "{text}");
-    assert!(pinned_phases.contains("writes answered by the isolated old primary (no recovery) +"), "{text}");
+    assert!(pinned_phases.contains("writes answered by the deposed old primary (no recovery) +"), "{text}");
     eprintln!(
         "failprobe writes down {own_outage} ms; pinned: {split_brain} split-brain writes of {} lost, \
          acknowledged by {old_primary} from {first} to {last} ms (healed {healed}, stepped down {stepped_down})",
