@@ -42,7 +42,7 @@ pub async fn check(command: &str, name: &str, server: Option<Server>) -> Result<
     let dir = private_dir()?;
     let options = LabOptions { server, ..LabOptions::default() };
     let lab = Lab::up_with(Topology::Replica, &dir, true, &options).await.context("starting the check's lab")?;
-    let rows = rules(&lab, &ExecSpec { name: name.to_string(), command: command.to_string() }).await;
+    let rows = rules(&lab, &ExecSpec { name: name.to_string(), command: command.to_string(), client_name: None }).await;
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
     print_table(name, &rows);

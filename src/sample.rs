@@ -308,6 +308,13 @@ pub enum EventKind {
         client: String,
         message: String,
     },
+    /// At a trial's end: the connections a client profile held on a data node, counted by the
+    /// name they carry (`CLIENT LIST`).
+    Connections {
+        client: String,
+        node: String,
+        count: u64,
+    },
     /// A runbook step around the trial (`--before`, `--after`): the command, its exit status and
     /// the last line it printed.
     RunbookStep {

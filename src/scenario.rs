@@ -273,6 +273,8 @@ pub struct TrialsSection {
     pub max_trial: Option<Duration>,
     /// Memcached: known keys seeded per node before each trigger.
     pub seed_keys: Option<u64>,
+    /// `--keep-clients`.
+    pub keep_clients: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -397,6 +399,8 @@ pub struct Plan {
     pub key: Option<String>,
     /// Memcached: known keys stored per node before each trigger (0: none).
     pub seed_keys: u64,
+    /// `--keep-clients`: one client per profile for the whole run.
+    pub keep_clients: bool,
     pub yes: bool,
     /// Commands this run would start that were not typed on its command line (a scenario's
     /// `[runbook]`, `[[probe.exec]]`, trigger or clients; `FAILPROBE_CLIENTS`), each with its
@@ -542,6 +546,10 @@ pub struct Overrides {
     /// Number of trials [default: 1]
     #[arg(long)]
     pub repeat: Option<u32>,
+    /// Start the application-like clients and adapters once for the whole run, not afresh per
+    /// trial: whether recovery degrades trial after trial, and the connections each holds
+    #[arg(long)]
+    pub keep_clients: bool,
     /// Output directory [default: failprobe-<time>]
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -804,6 +812,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         shard: o.shard.or(f.trigger.shard),
         key: o.key.or(f.trigger.key),
         seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(defaults::SEED_KEYS),
+        keep_clients: o.keep_clients || f.trials.keep_clients.unwrap_or(false),
         yes: o.yes,
         commands_not_typed,
         quiet: o.quiet,

@@ -93,10 +93,19 @@ fn client_summary(name: &str, t: &TrialSummary, events: &[crate::sample::Event],
             _ => None,
         })
         .collect();
+    let mut connections: Option<std::collections::BTreeMap<String, u64>> = None;
+    for e in events {
+        if let EventKind::Connections { client, node, count } = &e.kind {
+            if client == name {
+                connections.get_or_insert_default().insert(node.clone(), *count);
+            }
+        }
+    }
     let (library, version, settings) = match hello {
         Some((l, v, s)) => (Some(l), Some(v), Some(s)),
         None => (None, None, None),
     };
+
     ClientSummary {
         name: name.to_string(),
         writes: t.writes.clone(),
@@ -107,5 +116,6 @@ fn client_summary(name: &str, t: &TrialSummary, events: &[crate::sample::Event],
         version,
         settings,
         adapter_faults,
+        connections,
     }
 }

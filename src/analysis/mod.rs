@@ -74,6 +74,8 @@ pub struct Analyzer {
     /// The primaries as last announced, whichever trial announced them: where a trial that
     /// heard no announcement before its trigger stood.
     primaries: split_brain::OldPrimaryWatch,
+    /// Each adapter's last hello: a client kept across trials (`--keep-clients`) says it once.
+    hellos: Vec<(String, String, String, serde_json::Value)>,
 }
 
 impl Analyzer {
@@ -85,7 +87,7 @@ impl Analyzer {
         };
         let clients = meta.client_names();
         let (watches, primaries) = Default::default();
-        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0, watches, primaries }
+        Self { meta, params, trials: BTreeMap::new(), clients, panels: 0, watches, primaries, hellos: Vec::new() }
     }
 
     pub fn meta(&self) -> &RunMeta {
@@ -106,7 +108,30 @@ impl Analyzer {
         if matches!(e.kind, EventKind::Topology { .. }) {
             self.primaries.event(&e);
         }
+        if let EventKind::ClientHello { client, library, version, settings } = &e.kind {
+            self.hellos.retain(|(c, ..)| c != client);
+            self.hellos.push((client.clone(), library.clone(), version.clone(), settings.clone()));
+        }
         trial.event(e);
+    }
+
+    /// A trial's clients as their adapters last described themselves (said once for a client
+    /// kept across trials), and their connections only where they carry the name counted: an
+    /// adapter whose hello does not confirm `client_name` would read as holding none.
+    fn described(&self, mut t: TrialSummary) -> TrialSummary {
+        for c in &mut t.clients {
+            if c.library.is_none() {
+                if let Some((_, library, version, settings)) = self.hellos.iter().find(|(n, ..)| *n == c.name) {
+                    (c.library, c.version, c.settings) =
+                        (Some(library.clone()), Some(version.clone()), Some(settings.clone()));
+                }
+            }
+            let named = c.settings.as_ref().is_some_and(|s| s.get("client_name").is_some_and(|n| n.is_string()));
+            if !named {
+                c.connections = None;
+            }
+        }
+        t
     }
 
     pub fn sample(&mut self, s: &Sample) {
@@ -126,7 +151,8 @@ impl Analyzer {
     pub fn trial_ended(&mut self, trial: u32) -> Option<TrialSummary> {
         self.close_until(trial.saturating_add(1));
         let clients = self.trials.get_mut(&trial)?;
-        Some(clients.summary(trial, self.meta.interval_us, self.watches))
+        let summary = clients.summary(trial, self.meta.interval_us, self.watches);
+        Some(self.described(summary))
     }
 
     fn close_until(&mut self, trial: u32) {
@@ -170,6 +196,7 @@ impl Analyzer {
         if after_close > 0 {
             tracing::warn!("{after_close} probe(s) reported after their trial closed; not analysed");
         }
+        let trials = trials.into_iter().map(|t| self.described(t)).collect();
         let summary = self.summary_of(trials, &outages);
         Analysis { summary, histograms, outages, series }
     }
@@ -185,6 +212,7 @@ impl Analyzer {
             });
         let budget = verdict::evaluate_budget(&self.meta.budget, &trials, interrupted);
         let verdict = verdict::decide(planned, interrupted, &trials, &budget);
+        let connection_leaks = verdict::connection_leaks(&trials);
         let p = percentiles_ms(outages);
         let us_to_ms = crate::clock::us_to_ms;
         Summary {
@@ -217,6 +245,7 @@ impl Analyzer {
             outage_histogram_ms: OutageHistogram { count: p.count, p50: p.p50, p90: p.p90, p99: p.p99, max: p.max },
             budget,
             verdict,
+            connection_leaks,
         }
     }
 }

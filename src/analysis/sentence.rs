@@ -95,6 +95,9 @@ pub(crate) fn describe(kind: &EventKind) -> Option<String> {
             if output.is_empty() { String::new() } else { format!(": {output}") }
         ),
         EventKind::AdapterFault { client, message } => format!("adapter {client} {message}"),
+        EventKind::Connections { client, node, count } => {
+            format!("{client} holds {count} connection{} on {node}", if *count == 1 { "" } else { "s" })
+        }
         EventKind::Backup { how, name, node, status, took_ms } => {
             format!("backup: {}", backup(how, node, status, *took_ms, name))
         }

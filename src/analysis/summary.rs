@@ -26,6 +26,17 @@ pub struct Summary {
     /// The one verdict every output shows and the exit code comes from.
     #[serde(default)]
     pub verdict: Verdict,
+    /// Clients whose connections only grew, trial after trial (`--keep-clients`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connection_leaks: Vec<ConnectionLeak>,
+}
+
+/// A client whose connections, counted at each trial's end, only grew.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConnectionLeak {
+    pub client: String,
+    /// Its connections at each trial's end, summed over the nodes.
+    pub per_trial: Vec<u64>,
 }
 
 /// Decided once (`analysis::verdict`); the terminal, summary.json, report.md/html, JUnit, the step
@@ -191,6 +202,11 @@ pub struct ClientSummary {
     /// What went wrong with an external adapter (it exited, broke the protocol, fell silent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adapter_faults: Vec<String>,
+    /// The connections it held on each data node at the trial's end (`CLIENT LIST`, counted by
+    /// the name they carry); absent when they were not counted (a client whose connections
+    /// carry no name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<BTreeMap<String, u64>>,
 }
 
 /// One moment of a trial, in ms on the run clock; `at_ms` is null when it was not observed.

@@ -170,10 +170,11 @@ pub(crate) fn decide(
     } else {
         failed_trigger.map(|t| format!("the trigger of trial {} failed", t.index))
     };
+    let leaks = leak_clause(trials);
     if let Some(reason) = reason {
         return Verdict {
             kind: "incomplete".into(),
-            headline: format!("INCOMPLETE ({reason}: no verdict)"),
+            headline: format!("INCOMPLETE ({reason}: no verdict){leaks}"),
             exit_code: crate::error::EXIT_USAGE,
             incomplete_reason: Some(reason),
         };
@@ -186,6 +187,7 @@ pub(crate) fn decide(
         (false, names) if !names.is_empty() => format!(" for {names}"),
         _ => String::new(),
     };
+    let others = format!("{others}{leaks}");
     let (kind, headline, exit_code) = if !budget.passed {
         let n = budget.violations.len();
         ("fail", format!("FAIL{scope} — {n} check{} failed{lost_text}{others}", if n == 1 { "" } else { "s" }), 1)
@@ -195,6 +197,42 @@ pub(crate) fn decide(
         ("recovered", format!("RECOVERED{scope}{lost_text} — no budget set{others}"), 0)
     };
     Verdict { kind: kind.into(), headline, exit_code, incomplete_reason: None }
+}
+
+/// Each client whose connections were counted in every trial and only grew, over at least three
+/// trials: its connections per trial (summed over the nodes). A client that keeps opening
+/// connections and never closes them ends out of them, or takes the server's (Redisson #4196,
+/// redis-py #4187).
+pub(crate) fn connection_leaks(trials: &[TrialSummary]) -> Vec<ConnectionLeak> {
+    let mut names: Vec<&str> = Vec::new();
+    for c in trials.iter().flat_map(|t| &t.clients).filter(|c| c.connections.is_some()) {
+        if !names.contains(&c.name.as_str()) {
+            names.push(&c.name);
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let per_trial: Option<Vec<u64>> = trials
+                .iter()
+                .map(|t| t.clients.iter().find(|c| c.name == name)?.connections.as_ref().map(|m| m.values().sum()))
+                .collect();
+            let per_trial = per_trial?;
+            let grows = per_trial.len() >= 3 && per_trial.windows(2).all(|w| w[1] > w[0]);
+            grows.then(|| ConnectionLeak { client: name.to_string(), per_trial })
+        })
+        .collect()
+}
+
+/// "; redis-py's connections only grew, trial after trial: 2, 3, 4, 5 (a leak)".
+fn leak_clause(trials: &[TrialSummary]) -> String {
+    connection_leaks(trials)
+        .iter()
+        .map(|l| {
+            let counts: Vec<String> = l.per_trial.iter().map(u64::to_string).collect();
+            format!("; {}'s connections only grew, trial after trial: {} (a leak)", l.client, counts.join(", "))
+        })
+        .collect()
 }
 
 /// The acknowledged writes the covered clients lost, summed over trials (" — 12 acknowledged

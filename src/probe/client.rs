@@ -31,10 +31,13 @@ pub enum Profile {
 }
 
 /// `exec:NAME=COMMAND`: what is started (`sh -c COMMAND`) and what its results are called.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecSpec {
     pub name: String,
     pub command: String,
+    /// The name its connections are to carry (`FAILPROBE_CLIENT_NAME`), so that `CLIENT LIST`
+    /// can count them; set by the run, never typed.
+    pub client_name: Option<String>,
 }
 
 /// Every profile: its name and what it does. `--clients` help and the "unknown client" error
@@ -120,7 +123,11 @@ impl Profile {
         if Profile::parse(name).is_ok() || name.starts_with("dns-cache") {
             return Err(format!("`exec:{name}=…`: NAME is a built-in profile's; choose another"));
         }
-        Ok(Profile::Exec(Arc::new(ExecSpec { name: name.to_string(), command: command.to_string() })))
+        Ok(Profile::Exec(Arc::new(ExecSpec {
+            name: name.to_string(),
+            command: command.to_string(),
+            client_name: None,
+        })))
     }
 
     /// `failprobe,pinned`: profiles in order, each once. An `exec:` entry takes the rest of

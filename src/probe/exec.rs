@@ -4,7 +4,8 @@
 //! Protocol version 1 (adapters/README.md). failprobe starts `sh -c COMMAND` in
 //! a session and cgroup of its own (`crate::spawn`: ended with everything it started, also when
 //! failprobe dies), with an environment of `FAILPROBE_TARGET` (the URL without its password),
-//! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`, and
+//! `FAILPROBE_PASSWORD` (when there is one), `FAILPROBE_TIMEOUT_MS`, `FAILPROBE_TLS_CA_FILE`,
+//! `FAILPROBE_CLIENT_NAME` (the name its connections are to carry, when the run counts them), and
 //! what `--pass-env` names:
 //! - adapter → `{"hello": 1, "client": …, "version": …, "settings": {…}}` within 10 s
 //!   (`FAILPROBE_HELLO_TIMEOUT`, e.g. `30s`, in failprobe's environment gives a slow starter
@@ -501,6 +502,9 @@ fn spawn(spec: &ExecSpec, target: &Target, limit: Duration) -> Result<(Child, cr
     // The private CA failprobe trusts (a path, no secret): the adapter's library trusts it too.
     let ca = std::env::var("FAILPROBE_TLS_CA_FILE").ok().filter(|ca| !ca.is_empty());
     vars.extend(ca.map(|ca| ("FAILPROBE_TLS_CA_FILE", ca)));
+    // The name its library gives every connection it opens (CLIENT SETNAME): how the run counts
+    // them on each node.
+    vars.extend(spec.client_name.clone().map(|n| ("FAILPROBE_CLIENT_NAME", n)));
     crate::spawn::shell(&spec.command, &vars, std::process::Stdio::piped)
         .map_err(|e| ProbeError::new(ErrorClass::Adapter, format!("adapter `{}`: starting sh: {e}", spec.name)))
 }

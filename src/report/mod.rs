@@ -206,7 +206,15 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
         None => loss,
     };
     let faults: String = c.adapter_faults.iter().map(|f| format!("; adapter {f}")).collect();
-    format!("{}: {}; {}; {loss}{faults}", client_name(c), stream("writes", &c.writes), stream("reads", &c.reads))
+    let held = match &c.connections {
+        Some(nodes) => {
+            let each: Vec<String> = nodes.iter().map(|(node, n)| format!("{n} on {node}")).collect();
+            format!("; connections at the end: {}", each.join(", "))
+        }
+        None => String::new(),
+    };
+    let (writes, reads) = (stream("writes", &c.writes), stream("reads", &c.reads));
+    format!("{}: {writes}; {reads}; {loss}{held}{faults}", client_name(c))
 }
 
 /// `redis-py-default (redis-py 8.1.0; mode=direct socket_timeout=0.25)` for an adapter, else

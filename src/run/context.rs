@@ -29,6 +29,8 @@ pub(super) struct RunContext {
     pub(super) consent: Arc<Consent>,
     /// In a fleet: when this target's trigger may fire.
     pub(super) turn: Option<super::turn::TriggerTurn>,
+    /// `--keep-clients`: the clients started for the first trial, kept for every other.
+    pub(super) kept: tokio::sync::Mutex<Vec<(Profile, Arc<dyn Client>)>>,
 }
 
 /// One client profile during one trial: a fresh client (an application started before the

@@ -10,7 +10,7 @@ use super::touch::Consent;
 use super::CONTROL_LIMIT;
 use crate::control::{runbook, TriggerSpec};
 use crate::error::UsageError;
-use crate::probe::client::Profile;
+use crate::probe::client::{Client, ExecSpec, Profile};
 use crate::probe::engine::Engine;
 use crate::probe::schedule::StreamTask;
 use crate::probe::schedule::{Health, StreamConfig};
@@ -57,6 +57,7 @@ pub(super) async fn measure(
         run_id: prepared.run_id.clone(),
         consent: prepared.consent.clone(),
         turn,
+        kept: Default::default(),
     };
     let mut last_trigger: Option<Instant> = None;
     let mut failure = None;
@@ -78,6 +79,11 @@ pub(super) async fn measure(
     // Fewer trials than asked is no verdict, however the run stopped: say so on the timeline.
     if completed < ctx.plan.triggers.len() {
         ctx.report.event(EventKind::Interrupted);
+    }
+    for (profile, client) in ctx.kept.lock().await.drain(..) {
+        if profile != Profile::Failprobe {
+            client.shutdown();
+        }
     }
     (Some(prober), failure)
 }
@@ -206,12 +212,15 @@ pub(super) async fn measure_trial(
         late += s.await.unwrap_or(0);
     }
     status.abort();
-    for c in clients.iter().filter(|c| c.profile != Profile::Failprobe) {
-        c.client.shutdown();
+    if !ctx.plan.keep_clients {
+        for c in clients.iter().filter(|c| c.profile != Profile::Failprobe) {
+            c.client.shutdown();
+        }
     }
     match ending {
         Ending::Done(reason) => {
             check_integrity(ctx, &clients).await;
+            count_connections(ctx, &clients).await;
             check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;
             let ended = if late > 0 { format!("{reason}; {late} probes sent late") } else { reason.clone() };
@@ -237,35 +246,101 @@ pub(super) async fn prepare_lab(ctx: &RunContext, last_trigger: Option<Instant>)
 
 /// This trial's clients, one per profile: failprobe's own is the engine's prober (it follows
 /// the primary across trials anyway); every other profile starts fresh, as an application
-/// started before this maintenance would.
+/// started before this maintenance would, or, with `--keep-clients`, once for the whole run.
 pub(super) async fn open_clients(ctx: &RunContext, trial: u32) -> Result<Vec<ClientTrial>> {
     let shards = ctx.prober.shard_names().len();
-    let mut clients = Vec::new();
+    let mut kept = ctx.kept.lock().await;
+    let started = match kept.is_empty() {
+        true => start_clients(ctx).await?,
+        false => kept.clone(),
+    };
+    if ctx.plan.keep_clients && kept.is_empty() {
+        *kept = started.clone();
+    }
+    let clients = started
+        .into_iter()
+        .map(|(profile, client)| {
+            let label = profile.label();
+            ClientTrial {
+                profile,
+                client,
+                keys: ctx
+                    .prober
+                    .keys(trial, ctx.plan.key_ttl, label.as_deref())
+                    .into_iter()
+                    .map(|k| Arc::new(k.with_ack(ctx.plan.write_ack)))
+                    .collect(),
+                health: (0..shards * 2).map(|_| Arc::new(Health::default())).collect(),
+            }
+        })
+        .collect();
+    Ok(clients)
+}
+
+/// One client per profile, an adapter told the name its connections are to carry.
+async fn start_clients(ctx: &RunContext) -> Result<Vec<(Profile, Arc<dyn Client>)>> {
+    let mut started: Vec<(Profile, Arc<dyn Client>)> = Vec::new();
     for profile in ctx.profiles.iter().cloned() {
-        let client = match ctx.prober.client(profile.clone(), ctx.report.clone()).await {
-            Ok(c) => c,
+        let profile = match profile {
+            Profile::Exec(spec) => {
+                let client_name = Some(connection_name(&ctx.run_id, &spec.name));
+                Profile::Exec(Arc::new(ExecSpec { client_name, ..(*spec).clone() }))
+            }
+            other => other,
+        };
+        match ctx.prober.client(profile.clone(), ctx.report.clone()).await {
+            Ok(client) => started.push((profile, client)),
             Err(e) => {
                 // Those already started stop with the trial that could not start.
-                for c in clients.iter().filter(|c: &&ClientTrial| c.profile != Profile::Failprobe) {
-                    c.client.shutdown();
+                for (p, c) in &started {
+                    if *p != Profile::Failprobe {
+                        c.shutdown();
+                    }
                 }
                 return Err(anyhow!("starting the `{}` client: {e}", profile.name()));
             }
-        };
-        let label = profile.label();
-        clients.push(ClientTrial {
-            profile,
-            client,
-            keys: ctx
-                .prober
-                .keys(trial, ctx.plan.key_ttl, label.as_deref())
-                .into_iter()
-                .map(|k| Arc::new(k.with_ack(ctx.plan.write_ack)))
-                .collect(),
-            health: (0..shards * 2).map(|_| Arc::new(Health::default())).collect(),
-        });
+        }
     }
-    Ok(clients)
+    Ok(started)
+}
+
+/// The name a profile's connections carry: the run's and the profile's, so that `CLIENT LIST`
+/// tells them from everyone else's (and from another run's).
+pub(super) fn connection_name(run_id: &str, profile: &str) -> String {
+    let profile: String =
+        profile.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("failprobe-{}-{profile}", &run_id[..run_id.len().min(8)])
+}
+
+/// At a trial's end, the connections each client that names them holds on each data node
+/// (`CLIENT LIST`): a client that opens connections without closing them shows it trial after
+/// trial. An adapter names them only when its hello says so; one that does not is not counted.
+async fn count_connections(ctx: &RunContext, clients: &[ClientTrial]) {
+    let named: Vec<(String, String)> = clients
+        .iter()
+        .filter_map(|c| match &c.profile {
+            Profile::Exec(spec) => spec.client_name.clone().map(|n| (c.profile.name(), n)),
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    let found = touch::discover(&ctx.control, CONTROL_LIMIT).await;
+    for (_, host, port) in found.nodes().filter(|(role, _, _)| *role != "sentinel") {
+        let Some(list) = client_list(ctx, host, port).await else { continue };
+        for (client, name) in &named {
+            let count = list.lines().filter(|l| l.split(' ').any(|f| f == format!("name={name}"))).count() as u64;
+            ctx.report.event(EventKind::Connections { client: client.clone(), node: format!("{host}:{port}"), count });
+        }
+    }
+}
+
+async fn client_list(ctx: &RunContext, host: &str, port: u16) -> Option<String> {
+    let (mut conn, _) = crate::target::connect_node(&ctx.control, host, port, CONTROL_LIMIT).await.ok()?;
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("LIST");
+    tokio::time::timeout(CONTROL_LIMIT, cmd.query_async::<String>(&mut conn)).await.ok()?.ok()
 }
 
 /// One write and one read stream per shard, each on its own clock.
