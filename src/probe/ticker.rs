@@ -1,17 +1,21 @@
 //! The fixed clock of one stream, on the OS's high-resolution timer: a periodic `timerfd` read
-//! through the runtime's own epoll, so a tick wakes the thread that sends the probe (no clock
-//! thread handing each tick over, no 1 ms timer-wheel granularity added to every latency).
+//! through the probing runtime's own epoll, so a tick wakes the thread that sends the probe (no
+//! clock thread handing each tick over, no 1 ms timer-wheel granularity added to every latency).
+//! One timer per interval serves every stream of that interval.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub(crate) struct Ticker {
-    fd: AsyncFd<OwnedFd>,
-    /// When tick 0 is due.
+    /// The interval's metronome: changes at each of its ticks.
+    ticks: watch::Receiver<()>,
+    /// When this stream's tick 0 is due.
     start: Instant,
     interval: Duration,
     /// Ticks handed out so far.
@@ -20,32 +24,15 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     /// A clock whose tick `n` (0-based) is due at `start + n × interval`, `start` the next
-    /// multiple of `interval` on a grid shared by every stream of the process: streams of the same
-    /// interval tick together, so one wake-up of the probing thread sends all their probes.
+    /// multiple of `interval` on a grid shared by every stream of the process. Streams of one
+    /// interval share one timer: they tick together, and one wake-up of the probing thread sends
+    /// all their probes.
     pub(crate) fn start(interval: Duration) -> io::Result<Self> {
         let interval = interval.max(Duration::from_micros(1));
-        // SAFETY: plain syscalls on a descriptor this function owns from here on.
-        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let (epoch, epoch_ns) = grid();
+        let (first, ticks) = metronome(interval)?;
         let step = interval.as_nanos() as u64;
-        let start_ns = (epoch.elapsed().as_nanos() as u64).div_ceil(step).saturating_mul(step);
-        let start = epoch + Duration::from_nanos(start_ns);
-        let spec = libc::itimerspec {
-            it_value: timespec(Duration::from_nanos(epoch_ns + start_ns)),
-            it_interval: timespec(interval),
-        };
-        let armed =
-            unsafe { libc::timerfd_settime(fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
-        if armed < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the descriptor is owned by the `AsyncFd` and closed only with it.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
-        Ok(Self { fd, start, interval, taken: 0 })
+        let skip = (first.elapsed().as_nanos() as u64).div_ceil(step).saturating_mul(step);
+        Ok(Self { ticks, start: first + Duration::from_nanos(skip), interval, taken: 0 })
     }
 
     /// The due time of the next tick once it is due (at once when it already is): overdue ticks
@@ -53,22 +40,81 @@ impl Ticker {
     pub(crate) async fn next(&mut self) -> io::Result<Instant> {
         let due = self.start + Duration::from_nanos((self.interval.as_nanos() as u64).saturating_mul(self.taken));
         while Instant::now() < due {
-            let mut ready = self.fd.readable().await?;
-            let mut expirations = [0u8; 8];
-            // SAFETY: reads 8 bytes into a buffer of 8.
-            let read = unsafe { libc::read(ready.get_inner().as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
-            // Read or not, the timer has nothing more to say until its next expiry: with
-            // edge-triggered epoll, readiness cleared after a read is set again by the next one.
-            ready.clear_ready();
-            if read < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    return Err(e);
-                }
+            if self.ticks.changed().await.is_err() {
+                return Err(io::Error::other("the probe clock stopped"));
             }
         }
         self.taken += 1;
         Ok(due)
+    }
+}
+
+/// Per interval, the one timer of the process: its first tick, and a receiver of its ticks.
+type Metronomes = Mutex<HashMap<Duration, (Instant, watch::Receiver<()>)>>;
+
+fn metronomes() -> &'static Metronomes {
+    static ALL: OnceLock<Metronomes> = OnceLock::new();
+    ALL.get_or_init(Default::default)
+}
+
+/// The metronome of `interval`, started (on the probing thread) when none runs.
+fn metronome(interval: Duration) -> io::Result<(Instant, watch::Receiver<()>)> {
+    let mut all = metronomes().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((first, ticks)) = all.get(&interval) {
+        if ticks.has_changed().is_ok() {
+            return Ok((*first, ticks.clone()));
+        }
+    }
+    let (fd, first) = timer(interval)?;
+    let (tx, ticks) = watch::channel(());
+    all.insert(interval, (first, ticks.clone()));
+    super::runtime::handle().spawn(beat(fd, interval, tx));
+    Ok((first, ticks))
+}
+
+/// A periodic timerfd whose expiries fall on the grid of `interval`, and its first expiry.
+fn timer(interval: Duration) -> io::Result<(OwnedFd, Instant)> {
+    // SAFETY: plain syscalls on a descriptor this function owns from here on.
+    let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (epoch, epoch_ns) = grid();
+    let step = interval.as_nanos() as u64;
+    let start_ns = (epoch.elapsed().as_nanos() as u64).div_ceil(step).saturating_mul(step);
+    let spec = libc::itimerspec {
+        it_value: timespec(Duration::from_nanos(epoch_ns + start_ns)),
+        it_interval: timespec(interval),
+    };
+    let armed = unsafe { libc::timerfd_settime(fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
+    if armed < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, epoch + Duration::from_nanos(start_ns)))
+}
+
+/// Tells every stream of one interval that its timer expired, until no stream listens.
+async fn beat(fd: OwnedFd, interval: Duration, tx: watch::Sender<()>) {
+    // SAFETY: the descriptor is owned by the `AsyncFd` and closed only with it.
+    let Ok(fd) = (unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }) else { return };
+    loop {
+        let Ok(mut ready) = fd.readable().await else { return };
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads 8 bytes into a buffer of 8. A failed read (nothing expired) is harmless:
+        // the streams compare the time with their due times.
+        unsafe { libc::read(ready.get_inner().as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+        // With edge-triggered epoll, readiness cleared after a read is set again by the next expiry.
+        ready.clear_ready();
+        // Only the registry's own receiver left: every stream of this interval ended.
+        if tx.receiver_count() <= 1 {
+            let mut all = metronomes().lock().unwrap_or_else(|e| e.into_inner());
+            if tx.receiver_count() <= 1 {
+                all.remove(&interval);
+                return;
+            }
+        }
+        tx.send_replace(());
     }
 }
 
