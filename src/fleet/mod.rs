@@ -155,6 +155,8 @@ fn spawn_target(
             Err(e) => return drop(prepared_tx.send(Err(anyhow!("starting its runtime: {e}")))),
         };
         runtime.block_on(async move {
+            // This target's probes on this thread too: none of them waits behind another target's.
+            crate::probe::runtime::probe_on_this_thread();
             let asked = match &asking {
                 Some(m) => Some(m.lock().await),
                 None => None,

@@ -285,19 +285,24 @@ impl<P: Prober> Client for P {
     }
 }
 
-/// One stream of one shard on any `Prober`, on the fixed-rate schedule.
+/// One stream of one shard on any `Prober`, on the fixed-rate schedule, on the probing thread.
 pub(crate) async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u64 {
     let StreamTask { shard, cfg, keys, report, health, stop } = task;
-    match cfg.stream {
-        Stream::Write => {
-            run_stream(cfg, report, health, stop, move |seq, deadline| {
-                prober.clone().write(shard, keys.clone(), seq, deadline)
-            })
-            .await
-        }
-        Stream::Read => {
-            run_stream(cfg, report, health, stop, move |_, deadline| prober.clone().read(shard, keys.clone(), deadline))
+    let stream = async move {
+        match cfg.stream {
+            Stream::Write => {
+                run_stream(cfg, report, health, stop, move |seq, deadline| {
+                    prober.clone().write(shard, keys.clone(), seq, deadline)
+                })
                 .await
+            }
+            Stream::Read => {
+                run_stream(cfg, report, health, stop, move |_, deadline| {
+                    prober.clone().read(shard, keys.clone(), deadline)
+                })
+                .await
+            }
         }
-    }
+    };
+    super::runtime::handle().spawn(stream).await.unwrap_or(0)
 }

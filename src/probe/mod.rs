@@ -12,7 +12,9 @@ pub(crate) mod locate;
 pub mod memcached;
 pub mod redis;
 pub(crate) mod redis_rs;
+pub(crate) mod runtime;
 pub mod schedule;
+pub(crate) mod ticker;
 
 use crate::target::error::ProbeError;
 use std::future::Future;

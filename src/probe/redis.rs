@@ -200,7 +200,8 @@ impl RedisProber {
     }
 
     /// Starts the connection keepers and, for a client that follows the primary, the topology
-    /// poll and the Sentinel subscription. They run until `shutdown`.
+    /// poll and the Sentinel subscription. They run until `shutdown`. The keepers (and so the
+    /// connections they make) run on the probing thread, with the streams that use them.
     fn launch(self: &Arc<Self>) {
         for shard in &self.shards {
             for slot in &shard.connections {
@@ -210,7 +211,7 @@ impl RedisProber {
                     self.report.clone(),
                     self.stop.subscribe(),
                 );
-                tokio::spawn(connector);
+                super::runtime::handle().spawn(connector);
             }
         }
         if self.follows_primary {

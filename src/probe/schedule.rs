@@ -4,18 +4,18 @@
 //! the overdue probes are all still sent (never skipped), with their original scheduled times, and
 //! counted as late.
 
+use super::ticker::Ticker;
 use super::{Attempt, TrialKeys};
 use crate::clock::Clock;
 use crate::sample::Outcome;
 use crate::sample::{ErrorClass, EventKind, Record, Sample, Stream};
 use crate::sink::Reporter;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::runtime::Handle;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
 /// Everything one stream of one shard needs to run.
@@ -92,113 +92,128 @@ impl Health {
 /// Runs one stream until `stop` turns true, then waits for in-flight probes (each bounded by its
 /// own deadline). Returns how many probes were sent late.
 ///
-/// The clock runs on a dedicated OS thread: tokio's timer wheel has 1 ms granularity, which would
-/// add up to a millisecond of scheduler lateness to every latency figure; a thread sleeping with
-/// the OS's high-resolution timer wakes within ~0.1 ms. Probes themselves run on the runtime.
+/// One task drives the whole stream: its clock (`Ticker`, the OS's high-resolution timer read
+/// through the runtime's epoll: tokio's timer wheel has 1 ms granularity, which would add up to a
+/// millisecond of scheduler lateness to every latency figure) and every probe in flight, polled
+/// side by side, so that no probe waits for another. Samples go to the recorder in batches.
 pub async fn run_stream<F, Fut>(
     cfg: StreamConfig,
     report: Reporter,
     health: Arc<Health>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     probe: F,
 ) -> u64
 where
     F: Fn(u64, Instant) -> Fut + Send + 'static,
     Fut: Future<Output = Attempt> + Send + 'static,
 {
-    let stopped = Arc::new(AtomicBool::new(false));
-    let events = report.clone();
-    let in_flight = Arc::new(InFlight::default());
-    let ticker = {
-        let (stopped, in_flight, runtime) = (stopped.clone(), in_flight.clone(), Handle::current());
-        let cfg = Arc::new(cfg.clone());
-        std::thread::Builder::new().name(format!("failprobe-{}-clock", cfg.stream.name())).spawn(move || {
-            tick(&cfg, &stopped, |n, scheduled| {
-                let deadline = scheduled + cfg.timeout;
-                let fut = probe(n, deadline);
-                let (report, health, guard, cfg) = (report.clone(), health.clone(), in_flight.enter(), cfg.clone());
-                runtime.spawn(async move {
-                    let started = Instant::now();
-                    let attempt = timeout_at(deadline, fut).await.unwrap_or_else(|_| Attempt {
-                        result: Err(crate::target::error::ProbeError::timeout("probe")),
-                        server: None,
-                    });
-                    let sample = to_sample(&report.clock, &cfg, n, scheduled, started, Instant::now(), attempt);
-                    health.update(&sample);
-                    let _ = report.tx.send(Record::Sample(sample));
-                    drop(guard);
-                });
-            })
-        })
+    let mut ticker = match Ticker::start(cfg.interval) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::note!("error: the {} stream cannot start: no timer ({e})", cfg.stream.name());
+            return 0;
+        }
     };
-    let _ = stop.wait_for(|s| *s).await;
-    stopped.store(true, Ordering::SeqCst);
-    let late = match ticker {
-        Ok(t) => tokio::task::spawn_blocking(move || t.join().unwrap_or(0)).await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    in_flight.drained().await;
-    if late > 0 {
-        events.event(EventKind::Lateness { stream: cfg.stream, late });
-    }
-    late
-}
-
-/// The fixed clock: probe `n` (1-based) is due at `start + (n-1) × interval`. Overdue probes are
-/// all sent at once with their original due times (never skipped) and counted as late.
-fn tick(cfg: &StreamConfig, stopped: &AtomicBool, mut send: impl FnMut(u64, Instant)) -> u64 {
     let late_threshold = cfg.interval.max(Duration::from_millis(2));
-    let start = std::time::Instant::now();
-    let interval_ns = cfg.interval.as_nanos() as u64;
+    let mut samples = Batch::new(&report);
+    let mut in_flight = FuturesUnordered::new();
     let (mut n, mut late) = (0u64, 0u64);
-    while !stopped.load(Ordering::Relaxed) {
-        let due = start + Duration::from_nanos(interval_ns * n);
-        let now = std::time::Instant::now();
-        if due > now {
-            // Sleep in slices so a stop request is honoured within 50 ms.
-            std::thread::sleep((due - now).min(Duration::from_millis(50)));
-            continue;
+    let send = |n: u64, scheduled: Instant| {
+        let deadline = scheduled + cfg.timeout;
+        let attempt = probe(n, deadline);
+        async move {
+            let started = Instant::now();
+            let attempt = timeout_at(deadline, attempt).await.unwrap_or_else(|_| Attempt {
+                result: Err(crate::target::error::ProbeError::timeout("probe")),
+                server: None,
+            });
+            (n, scheduled, started, Instant::now(), attempt)
         }
-        if now - due > late_threshold {
-            late += 1;
+    };
+    let mut stop = std::pin::pin!(wait_for_stop(stop));
+    // A timer that is always pending and due no later than any new probe's deadline: a deadline
+    // registered while an earlier timer is pending does not make tokio wake its own (running)
+    // thread through the event fd, which it does for a timer earlier than all others.
+    let mut earlier = std::pin::pin!(tokio::time::sleep(cfg.timeout));
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut earlier => earlier.as_mut().reset(Instant::now() + cfg.timeout),
+            due = ticker.next() => {
+                let Ok(due) = due else { break };
+                if due.elapsed() > late_threshold {
+                    late += 1;
+                }
+                n += 1;
+                in_flight.push(send(n, due));
+                samples.flush_if_due();
+            }
+            Some((seq, scheduled, started, ended, attempt)) = in_flight.next(), if !in_flight.is_empty() => {
+                let sample = to_sample(&report.clock, &cfg, seq, scheduled, started, ended, attempt);
+                health.update(&sample);
+                samples.push(sample);
+            }
+            _ = &mut stop => break,
         }
-        n += 1;
-        send(n, Instant::from_std(due));
+    }
+    while let Some((seq, scheduled, started, ended, attempt)) = in_flight.next().await {
+        let sample = to_sample(&report.clock, &cfg, seq, scheduled, started, ended, attempt);
+        health.update(&sample);
+        samples.push(sample);
+    }
+    samples.flush();
+    if late > 0 {
+        report.event(EventKind::Lateness { stream: cfg.stream, late });
     }
     late
 }
 
-/// Counts probes still running, so a trial can wait for every one to reach its deadline.
-#[derive(Default)]
-struct InFlight {
-    count: AtomicU64,
-    idle: Notify,
+async fn wait_for_stop(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
-struct InFlightGuard(Arc<InFlight>);
+/// Samples on their way to the recorder, sent a batch at a time: one wake-up of the recorder per
+/// batch rather than per probe. A batch waits at most `BATCH_AGE` (or one interval, when that is
+/// longer) and holds at most `BATCH_LEN` samples.
+struct Batch<'a> {
+    report: &'a Reporter,
+    samples: Vec<Sample>,
+    since: Instant,
+}
 
-impl InFlight {
-    fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self.clone())
+const BATCH_AGE: Duration = Duration::from_millis(100);
+const BATCH_LEN: usize = 256;
+
+impl<'a> Batch<'a> {
+    fn new(report: &'a Reporter) -> Self {
+        Self { report, samples: Vec::with_capacity(BATCH_LEN), since: Instant::now() }
     }
 
-    async fn drained(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
+    fn push(&mut self, sample: Sample) {
+        self.samples.push(sample);
+        if self.samples.len() >= BATCH_LEN {
+            self.flush();
         }
     }
+
+    fn flush_if_due(&mut self) {
+        if !self.samples.is_empty() && self.since.elapsed() >= BATCH_AGE {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for sample in self.samples.drain(..) {
+            let _ = self.report.tx.send(Record::Sample(sample));
+        }
+        self.since = Instant::now();
+    }
 }
 
-impl Drop for InFlightGuard {
+/// A stream stopped half-way (its task cancelled) still delivers what it measured.
+impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.flush();
     }
 }
 
