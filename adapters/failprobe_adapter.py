@@ -30,6 +30,12 @@ def hosts(netloc, default_port):
     return out
 
 
+def client_name():
+    """FAILPROBE_CLIENT_NAME (adapters/README.md): the name every connection of the client
+    carries (CLIENT SETNAME), by which failprobe counts them; None when unset."""
+    return os.environ.get("FAILPROBE_CLIENT_NAME") or None
+
+
 def as_value(v):
     if v is None or isinstance(v, int):
         return v

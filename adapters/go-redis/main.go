@@ -176,6 +176,12 @@ func build() (client, map[string]any) {
 	if username != "" {
 		settings["username"] = username
 	}
+	// FAILPROBE_CLIENT_NAME (adapters/README.md): go-redis names every connection with it (each
+	// cluster node's pool, the primary's and the sentinels' through Sentinel).
+	clientName := env("FAILPROBE_CLIENT_NAME")
+	if clientName != "" {
+		settings["client_name"] = clientName
+	}
 	if contextTimeout > 0 {
 		settings["context_timeout"] = contextTimeout.String()
 	} else {
@@ -196,6 +202,7 @@ func build() (client, map[string]any) {
 	case "cluster":
 		c := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:                      hosts(netloc, 6379),
+			ClientName:                 clientName,
 			Username:                   username,
 			Password:                   password,
 			TLSConfig:                  tlsConfig,
@@ -244,6 +251,7 @@ func build() (client, map[string]any) {
 			MasterName:            parts[0],
 			SentinelAddrs:         hosts(netloc, 26379),
 			SentinelPassword:      env("FAILPROBE_SENTINEL_PASSWORD"),
+			ClientName:            clientName,
 			Username:              username,
 			Password:              password,
 			DB:                    db,
@@ -266,6 +274,7 @@ func build() (client, map[string]any) {
 	db, _ := strconv.Atoi(path)
 	c := redis.NewClient(&redis.Options{
 		Addr:                  hosts(netloc, 6379)[0],
+		ClientName:            clientName,
 		Username:              username,
 		Password:              password,
 		DB:                    db,

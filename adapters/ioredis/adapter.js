@@ -56,6 +56,10 @@ function build() {
     connectTimeout: envInt("IOREDIS_CONNECT_TIMEOUT"),
     maxRetriesPerRequest: envInt("IOREDIS_MAX_RETRIES_PER_REQUEST"),
     enableOfflineQueue: env("IOREDIS_ENABLE_OFFLINE_QUEUE") === undefined ? undefined : env("IOREDIS_ENABLE_OFFLINE_QUEUE") === "true",
+    // FAILPROBE_CLIENT_NAME (adapters/README.md): each data connection's CLIENT SETNAME. ioredis
+    // names a cluster's slot-refresh and subscriber connections `ioredis-cluster(refresher):NAME`
+    // and `ioredis-cluster(subscriber):NAME`, and leaves its Sentinel connections unnamed.
+    connectionName: env("FAILPROBE_CLIENT_NAME"),
   };
   if (env("IOREDIS_RECONNECT_ON_READONLY") === "true") {
     options.reconnectOnError = (err) => (err.message.startsWith("READONLY") ? 2 : false);
@@ -68,6 +72,10 @@ function build() {
   delete settings.password;
   if (settings.reconnectOnError) settings.reconnectOnError = "READONLY";
   if (settings.tls) settings.tls = true;
+  if (settings.connectionName) {
+    settings.client_name = settings.connectionName;
+    delete settings.connectionName;
+  }
   if (mode === "cluster") {
     const clusterOptions = { redisOptions: options };
     const refresh = envInt("IOREDIS_CLUSTER_SLOTS_REFRESH_INTERVAL");

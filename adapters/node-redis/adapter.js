@@ -83,6 +83,9 @@ function build() {
     disableOfflineQueue: envBool("NODEREDIS_DISABLE_OFFLINE_QUEUE"),
     pingInterval: envInt("NODEREDIS_PING_INTERVAL"),
     RESP: envInt("NODEREDIS_RESP"),
+    // FAILPROBE_CLIENT_NAME (adapters/README.md): every connection's CLIENT SETNAME (each
+    // cluster node's, the primary's and the sentinels' through Sentinel).
+    name: env("FAILPROBE_CLIENT_NAME"),
   });
   // Effective values: node-redis's defaults where nothing was set.
   const settings = {
@@ -98,6 +101,7 @@ function build() {
     RESP: node.RESP ?? 3,
   };
   if (username) settings.username = username;
+  if (node.name) settings.client_name = node.name;
   if (mode === "cluster") {
     const maxCommandRedirections = envInt("NODEREDIS_MAX_COMMAND_REDIRECTIONS");
     settings.maxCommandRedirections = maxCommandRedirections ?? 16;
@@ -118,7 +122,7 @@ function build() {
       name,
       sentinelRootNodes: hosts(netloc, 26379),
       nodeClientOptions: { ...node, database: parseInt(db || "0", 10), socket },
-      sentinelClientOptions: clean({ password: env("FAILPROBE_SENTINEL_PASSWORD"), socket, RESP: node.RESP }),
+      sentinelClientOptions: clean({ password: env("FAILPROBE_SENTINEL_PASSWORD"), name: node.name, socket, RESP: node.RESP }),
       commandOptions,
       maxCommandRediscovers: envInt("NODEREDIS_MAX_COMMAND_REDISCOVERS"),
       scanInterval: envInt("NODEREDIS_SENTINEL_SCAN_INTERVAL"),

@@ -28,7 +28,7 @@ import sys
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from failprobe_adapter import hosts, protocol_output, serve  # noqa: E402
+from failprobe_adapter import client_name, hosts, protocol_output, serve  # noqa: E402
 
 import redis
 import redis.asyncio as aioredis
@@ -65,6 +65,10 @@ def build_client():
         "socket_connect_timeout": env_float("REDISPY_CONNECT_TIMEOUT", timeout_s),
         "decode_responses": True,
     }
+    name = client_name()
+    if name:
+        # Every connection of every pool (each cluster node's, the primary's through Sentinel).
+        common["client_name"] = name
     if retries is not None:
         common["retry"] = Retry(ExponentialBackoff(), retries)
     if env_float("REDISPY_HEALTH_CHECK_INTERVAL") is not None:
@@ -88,6 +92,8 @@ def build_client():
         sentinel_kwargs = {"socket_timeout": env_float("REDISPY_SENTINEL_SOCKET_TIMEOUT", timeout_s)}
         if os.environ.get("FAILPROBE_SENTINEL_PASSWORD"):
             sentinel_kwargs["password"] = os.environ["FAILPROBE_SENTINEL_PASSWORD"]
+        if name:
+            sentinel_kwargs["client_name"] = name
         sentinel = aioredis.Sentinel(hosts(netloc, 26379), sentinel_kwargs=sentinel_kwargs, db=db, **common)
         settings["master"] = master
         return sentinel.master_for(master), settings

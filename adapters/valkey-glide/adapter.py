@@ -25,7 +25,7 @@ import sys
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from failprobe_adapter import hosts, protocol_output, serve  # noqa: E402
+from failprobe_adapter import client_name, hosts, protocol_output, serve  # noqa: E402
 
 from glide import (
     BackoffStrategy,
@@ -62,6 +62,11 @@ async def build_client():
     username = unquote(url.username) if url.username else None
     if password:
         kwargs["credentials"] = ServerCredentials(password, username)
+    if client_name():
+        # The data connections' name; a cluster client's per-node management connections
+        # (periodic topology checks) are named glide_management_connection by GLIDE itself.
+        kwargs["client_name"] = client_name()
+        settings["client_name"] = client_name()
     timeout = env_int("GLIDE_REQUEST_TIMEOUT")
     if os.environ.get("GLIDE_REQUEST_TIMEOUT") != "none":
         kwargs["request_timeout"] = timeout if timeout is not None else env_int("FAILPROBE_TIMEOUT_MS")

@@ -84,6 +84,13 @@ public final class JedisAdapter {
         String password = Protocol.env("FAILPROBE_PASSWORD");
         if (password != null) config.password(password);
         if (target.username != null) config.user(target.username);
+        // FAILPROBE_CLIENT_NAME (adapters/README.md): every pooled connection's CLIENT SETNAME
+        // (each cluster node's, slot discovery's), and the sentinels' through their own config.
+        String clientName = Protocol.env("FAILPROBE_CLIENT_NAME");
+        if (clientName != null) {
+            config.clientName(clientName);
+            settings.put("client_name", clientName);
+        }
         if (target.tls) {
             config.ssl(true);
             settings.put("tls", true);
@@ -138,6 +145,7 @@ public final class JedisAdapter {
             DefaultJedisClientConfig.Builder sentinelConfig = DefaultJedisClientConfig.builder();
             String sentinelPassword = Protocol.env("FAILPROBE_SENTINEL_PASSWORD");
             if (sentinelPassword != null) sentinelConfig.password(sentinelPassword);
+            if (clientName != null) sentinelConfig.clientName(clientName);
             Integer sentinelTimeout = Protocol.envInt("JEDIS_SENTINEL_SO_TIMEOUT");
             if (sentinelTimeout != null) sentinelConfig.socketTimeoutMillis(sentinelTimeout);
             JedisClientConfig sc = sentinelConfig.build();

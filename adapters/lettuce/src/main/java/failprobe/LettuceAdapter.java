@@ -92,6 +92,7 @@ public final class LettuceAdapter {
             timeout = Duration.ofMillis(Long.parseLong(System.getenv().getOrDefault("FAILPROBE_TIMEOUT_MS", "60000")));
         }
         settings.put("command_timeout_ms", timeout.toMillis());
+        if (Protocol.env("FAILPROBE_CLIENT_NAME") != null) settings.put("client_name", Protocol.env("FAILPROBE_CLIENT_NAME"));
 
         SocketOptions.Builder socket = SocketOptions.builder();
         Integer connectTimeout = Protocol.envInt("LETTUCE_CONNECT_TIMEOUT");
@@ -250,6 +251,11 @@ public final class LettuceAdapter {
             else b.withPassword(password.toCharArray());
         }
         if (target.tls) b.withSsl(true);
+        // FAILPROBE_CLIENT_NAME (adapters/README.md): the builder also names the sentinels' URIs
+        // added before; a cluster client names every node connection (topology refresh
+        // included) after its first URI.
+        String clientName = Protocol.env("FAILPROBE_CLIENT_NAME");
+        if (clientName != null) b.withClientName(clientName);
         return b.withTimeout(timeout).build();
     }
 

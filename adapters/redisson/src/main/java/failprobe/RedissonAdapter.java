@@ -98,6 +98,13 @@ public final class RedissonAdapter {
         String password = Protocol.env("FAILPROBE_PASSWORD");
         if (password != null) base.setPassword(password);
         if (target.username != null) base.setUsername(target.username);
+        // FAILPROBE_CLIENT_NAME (adapters/README.md): Redisson names every connection it opens
+        // with it (each node's pools, pub/sub, the sentinels').
+        String clientName = Protocol.env("FAILPROBE_CLIENT_NAME");
+        if (clientName != null) {
+            base.setClientName(clientName);
+            settings.put("client_name", clientName);
+        }
         String timeout = Protocol.env("REDISSON_TIMEOUT");
         if (timeout == null) timeout = Protocol.env("FAILPROBE_TIMEOUT_MS");
         if (timeout != null && !timeout.equals("default")) base.setTimeout(Integer.parseInt(timeout));
