@@ -19,6 +19,7 @@ mod failover;
 mod fis;
 mod fixtures;
 mod fleet;
+mod keep_clients;
 mod memcached;
 mod metrics;
 mod network;
