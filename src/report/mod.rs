@@ -223,8 +223,11 @@ pub(crate) fn client_name(c: &summary::ClientSummary) -> String {
     let (Some(library), Some(version)) = (&c.library, &c.version) else { return c.name.clone() };
     let settings = match &c.settings {
         Some(serde_json::Value::Object(map)) if !map.is_empty() => {
+            // The name its connections carry is the run's, not a setting of the library: shown,
+            // every comparison of two runs would say the clients differ.
             let pairs: Vec<String> = map
                 .iter()
+                .filter(|(k, _)| k.as_str() != "client_name")
                 .map(|(k, v)| match v {
                     serde_json::Value::String(s) => format!("{k}={s}"),
                     other => format!("{k}={other}"),

@@ -118,8 +118,10 @@ fn jvm_adapters_follow_a_sentinel_failover() {
 
     // The new primary killed: Sentinel notices (down-after), elects and promotes a replica.
     // Lettuce asks the sentinels again on each reconnect to the dead address; Jedis and
-    // Redisson hear `+switch-master`. Lettuce and Jedis are back within a second of failprobe's
-    // own client; Redisson within its retry delay (EqualJitterDelay(1 s, 2 s)) more.
+    // Redisson hear `+switch-master`. Jedis is back within a second of failprobe's own client;
+    // Lettuce within its reconnect delay, which doubles from 1 ms (about 1 s, sometimes 2 s,
+    // by the time Sentinel has promoted the replica: 1.06 s more once in CI); Redisson within
+    // its retry delay (EqualJitterDelay(1 s, 2 s)).
     let args = [&["--trigger", "kill", "--max-trial", "15s", "--clients", "failprobe"][..], &jvms].concat();
     let (o, out) = lab.run_with_env("sentinel-kill", &args, &slow_start());
     assert_eq!(code(&o), 0, "{}", explain(&o));
@@ -127,7 +129,7 @@ fn jvm_adapters_follow_a_sentinel_failover() {
     let own = outage(client(&s, "failprobe"));
     println!("sentinel kill: failprobe {own} ms");
     for (name, version, margin) in
-        [("lettuce", "7.7.0.RELEASE", 1000.0), ("jedis", "8.0.2", 1000.0), ("redisson", "3.52.0", 2500.0)]
+        [("lettuce", "7.7.0.RELEASE", 2500.0), ("jedis", "8.0.2", 1000.0), ("redisson", "3.52.0", 2500.0)]
     {
         let c = measured(&s, name, name, version);
         assert!(c["writes"]["recovered"].as_bool().unwrap(), "{name}: {}", c["writes"]);
