@@ -82,7 +82,9 @@ fn a_pinned_client_stays_on_the_demoted_primary_while_failprobe_recovers() {
     };
     let announced = phase(pinned, "new primary announced").expect("Sentinel's announcement is observed");
     let down = phase(pinned, "writes down").unwrap();
-    assert!(announced < down && down <= phase(pinned, "old primary stepped down").unwrap() + 300.0);
+    // Down by the step-down (a probe that timed out on a loaded machine can put it earlier,
+    // even before the announcement; never later).
+    assert!(announced > 0.0 && down <= phase(pinned, "old primary stepped down").unwrap() + 300.0);
     let names: Vec<&str> = pinned["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(!names.contains(&"endpoint flipped"), "no endpoint in this lab: the phase is left out, {names:?}");
     assert!(text.contains("where the time went: trigger started +0 µs"), "{text}");
