@@ -3,18 +3,15 @@
 //!   `redis-benchmark -c 1 -t get`, one after the other, alternated `ROUNDS` times on a server
 //!   of their own (started on a free port); each one's CPU from wait4, per probe (rows of
 //!   samples.csv) and per request; the median of the rounds' ratios. Goal: at most 1.5.
-//! - per target count (`FAILPROBE_BENCH_TARGETS`, default `1,10,50`): that many redis-servers,
-//!   each probed at 10 ms by two clients (`failprobe,pinned`), for `FAILPROBE_BENCH_SECS`
-//!   (default 10): CPU cores used, peak RSS, late probes. Until failprobe probes many targets
-//!   in one process, each target is a `failprobe run` of its own (the table says so); the
-//!   fleet form goes in `probing_commands`.
+//!
+//! Per target count (1, 10, 50 targets in one fleet): `benches/fleet_cost.rs`.
 //!
 //! `FAILPROBE_BENCH_BIN` names another failprobe binary to measure (a build to compare with).
 //! Figures, not criterion statistics. `cargo bench --bench probe_cpu`; skipped without
 //! redis-server or redis-benchmark on PATH.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,17 +32,6 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     side_by_side(dir.path());
-    let seconds: u64 = std::env::var("FAILPROBE_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let counts = std::env::var("FAILPROBE_BENCH_TARGETS").unwrap_or_else(|_| "1,10,50".into());
-    let counts: Vec<usize> = counts.split(',').filter_map(|c| c.trim().parse().ok()).collect();
-    println!("\nper target count, each target at 10 ms by two clients (failprobe,pinned), {seconds} s:");
-    println!(
-        "{:>8} {:>10} {:>12} {:>14} {:>12} {:>9}",
-        "targets", "processes", "cores used", "peak RSS (MB)", "probes", "late"
-    );
-    for n in counts {
-        targets(dir.path(), n, Duration::from_secs(seconds));
-    }
 }
 
 /// failprobe's CPU per probe against redis-benchmark's per request, alternated on one server.
@@ -83,32 +69,6 @@ fn side_by_side(dir: &Path) {
     println!("CPU per probe / CPU per redis-benchmark request, median of {ROUNDS} rounds: {median:.2} (goal ≤ 1.5)");
 }
 
-/// `n` targets probed at 10 ms by two clients: cores used, peak RSS, late probes.
-fn targets(dir: &Path, n: usize, length: Duration) {
-    let servers: Vec<Server> = (0..n).map(|i| Server::start(dir, &format!("t{n}-{i}"))).collect();
-    let outs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("fleet-{n}-{i}"))).collect();
-    let started = Instant::now();
-    let children: Vec<Child> = probing_commands(&servers, &outs, length)
-        .iter_mut()
-        .map(|c| c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("failprobe"))
-        .collect();
-    let processes = children.len();
-    let usages: Vec<Usage> = children.into_iter().map(reap).collect();
-    let wall = started.elapsed().as_secs_f64();
-    let cpu: f64 = usages.iter().map(|u| u.user + u.sys).sum();
-    let peak = usages.iter().map(|u| u.peak_mb).fold(0.0, f64::max);
-    let probes: u64 = outs.iter().map(|o| samples(o)).sum();
-    let late: u64 = outs.iter().map(|o| late_probes(o)).sum();
-    println!("{n:>8} {processes:>10} {:>12.3} {peak:>14.1} {probes:>12} {late:>9}", cpu / wall);
-}
-
-/// The runs that probe `servers`: one `failprobe run` per target until a fleet of targets can
-/// be given to one process (then: one command, every target, one out directory).
-fn probing_commands(servers: &[Server], outs: &[PathBuf], length: Duration) -> Vec<Command> {
-    let length = format!("{}ms", length.as_millis());
-    servers.iter().zip(outs).map(|(s, out)| failprobe_run(&s.url(), "10ms", "failprobe,pinned", &length, out)).collect()
-}
-
 fn failprobe_run(url: &str, interval: &str, clients: &str, length: &str, out: &Path) -> Command {
     // Another build to compare with (`FAILPROBE_BENCH_BIN=path/to/failprobe`), else this one.
     let bin = std::env::var_os("FAILPROBE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_failprobe").into());
@@ -123,7 +83,6 @@ fn failprobe_run(url: &str, interval: &str, clients: &str, length: &str, out: &P
 struct Usage {
     user: f64,
     sys: f64,
-    peak_mb: f64,
 }
 
 impl Usage {
@@ -137,7 +96,7 @@ fn measure(cmd: &mut Command) -> Usage {
     reap(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
 }
 
-/// The child's own CPU and peak RSS, from wait4 (which reaps it; Child::wait is not called).
+/// The child's own CPU, from wait4 (which reaps it; Child::wait is not called).
 fn reap(child: Child) -> Usage {
     let mut status = 0;
     // SAFETY: wait4 writes into the two locals.
@@ -145,23 +104,13 @@ fn reap(child: Child) -> Usage {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4");
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Usage { user: secs(usage.ru_utime), sys: secs(usage.ru_stime), peak_mb: usage.ru_maxrss as f64 / 1024.0 }
+    Usage { user: secs(usage.ru_utime), sys: secs(usage.ru_stime) }
 }
 
 /// Probes recorded: the rows of samples.csv.
 fn samples(out: &Path) -> u64 {
     let text = std::fs::read_to_string(out.join("samples.csv")).expect("samples.csv");
     text.lines().count().saturating_sub(1) as u64
-}
-
-/// Probes sent late, from the `lateness` events.
-fn late_probes(out: &Path) -> u64 {
-    let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["type"] == "lateness")
-        .filter_map(|e| e["late"].as_u64())
-        .sum()
 }
 
 /// A redis-server of the bench's own, on a free port, without persistence; stopped on drop.

@@ -177,18 +177,7 @@ pub(super) async fn open_lab(plan: &Plan) -> Result<Option<Arc<Lab>>> {
                 ..LabOptions::default()
             };
             options.choose(plan.lab_server.as_ref());
-            let lab = match Lab::up_with(topology, &dir, true, &options).await {
-                // A port checked free and taken by another process before the node bound it
-                // (other labs start beside this one): once more, on new ports, in a clean
-                // directory of this run's own.
-                Err(e) if format!("{e:#}").contains("is in use by another process; not started") => {
-                    tracing::warn!("{e:#}: starting the lab again on other ports");
-                    let _ = std::fs::remove_dir_all(&dir);
-                    Lab::up_with(topology, &dir, true, &options).await?
-                }
-                other => other?,
-            };
-            Ok(Some(Arc::new(lab)))
+            Ok(Some(Arc::new(Lab::up_with(topology, &dir, true, &options).await?)))
         }
         None => Ok(None),
     }
