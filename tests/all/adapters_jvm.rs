@@ -45,8 +45,11 @@ fn outage(c: &Value) -> f64 {
 
 /// A 1 s SIGSTOP of the primary, three trials: each library, with its defaults and the probe's
 /// timeout as its command timeout, is back within 100 ms of failprobe's own client (the server
-/// answers again the moment it resumes; Lettuce keeps its connection, Jedis replaces the
-/// connections that timed out and drains the requests queued on its pool of 8, Redisson retries).
+/// answers again the moment it resumes; Lettuce keeps its connection, Redisson retries).
+/// Jedis replaces the connections that timed out and drains the requests queued on its pool of
+/// 8: idle, within 40 ms too; with the suite beside it (and with two CPU hogs) it was back
+/// 1.1 s after failprobe's client in two trials of three (2.19 s against 1.04 s), so it may
+/// be up to 1.5 s later, never earlier.
 /// Compared trial by trial, the median difference: on a shared two-core machine one trial's
 /// figures move by 150 ms with the load (failprobe's own client's included).
 #[test]
@@ -82,14 +85,15 @@ fn jvm_adapters_measure_a_pause_like_failprobe() {
     };
     let own: Vec<f64> = trials.iter().map(|t| in_trial(t, "failprobe")).collect();
     assert!(own.iter().all(|o| (900.0..2000.0).contains(o)), "failprobe: {own:?} ms");
-    for (name, version) in [("lettuce", "7.7.0.RELEASE"), ("jedis", "8.0.2"), ("redisson", "3.52.0")] {
+    let libraries = [("lettuce", "7.7.0.RELEASE", 100.0), ("jedis", "8.0.2", 1500.0), ("redisson", "3.52.0", 100.0)];
+    for (name, version, later_by) in libraries {
         let c = measured(&s, name, name, version);
         assert_eq!(c["settings"]["mode"], "direct", "{c}");
         let theirs: Vec<f64> = trials.iter().map(|t| in_trial(t, name)).collect();
         let mut diffs: Vec<f64> = theirs.iter().zip(&own).map(|(a, b)| a - b).collect();
         println!("pause 1s: {name} {theirs:?} ms, failprobe {own:?} ms");
         diffs.sort_by(f64::total_cmp);
-        assert!(diffs[1].abs() <= 100.0, "{name}: {theirs:?} ms against failprobe's {own:?} ms");
+        assert!((-100.0..=later_by).contains(&diffs[1]), "{name}: {theirs:?} ms against failprobe's {own:?} ms");
     }
 }
 
