@@ -28,32 +28,43 @@ const SUBSCRIPTION_IDLE: Duration = Duration::from_secs(30);
 
 /// What the sentinels announced, so that the same news from each of them counts once: the first
 /// `+sdown` and the first `+odown` of a primary (until a switch), the first `+switch-master` to
-/// a new primary.
+/// a new primary. A sentinel that learns of the switch late may still report the deposed
+/// primary down after another announced the switch: the same failure, heard late, not news
+/// (it put "failure detected" after "new primary announced" on a loaded machine).
 #[derive(Default)]
 struct Heard {
     suspected: Option<String>,
     down: Option<String>,
     primary: Option<String>,
+    deposed: Option<String>,
 }
 
 impl Heard {
     fn first_suspected(&mut self, address: &str) -> bool {
-        let first = self.suspected.as_deref() != Some(address);
+        let first = self.suspected.as_deref() != Some(address) && !self.is_deposed(address);
         self.suspected = Some(address.to_string());
         first
     }
 
     fn first_down(&mut self, address: &str) -> bool {
-        let first = self.down.as_deref() != Some(address);
+        let first = self.down.as_deref() != Some(address) && !self.is_deposed(address);
         self.down = Some(address.to_string());
         first
     }
 
-    fn first_switch(&mut self, primary: &str) -> bool {
+    fn is_deposed(&self, address: &str) -> bool {
+        self.deposed.as_deref() == Some(address)
+    }
+
+    /// A switch from `from` to `primary`.
+    fn first_switch(&mut self, from: &str, primary: &str) -> bool {
         let first = self.primary.as_deref() != Some(primary);
-        self.primary = Some(primary.to_string());
-        // The next failure of any primary, this one included, is news again.
-        (self.down, self.suspected) = (None, None);
+        if first {
+            self.primary = Some(primary.to_string());
+            self.deposed = Some(from.to_string()).filter(|f| f != primary);
+            // The next failure of any other primary, the new one included, is news again.
+            (self.down, self.suspected) = (None, None);
+        }
         first
     }
 }
@@ -537,8 +548,8 @@ impl RedisProber {
             }
             // "<master-name> <old-ip> <old-port> <new-ip> <new-port>"
             if parts.len() == 5 && parts[0] == master {
-                let primary = format!("{}:{}", parts[3], parts[4]);
-                if !heard.lock().expect("not poisoned").first_switch(&primary) {
+                let (from, primary) = (format!("{}:{}", parts[1], parts[2]), format!("{}:{}", parts[3], parts[4]));
+                if !heard.lock().expect("not poisoned").first_switch(&from, &primary) {
                     continue;
                 }
                 self.announce(EventKind::Topology {
@@ -748,5 +759,26 @@ impl Prober for RedisProber {
 
     fn stop(&self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Heard;
+
+    #[test]
+    fn the_deposed_primary_reported_down_late_is_not_news() {
+        let mut heard = Heard::default();
+        assert!(heard.first_suspected("10.0.0.1:6379"));
+        assert!(!heard.first_suspected("10.0.0.1:6379"), "the same news from a second sentinel");
+        assert!(heard.first_down("10.0.0.1:6379"));
+        assert!(heard.first_switch("10.0.0.1:6379", "10.0.0.2:6379"));
+        assert!(!heard.first_switch("10.0.0.1:6379", "10.0.0.2:6379"), "the same switch from a second sentinel");
+        // A sentinel that has not learnt of the switch yet still finds the old primary down.
+        assert!(!heard.first_suspected("10.0.0.1:6379") && !heard.first_down("10.0.0.1:6379"));
+        // The new primary failing is news, and so is the old one once it is primary again.
+        assert!(heard.first_suspected("10.0.0.2:6379") && heard.first_down("10.0.0.2:6379"));
+        assert!(heard.first_switch("10.0.0.2:6379", "10.0.0.1:6379"));
+        assert!(heard.first_suspected("10.0.0.1:6379") && heard.first_down("10.0.0.1:6379"));
     }
 }
