@@ -99,7 +99,7 @@ pub(crate) fn class_from_text(text: &str) -> Option<ErrorClass> {
         ErrorClass::Clusterdown
     } else if has("TRYAGAIN") {
         ErrorClass::Tryagain
-    } else if word(&upper, "MOVED") || has("ASK ") {
+    } else if word(&upper, "MOVED") || word(&upper, "ASK") {
         ErrorClass::Moved
     } else if has("NOAUTH") || has("WRONGPASS") || has("AUTHENTICATION") {
         ErrorClass::Auth
@@ -137,6 +137,7 @@ mod tests {
             ("WRONGPASS invalid username-password pair", ErrorClass::Auth),
             ("MOVED 3999 127.0.0.1:6381", ErrorClass::Moved),
             ("NOREPLICAS Not enough good replicas to write.", ErrorClass::Noreplicas),
+            ("ASK 3999 127.0.0.1:6381", ErrorClass::Moved),
         ];
         for (text, class) in cases {
             assert_eq!(class_from_text(text), Some(class), "{text}");
@@ -144,5 +145,7 @@ mod tests {
         assert_eq!(class_from_text("WRONGTYPE Operation against a key"), None);
         // A word, not a part of one: GLIDE says a dead node's connection was "removed".
         assert_ne!(class_from_text("the connection has been removed"), Some(ErrorClass::Moved));
+        // Nor "ASK" inside "task" (a library's background task ending with its connection).
+        assert_ne!(class_from_text("the reader task ended: broken connection"), Some(ErrorClass::Moved));
     }
 }
