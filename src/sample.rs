@@ -8,9 +8,16 @@ use std::fmt;
 pub enum Stream {
     Write,
     Read,
+    /// `--probe pubsub`: failprobe publishing a numbered message on a client's channel; `value`
+    /// is the number of subscribers the server delivered it to (PUBLISH's reply).
+    Publish,
+    /// `--probe pubsub`: a message the client's subscriber received; `seq` and `scheduled_us`
+    /// are the publish's, `end_us` when it arrived.
+    Deliver,
 }
 
 impl Stream {
+    /// The key-value streams every client runs (the pub/sub ones are not probes of the keys).
     pub(crate) const ALL: [Stream; 2] = [Stream::Write, Stream::Read];
 
     pub fn index(self) -> usize {
@@ -21,7 +28,13 @@ impl Stream {
         match self {
             Stream::Write => "writes",
             Stream::Read => "reads",
+            Stream::Publish => "publishes",
+            Stream::Deliver => "deliveries",
         }
+    }
+
+    pub(crate) fn is_pubsub(self) -> bool {
+        matches!(self, Stream::Publish | Stream::Deliver)
     }
 }
 
@@ -315,6 +328,15 @@ pub enum EventKind {
         node: String,
         count: u64,
     },
+    /// `--probe pubsub`: a client's subscriber subscribed to its channel (`server`), or lost
+    /// its subscription (`error`: why).
+    Subscription {
+        client: Option<String>,
+        subscribed: bool,
+        server: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A runbook step around the trial (`--before`, `--after`): the command, its exit status and
     /// the last line it printed.
     RunbookStep {
@@ -402,6 +424,7 @@ impl EventKind {
             }
             EventKind::IntegrityError { message } => vec![message],
             EventKind::Reconnect { error: Some(error), .. } => vec![error],
+            EventKind::Subscription { error: Some(error), .. } => vec![error],
             EventKind::Aws { message, .. } => vec![message],
             EventKind::TrialEnd { reason } => vec![reason],
             // A resolver's error text may quote its configuration.
@@ -430,6 +453,9 @@ impl EventKind {
 pub struct Budget {
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
+    /// `--max-lost-messages`: acknowledged pub/sub messages a subscriber may miss in a trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost_messages: Option<u64>,
     /// The client profiles the verdict covers (`--budget-clients`): empty for failprobe's own
     /// alone, `all` for every profile measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -620,6 +646,11 @@ impl SeqSet {
 
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    pub fn contains(&self, n: u64) -> bool {
+        let at = self.ranges.partition_point(|(lo, _)| *lo <= n);
+        at > 0 && self.ranges[at - 1].1 >= n
     }
 
     pub(crate) fn into_ranges(self) -> Vec<(u64, u64)> {

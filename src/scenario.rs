@@ -168,6 +168,8 @@ pub struct ProbeSection {
     pub write_ack: Option<String>,
     /// `--pass-env`: variables of failprobe's environment that adapters, hooks and commands get.
     pub pass_env: Option<Vec<String>>,
+    /// `--probe pubsub`: `pubsub = true`.
+    pub pubsub: Option<bool>,
 }
 
 /// `[runbook] before = "…"  after = "…"`: the runbook's own steps around each trial.
@@ -283,6 +285,7 @@ pub struct BudgetSection {
     #[serde(default, deserialize_with = "duration::deserialize_opt")]
     pub max_outage: Option<Duration>,
     pub max_lost_writes: Option<u64>,
+    pub max_lost_messages: Option<u64>,
     /// Client profiles the verdict covers, e.g. `["all"]`.
     pub clients: Option<Vec<String>>,
 }
@@ -401,6 +404,8 @@ pub struct Plan {
     pub seed_keys: u64,
     /// `--keep-clients`: one client per profile for the whole run.
     pub keep_clients: bool,
+    /// `--probe pubsub`: each client's subscriber measured on a channel failprobe publishes on.
+    pub pubsub: bool,
     pub yes: bool,
     /// Commands this run would start that were not typed on its command line (a scenario's
     /// `[runbook]`, `[[probe.exec]]`, trigger or clients; `FAILPROBE_CLIENTS`), each with its
@@ -446,6 +451,9 @@ impl Plan {
                     p.name()
                 )));
             }
+        }
+        if plan.pubsub {
+            check_pubsub(target, &measured)?;
         }
         if target.memcache_nodes().is_some() && plan.backup {
             return Err(invalid(
@@ -550,6 +558,12 @@ pub struct Overrides {
     /// trial: whether recovery degrades trial after trial, and the connections each holds
     #[arg(long)]
     pub keep_clients: bool,
+    /// Also probe `pubsub`: a numbered message published on each client's own channel on the
+    /// probe clock, each client's subscriber measured (messages missed, duplicated, out of
+    /// order; time without its subscription; delivery latency). Sentinel, standalone and pair
+    /// targets
+    #[arg(long = "probe", value_name = "KIND", value_parser = ["pubsub"])]
+    pub probe: Vec<String>,
     /// Output directory [default: failprobe-<time>]
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -559,6 +573,10 @@ pub struct Overrides {
     /// Budget: exit 1 when more acknowledged writes are lost in a trial.
     #[arg(long)]
     pub max_lost_writes: Option<u64>,
+    /// Budget (--probe pubsub): exit 1 when a subscriber misses more acknowledged messages in a
+    /// trial.
+    #[arg(long)]
+    pub max_lost_messages: Option<u64>,
     /// The client profiles the verdict and exit code cover: names from --clients, or `all`. For
     /// them budgets apply and a stream still down at the end fails the run [default: failprobe]
     #[arg(long)]
@@ -803,6 +821,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         budget: Budget {
             max_outage_ms: o.max_outage.or(f.budget.max_outage).map(|d| d.as_secs_f64() * 1000.0),
             max_lost_writes: o.max_lost_writes.or(f.budget.max_lost_writes),
+            max_lost_messages: o.max_lost_messages.or(f.budget.max_lost_messages),
             clients: budget_clients(o.budget_clients.or(f.budget.clients.map(|l| l.join(","))))?,
         },
         clients,
@@ -813,6 +832,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         key: o.key.or(f.trigger.key),
         seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(defaults::SEED_KEYS),
         keep_clients: o.keep_clients || f.trials.keep_clients.unwrap_or(false),
+        pubsub: o.probe.iter().any(|p| p == "pubsub") || f.probe.pubsub.unwrap_or(false),
         yes: o.yes,
         commands_not_typed,
         quiet: o.quiet,
@@ -822,6 +842,27 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         aws,
         metrics_listen: o.metrics_listen,
     })
+}
+
+/// `--probe pubsub` measures what failprobe's own subscriber and the built-in Redis profiles
+/// receive, on a Sentinel, standalone or pair target. Elsewhere nothing would be measured for a
+/// client, and a reader could take its silence for no loss: refused before anything runs.
+fn check_pubsub(target: &Target, measured: &[Profile]) -> Result<()> {
+    if target.memcache_nodes().is_some() {
+        return Err(invalid("--probe pubsub is for Redis and Valkey targets: memcached has no pub/sub"));
+    }
+    if target.is_cluster() {
+        return Err(invalid(
+            "--probe pubsub does not probe a cluster yet (sharded channels, SSUBSCRIBE): give a Sentinel, standalone or pair target",
+        ));
+    }
+    match measured.iter().find(|p| matches!(p, Profile::RedisRs | Profile::Exec(_))) {
+        Some(p) => Err(invalid(format!(
+            "--probe pubsub: the `{}` client profile cannot subscribe yet (failprobe, pinned and dns-cache=D can); measure it in a run of its own",
+            p.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The write log is read after the trial: keys that expire before that make every write look

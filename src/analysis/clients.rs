@@ -1,6 +1,7 @@
 //! One trial as each client profile saw it: the same events (the trigger, the topology, AWS),
 //! each profile's own probes, outages and write log.
 
+use super::pubsub::PubSubTrial;
 use super::split_brain::OldPrimaryWatch;
 use super::summarize::trial_summary;
 use super::summary::{ClientSummary, TrialSummary};
@@ -12,12 +13,15 @@ pub(crate) struct TrialClients {
     /// In the run's order of profiles, failprobe's own first when it was measured: the first
     /// gives the trial's own figures (the `writes`, `reads` and `integrity` of summary.json).
     pub(crate) clients: Vec<TrialState>,
+    /// `--probe pubsub`, per client name.
+    pubsub: std::collections::BTreeMap<String, PubSubTrial>,
 }
 
 impl TrialClients {
     /// `primaries`: the run's primaries as last announced before this trial.
     pub(crate) fn new(names: &[String], p: &Params, primaries: &OldPrimaryWatch) -> Self {
-        Self { clients: names.iter().map(|name| TrialState::new(p, name, primaries.carried_over())).collect() }
+        let clients = names.iter().map(|name| TrialState::new(p, name, primaries.carried_over())).collect();
+        Self { clients, pubsub: Default::default() }
     }
 
     /// The trial whose figures stand for the run (the first profile).
@@ -35,6 +39,10 @@ impl TrialClients {
 
     pub(crate) fn sample(&mut self, s: &Sample, p: &Params) {
         let name = client_name(&s.client);
+        if s.stream.is_pubsub() {
+            self.pubsub.entry(name.to_string()).or_default().sample(s);
+            return;
+        }
         let i = match self.clients.iter().position(|t| t.client == name) {
             Some(i) => i,
             None => {
@@ -70,6 +78,14 @@ impl TrialClients {
         for t in &mut self.clients[1..] {
             let own = trial_summary(index, t, interval_us);
             clients.push(client_summary(&t.client, &own, &t.events, watches));
+        }
+        for (c, t) in clients.iter_mut().zip(&self.clients) {
+            let label = (c.name != crate::sample::OWN_CLIENT).then_some(c.name.as_str());
+            c.pubsub = self.pubsub.get(&c.name).map(|p| p.summary(label, interval_us, &t.events));
+            if c.pubsub.is_some() {
+                let (start, end) = (summary.trigger.started_at_ms, summary.ended_at_ms);
+                super::waterfall::subscription_phases(&mut c.phases, label, &t.events, start, end);
+            }
         }
         summary.clients = clients;
         summary
@@ -117,5 +133,6 @@ fn client_summary(name: &str, t: &TrialSummary, events: &[crate::sample::Event],
         settings,
         adapter_faults,
         connections,
+        pubsub: None,
     }
 }

@@ -9,6 +9,7 @@ pub mod histogram;
 pub mod integrity;
 pub mod outage;
 pub(crate) mod phases;
+pub(crate) mod pubsub;
 pub(crate) mod reorder;
 pub(crate) mod sentence;
 pub(crate) mod series;
@@ -608,6 +609,61 @@ pub(crate) mod tests {
         let s = two_clients(Budget { clients: vec!["pinned".into()], max_lost_writes: Some(0), ..Default::default() });
         let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
         assert_eq!(failed, ["pinned writes recovered", "pinned acknowledged writes within --max-lost-writes"]);
+    }
+
+    /// failprobe's subscriber receives every message until 1 s, then none: outside the budget
+    /// it is named in the headline; covered, it fails the run, and `--max-lost-messages` too.
+    fn silent_subscriber(budget: Budget) -> Summary {
+        let mut m = meta(1, budget);
+        m.clients = vec!["failprobe".into(), "pinned".into()];
+        let mut a = Analyzer::new(m);
+        event(&mut a, 0, 0, EventKind::TrialStart);
+        for i in 0..200u64 {
+            a.sample(&probe(Stream::Write, i + 1, i * 10, 1, None));
+            a.sample(&probe(Stream::Read, i + 1, i * 10 + 5, 1, None));
+            let pinned = Some("pinned".to_string());
+            a.sample(&Sample { client: pinned.clone(), ..probe(Stream::Write, i + 1, i * 10, 1, None) });
+            a.sample(&Sample { client: pinned.clone(), ..probe(Stream::Read, i + 1, i * 10 + 5, 1, None) });
+            a.sample(&Sample {
+                client: pinned.clone(),
+                value: Some(1),
+                ..probe(Stream::Publish, i + 1, i * 10, 1, None)
+            });
+            a.sample(&Sample { client: pinned.clone(), ..probe(Stream::Deliver, i + 1, i * 10, 1, None) });
+            a.sample(&Sample { value: Some(1), ..probe(Stream::Publish, i + 1, i * 10, 1, None) });
+            if i < 100 {
+                a.sample(&probe(Stream::Deliver, i + 1, i * 10, 1, None));
+            }
+        }
+        let lost = EventKind::Subscription { client: None, subscribed: false, server: None, error: Some("x".into()) };
+        event(&mut a, 0, 1_000_500, lost);
+        let all: Vec<u64> = (1..=200).collect();
+        for client in [None, Some("pinned".to_string())] {
+            let log = EventKind::WriteLog { server: "p".into(), present: to_ranges(&all), shard: None, client };
+            event(&mut a, 0, 2_100_000, log);
+        }
+        event(&mut a, 0, 2_200_000, EventKind::TrialEnd { reason: "recovered".into() });
+        a.finish().summary
+    }
+
+    #[test]
+    fn a_subscriber_silent_to_the_end_is_in_the_headline_and_fails_a_budget_covering_it() {
+        let s = silent_subscriber(Budget { clients: vec!["pinned".into()], ..Default::default() });
+        let own = s.trials[0].clients[0].pubsub.clone().unwrap();
+        assert_eq!((own.missed, own.missed_at_end, own.resubscribed), (100, 100, false));
+        assert_eq!(s.trials[0].clients[1].pubsub.as_ref().map(|p| p.missed), Some(0));
+        assert_eq!(
+            s.verdict.headline,
+            "RECOVERED for pinned — no budget set; failprobe subscriber NOT RESUBSCRIBED and missed 100 messages (outside the budget)"
+        );
+        let s = silent_subscriber(Budget { max_lost_messages: Some(10), ..Default::default() });
+        assert_eq!((s.verdict.kind.as_str(), s.verdict.exit_code), ("fail", 1), "{}", s.verdict.headline);
+        assert!(s.verdict.headline.contains("100 pub/sub messages missed"), "{}", s.verdict.headline);
+        let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        assert_eq!(failed, ["failprobe subscriber resubscribed", "failprobe messages within --max-lost-messages"]);
+        let line = sentence::pubsub(s.trials[0].clients[0].pubsub.as_ref().unwrap());
+        assert!(line.contains("pub/sub NOT RESUBSCRIBED: 100 of 200 acknowledged messages missed"), "{line}");
+        assert!(line.contains("100 after its last message, to the end"), "{line}");
     }
 
     #[test]

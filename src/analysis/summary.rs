@@ -207,10 +207,46 @@ pub struct ClientSummary {
     /// carry no name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<BTreeMap<String, u64>>,
+    /// `--probe pubsub`: what its subscriber received of what failprobe published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<PubSubSummary>,
 }
 
 /// One moment of a trial, in ms on the run clock; `at_ms` is null when it was not observed.
 /// Programs read `phase` and `detail`; `name` is the same said for people.
+/// `--probe pubsub`, one client in one trial. Counts are messages; times are on the probe clock
+/// (resolution: one interval) or from the subscriber's own events.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct PubSubSummary {
+    /// Publishes sent, and those the server acknowledged.
+    pub published: u64,
+    pub acknowledged: u64,
+    /// Acknowledged with no subscriber on the channel at the publishing server (PUBLISH's 0).
+    pub unheard: u64,
+    /// Distinct messages the subscriber received.
+    pub delivered: u64,
+    /// Acknowledged messages it never received, from its first delivery on (the gaps and the
+    /// end); `missed_at_end` of them after its last delivery.
+    pub missed: u64,
+    pub missed_at_end: u64,
+    /// Acknowledged before its first delivery: its start, not a loss.
+    pub before_first_delivery: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// The longest run of messages missed between two deliveries, and how long it lasted on the
+    /// publish clock (from the first missed to the next received).
+    pub longest_gap_messages: u64,
+    pub longest_gap_ms: f64,
+    /// Subscriptions lost (the subscriber's own events), and the longest time to subscribe
+    /// again; None when none was lost or the last was never made again.
+    pub subscriptions_lost: u64,
+    pub longest_without_subscription_ms: Option<f64>,
+    /// Receiving again by the trial's end, after every loss.
+    pub resubscribed: bool,
+    /// From when the publish was due to when the message arrived.
+    pub latency_ms: Percentiles,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Phase {
     pub phase: PhaseId,
@@ -253,6 +289,11 @@ pub enum PhaseId {
     ReadsDown,
     ReadsRecovered,
     ReadsNotRecovered,
+    /// `--probe pubsub`: the client's subscription lost after the trigger, made again, or not
+    /// made again by the trial's end (listed when lost).
+    SubscriptionLost,
+    Resubscribed,
+    NotResubscribed,
 }
 
 /// What a phase carries besides its time; empty fields are left out of summary.json.
@@ -279,7 +320,10 @@ impl PhaseId {
     pub(crate) fn of_stream(stream: crate::sample::Stream) -> [Self; 3] {
         match stream {
             crate::sample::Stream::Write => [Self::WritesDown, Self::WritesRecovered, Self::WritesNotRecovered],
-            crate::sample::Stream::Read => [Self::ReadsDown, Self::ReadsRecovered, Self::ReadsNotRecovered],
+            // The pub/sub samples never reach the key-value streams' phases (`Analyzer::sample`).
+            crate::sample::Stream::Read | crate::sample::Stream::Publish | crate::sample::Stream::Deliver => {
+                [Self::ReadsDown, Self::ReadsRecovered, Self::ReadsNotRecovered]
+            }
         }
     }
 
@@ -314,6 +358,9 @@ impl PhaseId {
             Self::ReadsRecovered => "reads recovered".into(),
             Self::WritesNotRecovered => "writes not recovered by the end of the trial".into(),
             Self::ReadsNotRecovered => "reads not recovered by the end of the trial".into(),
+            Self::SubscriptionLost => "subscription lost".into(),
+            Self::Resubscribed => "resubscribed".into(),
+            Self::NotResubscribed => "not resubscribed by the end of the trial".into(),
         }
     }
 }
@@ -440,6 +487,8 @@ pub struct BudgetResult {
     pub passed: bool,
     pub max_outage_ms: Option<f64>,
     pub max_lost_writes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost_messages: Option<u64>,
     /// The client profiles the verdict covers (`--budget-clients`; `failprobe` by default).
     #[serde(default)]
     pub clients: Vec<String>,

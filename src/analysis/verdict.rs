@@ -19,6 +19,9 @@ pub(crate) fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrup
         for c in t.clients.iter().skip(1).filter(|c| budget.covers(&c.name)) {
             client_checks(&mut checks, budget, t.index, c);
         }
+        for c in t.clients.iter().filter(|c| budget.covers(&c.name)) {
+            pubsub_checks(&mut checks, budget, t.index, c);
+        }
     }
     for t in trials {
         if let Some(error) = &t.trigger.error {
@@ -41,6 +44,7 @@ pub(crate) fn evaluate_budget(budget: &Budget, trials: &[TrialSummary], interrup
         passed: violations.is_empty(),
         max_outage_ms: budget.max_outage_ms,
         max_lost_writes: budget.max_lost_writes,
+        max_lost_messages: budget.max_lost_messages,
         clients: if budget.clients.is_empty() { vec![OWN_CLIENT.to_string()] } else { budget.clients.clone() },
         violations,
         checks,
@@ -147,6 +151,33 @@ fn client_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: 
     }
 }
 
+/// `--probe pubsub`: the client's subscriber receives again by the trial's end, and misses no
+/// more than `--max-lost-messages`.
+fn pubsub_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: &ClientSummary) {
+    let Some(p) = &c.pubsub else { return };
+    checks.push(BudgetCheck {
+        trial,
+        shard: None,
+        name: format!("{} subscriber resubscribed", c.name),
+        passed: p.resubscribed,
+        measured: match p.resubscribed {
+            true => "receiving at the end".into(),
+            false => format!("not receiving at the end: {} messages missed since its last", p.missed_at_end),
+        },
+        limit: "receiving again within the trial".into(),
+    });
+    if let Some(max) = budget.max_lost_messages {
+        checks.push(BudgetCheck {
+            trial,
+            shard: None,
+            name: format!("{} messages within --max-lost-messages", c.name),
+            passed: p.missed <= max,
+            measured: format!("{} acknowledged messages missed", p.missed),
+            limit: max.to_string(),
+        });
+    }
+}
+
 /// "226 acknowledged writes lost (226 of them split-brain)": what a loss check measured.
 fn lost_measured(i: &Integrity) -> String {
     format!(
@@ -180,7 +211,8 @@ pub(crate) fn decide(
         };
     }
     let lost_text = covered_loss(trials, budget);
-    let has_budget = budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some();
+    let has_budget =
+        budget.max_outage_ms.is_some() || budget.max_lost_writes.is_some() || budget.max_lost_messages.is_some();
     // The budget decides the word and the exit code; the clients it leaves out are still named.
     let others = outside_budget(trials, budget);
     let scope = match (others.is_empty(), covered_clients(trials, budget).join(", ")) {
@@ -260,6 +292,11 @@ fn covered_loss(trials: &[TrialSummary], budget: &BudgetResult) -> String {
     if unchecked > 0 {
         text.push_str(&format!(" — loss unknown in {unchecked} write log(s) not read"));
     }
+    let covered = trials.iter().flat_map(|t| &t.clients).filter(|c| covers(budget, &c.name));
+    let missed: u64 = covered.filter_map(|c| c.pubsub.as_ref()).map(|p| p.missed).sum();
+    if missed > 0 {
+        text.push_str(&format!(" — {missed} pub/sub message{} missed", if missed == 1 { "" } else { "s" }));
+    }
     text
 }
 
@@ -294,6 +331,10 @@ struct OutsideClient<'a> {
     split_brain_unknown: bool,
     /// Write logs not read.
     unread: usize,
+    /// `--probe pubsub`: trials its subscriber was not receiving at the end of, and the
+    /// acknowledged messages it missed.
+    unsubscribed: usize,
+    missed_messages: u64,
 }
 
 /// The headline's clause on every measured client outside the budget that did not recover in
@@ -319,6 +360,10 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         e.split_brain += if c.integrity.checked { c.integrity.split_brain_writes } else { 0 };
         e.split_brain_unknown |= c.integrity.checked && c.integrity.split_brain_unknown;
         e.unread += usize::from(!c.integrity.checked);
+        if let Some(p) = &c.pubsub {
+            e.unsubscribed += usize::from(!p.resubscribed);
+            e.missed_messages += p.missed;
+        }
     }
     let mut out = String::new();
     for OutsideClient {
@@ -330,6 +375,8 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         split_brain,
         split_brain_unknown,
         unread,
+        unsubscribed,
+        missed_messages,
     } in seen
     {
         let mut parts = Vec::new();
@@ -349,6 +396,13 @@ pub(crate) fn outside_budget(trials: &[TrialSummary], budget: &BudgetResult) -> 
         }
         if unread > 0 {
             parts.push(format!("loss unknown in {unread} of {measured} trials"));
+        }
+        if unsubscribed > 0 {
+            let within = if measured > 1 { format!(" in {unsubscribed} of {measured} trials") } else { String::new() };
+            parts.push(format!("subscriber NOT RESUBSCRIBED{within}"));
+        }
+        if missed_messages > 0 {
+            parts.push(format!("missed {missed_messages} message{}", if missed_messages == 1 { "" } else { "s" }));
         }
         if !parts.is_empty() {
             out.push_str(&format!("; {name} {} (outside the budget)", parts.join(" and ")));

@@ -92,14 +92,39 @@ pub(crate) fn phases(t: &TrialSummary, events: &[Event], watches: Watches) -> Ve
     for (stream, s) in [(Stream::Write, &t.writes), (Stream::Read, &t.reads)] {
         stream_phases(&mut out, stream, s, start);
     }
-    // In the order they happened; what was not observed last.
-    out.sort_by(|a, b| match (a.at_ms, b.at_ms) {
+    in_order(&mut out);
+    out
+}
+
+/// In the order they happened; what was not observed last.
+fn in_order(phases: &mut [Phase]) {
+    phases.sort_by(|a, b| match (a.at_ms, b.at_ms) {
         (Some(x), Some(y)) => x.total_cmp(&y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     });
-    out
+}
+
+/// `--probe pubsub`: the client's first subscription lost after the trigger, then when it was
+/// made again, or that it was not by the trial's end (`end_ms`). Nothing when none was lost.
+pub(crate) fn subscription_phases(
+    phases: &mut Vec<Phase>,
+    client: Option<&str>,
+    events: &[Event],
+    start: Option<f64>,
+    end_ms: f64,
+) {
+    let Some(start) = start else { return };
+    let ours = |e: &EventKind, made: bool| matches!(e, EventKind::Subscription { client: c, subscribed, .. } if c.as_deref() == client && *subscribed == made);
+    let Some(lost) = first_event_where(events, start, |k| ours(k, false)) else { return };
+    phases.push(Phase::at(PhaseId::SubscriptionLost, Some(lost)));
+    let last_lost = events.iter().filter(|e| ours(&e.kind, false)).map(|e| us_to_ms(e.at_us)).fold(lost, f64::max);
+    match first_event_where(events, last_lost, |k| ours(k, true)) {
+        Some(again) => phases.push(Phase::at(PhaseId::Resubscribed, Some(again))),
+        None => phases.push(Phase::at(PhaseId::NotResubscribed, Some(end_ms))),
+    }
+    in_order(phases);
 }
 
 /// When the first event `want` picks happened at or after `start` (ms).

@@ -14,6 +14,11 @@ pub trait Client: Send + Sync {
     fn run_stream(self: Arc<Self>, task: StreamTask) -> BoxFuture<'static, u64>;
     /// Stops what the client runs in the background (connection keepers, topology polls).
     fn shutdown(&self);
+    /// `--probe pubsub`: this client's subscriber on one shard for one trial, until
+    /// `task.stop`; None for a client that cannot subscribe.
+    fn subscribe(self: Arc<Self>, _task: super::pubsub::SubscribeTask) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use super::client::{Client, Profile};
 use super::memcached::MemcachedProber;
+use super::pubsub::Publisher;
 use super::redis::RedisProber;
 use super::schedule::{run_stream, BoxFuture, StreamTask};
 use super::{Prober, TrialKeys};
@@ -59,6 +60,12 @@ pub trait Engine: Send + Sync {
     }
     fn seeds_surviving(&self, _trial: u32, _count: u64) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
         Box::pin(async { Vec::new() })
+    }
+    /// `--probe pubsub`: publishes `payload` on `channel` through failprobe's own client; the
+    /// attempt's value is the number of subscribers the server delivered it to. None for an
+    /// engine without pub/sub.
+    fn publisher(&self) -> Option<Arc<dyn Publisher>> {
+        None
     }
     fn shutdown(&self);
 }
@@ -153,6 +160,10 @@ impl Engine for RedisEngine {
 
     fn role_of<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, Option<String>> {
         Box::pin(self.0.role_of(host, port))
+    }
+
+    fn publisher(&self) -> Option<Arc<dyn Publisher>> {
+        Some(self.0.clone() as Arc<dyn Publisher>)
     }
 
     fn shutdown(&self) {
@@ -283,6 +294,11 @@ impl<P: Prober> Client for P {
     fn shutdown(&self) {
         Prober::stop(self);
     }
+
+    fn subscribe(self: Arc<Self>, task: super::pubsub::SubscribeTask) -> Option<BoxFuture<'static, ()>> {
+        let subscriber = self.subscriber(task.shard)?;
+        Some(Box::pin(subscriber.run(task)))
+    }
 }
 
 /// One stream of one shard on any `Prober`, on the fixed-rate schedule, on the probing thread.
@@ -302,6 +318,8 @@ pub(crate) async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u6
                 })
                 .await
             }
+            // Publishes go through the engine's publisher, deliveries through `subscribe`.
+            Stream::Publish | Stream::Deliver => 0,
         }
     };
     super::runtime::handle().spawn(stream).await.unwrap_or(0)

@@ -11,6 +11,8 @@ pub struct TrialKeys {
     pub log: String,
     /// The value reads check for staleness: the latest write's sequence number.
     pub sentinel: String,
+    /// `--probe pubsub`: the channel failprobe publishes on and the client subscribes to.
+    pub channel: String,
     pub ttl_ms: u64,
     /// `--write-ack`: what a write waits for before it counts as acknowledged.
     pub ack: super::ack::WriteAck,
@@ -31,6 +33,7 @@ impl TrialKeys {
         Self {
             log: format!("{prefix}:log"),
             sentinel: format!("{prefix}:sentinel"),
+            channel: format!("{prefix}:channel"),
             ttl_ms: ttl.as_millis().max(1) as u64,
             ack: super::ack::WriteAck::Plain,
         }

@@ -10,6 +10,7 @@ pub(crate) mod exec;
 pub mod keys;
 pub(crate) mod locate;
 pub mod memcached;
+pub mod pubsub;
 pub mod redis;
 pub(crate) mod redis_rs;
 pub(crate) mod runtime;
@@ -49,4 +50,8 @@ pub trait Prober: Send + Sync + 'static {
     ) -> impl Future<Output = Attempt> + Send;
     /// Stops what the prober runs in the background (connection keepers, topology polls).
     fn stop(&self) {}
+    /// `--probe pubsub`: how this client subscribes on one shard; None where it cannot.
+    fn subscriber(&self, _shard: usize) -> Option<pubsub::Subscriber> {
+        None
+    }
 }

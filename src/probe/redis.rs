@@ -307,7 +307,8 @@ impl RedisProber {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
         T: Into<Option<u64>>,
     {
-        let slot = &self.shards[shard].connections[stream.index()];
+        // Publishes (`--probe pubsub`) go on the write stream's connection.
+        let slot = &self.shards[shard].connections[if stream == Stream::Read { 1 } else { 0 }];
         let mut followed = false;
         loop {
             let live: Arc<Live> = match slot.get(deadline).await {
@@ -759,6 +760,38 @@ impl Prober for RedisProber {
 
     fn stop(&self) {
         self.shutdown();
+    }
+
+    fn subscriber(&self, shard: usize) -> Option<super::pubsub::Subscriber> {
+        // Sharded channels (SSUBSCRIBE) are not probed yet: a cluster has no subscriber.
+        if self.map.is_some() || self.target.is_cluster() {
+            return None;
+        }
+        Some(super::pubsub::Subscriber {
+            target: self.target.clone(),
+            locator: self.shards.get(shard)?.locator.clone(),
+            limit: self.limit,
+            follows_primary: self.follows_primary,
+        })
+    }
+}
+
+impl super::pubsub::Publisher for RedisProber {
+    fn publish(
+        self: Arc<Self>,
+        shard: usize,
+        channel: String,
+        payload: String,
+        deadline: Instant,
+    ) -> super::schedule::BoxFuture<'static, Attempt> {
+        Box::pin(async move {
+            self.on_conn(shard, Stream::Publish, deadline, |mut conn| {
+                let mut cmd = redis::cmd("PUBLISH");
+                cmd.arg(&channel).arg(&payload);
+                async move { cmd.query_async::<u64>(&mut conn).await.map(Some) }
+            })
+            .await
+        })
     }
 }
 

@@ -201,14 +201,15 @@ fn outages(h: &mut String, s: &Summary) {
 /// Per client profile (`--clients`): what it saw, and where its time went as a waterfall from
 /// the trigger (writes on the upper lane, reads below; red while down; a mark per phase).
 fn clients(h: &mut String, s: &Summary) {
-    if s.trials.iter().all(|t| t.clients.len() < 2) {
+    if s.trials.iter().all(|t| t.clients.len() < 2 && t.clients.iter().all(|c| c.pubsub.is_none())) {
         return;
     }
     section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary unreachable and stepped down, answered by the deposed old primary (hover for the time); a phase not observed has no mark.");
     h.push_str("<table><tr><th>trial</th><th class=\"l\">client</th><th class=\"l\">what it saw</th><th class=\"l\">where the time went</th></tr>\n");
     for t in &s.trials {
         for c in &t.clients {
-            let bad = !c.recovered() || c.integrity.lost_acked_writes > 0;
+            let missed = c.pubsub.as_ref().is_some_and(|p| p.missed > 0 || !p.resubscribed);
+            let bad = !c.recovered() || c.integrity.lost_acked_writes > 0 || missed;
             let _ = writeln!(
                 h,
                 "<tr class=\"{}\"><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}<br><small>{}</small></td></tr>",

@@ -147,6 +147,11 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
             writeln!(md, "{}: {} acknowledged writes lost.\n", sh.name, sh.integrity.lost_acked_writes)?;
         }
     }
+    if let [c] = t.clients.as_slice() {
+        if let Some(p) = &c.pubsub {
+            writeln!(md, "{}.\n", crate::analysis::sentence::pubsub(p))?;
+        }
+    }
     if t.clients.len() > 1 {
         writeln!(md, "What each client profile saw (`--clients`; the table above is the first one's):\n")?;
         for c in &t.clients {

@@ -50,6 +50,12 @@ pub fn final_summary(s: &Summary) -> String {
             out.push_str(&format!("\n    keys MISMATCH in db{db}: {} before, {} after", n(before), n(after)));
         }
         out.push('\n');
+        // With one client its pub/sub figures have no client line to go on.
+        if let [c] = t.clients.as_slice() {
+            if let Some(p) = &c.pubsub {
+                out.push_str(&format!("    {}\n", sentence::pubsub(p)));
+            }
+        }
         if t.clients.len() > 1 {
             for c in &t.clients {
                 out.push_str(&format!("    client {}\n", super::client_line(c)));

@@ -16,6 +16,7 @@ mod demo;
 mod dns_watch;
 mod endpoint_watch;
 mod prepare;
+mod pubsub;
 mod recorder;
 mod recovery;
 mod servers;

@@ -196,7 +196,10 @@ pub(super) async fn measure_trial(
     }
     seed(ctx, trial).await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
+    let mut streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
+    if ctx.plan.pubsub {
+        streams.extend(clients.iter().flat_map(|c| super::pubsub::start_pubsub(ctx, trial, c, stop_rx.clone())));
+    }
     let status = spawn_status(ctx, trial, clients[0].health.clone());
     let ending = drive_trial(ctx, trial, spec, last_trigger, &clients).await;
     if let Some(turn) = &ctx.turn {

@@ -23,6 +23,7 @@ mod keep_clients;
 mod memcached;
 mod metrics;
 mod network;
+mod pubsub;
 mod reports;
 mod servers;
 mod silent;

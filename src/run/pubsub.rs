@@ -1,0 +1,56 @@
+//! `--probe pubsub` in a trial: each client's subscriber on its own channel, and failprobe's own
+//! client publishing a numbered message on that channel on the probe clock.
+
+use super::context::{ClientTrial, RunContext};
+use crate::probe::pubsub::{payload, SubscribeTask};
+use crate::probe::schedule::{run_stream, Health, StreamConfig};
+use crate::sample::Stream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The client's subscriber and its publisher, both on the probing thread; none for a client
+/// that cannot subscribe (the analysis then has no pub/sub figures for it) or an engine
+/// without pub/sub. Both stop with the trial's streams; each handle gives its late publishes.
+pub(super) fn start_pubsub(
+    ctx: &RunContext,
+    trial: u32,
+    c: &ClientTrial,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<u64>> {
+    let Some(publisher) = ctx.prober.publisher() else { return Vec::new() };
+    let keys = c.keys[0].clone();
+    let published = Arc::new(AtomicU64::new(0));
+    let task = SubscribeTask {
+        shard: 0,
+        channel: keys.channel.clone(),
+        client: c.profile.label(),
+        trial,
+        report: ctx.report.clone(),
+        stop: stop.clone(),
+        timeout: ctx.plan.timeout,
+        published: published.clone(),
+    };
+    let Some(subscriber) = c.client.clone().subscribe(task) else { return Vec::new() };
+    let probes = crate::probe::runtime::handle();
+    let subscriber = probes.spawn(async move {
+        subscriber.await;
+        0
+    });
+    let cfg = StreamConfig {
+        stream: Stream::Publish,
+        shard: None,
+        client: c.profile.label(),
+        trial,
+        interval: ctx.plan.interval,
+        timeout: ctx.plan.timeout,
+    };
+    let (clock, timeout) = (ctx.report.clock, ctx.plan.timeout);
+    let publishes = run_stream(cfg, ctx.report.clone(), Arc::new(Health::default()), stop, move |seq, deadline| {
+        published.fetch_max(seq, Ordering::Relaxed);
+        let scheduled_us = clock.us(deadline - timeout);
+        publisher.clone().publish(0, keys.channel.clone(), payload(seq, scheduled_us), deadline)
+    });
+    vec![subscriber, probes.spawn(publishes)]
+}
