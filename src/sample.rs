@@ -14,6 +14,11 @@ pub enum Stream {
     /// `--probe pubsub`: a message the client's subscriber received; `seq` and `scheduled_us`
     /// are the publish's, `end_us` when it arrived.
     Deliver,
+    /// `--probe stream`: failprobe appending a numbered entry to the trial's stream (XADD).
+    Append,
+    /// `--probe stream`: an entry the consumer group read (XREADGROUP); `seq` and
+    /// `scheduled_us` are the append's, `end_us` when it was read.
+    Consume,
 }
 
 impl Stream {
@@ -30,11 +35,15 @@ impl Stream {
             Stream::Read => "reads",
             Stream::Publish => "publishes",
             Stream::Deliver => "deliveries",
+            Stream::Append => "appends",
+            Stream::Consume => "consumed entries",
         }
     }
 
-    pub(crate) fn is_pubsub(self) -> bool {
-        matches!(self, Stream::Publish | Stream::Deliver)
+    /// The key writes and reads; the others (`--probe pubsub`, `--probe stream`) are measured
+    /// apart from the outage windows.
+    pub(crate) fn is_key_value(self) -> bool {
+        matches!(self, Stream::Write | Stream::Read)
     }
 }
 
@@ -327,6 +336,16 @@ pub enum EventKind {
         client: String,
         node: String,
         count: u64,
+    },
+    /// `--probe stream`: the trial's stream as the primary had it after recovery: the appends'
+    /// sequence numbers present, and the entries the consumer group was given and never
+    /// acknowledged.
+    StreamLog {
+        server: String,
+        present: Vec<(u64, u64)>,
+        pending: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     /// `--probe pubsub`: a client's subscriber subscribed to its channel (`server`), or lost
     /// its subscription (`error`: why).

@@ -170,6 +170,8 @@ pub struct ProbeSection {
     pub pass_env: Option<Vec<String>>,
     /// `--probe pubsub`: `pubsub = true`.
     pub pubsub: Option<bool>,
+    /// `--probe stream`: `stream = true`.
+    pub stream: Option<bool>,
 }
 
 /// `[runbook] before = "…"  after = "…"`: the runbook's own steps around each trial.
@@ -406,6 +408,8 @@ pub struct Plan {
     pub keep_clients: bool,
     /// `--probe pubsub`: each client's subscriber measured on a channel failprobe publishes on.
     pub pubsub: bool,
+    /// `--probe stream`: failprobe's own client appends to a stream its consumer group reads.
+    pub stream: bool,
     pub yes: bool,
     /// Commands this run would start that were not typed on its command line (a scenario's
     /// `[runbook]`, `[[probe.exec]]`, trigger or clients; `FAILPROBE_CLIENTS`), each with its
@@ -454,6 +458,9 @@ impl Plan {
         }
         if plan.pubsub {
             check_pubsub(target, &measured)?;
+        }
+        if plan.stream {
+            check_stream(target, &measured)?;
         }
         if target.memcache_nodes().is_some() && plan.backup {
             return Err(invalid(
@@ -560,9 +567,11 @@ pub struct Overrides {
     pub keep_clients: bool,
     /// Also probe `pubsub`: a numbered message published on each client's own channel on the
     /// probe clock, each client's subscriber measured (messages missed, duplicated, out of
-    /// order; time without its subscription; delivery latency). Sentinel, standalone and pair
-    /// targets
-    #[arg(long = "probe", value_name = "KIND", value_parser = ["pubsub"])]
+    /// order; time without its subscription; delivery latency). `stream`: failprobe's own
+    /// client appends numbered entries to a stream (XADD, at --write-ack) that a consumer group
+    /// reads: appends lost, entries never read, read twice, left pending. Sentinel, standalone
+    /// and pair targets; repeatable
+    #[arg(long = "probe", value_name = "KIND", value_parser = ["pubsub", "stream"])]
     pub probe: Vec<String>,
     /// Output directory [default: failprobe-<time>]
     #[arg(long)]
@@ -833,6 +842,7 @@ pub fn plan(file: Option<(&Path, ScenarioFile)>, o: Overrides) -> Result<Plan> {
         seed_keys: o.seed_keys.or(f.trials.seed_keys).unwrap_or(defaults::SEED_KEYS),
         keep_clients: o.keep_clients || f.trials.keep_clients.unwrap_or(false),
         pubsub: o.probe.iter().any(|p| p == "pubsub") || f.probe.pubsub.unwrap_or(false),
+        stream: o.probe.iter().any(|p| p == "stream") || f.probe.stream.unwrap_or(false),
         yes: o.yes,
         commands_not_typed,
         quiet: o.quiet,
@@ -863,6 +873,20 @@ fn check_pubsub(target: &Target, measured: &[Profile]) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// `--probe stream` is failprobe's own client's, on a Sentinel, standalone or pair target.
+fn check_stream(target: &Target, measured: &[Profile]) -> Result<()> {
+    if target.memcache_nodes().is_some() {
+        return Err(invalid("--probe stream is for Redis and Valkey targets: memcached has no streams"));
+    }
+    if target.is_cluster() {
+        return Err(invalid("--probe stream does not probe a cluster yet: give a Sentinel, standalone or pair target"));
+    }
+    if !measured.contains(&Profile::Failprobe) {
+        return Err(invalid("--probe stream is measured by failprobe's own client: include `failprobe` in --clients"));
+    }
+    Ok(())
 }
 
 /// The write log is read after the trial: keys that expire before that make every write look

@@ -7,7 +7,8 @@ use super::summarize::trial_summary;
 use super::summary::{ClientSummary, TrialSummary};
 use super::trial::{Params, TrialState};
 use super::waterfall::Watches;
-use crate::sample::{client_name, Event, Sample};
+use super::xstream::StreamTrial;
+use crate::sample::{client_name, Event, Sample, Stream};
 
 pub(crate) struct TrialClients {
     /// In the run's order of profiles, failprobe's own first when it was measured: the first
@@ -15,13 +16,15 @@ pub(crate) struct TrialClients {
     pub(crate) clients: Vec<TrialState>,
     /// `--probe pubsub`, per client name.
     pubsub: std::collections::BTreeMap<String, PubSubTrial>,
+    /// `--probe stream`, per client name.
+    streams: std::collections::BTreeMap<String, StreamTrial>,
 }
 
 impl TrialClients {
     /// `primaries`: the run's primaries as last announced before this trial.
     pub(crate) fn new(names: &[String], p: &Params, primaries: &OldPrimaryWatch) -> Self {
         let clients = names.iter().map(|name| TrialState::new(p, name, primaries.carried_over())).collect();
-        Self { clients, pubsub: Default::default() }
+        Self { clients, pubsub: Default::default(), streams: Default::default() }
     }
 
     /// The trial whose figures stand for the run (the first profile).
@@ -30,6 +33,9 @@ impl TrialClients {
     }
 
     pub(crate) fn event(&mut self, e: Event) {
+        if let crate::sample::EventKind::StreamLog { client, .. } = &e.kind {
+            self.streams.entry(client_name(client).to_string()).or_default().event(&e.kind);
+        }
         let Some((last, others)) = self.clients.split_last_mut() else { return };
         for t in others {
             t.event(e.clone());
@@ -39,9 +45,10 @@ impl TrialClients {
 
     pub(crate) fn sample(&mut self, s: &Sample, p: &Params) {
         let name = client_name(&s.client);
-        if s.stream.is_pubsub() {
-            self.pubsub.entry(name.to_string()).or_default().sample(s);
-            return;
+        match s.stream {
+            Stream::Publish | Stream::Deliver => return self.pubsub.entry(name.to_string()).or_default().sample(s),
+            Stream::Append | Stream::Consume => return self.streams.entry(name.to_string()).or_default().sample(s),
+            Stream::Write | Stream::Read => {}
         }
         let i = match self.clients.iter().position(|t| t.client == name) {
             Some(i) => i,
@@ -82,6 +89,7 @@ impl TrialClients {
         for (c, t) in clients.iter_mut().zip(&self.clients) {
             let label = (c.name != crate::sample::OWN_CLIENT).then_some(c.name.as_str());
             c.pubsub = self.pubsub.get(&c.name).map(|p| p.summary(label, interval_us, &t.events));
+            c.stream = self.streams.get(&c.name).map(|s| s.summary());
             if c.pubsub.is_some() {
                 let (start, end) = (summary.trigger.started_at_ms, summary.ended_at_ms);
                 super::waterfall::subscription_phases(&mut c.phases, label, &t.events, start, end);
@@ -134,5 +142,6 @@ fn client_summary(name: &str, t: &TrialSummary, events: &[crate::sample::Event],
         adapter_faults,
         connections,
         pubsub: None,
+        stream: None,
     }
 }

@@ -20,6 +20,7 @@ pub mod summary;
 pub(crate) mod trial;
 pub(crate) mod verdict;
 pub(crate) mod waterfall;
+pub(crate) mod xstream;
 
 use crate::sample::{Event, EventKind, Record, RunMeta, Sample, Stream};
 use clients::TrialClients;
@@ -661,7 +662,7 @@ pub(crate) mod tests {
         assert!(s.verdict.headline.contains("100 pub/sub messages missed"), "{}", s.verdict.headline);
         let failed: Vec<&str> = s.budget.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
         assert_eq!(failed, ["failprobe subscriber resubscribed", "failprobe messages within --max-lost-messages"]);
-        let line = sentence::pubsub(s.trials[0].clients[0].pubsub.as_ref().unwrap());
+        let line = s.trials[0].clients[0].pubsub.as_ref().unwrap().sentence();
         assert!(line.contains("pub/sub NOT RESUBSCRIBED: 100 of 200 acknowledged messages missed"), "{line}");
         assert!(line.contains("100 after its last message, to the end"), "{line}");
     }

@@ -57,7 +57,7 @@ impl PubSubTrial {
                 self.delivered.insert(s.seq);
                 record(&mut self.latency, s.latency_us);
             }
-            Stream::Write | Stream::Read => {}
+            _ => {}
         }
     }
 

@@ -145,47 +145,11 @@ pub(crate) fn describe(kind: &EventKind) -> Option<String> {
         EventKind::TrialStart
         | EventKind::Keyspace { .. }
         | EventKind::WriteLog { .. }
+        | EventKind::StreamLog { .. }
         | EventKind::Seeded { .. }
         | EventKind::SeedsSurviving { .. }
         | EventKind::Source { .. } => return None,
     })
-}
-
-/// `--probe pubsub`, one client in one trial: "pub/sub 35 of 1000 messages missed (longest gap
-/// 35, 350 ms; subscription made again in 120 ms), 0 duplicated, 0 out of order, delivered p99
-/// 0.41 ms", or "pub/sub NOT RESUBSCRIBED: …" for a subscriber not receiving at the end.
-pub(crate) fn pubsub(p: &crate::analysis::summary::PubSubSummary) -> String {
-    let ms = crate::duration::format_ms;
-    let head = if p.resubscribed { "pub/sub" } else { "pub/sub NOT RESUBSCRIBED:" };
-    let counted = p.acknowledged.saturating_sub(p.before_first_delivery);
-    let mut out = match (p.delivered, p.missed) {
-        (0, _) => format!("{head} no message received of {} acknowledged", p.acknowledged),
-        (_, 0) => format!("{head} all {counted} acknowledged messages received"),
-        (_, missed) => format!("{head} {missed} of {counted} acknowledged messages missed"),
-    };
-    let mut detail = Vec::new();
-    if p.longest_gap_messages > 0 {
-        detail.push(format!("longest gap {}, {}", p.longest_gap_messages, ms(p.longest_gap_ms)));
-    }
-    if p.missed_at_end > 0 {
-        detail.push(format!("{} after its last message, to the end", p.missed_at_end));
-    }
-    match (p.subscriptions_lost, p.longest_without_subscription_ms) {
-        (0, _) => {}
-        (n, Some(without)) => detail.push(format!("subscription lost {n}×, made again within {}", ms(without))),
-        (n, None) => detail.push(format!("subscription lost {n}×, not made again")),
-    }
-    if p.unheard > 0 {
-        detail.push(format!("{} published to no subscriber", p.unheard));
-    }
-    if !detail.is_empty() {
-        out.push_str(&format!(" ({})", detail.join("; ")));
-    }
-    out.push_str(&format!(", {} duplicated, {} out of order", p.duplicates, p.out_of_order));
-    if p.latency_ms.count > 0 {
-        out.push_str(&format!(", delivered p50 {} p99 {}", ms(p.latency_ms.p50), ms(p.latency_ms.p99)));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -297,7 +297,7 @@ impl Live {
                 }
             }
             Stream::Read if p.ok() => sh.integrity.read(p.start_us, p.value),
-            Stream::Read | Stream::Publish | Stream::Deliver => {}
+            _ => {}
         }
         let acked = (p.stream == Stream::Write && p.answered()).then_some(p.seq);
         sh.series[p.stream.index()].add(p.scheduled_us, p.latency_us, p.error, acked);

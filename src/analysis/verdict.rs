@@ -151,9 +151,21 @@ fn client_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: 
     }
 }
 
-/// `--probe pubsub`: the client's subscriber receives again by the trial's end, and misses no
-/// more than `--max-lost-messages`.
+/// `--probe stream`: its acknowledged appends within `--max-lost-writes`. `--probe pubsub`: its
+/// subscriber receives again by the trial's end, and misses no more than `--max-lost-messages`.
 fn pubsub_checks(checks: &mut Vec<BudgetCheck>, budget: &Budget, trial: u32, c: &ClientSummary) {
+    if let (Some(max), Some(p)) = (budget.max_lost_writes, &c.stream) {
+        checks.push(BudgetCheck {
+            trial,
+            shard: None,
+            name: format!("{} acknowledged stream appends within --max-lost-writes", c.name),
+            passed: p.lost.is_some_and(|n| n <= max),
+            measured: p
+                .lost
+                .map_or("stream not read back, loss unknown".into(), |n| format!("{n} acknowledged appends lost")),
+            limit: max.to_string(),
+        });
+    }
     let Some(p) = &c.pubsub else { return };
     checks.push(BudgetCheck {
         trial,
@@ -296,6 +308,11 @@ fn covered_loss(trials: &[TrialSummary], budget: &BudgetResult) -> String {
     let missed: u64 = covered.filter_map(|c| c.pubsub.as_ref()).map(|p| p.missed).sum();
     if missed > 0 {
         text.push_str(&format!(" — {missed} pub/sub message{} missed", if missed == 1 { "" } else { "s" }));
+    }
+    let covered = trials.iter().flat_map(|t| &t.clients).filter(|c| covers(budget, &c.name));
+    let appends: u64 = covered.filter_map(|c| c.stream.as_ref()?.lost).sum();
+    if appends > 0 {
+        text.push_str(&format!(" — {appends} acknowledged stream append{} lost", if appends == 1 { "" } else { "s" }));
     }
     text
 }

@@ -85,8 +85,8 @@ impl TargetMetrics {
     }
 
     fn sample(&mut self, s: &Sample) {
-        // `--probe pubsub` has no live metrics yet: its figures are in the reports.
-        if s.stream.is_pubsub() {
+        // `--probe pubsub` and `stream` have no live metrics yet: its figures are in the reports.
+        if !s.stream.is_key_value() {
             return;
         }
         let late_threshold_us = self.late_threshold_us;

@@ -3,10 +3,9 @@
 
 use super::client::{Client, Profile};
 use super::memcached::MemcachedProber;
-use super::pubsub::Publisher;
 use super::redis::RedisProber;
 use super::schedule::{run_stream, BoxFuture, StreamTask};
-use super::{Prober, TrialKeys};
+use super::{Prober, Producer, TrialKeys};
 use crate::sample::{EventKind, SeqSet, Stream};
 use crate::sink::Reporter;
 use crate::target::connect_primary;
@@ -61,10 +60,9 @@ pub trait Engine: Send + Sync {
     fn seeds_surviving(&self, _trial: u32, _count: u64) -> BoxFuture<'_, Vec<Result<u64, ProbeError>>> {
         Box::pin(async { Vec::new() })
     }
-    /// `--probe pubsub`: publishes `payload` on `channel` through failprobe's own client; the
-    /// attempt's value is the number of subscribers the server delivered it to. None for an
-    /// engine without pub/sub.
-    fn publisher(&self) -> Option<Arc<dyn Publisher>> {
+    /// `--probe pubsub` and `stream`: failprobe's own client as producer. None for an engine
+    /// without pub/sub or streams.
+    fn producer(&self) -> Option<Arc<dyn Producer>> {
         None
     }
     fn shutdown(&self);
@@ -162,8 +160,8 @@ impl Engine for RedisEngine {
         Box::pin(self.0.role_of(host, port))
     }
 
-    fn publisher(&self) -> Option<Arc<dyn Publisher>> {
-        Some(self.0.clone() as Arc<dyn Publisher>)
+    fn producer(&self) -> Option<Arc<dyn Producer>> {
+        Some(self.0.clone() as Arc<dyn Producer>)
     }
 
     fn shutdown(&self) {
@@ -318,8 +316,8 @@ pub(crate) async fn stream_of<P: Prober>(prober: Arc<P>, task: StreamTask) -> u6
                 })
                 .await
             }
-            // Publishes go through the engine's publisher, deliveries through `subscribe`.
-            Stream::Publish | Stream::Deliver => 0,
+            // The engine's producer publishes and appends; subscribers and consumers record.
+            Stream::Publish | Stream::Deliver | Stream::Append | Stream::Consume => 0,
         }
     };
     super::runtime::handle().spawn(stream).await.unwrap_or(0)

@@ -13,6 +13,8 @@ pub struct TrialKeys {
     pub sentinel: String,
     /// `--probe pubsub`: the channel failprobe publishes on and the client subscribes to.
     pub channel: String,
+    /// `--probe stream`: the stream failprobe appends to and its consumer group reads.
+    pub stream: String,
     pub ttl_ms: u64,
     /// `--write-ack`: what a write waits for before it counts as acknowledged.
     pub ack: super::ack::WriteAck,
@@ -34,6 +36,7 @@ impl TrialKeys {
             log: format!("{prefix}:log"),
             sentinel: format!("{prefix}:sentinel"),
             channel: format!("{prefix}:channel"),
+            stream: format!("{prefix}:stream"),
             ttl_ms: ttl.as_millis().max(1) as u64,
             ack: super::ack::WriteAck::Plain,
         }
@@ -44,8 +47,8 @@ impl TrialKeys {
         Self { ack, ..self.clone() }
     }
 
-    pub fn all(&self) -> [&str; 2] {
-        [&self.log, &self.sentinel]
+    pub fn all(&self) -> [&str; 3] {
+        [&self.log, &self.sentinel, &self.stream]
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod redis_rs;
 pub(crate) mod runtime;
 pub mod schedule;
 pub(crate) mod ticker;
+pub mod xstream;
 
 use crate::target::error::ProbeError;
 use std::future::Future;
@@ -30,6 +31,40 @@ pub struct Attempt {
     /// For reads: the sequence number found (0 when the key was absent).
     pub result: Result<Option<u64>, ProbeError>,
     pub server: Option<String>,
+}
+
+/// `--probe pubsub` and `--probe stream`: failprobe's own client producing on the engine's
+/// connections, and what its stream consumer needs.
+pub trait Producer: Send + Sync {
+    /// Publishes `payload` on `channel`; the attempt's value is the number of subscribers the
+    /// server delivered it to.
+    fn publish(
+        self: Arc<Self>,
+        shard: usize,
+        channel: String,
+        payload: String,
+        deadline: Instant,
+    ) -> schedule::BoxFuture<'static, Attempt>;
+    /// Appends entry `seq` (due at `scheduled_us`) to the trial's stream, at its `--write-ack`.
+    fn append(
+        self: Arc<Self>,
+        shard: usize,
+        keys: Arc<TrialKeys>,
+        seq: u64,
+        scheduled_us: u64,
+        deadline: Instant,
+    ) -> schedule::BoxFuture<'static, Attempt>;
+    /// Where the shard's primary is, as failprobe's own client finds it (role checked), and
+    /// the connect limit: the stream consumer's way there.
+    fn primary_locator(&self, shard: usize) -> xstream::Route;
+    /// The trial's stream as the shard's primary of now has it (`xstream::read_back`), and
+    /// the server that answered.
+    fn read_stream(
+        self: Arc<Self>,
+        shard: usize,
+        key: String,
+        max_seq: u64,
+    ) -> schedule::BoxFuture<'static, Result<(String, crate::sample::SeqSet, u64), ProbeError>>;
 }
 
 /// One engine's way of writing and reading the sentinel key. Each call must return by

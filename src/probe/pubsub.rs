@@ -20,19 +20,9 @@ use tokio::time::{timeout, Instant};
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(100);
 /// A payload longer than this is not one failprobe published.
 const MAX_PAYLOAD: usize = 64;
-
-/// The publishing side: failprobe's own client, on the engine's connections.
-pub trait Publisher: Send + Sync {
-    /// Publishes `payload` on `channel`; the attempt's value is the number of subscribers the
-    /// server delivered it to.
-    fn publish(
-        self: Arc<Self>,
-        shard: usize,
-        channel: String,
-        payload: String,
-        deadline: Instant,
-    ) -> crate::probe::schedule::BoxFuture<'static, super::Attempt>;
-}
+/// Deliveries recorded beyond twice the messages published (and this many more) come from a
+/// server repeating them: the subscription is dropped rather than the recorder flooded.
+const SPARE_DELIVERIES: u64 = 1_000;
 
 /// One client's subscriber for one trial.
 pub struct SubscribeTask {
@@ -51,7 +41,7 @@ pub struct SubscribeTask {
     pub(crate) published: Arc<std::sync::atomic::AtomicU64>,
 }
 
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
@@ -77,6 +67,8 @@ pub struct Subscriber {
     pub(crate) locator: Arc<Locator>,
     pub(crate) limit: Duration,
     pub(crate) follows_primary: bool,
+    /// Deliveries recorded so far.
+    pub(crate) recorded: std::sync::atomic::AtomicU64,
 }
 
 impl Subscriber {
@@ -143,7 +135,12 @@ impl Subscriber {
         });
         loop {
             match timeout(task.timeout, messages.next()).await {
-                Ok(Some(msg)) => self.deliver(task, msg.get_payload_bytes(), &server),
+                Ok(Some(msg)) => {
+                    if !self.deliver(task, msg.get_payload_bytes(), &server) {
+                        let text = "more messages than failprobe published: a server repeating them";
+                        return Ok((ProbeError::new(crate::sample::ErrorClass::Other, text), Some(server)));
+                    }
+                }
                 Ok(None) => {
                     let closed = ProbeError::new(crate::sample::ErrorClass::Reset, "subscription closed by the server");
                     return Ok((closed, Some(server)));
@@ -175,10 +172,16 @@ impl Subscriber {
         Ok(())
     }
 
-    fn deliver(&self, task: &SubscribeTask, payload: &[u8], server: &str) {
-        let Some((seq, scheduled_us)) = parse_payload(payload) else { return };
-        if seq == 0 || seq > task.published.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
+    /// Records a message of failprobe's; false once more were received than can be.
+    fn deliver(&self, task: &SubscribeTask, payload: &[u8], server: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((seq, scheduled_us)) = parse_payload(payload) else { return true };
+        let published = task.published.load(Relaxed);
+        if seq == 0 || seq > published {
+            return true;
+        }
+        if self.recorded.fetch_add(1, Relaxed) >= published.saturating_mul(2) + SPARE_DELIVERIES {
+            return false;
         }
         let end_us = task.report.clock.us(Instant::now());
         let sample = Sample {
@@ -198,6 +201,7 @@ impl Subscriber {
             client: task.client.clone(),
         };
         let _ = task.report.tx.send(Record::Sample(sample));
+        true
     }
 }
 

@@ -772,11 +772,12 @@ impl Prober for RedisProber {
             locator: self.shards.get(shard)?.locator.clone(),
             limit: self.limit,
             follows_primary: self.follows_primary,
+            recorded: Default::default(),
         })
     }
 }
 
-impl super::pubsub::Publisher for RedisProber {
+impl super::Producer for RedisProber {
     fn publish(
         self: Arc<Self>,
         shard: usize,
@@ -791,6 +792,45 @@ impl super::pubsub::Publisher for RedisProber {
                 async move { cmd.query_async::<u64>(&mut conn).await.map(Some) }
             })
             .await
+        })
+    }
+
+    fn append(
+        self: Arc<Self>,
+        shard: usize,
+        keys: Arc<TrialKeys>,
+        seq: u64,
+        scheduled_us: u64,
+        deadline: Instant,
+    ) -> super::schedule::BoxFuture<'static, Attempt> {
+        Box::pin(async move {
+            self.on_conn(shard, Stream::Append, deadline, |mut conn| {
+                let pipe = super::xstream::append(&keys.stream, seq, scheduled_us, keys.ttl_ms, &keys.ack);
+                let keys = keys.clone();
+                async move {
+                    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                    replies.iter().try_for_each(first_error)?;
+                    keys.ack.check(&replies).map(|_| Written)
+                }
+            })
+            .await
+        })
+    }
+
+    fn primary_locator(&self, shard: usize) -> super::xstream::Route {
+        super::xstream::Route { locator: self.shards[shard].locator.clone(), limit: self.limit }
+    }
+
+    fn read_stream(
+        self: Arc<Self>,
+        shard: usize,
+        key: String,
+        max_seq: u64,
+    ) -> super::schedule::BoxFuture<'static, Result<(String, SeqSet, u64), ProbeError>> {
+        Box::pin(async move {
+            let (mut conn, server) = self.shards[shard].locator.connect(self.limit).await?;
+            let (present, pending) = super::xstream::read_back(&mut conn, &key, max_seq).await?;
+            Ok((server.addr, present, pending))
         })
     }
 }

@@ -100,6 +100,14 @@ fn client_rows(a: &Summary, b: &Summary) -> Vec<Row> {
         rows.push(row("longest outage (worst trial)", max(&of(a, &longest)), max(&of(b, &longest)), true));
         rows.push(row("lost acknowledged writes", of(a, &lost).iter().sum(), of(b, &lost).iter().sum(), false));
         rows.push(row("failed probes", of(a, &failed).iter().sum(), of(b, &failed).iter().sum(), false));
+        // `--probe pubsub` in both runs: what its subscriber missed, and its longest gap.
+        let subscribed = |s: &Summary| of(s, &|c| f64::from(u8::from(c.pubsub.is_some()))).iter().any(|n| *n > 0.0);
+        if subscribed(a) && subscribed(b) {
+            let missed = |c: &super::summary::ClientSummary| c.pubsub.as_ref().map_or(0.0, |p| p.missed as f64);
+            let gap = |c: &super::summary::ClientSummary| c.pubsub.as_ref().map_or(0.0, |p| p.longest_gap_ms);
+            rows.push(row("pub/sub messages missed", of(a, &missed).iter().sum(), of(b, &missed).iter().sum(), false));
+            rows.push(row("pub/sub longest gap (worst trial)", max(&of(a, &gap)), max(&of(b, &gap)), true));
+        }
     }
     rows
 }

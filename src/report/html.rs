@@ -201,14 +201,16 @@ fn outages(h: &mut String, s: &Summary) {
 /// Per client profile (`--clients`): what it saw, and where its time went as a waterfall from
 /// the trigger (writes on the upper lane, reads below; red while down; a mark per phase).
 fn clients(h: &mut String, s: &Summary) {
-    if s.trials.iter().all(|t| t.clients.len() < 2 && t.clients.iter().all(|c| c.pubsub.is_none())) {
+    let extra = |c: &super::summary::ClientSummary| c.pubsub.is_some() || c.stream.is_some();
+    if s.trials.iter().all(|t| t.clients.len() < 2 && !t.clients.iter().any(extra)) {
         return;
     }
     section(h, "What each client saw", "Client profiles measured side by side in the same trials (`--clients`); the rest of the report is the first one's. Marks: trigger, new primary, endpoint flip, old primary unreachable and stepped down, answered by the deposed old primary (hover for the time); a phase not observed has no mark.");
     h.push_str("<table><tr><th>trial</th><th class=\"l\">client</th><th class=\"l\">what it saw</th><th class=\"l\">where the time went</th></tr>\n");
     for t in &s.trials {
         for c in &t.clients {
-            let missed = c.pubsub.as_ref().is_some_and(|p| p.missed > 0 || !p.resubscribed);
+            let missed = c.pubsub.as_ref().is_some_and(|p| p.missed > 0 || !p.resubscribed)
+                || c.stream.as_ref().is_some_and(|p| p.lost != Some(0));
             let bad = !c.recovered() || c.integrity.lost_acked_writes > 0 || missed;
             let _ = writeln!(
                 h,

@@ -149,7 +149,10 @@ fn write_trial(md: &mut String, t: &TrialSummary) -> std::fmt::Result {
     }
     if let [c] = t.clients.as_slice() {
         if let Some(p) = &c.pubsub {
-            writeln!(md, "{}.\n", crate::analysis::sentence::pubsub(p))?;
+            writeln!(md, "{}.\n", p.sentence())?;
+        }
+        if let Some(p) = &c.stream {
+            writeln!(md, "{}.\n", p.sentence())?;
         }
     }
     if t.clients.len() > 1 {

@@ -214,8 +214,9 @@ pub(crate) fn client_line(c: &summary::ClientSummary) -> String {
         None => String::new(),
     };
     let (writes, reads) = (stream("writes", &c.writes), stream("reads", &c.reads));
-    let pubsub = c.pubsub.as_ref().map(|p| format!("; {}", crate::analysis::sentence::pubsub(p))).unwrap_or_default();
-    format!("{}: {writes}; {reads}; {loss}{pubsub}{held}{faults}", client_name(c))
+    let pubsub = c.pubsub.as_ref().map(|p| format!("; {}", p.sentence())).unwrap_or_default();
+    let stream = c.stream.as_ref().map(|p| format!("; {}", p.sentence())).unwrap_or_default();
+    format!("{}: {writes}; {reads}; {loss}{pubsub}{stream}{held}{faults}", client_name(c))
 }
 
 /// `redis-py-default (redis-py 8.1.0; mode=direct socket_timeout=0.25)` for an adapter, else

@@ -53,7 +53,10 @@ pub fn final_summary(s: &Summary) -> String {
         // With one client its pub/sub figures have no client line to go on.
         if let [c] = t.clients.as_slice() {
             if let Some(p) = &c.pubsub {
-                out.push_str(&format!("    {}\n", sentence::pubsub(p)));
+                out.push_str(&format!("    {}\n", p.sentence()));
+            }
+            if let Some(p) = &c.stream {
+                out.push_str(&format!("    {}\n", p.sentence()));
             }
         }
         if t.clients.len() > 1 {

@@ -26,6 +26,7 @@ mod tests;
 mod touch;
 mod trial;
 pub mod turn;
+mod xstream;
 
 pub use demo::demo_plan;
 

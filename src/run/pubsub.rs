@@ -19,7 +19,7 @@ pub(super) fn start_pubsub(
     c: &ClientTrial,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<u64>> {
-    let Some(publisher) = ctx.prober.publisher() else { return Vec::new() };
+    let Some(publisher) = ctx.prober.producer() else { return Vec::new() };
     let keys = c.keys[0].clone();
     let published = Arc::new(AtomicU64::new(0));
     let task = SubscribeTask {

@@ -200,6 +200,14 @@ pub(super) async fn measure_trial(
     if ctx.plan.pubsub {
         streams.extend(clients.iter().flat_map(|c| super::pubsub::start_pubsub(ctx, trial, c, stop_rx.clone())));
     }
+    let stream_probe = match ctx.plan.stream {
+        true => super::xstream::start_stream(ctx, trial, &clients, stop_rx.clone()),
+        false => None,
+    };
+    let stream_probe = stream_probe.map(|(probe, handles)| {
+        streams.extend(handles);
+        probe
+    });
     let status = spawn_status(ctx, trial, clients[0].health.clone());
     let ending = drive_trial(ctx, trial, spec, last_trigger, &clients).await;
     if let Some(turn) = &ctx.turn {
@@ -223,6 +231,9 @@ pub(super) async fn measure_trial(
     match ending {
         Ending::Done(reason) => {
             check_integrity(ctx, &clients).await;
+            if let Some(probe) = &stream_probe {
+                super::xstream::check_stream(ctx, &clients, probe).await;
+            }
             count_connections(ctx, &clients).await;
             check_seeds(ctx, trial).await;
             record_keyspace(ctx, KeyspacePhase::After).await;

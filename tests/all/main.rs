@@ -27,5 +27,6 @@ mod pubsub;
 mod reports;
 mod servers;
 mod silent;
+mod streams;
 mod tls;
 mod triggers;

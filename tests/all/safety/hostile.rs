@@ -24,6 +24,8 @@ enum Hostility {
     /// A well-behaved primary that reports Redis 6.0.16, which has no FAILOVER command; it
     /// counts the FAILOVER commands it is sent.
     OldVersion,
+    /// A subscriber's channel that repeats failprobe's first message as fast as it can.
+    RepeatingMessages,
 }
 
 /// FAILOVER commands the `OldVersion` server was sent.
@@ -72,6 +74,15 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
                 let node = format!("*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$4\r\nfake\r\n");
                 format!("*2\r\n*3\r\n:16000\r\n:5\r\n{node}*3\r\n:0\r\n:99999\r\n{node}").into_bytes()
             }
+            ("SUBSCRIBE", Some(channel)) if matches!(how, Hostility::RepeatingMessages) => {
+                let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+                let confirm = format!("*3\r\n{}{}:1\r\n", bulk("subscribe"), bulk(channel));
+                let message = format!("*3\r\n{}{}{}", bulk("message"), bulk(channel), bulk("1 0")).repeat(1000);
+                let _ = out.write_all(confirm.as_bytes());
+                while started.elapsed() < Duration::from_secs(10) && out.write_all(message.as_bytes()).is_ok() {}
+                return;
+            }
+            ("PUBLISH", _) => b":1\r\n".to_vec(),
             ("MULTI", _) => b"+OK\r\n".to_vec(),
             ("EXEC", _) if matches!(how, Hostility::EndlessLog) => b"*3\r\n:1\r\n:1\r\n$-1\r\n".to_vec(),
             ("GET", _) if matches!(how, Hostility::EndlessLog) => b"$-1\r\n".to_vec(),
@@ -103,7 +114,9 @@ fn serve<S: Read + Write>(stream: S, how: Hostility, port: u16) {
                     std::thread::sleep(Duration::from_secs(20));
                     return;
                 }
-                Hostility::BrokenClusterSlots | Hostility::EndlessLog => b":0\r\n".to_vec(),
+                Hostility::BrokenClusterSlots | Hostility::EndlessLog | Hostility::RepeatingMessages => {
+                    b":0\r\n".to_vec()
+                }
                 Hostility::OldVersion if name == "EXEC" => b"*3\r\n:1\r\n:1\r\n$-1\r\n".to_vec(),
                 Hostility::OldVersion => b"$-1\r\n".to_vec(),
             },
@@ -181,6 +194,10 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 type RunOutcome = (std::process::Output, Option<serde_json::Value>, u64, Duration);
 
 fn run_against(how: Hostility, tls: bool) -> RunOutcome {
+    run_against_with(how, tls, &[])
+}
+
+fn run_against_with(how: Hostility, tls: bool, extra: &[&str]) -> RunOutcome {
     let dir = tempfile::tempdir().unwrap();
     let port = fake_server(how, tls.then(|| tls_server_config(dir.path())));
     let scheme = match (how, tls) {
@@ -196,6 +213,7 @@ fn run_against(how: Hostility, tls: bool) -> RunOutcome {
         cmd.env("FAILPROBE_TLS_CA_FILE", dir.path().join("ca.crt"));
     }
     cmd.args(["run", "--target", &target, "--trigger", "none", "--duration", "2s", "--timeout", "100ms", "--quiet"])
+        .args(extra)
         .arg("--out")
         .arg(&out)
         .stdin(std::process::Stdio::null());
@@ -235,6 +253,23 @@ fn a_write_log_longer_than_the_writes_sent_is_not_followed() {
     // Read up to the writes sent; none of the server's numbers was ours: every write is lost.
     assert_eq!(i["checked"], true, "{i}");
     assert!(u(&i["acked_writes"]) > 0 && u(&i["lost_acked_writes"]) == u(&i["acked_writes"]), "{i}");
+}
+
+/// A server that repeats a message endlessly cannot make failprobe record more deliveries than
+/// twice the messages it published (and a thousand spare): the subscription is dropped, said
+/// so on the timeline, and memory stays bounded.
+#[test]
+fn a_channel_repeating_a_message_endlessly_is_not_followed() {
+    let (o, s, peak_kb, took) = run_against_with(Hostility::RepeatingMessages, false, &["--probe", "pubsub"]);
+    assert!(matches!(code(&o), 0..=1), "{}", explain(&o));
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(peak_kb < 200_000, "peak RSS {peak_kb} kB");
+    let s = s.unwrap_or_else(|| panic!("no summary: {}", explain(&o)));
+    let p = &s["trials"][0]["clients"][0]["pubsub"];
+    let (published, duplicates) = (u(&p["published"]), u(&p["duplicates"]));
+    assert!(published > 0 && duplicates > 0, "{p}");
+    assert!(duplicates + u(&p["delivered"]) <= 2 * published + 1_000, "{p}");
+    assert!(u(&p["subscriptions_lost"]) >= 1, "{p}");
 }
 
 #[test]
