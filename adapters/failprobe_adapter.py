@@ -1,7 +1,9 @@
-"""failprobe's adapter protocol, version 1, for the Python adapters (see adapters/README.md):
-the hello, then one JSON line per command in and one per answer out, in any order, until
-failprobe closes stdin. An adapter gives `serve` its connected client, how to run one command
-with it and how to name a failure's kind.
+"""failprobe's adapter protocol, versions 1 and 2, for the Python adapters (see
+adapters/README.md): the hello, then one JSON line per command in and one per answer out, in any
+order, until failprobe closes stdin. An adapter gives `serve` its connected client, how to run
+one command with it and how to name a failure's kind; with a way to subscribe, it speaks version
+2: `{"subscribe": CHANNEL}` in, `{"msg": CHANNEL, "payload": …}` out for every message its
+library receives, until `{"unsubscribe": CHANNEL}`.
 """
 
 import asyncio
@@ -44,15 +46,28 @@ def as_value(v):
     return str(v)
 
 
-async def serve(protocol, hello, execute, error_kind, close):
+async def serve(protocol, hello, execute, error_kind, close, subscribe=None):
     """Says `hello`, then answers every request with `await execute(argv)` until stdin ends;
-    finishes what is in flight (1.5 s at most: failprobe allows 2 s) and calls `close`."""
+    finishes what is in flight (1.5 s at most: failprobe allows 2 s) and calls `close`.
+    `subscribe(channel, deliver)` (protocol 2): subscribes with the library and calls
+    `deliver(payload)` for each message until it is cancelled (`{"unsubscribe": …}`, or the end)."""
 
     def send(obj):
         protocol.write(json.dumps(obj) + "\n")
         protocol.flush()
 
-    send({"hello": 1, **hello})
+    send({"hello": 2 if subscribe else 1, **hello})
+    subscriptions = {}
+
+    def on_subscription_line(request):
+        channel = request.get("subscribe") or request.get("unsubscribe")
+        if "unsubscribe" in request:
+            task = subscriptions.pop(channel, None)
+            if task:
+                task.cancel()
+            return
+        deliver = lambda payload: send({"msg": channel, "payload": as_value(payload)})
+        subscriptions[channel] = asyncio.create_task(subscribe(channel, deliver))
 
     async def run(request):
         rid = request["id"]
@@ -66,9 +81,15 @@ async def serve(protocol, hello, execute, error_kind, close):
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     tasks = set()
     while line := await reader.readline():
-        task = asyncio.create_task(run(json.loads(line)))
+        request = json.loads(line)
+        if subscribe and ("subscribe" in request or "unsubscribe" in request):
+            on_subscription_line(request)
+            continue
+        task = asyncio.create_task(run(request))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    for task in subscriptions.values():
+        task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=1.5)
     try:

@@ -85,7 +85,7 @@ fn reporter() -> (Reporter, mpsc::UnboundedReceiver<Record>) {
 }
 
 async fn hello(spec: &ExecSpec, target: &Target) -> (Option<Arc<ExecClient>>, Row) {
-    let rule = "hello: first line within 10 s, protocol 1, its library and version named";
+    let rule = "hello: first line within 10 s, protocol 1 or 2, its library and version named";
     let (report, mut events) = reporter();
     let started = Instant::now();
     let client = match ExecClient::start(spec, target, TIMEOUT, report).await {
@@ -322,7 +322,9 @@ fn print_table(name: &str, rows: &[Row]) {
     }
     let failed = rows.iter().filter(|r| !r.pass).count();
     match failed {
-        0 => crate::say!("conforms to protocol version {}", crate::probe::exec::PROTOCOL),
-        n => crate::say!("{n} rule(s) broken: does not conform to protocol version {}", crate::probe::exec::PROTOCOL),
+        // The rules above are version 1's; a version-2 adapter's subscriptions are measured by
+        // `run --probe pubsub`, not checked here.
+        0 => crate::say!("conforms to protocol version 1"),
+        n => crate::say!("{n} rule(s) broken: does not conform to protocol version 1"),
     }
 }

@@ -866,9 +866,10 @@ fn check_pubsub(target: &Target, measured: &[Profile]) -> Result<()> {
             "--probe pubsub does not probe a cluster yet (sharded channels, SSUBSCRIBE): give a Sentinel, standalone or pair target",
         ));
     }
-    match measured.iter().find(|p| matches!(p, Profile::RedisRs | Profile::Exec(_))) {
+    // An adapter subscribes when it speaks protocol 2, known from its hello.
+    match measured.iter().find(|p| matches!(p, Profile::RedisRs)) {
         Some(p) => Err(invalid(format!(
-            "--probe pubsub: the `{}` client profile cannot subscribe yet (failprobe, pinned and dns-cache=D can); measure it in a run of its own",
+            "--probe pubsub: the `{}` client profile cannot subscribe yet (failprobe, pinned, dns-cache=D and protocol-2 adapters can); measure it in a run of its own",
             p.name()
         ))),
         None => Ok(()),

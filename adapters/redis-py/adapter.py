@@ -132,7 +132,31 @@ async def main():
             await client.connection_pool.release(conn)
         settings["retries"] = f"{retry.get_retries()} ({type(retry._backoff).__name__}, redis-py's default)"
     hello = {"client": "redis-py", "version": redis.__version__, "settings": settings}
-    await serve(protocol, hello, lambda argv: client.execute_command(*argv), error_kind, client.aclose)
+    subscribe = None if isinstance(client, aioredis.RedisCluster) else lambda ch, deliver: listen(client, ch, deliver)
+    await serve(protocol, hello, lambda argv: client.execute_command(*argv), error_kind, client.aclose, subscribe)
+
+
+async def listen(client, channel, deliver):
+    """A subscription as an application keeps one: get_message in a loop, asked again after an
+    error. redis-py reconnects the pub/sub connection on the next read (through Sentinel, to the
+    primary of the moment) and subscribes its channels again (PubSub.on_connect)."""
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception as e:
+                print(f"pubsub {channel}: {type(e).__name__}: {e}", file=sys.stderr)
+                await asyncio.sleep(0.1)
+                continue
+            if message and message.get("type") == "message":
+                deliver(message["data"])
+    finally:
+        try:
+            await pubsub.aclose()
+        except Exception:
+            pass
 
 
 if __name__ == "__main__":

@@ -88,8 +88,11 @@ impl PubSubTrial {
                 longest = (n, ms);
             }
         }
-        let last = delivered.last().map_or(u64::MAX, |r| r.1);
-        let missed_at_end = if last == u64::MAX { 0 } else { acked_between(last.saturating_add(1), u64::MAX) };
+        // A subscriber that received nothing missed everything acknowledged: to the end.
+        let missed_at_end = match delivered.last() {
+            Some(&(_, last)) => acked_between(last.saturating_add(1), u64::MAX),
+            None => self.acknowledged.len(),
+        };
         let (lost, regained) = subscription_times(client, events);
         PubSubSummary {
             published: self.published,
@@ -98,11 +101,7 @@ impl PubSubTrial {
             delivered: self.delivered.len(),
             missed: missed + missed_at_end,
             missed_at_end,
-            before_first_delivery: if first == u64::MAX {
-                self.acknowledged.len()
-            } else {
-                acked_between(0, first - 1)
-            },
+            before_first_delivery: if first == u64::MAX { 0 } else { acked_between(0, first - 1) },
             duplicates: self.duplicates,
             out_of_order: self.out_of_order,
             longest_gap_messages: longest.0,
@@ -188,6 +187,17 @@ mod tests {
         // 30..=59 without 40..=49 (never published): 20 messages, 30 intervals from 30 to 60.
         assert_eq!((s.longest_gap_messages, s.longest_gap_ms), (20, 300.0));
         assert!(s.resubscribed);
+    }
+
+    #[test]
+    fn a_subscriber_that_never_received_anything_missed_everything() {
+        let mut t = PubSubTrial::default();
+        for seq in 1..=50 {
+            t.sample(&sample(Stream::Publish, seq, Some(0), true));
+        }
+        let s = t.summary(None, 10_000, &[]);
+        assert_eq!((s.missed, s.missed_at_end, s.before_first_delivery, s.delivered), (50, 50, 0, 0));
+        assert!(!s.resubscribed);
     }
 
     #[test]

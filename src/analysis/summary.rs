@@ -277,7 +277,11 @@ impl PubSubSummary {
     pub(crate) fn sentence(&self) -> String {
         let p = self;
         let ms = crate::duration::format_ms;
-        let head = if p.resubscribed { "pub/sub" } else { "pub/sub NOT RESUBSCRIBED:" };
+        let head = match (p.resubscribed, p.delivered) {
+            (_, 0) if p.acknowledged > 0 => "pub/sub NOTHING RECEIVED:",
+            (true, _) => "pub/sub",
+            (false, _) => "pub/sub NOT RESUBSCRIBED:",
+        };
         let counted = p.acknowledged.saturating_sub(p.before_first_delivery);
         let mut out = match (p.delivered, p.missed) {
             (0, _) => format!("{head} no message received of {} acknowledged", p.acknowledged),

@@ -294,8 +294,7 @@ impl<P: Prober> Client for P {
     }
 
     fn subscribe(self: Arc<Self>, task: super::pubsub::SubscribeTask) -> Option<BoxFuture<'static, ()>> {
-        let subscriber = self.subscriber(task.shard)?;
-        Some(Box::pin(subscriber.run(task)))
+        Prober::subscribe(self, task)
     }
 }
 

@@ -38,8 +38,10 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, timeout_at, Instant};
 
-/// The protocol version this failprobe speaks.
-pub(crate) const PROTOCOL: u64 = 1;
+/// The protocol version this failprobe speaks; an adapter may say any from 1 to it.
+pub(crate) const PROTOCOL: u64 = 2;
+/// The first version with subscriptions (`{"subscribe": …}`, `{"msg": …}`).
+const SUBSCRIBES_FROM: u64 = 2;
 /// How long an adapter has to say hello, unless `FAILPROBE_HELLO_TIMEOUT` says longer.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// failprobe's environment variable that gives a slow starter (a JVM on a loaded machine) longer.
@@ -79,6 +81,18 @@ pub(crate) struct ExecClient {
     stderr: Arc<Mutex<VecDeque<String>>>,
     exit: Arc<Mutex<Option<std::process::ExitStatus>>>,
     stop: watch::Sender<bool>,
+    /// The protocol version its hello said.
+    protocol: u64,
+    /// `--probe pubsub`: the trial's subscription its messages are recorded for.
+    subscription: Mutex<Option<Arc<super::pubsub::SubscribeTask>>>,
+}
+
+/// A line from the adapter: an answer, or (protocol 2) a message its subscription received.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Reply(Reply),
+    Message { msg: String, payload: String },
 }
 
 /// One answer, as the adapter sent it.
@@ -208,8 +222,8 @@ impl ExecClient {
             }
             Ok(Err(e)) => return Err(fail(e)),
         };
-        if hello.hello != PROTOCOL {
-            return Err(fail(format!("speaks protocol {}, this failprobe speaks {PROTOCOL}", hello.hello)));
+        if !(1..=PROTOCOL).contains(&hello.hello) {
+            return Err(fail(format!("speaks protocol {}, this failprobe speaks 1 to {PROTOCOL}", hello.hello)));
         }
         report.event(EventKind::ClientHello {
             client: spec.name.clone(),
@@ -231,6 +245,8 @@ impl ExecClient {
             stderr,
             exit: Arc::new(Mutex::new(None)),
             stop: watch::channel(false).0,
+            protocol: hello.hello,
+            subscription: Mutex::new(None),
         });
         tokio::spawn(client.clone().write_requests(stdin, rx));
         tokio::spawn(client.clone().read_answers(stdout));
@@ -377,8 +393,21 @@ impl ExecClient {
                     return;
                 }
             };
-            let reply = match serde_json::from_str::<Reply>(&line) {
-                Ok(reply) => reply,
+            let reply = match serde_json::from_str::<Line>(&line) {
+                Ok(Line::Reply(reply)) => reply,
+                Ok(Line::Message { msg, payload }) if self.protocol >= SUBSCRIBES_FROM => {
+                    if let Err(why) = self.message(&msg, &payload) {
+                        self.break_with(why, true);
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Line::Message { .. }) => {
+                    let why =
+                        format!("printed a message, which protocol {} has not: `{}`", self.protocol, cut(&line, 200));
+                    self.break_with(why, true);
+                    return;
+                }
                 Err(_) => {
                     self.break_with(format!("printed a line that is not an answer: `{}`", cut(&line, 200)), true);
                     return;
@@ -402,6 +431,47 @@ impl ExecClient {
                     return;
                 }
             }
+        }
+    }
+
+    /// A message the adapter's subscription received: recorded for the trial's subscription.
+    /// One on a channel it was not asked to subscribe to, or more than failprobe published, is
+    /// a fault.
+    fn message(&self, channel: &str, payload: &str) -> Result<(), String> {
+        let Some(task) = self.subscription.lock().expect("not poisoned").clone() else {
+            return Ok(());
+        };
+        if channel != task.channel {
+            return Err(format!(
+                "reported a message on `{}`, a channel it was not asked to subscribe to",
+                cut(channel, 100)
+            ));
+        }
+        match task.deliver(payload.as_bytes(), &self.server) {
+            true => Ok(()),
+            false => Err("reported more messages than failprobe published".to_string()),
+        }
+    }
+
+    /// `{"subscribe": CHANNEL}` (protocol 2): the adapter subscribes with its library and
+    /// reports each message until the trial stops; then one timeout for the last ones in
+    /// flight, and `{"unsubscribe": CHANNEL}`.
+    async fn subscription_until_stopped(self: Arc<Self>, task: Arc<super::pubsub::SubscribeTask>) {
+        let mut stop = task.stop.clone();
+        stopped(&mut stop).await;
+        tokio::time::sleep(task.timeout).await;
+        let mut current = self.subscription.lock().expect("not poisoned");
+        if current.as_ref().is_some_and(|t| Arc::ptr_eq(t, &task)) {
+            *current = None;
+        }
+        drop(current);
+        self.send_line(serde_json::json!({ "unsubscribe": task.channel }).to_string());
+    }
+
+    /// A line for the adapter that no answer waits for; dropped when it is done or broken.
+    fn send_line(&self, line: String) {
+        if let Some(requests) = self.requests.lock().expect("not poisoned").as_ref() {
+            let _ = requests.try_send(line);
         }
     }
 
@@ -469,6 +539,19 @@ impl Prober for ExecClient {
             other => Err(ProbeError::new(ErrorClass::Other, format!("GET answered {}", cut(&other.to_string(), 100)))),
         });
         Attempt { result, server: Some(self.server.clone()) }
+    }
+
+    fn subscribe(
+        self: Arc<Self>,
+        task: super::pubsub::SubscribeTask,
+    ) -> Option<super::schedule::BoxFuture<'static, ()>> {
+        if self.protocol < SUBSCRIBES_FROM {
+            return None;
+        }
+        let task = Arc::new(task);
+        *self.subscription.lock().expect("not poisoned") = Some(task.clone());
+        self.send_line(serde_json::json!({ "subscribe": task.channel }).to_string());
+        Some(Box::pin(self.subscription_until_stopped(task)))
     }
 
     /// Closes the adapter's stdin; it has `EXIT_WITHIN` to exit before its group is ended.

@@ -85,8 +85,9 @@ pub trait Prober: Send + Sync + 'static {
     ) -> impl Future<Output = Attempt> + Send;
     /// Stops what the prober runs in the background (connection keepers, topology polls).
     fn stop(&self) {}
-    /// `--probe pubsub`: how this client subscribes on one shard; None where it cannot.
-    fn subscriber(&self, _shard: usize) -> Option<pubsub::Subscriber> {
+    /// `--probe pubsub`: this client's subscriber for one trial, until `task.stop`; None where
+    /// it cannot subscribe.
+    fn subscribe(self: Arc<Self>, _task: pubsub::SubscribeTask) -> Option<schedule::BoxFuture<'static, ()>> {
         None
     }
 }

@@ -39,6 +39,43 @@ pub struct SubscribeTask {
     /// The highest sequence number published so far: a message numbered above it was not
     /// failprobe's and is not recorded (a server cannot grow what the analysis keeps).
     pub(crate) published: Arc<std::sync::atomic::AtomicU64>,
+    /// Deliveries recorded so far.
+    pub(crate) recorded: std::sync::atomic::AtomicU64,
+}
+
+impl SubscribeTask {
+    /// Records a message of failprobe's received from `server`; false once more were received
+    /// than can be (a server or adapter repeating them). Another payload is ignored.
+    pub(crate) fn deliver(&self, payload: &[u8], server: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((seq, scheduled_us)) = parse_payload(payload) else { return true };
+        let published = self.published.load(Relaxed);
+        if seq == 0 || seq > published {
+            return true;
+        }
+        if self.recorded.fetch_add(1, Relaxed) >= published.saturating_mul(2) + SPARE_DELIVERIES {
+            return false;
+        }
+        let end_us = self.report.clock.us(Instant::now());
+        let sample = Sample {
+            trial: self.trial,
+            stream: Stream::Deliver,
+            seq,
+            scheduled_us,
+            start_us: scheduled_us,
+            end_us,
+            latency_us: end_us.saturating_sub(scheduled_us),
+            outcome: Outcome::Ok,
+            error_class: None,
+            error: None,
+            server: Some(server.to_string()),
+            value: None,
+            shard: None,
+            client: self.client.clone(),
+        };
+        let _ = self.report.tx.send(Record::Sample(sample));
+        true
+    }
 }
 
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -67,8 +104,6 @@ pub struct Subscriber {
     pub(crate) locator: Arc<Locator>,
     pub(crate) limit: Duration,
     pub(crate) follows_primary: bool,
-    /// Deliveries recorded so far.
-    pub(crate) recorded: std::sync::atomic::AtomicU64,
 }
 
 impl Subscriber {
@@ -136,7 +171,7 @@ impl Subscriber {
         loop {
             match timeout(task.timeout, messages.next()).await {
                 Ok(Some(msg)) => {
-                    if !self.deliver(task, msg.get_payload_bytes(), &server) {
+                    if !task.deliver(msg.get_payload_bytes(), &server) {
                         let text = "more messages than failprobe published: a server repeating them";
                         return Ok((ProbeError::new(crate::sample::ErrorClass::Other, text), Some(server)));
                     }
@@ -170,38 +205,6 @@ impl Subscriber {
             }
         }
         Ok(())
-    }
-
-    /// Records a message of failprobe's; false once more were received than can be.
-    fn deliver(&self, task: &SubscribeTask, payload: &[u8], server: &str) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let Some((seq, scheduled_us)) = parse_payload(payload) else { return true };
-        let published = task.published.load(Relaxed);
-        if seq == 0 || seq > published {
-            return true;
-        }
-        if self.recorded.fetch_add(1, Relaxed) >= published.saturating_mul(2) + SPARE_DELIVERIES {
-            return false;
-        }
-        let end_us = task.report.clock.us(Instant::now());
-        let sample = Sample {
-            trial: task.trial,
-            stream: Stream::Deliver,
-            seq,
-            scheduled_us,
-            start_us: scheduled_us,
-            end_us,
-            latency_us: end_us.saturating_sub(scheduled_us),
-            outcome: Outcome::Ok,
-            error_class: None,
-            error: None,
-            server: Some(server.to_string()),
-            value: None,
-            shard: None,
-            client: task.client.clone(),
-        };
-        let _ = task.report.tx.send(Record::Sample(sample));
-        true
     }
 }
 

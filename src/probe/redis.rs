@@ -762,18 +762,21 @@ impl Prober for RedisProber {
         self.shutdown();
     }
 
-    fn subscriber(&self, shard: usize) -> Option<super::pubsub::Subscriber> {
+    fn subscribe(
+        self: Arc<Self>,
+        task: super::pubsub::SubscribeTask,
+    ) -> Option<super::schedule::BoxFuture<'static, ()>> {
         // Sharded channels (SSUBSCRIBE) are not probed yet: a cluster has no subscriber.
         if self.map.is_some() || self.target.is_cluster() {
             return None;
         }
-        Some(super::pubsub::Subscriber {
+        let subscriber = super::pubsub::Subscriber {
             target: self.target.clone(),
-            locator: self.shards.get(shard)?.locator.clone(),
+            locator: self.shards.get(task.shard)?.locator.clone(),
             limit: self.limit,
             follows_primary: self.follows_primary,
-            recorded: Default::default(),
-        })
+        };
+        Some(Box::pin(subscriber.run(task)))
     }
 }
 

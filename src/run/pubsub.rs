@@ -10,16 +10,16 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The client's subscriber and its publisher, both on the probing thread; none for a client
-/// that cannot subscribe (the analysis then has no pub/sub figures for it) or an engine
-/// without pub/sub. Both stop with the trial's streams; each handle gives its late publishes.
+/// The client's subscriber and its publisher, both on the probing thread. Both stop with the
+/// trial's streams; each handle gives its late publishes. A client that cannot subscribe (an
+/// adapter speaking protocol 1) is an error: nothing measured for it would read as no loss.
 pub(super) fn start_pubsub(
     ctx: &RunContext,
     trial: u32,
     c: &ClientTrial,
     stop: watch::Receiver<bool>,
-) -> Vec<JoinHandle<u64>> {
-    let Some(publisher) = ctx.prober.producer() else { return Vec::new() };
+) -> anyhow::Result<Vec<JoinHandle<u64>>> {
+    let Some(publisher) = ctx.prober.producer() else { return Ok(Vec::new()) };
     let keys = c.keys[0].clone();
     let published = Arc::new(AtomicU64::new(0));
     let task = SubscribeTask {
@@ -31,8 +31,15 @@ pub(super) fn start_pubsub(
         stop: stop.clone(),
         timeout: ctx.plan.timeout,
         published: published.clone(),
+        recorded: Default::default(),
     };
-    let Some(subscriber) = c.client.clone().subscribe(task) else { return Vec::new() };
+    let Some(subscriber) = c.client.clone().subscribe(task) else {
+        let why = format!(
+            "--probe pubsub: the `{}` client cannot subscribe (an adapter needs protocol 2: adapters/README.md)",
+            c.profile.name()
+        );
+        return Err(crate::error::UsageError::Invalid(why).into());
+    };
     let probes = crate::probe::runtime::handle();
     let subscriber = probes.spawn(async move {
         subscriber.await;
@@ -52,5 +59,5 @@ pub(super) fn start_pubsub(
         let scheduled_us = clock.us(deadline - timeout);
         publisher.clone().publish(0, keys.channel.clone(), payload(seq, scheduled_us), deadline)
     });
-    vec![subscriber, probes.spawn(publishes)]
+    Ok(vec![subscriber, probes.spawn(publishes)])
 }

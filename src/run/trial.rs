@@ -198,7 +198,15 @@ pub(super) async fn measure_trial(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut streams: Vec<_> = clients.iter().flat_map(|c| start_streams(ctx, trial, c, stop_rx.clone())).collect();
     if ctx.plan.pubsub {
-        streams.extend(clients.iter().flat_map(|c| super::pubsub::start_pubsub(ctx, trial, c, stop_rx.clone())));
+        for c in &clients {
+            match super::pubsub::start_pubsub(ctx, trial, c, stop_rx.clone()) {
+                Ok(handles) => streams.extend(handles),
+                Err(e) => {
+                    let _ = stop_tx.send(true);
+                    return Err(e);
+                }
+            }
+        }
     }
     let stream_probe = match ctx.plan.stream {
         true => super::xstream::start_stream(ctx, trial, &clients, stop_rx.clone()),

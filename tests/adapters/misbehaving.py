@@ -3,7 +3,7 @@
 It runs no Redis command: it answers `ok` (writes 1, reads null) until its fault is due.
 
   misbehaving.py no-hello            never says hello
-  misbehaving.py protocol-2          says hello in a protocol failprobe does not speak
+  misbehaving.py protocol-9          says hello in a protocol failprobe does not speak
   misbehaving.py crash N             answers N requests, then says so on stderr and exits 3
   misbehaving.py garbage N           answers N requests, then prints a line that is not JSON
   misbehaving.py unknown-id N        answers N requests, then answers an id never sent
@@ -34,8 +34,8 @@ def answer(request):
 if mode == "no-hello":
     time.sleep(60)
     sys.exit(0)
-send({"hello": 2 if mode == "protocol-2" else 1, "client": "misbehaving", "version": "0", "settings": {"mode": mode}})
-if mode == "protocol-2":
+send({"hello": 9 if mode == "protocol-9" else 1, "client": "misbehaving", "version": "0", "settings": {"mode": mode}})
+if mode == "protocol-9":
     time.sleep(60)
 
 answered = 0

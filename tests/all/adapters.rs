@@ -30,7 +30,7 @@ fn adapter_protocol_faults_are_named_and_leave_the_other_clients_intact() {
     let observe = ["--trigger", "none", "--duration", "2s", "--clients", "failprobe"];
 
     // Before anything is measured: no hello within 10 s, or a protocol it does not speak.
-    for (mode, why) in [("no-hello", "did not say hello within 10s"), ("protocol-2", "speaks protocol 2")] {
+    for (mode, why) in [("no-hello", "did not say hello within 10s"), ("protocol-9", "speaks protocol 9")] {
         let exec = misbehaving(mode);
         let (o, _) = lab.run(mode, &[&observe[..], &["--clients", &exec]].concat());
         assert_eq!(code(&o), 2, "{mode}: {}", explain(&o));

@@ -126,3 +126,40 @@ fn pubsub_where_nothing_would_be_measured_is_refused_before_anything_runs() {
         assert!(String::from_utf8_lossy(&o.stderr).contains(why), "{target}: {}", explain(&o));
     }
 }
+
+/// Protocol 2: each adapter subscribes with its own library. redis-py's subscription comes back
+/// after the failover; deaf.py's listener dies with its connection and is reported never
+/// resubscribed, with the messages it missed to the end. A protocol-1 adapter cannot subscribe:
+/// the run says so rather than measure nothing for it.
+#[test]
+fn adapters_subscribe_with_their_library_and_one_that_never_resubscribes_is_named() {
+    let lab = TestLab::start(Topology::Sentinel);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let python = format!("{root}/adapters/.venv/bin/python");
+    let redis_py = format!("exec:redis-py={root}/adapters/redis-py/run");
+    let deaf = format!("exec:deaf={python} {root}/tests/adapters/deaf.py");
+    let clients = ["--clients", "failprobe", "--clients", &redis_py, "--clients", &deaf];
+    let mut args = vec!["--trigger", "sentinel", "--probe", "pubsub"];
+    args.extend(clients);
+    let (o, out) = lab.run("adapters", &args);
+    assert_eq!(code(&o), 0, "{}", explain(&o));
+    let s = summary(&out);
+    let deafened = pubsub_of(&s, "deaf");
+    assert_eq!(deafened["resubscribed"], false, "{deafened}");
+    let (acked, delivered) = publishes_and_deliveries(&out, "deaf");
+    let last = *delivered.iter().max().expect("deaf received messages before the failover");
+    assert_eq!(u(&deafened["missed_at_end"]), acked.iter().filter(|n| **n > last).count() as u64, "{deafened}");
+    assert!(u(&deafened["missed_at_end"]) > 0, "{deafened}");
+    let headline = s["verdict"]["headline"].as_str().unwrap();
+    let deaf_clause = headline.split("; deaf ").nth(1).unwrap_or_default();
+    assert!(deaf_clause.contains("subscriber NOT RESUBSCRIBED"), "{headline}");
+    let library = pubsub_of(&s, "redis-py");
+    assert!(u(&library["delivered"]) > 100, "redis-py's messages recorded: {library}");
+    eprintln!("redis-py: {library}");
+
+    let leaky = format!("exec:leaky={python} {root}/tests/adapters/leaky.py");
+    let (o, _) =
+        lab.run("protocol-1", &["--trigger", "none", "--duration", "1s", "--probe", "pubsub", "--clients", &leaky]);
+    assert_eq!(code(&o), 2, "{}", explain(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot subscribe"), "{}", explain(&o));
+}
