@@ -128,6 +128,7 @@ func hosts(netloc string, defaultPort int) []string {
 type client interface {
 	Do(ctx context.Context, args ...any) *redis.Cmd
 	Ping(ctx context.Context) *redis.StatusCmd
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 	Close() error
 }
 
@@ -330,8 +331,39 @@ func value(v any) any {
 }
 
 type request struct {
-	ID  json.RawMessage `json:"id"`
-	Cmd []string        `json:"cmd"`
+	ID          json.RawMessage `json:"id"`
+	Cmd         []string        `json:"cmd"`
+	Subscribe   *string         `json:"subscribe"`
+	Unsubscribe *string         `json:"unsubscribe"`
+}
+
+// Protocol 2: a subscription as an application keeps one, PubSub.Channel(); go-redis reconnects
+// and subscribes again on its own.
+type subscriptions struct {
+	mu   sync.Mutex
+	open map[string]*redis.PubSub
+}
+
+func (s *subscriptions) subscribe(rdb client, channel string, send func(any)) {
+	ps := rdb.Subscribe(context.Background(), channel)
+	s.mu.Lock()
+	s.open[channel] = ps
+	s.mu.Unlock()
+	go func() {
+		for msg := range ps.Channel() {
+			send(map[string]any{"msg": msg.Channel, "payload": msg.Payload})
+		}
+	}()
+}
+
+func (s *subscriptions) unsubscribe(channel string) {
+	s.mu.Lock()
+	ps := s.open[channel]
+	delete(s.open, channel)
+	s.mu.Unlock()
+	if ps != nil {
+		ps.Close()
+	}
 }
 
 func main() {
@@ -355,7 +387,8 @@ func main() {
 		out.Flush()
 		mu.Unlock()
 	}
-	send(map[string]any{"hello": 1, "client": "go-redis", "version": redis.Version(), "settings": settings})
+	send(map[string]any{"hello": 2, "client": "go-redis", "version": redis.Version(), "settings": settings})
+	subs := &subscriptions{open: map[string]*redis.PubSub{}}
 
 	var inFlight sync.WaitGroup
 	in := bufio.NewScanner(os.Stdin)
@@ -364,6 +397,14 @@ func main() {
 		var req request
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
 			fail("not a request: %v", err)
+		}
+		if req.Subscribe != nil {
+			subs.subscribe(rdb, *req.Subscribe, send)
+			continue
+		}
+		if req.Unsubscribe != nil {
+			subs.unsubscribe(*req.Unsubscribe)
+			continue
 		}
 		inFlight.Add(1)
 		go func() {

@@ -117,7 +117,26 @@ const send = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 async function main() {
   // Connected before the hello, as an application is before it serves.
   if (client.status !== "ready") await new Promise((resolve) => client.once("ready", resolve));
-  send({ hello: 1, client: "ioredis", version: require("ioredis/package.json").version, settings });
+  send({ hello: 2, client: "ioredis", version: require("ioredis/package.json").version, settings });
+}
+
+// Protocol 2: a subscription on a connection of its own (a subscribed ioredis connection takes
+// no other command), as an application opens one; ioredis subscribes again after a reconnect
+// (autoResubscribe, its default).
+const subscriptions = new Map();
+function subscribe(channel) {
+  const sub = client.duplicate();
+  sub.on("error", () => {});
+  sub.on("message", (ch, payload) => {
+    if (ch === channel) send({ msg: ch, payload });
+  });
+  sub.subscribe(channel).catch((err) => process.stderr.write(`subscribe ${channel}: ${err.message}\n`));
+  subscriptions.set(channel, sub);
+}
+function unsubscribe(channel) {
+  const sub = subscriptions.get(channel);
+  subscriptions.delete(channel);
+  if (sub) sub.disconnect();
 }
 
 main();
@@ -125,6 +144,8 @@ const inFlight = new Set();
 const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 lines.on("line", (line) => {
   const req = JSON.parse(line);
+  if (req.subscribe !== undefined) return subscribe(req.subscribe);
+  if (req.unsubscribe !== undefined) return unsubscribe(req.unsubscribe);
   const [command, ...args] = req.cmd;
   const p = client
     .call(command, ...args)
@@ -136,6 +157,7 @@ lines.on("line", (line) => {
 lines.on("close", async () => {
   // stdin closed: failprobe is done; finish what is in flight, then leave.
   await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 1500))]);
+  for (const channel of [...subscriptions.keys()]) unsubscribe(channel);
   client.disconnect();
   process.exit(0);
 });

@@ -188,11 +188,36 @@ async function main() {
     process.stderr.write(`node-redis adapter: could not connect to ${process.env.FAILPROBE_TARGET}: ${err}\n`);
     process.exit(2);
   }
-  send({ hello: 1, client: "node-redis", version: require("redis/package.json").version, settings });
+  send({ hello: 2, client: "node-redis", version: require("redis/package.json").version, settings });
   const inFlight = new Set();
+  // Protocol 2: direct, a duplicate client of its own in subscriber mode, as the library's
+  // guide has it; Sentinel, the sentinel client's own subscribe (its pub/sub connection).
+  // node-redis subscribes again after a reconnect.
+  const subscriptions = new Map();
+  const subscribe = async (channel) => {
+    const sub = mode === "direct" ? client.duplicate() : client;
+    if (sub !== client) {
+      sub.on("error", () => {});
+      await sub.connect();
+    }
+    subscriptions.set(channel, sub);
+    await sub.subscribe(channel, (payload) => send({ msg: channel, payload: String(payload) }));
+  };
+  const unsubscribe = async (channel) => {
+    const sub = subscriptions.get(channel);
+    subscriptions.delete(channel);
+    if (!sub) return;
+    if (sub === client) await sub.unsubscribe(channel).catch(() => {});
+    else sub.destroy();
+  };
+  const onSubscription = (req) => {
+    const done = req.subscribe !== undefined ? subscribe(req.subscribe) : unsubscribe(req.unsubscribe);
+    done.catch((err) => process.stderr.write(`node-redis adapter: ${err}\n`));
+  };
   const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
   lines.on("line", (line) => {
     const req = JSON.parse(line);
+    if (req.subscribe !== undefined || req.unsubscribe !== undefined) return onSubscription(req);
     const p = Promise.resolve()
       .then(() => execute(req.cmd))
       .then((v) => send({ id: req.id, ok: true, value: value(v) }))
@@ -203,6 +228,7 @@ async function main() {
   lines.on("close", async () => {
     // stdin closed: failprobe is done; finish what is in flight, then leave.
     await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 1500))]);
+    for (const [, sub] of subscriptions) if (sub !== client) sub.destroy();
     try {
       client.destroy();
     } catch (_) {}

@@ -127,9 +127,10 @@ fn pubsub_where_nothing_would_be_measured_is_refused_before_anything_runs() {
     }
 }
 
-/// Protocol 2: each adapter subscribes with its own library. redis-py's subscription comes back
-/// after the failover; deaf.py's listener dies with its connection and is reported never
-/// resubscribed, with the messages it missed to the end. A protocol-1 adapter cannot subscribe:
+/// Protocol 2: each adapter subscribes with its own library. The ready adapters' subscriptions
+/// are recorded through the failover (how many messages each missed is its library's, printed);
+/// deaf.py's listener dies with its connection and is reported never resubscribed, with the
+/// messages it missed to the end. A protocol-1 adapter cannot subscribe:
 /// the run says so rather than measure nothing for it.
 #[test]
 fn adapters_subscribe_with_their_library_and_one_that_never_resubscribes_is_named() {
@@ -138,9 +139,11 @@ fn adapters_subscribe_with_their_library_and_one_that_never_resubscribes_is_name
     let python = format!("{root}/adapters/.venv/bin/python");
     let redis_py = format!("exec:redis-py={root}/adapters/redis-py/run");
     let deaf = format!("exec:deaf={python} {root}/tests/adapters/deaf.py");
-    let clients = ["--clients", "failprobe", "--clients", &redis_py, "--clients", &deaf];
-    let mut args = vec!["--trigger", "sentinel", "--probe", "pubsub"];
-    args.extend(clients);
+    let ready = ["ioredis", "node-redis", "go-redis"].map(|a| format!("exec:{a}={root}/adapters/{a}/run"));
+    let mut args = vec!["--trigger", "sentinel", "--probe", "pubsub", "--clients", "failprobe"];
+    for exec in [&redis_py, &deaf].into_iter().chain(&ready) {
+        args.extend(["--clients", exec.as_str()]);
+    }
     let (o, out) = lab.run("adapters", &args);
     assert_eq!(code(&o), 0, "{}", explain(&o));
     let s = summary(&out);
@@ -153,9 +156,11 @@ fn adapters_subscribe_with_their_library_and_one_that_never_resubscribes_is_name
     let headline = s["verdict"]["headline"].as_str().unwrap();
     let deaf_clause = headline.split("; deaf ").nth(1).unwrap_or_default();
     assert!(deaf_clause.contains("subscriber NOT RESUBSCRIBED"), "{headline}");
-    let library = pubsub_of(&s, "redis-py");
-    assert!(u(&library["delivered"]) > 100, "redis-py's messages recorded: {library}");
-    eprintln!("redis-py: {library}");
+    for name in ["redis-py", "ioredis", "node-redis", "go-redis"] {
+        let library = pubsub_of(&s, name);
+        assert!(u(&library["delivered"]) > 100, "{name}'s messages recorded: {library}");
+        eprintln!("{name}: {library}");
+    }
 
     let leaky = format!("exec:leaky={python} {root}/tests/adapters/leaky.py");
     let (o, _) =
