@@ -667,6 +667,37 @@ impl SeqSet {
         self.ranges.is_empty()
     }
 
+    /// The set of inclusive ranges given in any order, overlapping or not (a `WriteLog` or
+    /// `StreamLog` read back from a file): sorted and merged, never expanded number by number.
+    pub(crate) fn from_ranges(mut ranges: Vec<(u64, u64)>) -> Self {
+        ranges.retain(|(lo, hi)| lo <= hi);
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some((_, h)) if h.saturating_add(1) >= lo => *h = (*h).max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        Self { ranges: merged }
+    }
+
+    /// How many of this set's numbers `other` lacks, by range arithmetic.
+    pub(crate) fn count_not_in(&self, other: &SeqSet) -> u64 {
+        let covered: u64 = self
+            .ranges
+            .iter()
+            .flat_map(|&(lo, hi)| {
+                let from = other.ranges.partition_point(|&(_, h)| h < lo);
+                other.ranges[from..]
+                    .iter()
+                    .take_while(move |&&(l, _)| l <= hi)
+                    .map(move |&(l, h)| h.min(hi) - l.max(lo) + 1)
+            })
+            .sum();
+        self.len() - covered
+    }
+
     pub fn contains(&self, n: u64) -> bool {
         let at = self.ranges.partition_point(|(lo, _)| *lo <= n);
         at > 0 && self.ranges[at - 1].1 >= n
@@ -708,6 +739,16 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn ranges_from_a_file_are_merged_and_counted_without_expanding_them() {
+        let set = SeqSet::from_ranges(vec![(10, 20), (1, 3), (4, 5), (15, 30), (9, 2), (u64::MAX - 1, u64::MAX)]);
+        assert_eq!(set.ranges(), &[(1, 5), (10, 30), (u64::MAX - 1, u64::MAX)]);
+        let other = SeqSet::from_ranges(vec![(2, 12), (25, u64::MAX)]);
+        // 1, and 13..=24 are missing from `other`.
+        assert_eq!(set.count_not_in(&other), 13);
+        assert_eq!(other.count_not_in(&SeqSet::default()), other.len());
+    }
 
     #[test]
     fn ranges_round_trip() {

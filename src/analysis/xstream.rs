@@ -50,24 +50,16 @@ impl StreamTrial {
 
     pub(crate) fn event(&mut self, kind: &EventKind) {
         if let EventKind::StreamLog { present, pending, .. } = kind {
-            let mut set = SeqSet::default();
-            for &(lo, hi) in present.iter().take(1_000_000) {
-                for n in lo..=hi.min(lo.saturating_add(10_000_000)) {
-                    set.insert(n);
-                }
-            }
-            self.log = Some((set, *pending));
+            self.log = Some((SeqSet::from_ranges(present.clone()), *pending));
         }
     }
 
     pub(crate) fn summary(&self) -> StreamProbeSummary {
-        let acked = self.acknowledged.ranges();
         let (lost, never_read, pending) = match &self.log {
             Some((present, pending)) => {
-                let lost = acked.iter().flat_map(|&(lo, hi)| lo..=hi).filter(|n| !present.contains(*n)).count();
-                let never_read = present.ranges().iter().flat_map(|&(lo, hi)| lo..=hi);
-                let never_read = never_read.filter(|n| !self.consumed.contains(*n)).count();
-                (Some(lost as u64), Some(never_read as u64), Some(*pending))
+                let (lost, never_read) =
+                    (self.acknowledged.count_not_in(present), present.count_not_in(&self.consumed));
+                (Some(lost), Some(never_read), Some(*pending))
             }
             None => (None, None, None),
         };

@@ -49,6 +49,8 @@ pub struct Consumer {
     pub(crate) locator: Arc<Locator>,
     pub(crate) limit: Duration,
     pub(crate) key: String,
+    /// The stream's TTL: the group's MKSTREAM may create it before any append gives it one.
+    pub(crate) ttl_ms: u64,
     pub(crate) client: Option<String>,
     pub(crate) trial: u32,
     pub(crate) report: Reporter,
@@ -93,6 +95,15 @@ impl Consumer {
             Ok(Err(e)) if e.code() == Some("BUSYGROUP") => {}
             Ok(Err(e)) => return classify(&e),
             Err(_) => return ProbeError::timeout("XGROUP CREATE"),
+        }
+        // MKSTREAM may have made the stream before any append gave it its TTL: never left
+        // without one (once per connection, not per read).
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(&self.key).arg(self.ttl_ms);
+        match timeout(self.limit, expire.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return classify(&e),
+            Err(_) => return ProbeError::timeout("PEXPIRE"),
         }
         let block_ms = self.timeout.as_millis().max(1) as u64;
         loop {

@@ -34,6 +34,7 @@ pub(super) fn start_stream(
         locator: route.locator,
         limit: route.limit,
         key: keys.stream.clone(),
+        ttl_ms: keys.ttl_ms,
         client: None,
         trial,
         report: ctx.report.clone(),

@@ -25,6 +25,9 @@ fn entries_on(lab: &TestLab, out: &Path) -> BTreeSet<u64> {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     let key = format!("failprobe:{{{}}}:t0:stream", meta["run_id"].as_str().unwrap());
     let mut conn = lab.conn(lab.primary_port());
+    // failprobe's stream carries its TTL, like every key it writes.
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+    assert!(ttl > 0, "{key}: PTTL {ttl}");
     let entries: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(&mut conn).unwrap();
     entries
